@@ -1,0 +1,58 @@
+"""The ``ratedist`` command: a thin dispatcher over :mod:`ratedist.commands`.
+
+Errors in user input (``ValueError``/``TypeError`` from the library's argument checks) exit
+with status 2 and a one-line message, like argparse's own usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ratedist.commands import SUBCOMMANDS
+
+
+def _module(name: str):
+    return importlib.import_module(SUBCOMMANDS[name])
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ratedist",
+        description="Rate-distortion analysis of gradient compression in distributed SGD.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        if only is not None and name != only:
+            # Register the name cheaply so --help lists it without importing everything.
+            sub.add_parser(name, add_help=False)
+            continue
+        mod = _module(name)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in SUBCOMMANDS:
+        parser = build_parser(only=command)
+    else:
+        parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_module(args.command).run(args) or 0)
+    except (ValueError, TypeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"ratedist {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
