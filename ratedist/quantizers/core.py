@@ -26,6 +26,11 @@ import numpy as np
 from ratedist._validation import check_increasing
 
 
+def _trailing(v: jax.Array, ndim: int) -> jax.Array:
+    """Shape a 1-D vector to broadcast against ``x[..., None]`` (explicit ranks, no promotion)."""
+    return v.reshape((1,) * ndim + (-1,))
+
+
 class Solution(NamedTuple):
     """How an iterative design ended.
 
@@ -109,7 +114,7 @@ class ScalarQuantizer:
     def index(self, x: Any) -> jax.Array:
         """Deterministic cell index in ``[0, n_levels)`` (int32)."""
         x = jnp.asarray(x)
-        t = jnp.asarray(self.thresholds, dtype=x.dtype)
+        t = _trailing(jnp.asarray(self.thresholds, dtype=x.dtype), x.ndim)
         return jnp.sum(x[..., None] > t, axis=-1, dtype=jnp.int32)
 
     def __call__(self, x: Any) -> jax.Array:
@@ -122,7 +127,7 @@ class ScalarQuantizer:
         x = jnp.asarray(x)
         lv = jnp.asarray(self.levels, dtype=x.dtype)
         xc = jnp.clip(x, lv[0], lv[-1])
-        lo = jnp.sum(xc[..., None] >= lv[1:-1], axis=-1, dtype=jnp.int32)
+        lo = jnp.sum(xc[..., None] >= _trailing(lv[1:-1], x.ndim), axis=-1, dtype=jnp.int32)
         l_lo, l_hi = lv[lo], lv[lo + 1]
         p_up = (xc - l_lo) / (l_hi - l_lo)
         u = jax.random.uniform(key, x.shape, dtype=x.dtype)
