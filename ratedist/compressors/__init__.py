@@ -1,4 +1,12 @@
-"""Run-time JAX compressors with exact bit accounting."""
+"""Run-time JAX compressors with exact bit accounting.
+
+Build one with a factory (``top_k(k=10)``) or from a string (``make("top-k:k=10")``); every
+factory is enrolled in :data:`COMPRESSORS` with its static facts (``unbiased``,
+``deterministic``, ``params``, ``examples``, ``omega``/``alpha``).
+"""
+
+import importlib
+import importlib.util
 
 from ratedist.compressors.base import (
     COMPRESSORS,
@@ -8,5 +16,46 @@ from ratedist.compressors.base import (
     Facts,
     register,
 )
+from ratedist.compressors.dense import (
+    identity,
+    natural,
+    nuqsgd,
+    qsgd,
+    scaled_sign,
+    sign,
+    terngrad,
+)
+from ratedist.compressors.feedback import ErrorFeedbackState, error_feedback
+from ratedist.compressors.scalar import scalar
+from ratedist.compressors.sparse import rand_k, rand_k_unbiased, threshold, top_k, top_k_sign
+from ratedist.compressors.spec import make, parse_spec
 
-__all__ = ["COMPRESSORS", "FLOAT_BITS", "CompressInfo", "Compressor", "Facts", "register"]
+# Lattice compressors live in their own module; enrol them when it is present.
+if importlib.util.find_spec("ratedist.compressors.lattice") is not None:
+    importlib.import_module("ratedist.compressors.lattice")
+
+__all__ = [
+    "COMPRESSORS",
+    "FLOAT_BITS",
+    "CompressInfo",
+    "Compressor",
+    "ErrorFeedbackState",
+    "Facts",
+    "error_feedback",
+    "identity",
+    "make",
+    "natural",
+    "nuqsgd",
+    "parse_spec",
+    "qsgd",
+    "rand_k",
+    "rand_k_unbiased",
+    "register",
+    "scalar",
+    "scaled_sign",
+    "sign",
+    "terngrad",
+    "threshold",
+    "top_k",
+    "top_k_sign",
+]

@@ -1,0 +1,481 @@
+"""Dense compressors: identity, sign, scaled sign, QSGD, NUQSGD, TernGrad, natural compression.
+
+Every coordinate is sent. Bit accounting (see :class:`~ratedist.compressors.base.CompressInfo`):
+
+=============  ==============================  ============  ==========================================
+compressor     value_bits (container)          side_bits     entropy_bits
+=============  ==============================  ============  ==========================================
+identity       ``d * float_bits``              0             ``d * float_bits`` (floats sent raw)
+sign           ``d``                           0             ``d * H(signs)``
+scaled-sign    ``d``                           float_bits    ``d * H(signs) + float_bits``
+qsgd(s)        ``d * (1 + ceil(log2(s+1)))``   float_bits    ``d * H(signed levels) + float_bits``
+nuqsgd(s)      ``d * (1 + ceil(log2(s+1)))``   float_bits    ``d * H(signed levels) + float_bits``
+terngrad       ``2 d``                         float_bits    ``d * H(ternary symbols) + float_bits``
+natural        ``d * (1 + exponent bits)``     0             ``d * H(signed exponents)``
+=============  ==============================  ============  ==========================================
+
+``H`` is the empirical entropy of the symbols actually produced (ideal code length, the code
+table not charged). A "signed level" is ``sign * level`` in ``{-s, ..., s}``: the container
+sends a sign bit for exact zeros too, the entropy layer does not (level 0 has no sign).
+A 1-bit sign cannot code 0: ``sign`` and ``scaled-sign`` send ``+1`` for ``x_i = 0`` (and
+``-0.0``).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ratedist._validation import check_int
+from ratedist.compressors._common import (
+    binary_entropy_bits,
+    check_float_bits,
+    check_key,
+    check_rng_bits,
+    check_vector,
+    empirical_entropy_bits,
+    make_info,
+    round_up,
+    safe_div,
+)
+from ratedist.compressors.base import FLOAT_BITS, Compressor, Facts, register
+
+
+class EmptyState(tuple):
+    """State of a stateless compressor (an empty pytree)."""
+
+    __slots__ = ()
+
+
+def _init(x: Any) -> EmptyState:
+    return EmptyState()
+
+
+def _facts(
+    name: str,
+    params: dict[str, Any],
+    *,
+    unbiased: bool,
+    deterministic: bool,
+    omega: Any = None,
+    alpha: Any = None,
+) -> Facts:
+    """Instance facts: bind ``params`` into the registry's ``omega(d, **params)``."""
+    return Facts(
+        name=name,
+        params=dict(params),
+        unbiased=unbiased,
+        deterministic=deterministic,
+        omega=None if omega is None else partial(omega, **params),
+        alpha=None if alpha is None else partial(alpha, **params),
+    )
+
+
+def _sign_pm1(x: jax.Array) -> jax.Array:
+    """``+1`` for ``x >= 0`` (including ``-0.0``), ``-1`` otherwise: the 1-bit sign code."""
+    return jnp.where(x >= 0, 1, -1).astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------- identity
+def _identity_omega(d: int, **_: Any) -> float:
+    return 0.0
+
+
+def _identity_alpha(d: int, **_: Any) -> float:
+    return 1.0
+
+
+@register(
+    "identity",
+    unbiased=True,
+    deterministic=True,
+    params={"float_bits": (int, FLOAT_BITS)},
+    examples=[{}, {"float_bits": 16}],
+    omega=_identity_omega,
+    alpha=_identity_alpha,
+)
+def identity(float_bits: int = FLOAT_BITS) -> Compressor:
+    """No compression: ``C(x) = x``; ``float_bits`` bits per coordinate.
+
+    Args:
+        float_bits: width of one sent float.
+
+    Returns:
+        A :class:`Compressor` with omega = 0 and alpha = 1.
+    """
+    float_bits = check_float_bits(float_bits)
+
+    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+        x = check_vector(x)
+        d = x.shape[0]
+        bits = d * float_bits
+        return x, state, make_info(bits, 0, 0, bits)
+
+    return Compressor(
+        _init,
+        update,
+        _facts(
+            "identity",
+            {"float_bits": float_bits},
+            unbiased=True,
+            deterministic=True,
+            omega=_identity_omega,
+            alpha=_identity_alpha,
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------- signs
+@register(
+    "sign",
+    unbiased=False,
+    deterministic=True,
+    params={},
+    examples=[{}],
+)
+def sign() -> Compressor:
+    """Unscaled sign ``C(x)_i = sign(x_i)`` in ``{-1, +1}`` (signSGD / majority vote).
+
+    Biased and not contractive (``||sign(x) - x||^2`` can exceed ``||x||^2``), so no omega or
+    alpha is declared. 1 bit per coordinate; ``x_i = 0`` is sent as ``+1``.
+
+    References:
+        Bernstein et al., "signSGD: Compressed Optimisation for Non-Convex Problems",
+        arXiv 1802.04434.
+    """
+
+    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+        x = check_vector(x)
+        d = x.shape[0]
+        s = _sign_pm1(x)
+        n_pos = jnp.sum(x >= 0, dtype=jnp.int32)
+        return s, state, make_info(d, 0, 0, binary_entropy_bits(n_pos, d))
+
+    return Compressor(_init, update, _facts("sign", {}, unbiased=False, deterministic=True))
+
+
+def _scaled_sign_alpha(d: int, **_: Any) -> float:
+    # ||x - (|x|_1/d) sign x||^2 = ||x||^2 - ||x||_1^2 / d and ||x||_1^2 >= ||x||_2^2.
+    return 1.0 / d
+
+
+@register(
+    "scaled-sign",
+    unbiased=False,
+    deterministic=True,
+    params={"float_bits": (int, FLOAT_BITS)},
+    examples=[{}],
+    alpha=_scaled_sign_alpha,
+)
+def scaled_sign(float_bits: int = FLOAT_BITS) -> Compressor:
+    """Scaled sign ``C(x) = (||x||_1 / d) sign(x)``; ``d + float_bits`` bits.
+
+    Deterministic and contractive: ``||C(x) - x||^2 = ||x||^2 - ||x||_1^2/d``, so
+    ``alpha(x) = ||x||_1^2 / (d ||x||_2^2) >= 1/d`` (declared alpha = 1/d, attained by a
+    1-sparse x).
+
+    Args:
+        float_bits: width of the sent scale.
+
+    References:
+        Karimireddy et al., "Error Feedback Fixes SignSGD", arXiv 1901.09847 (Lemma 8 style
+        contraction); Gandikota et al. arXiv 2108.09899 (rate ``1 + 32/d``).
+    """
+    float_bits = check_float_bits(float_bits)
+
+    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+        x = check_vector(x)
+        d = x.shape[0]
+        scale = jnp.sum(jnp.abs(x)) / d
+        x_hat = scale * _sign_pm1(x)
+        n_pos = jnp.sum(x >= 0, dtype=jnp.int32)
+        ent = binary_entropy_bits(n_pos, d) + float_bits
+        return x_hat, state, make_info(d, 0, float_bits, ent)
+
+    return Compressor(
+        _init,
+        update,
+        _facts(
+            "scaled-sign",
+            {"float_bits": float_bits},
+            unbiased=False,
+            deterministic=True,
+            alpha=_scaled_sign_alpha,
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------- QSGD-family
+def _stochastic_levels(key: Any, r: jax.Array, levels: np.ndarray, rng_bits: int) -> jax.Array:
+    """Unbiased stochastic rounding of ``r`` in ``[levels[0], levels[-1]]`` onto ``levels``.
+
+    Returns the chosen level INDEX (int32). The cell index is a fused compare-and-count over
+    the interior levels (no ``searchsorted``).
+    """
+    lv = jnp.asarray(levels, dtype=r.dtype)
+    r = jnp.clip(r, lv[0], lv[-1])
+    lo = jnp.sum(r[:, None] >= lv[None, 1:-1], axis=1, dtype=jnp.int32)
+    l_lo, l_hi = lv[lo], lv[lo + 1]
+    p = (r - l_lo) / (l_hi - l_lo)
+    return lo + round_up(key, p, rng_bits).astype(jnp.int32)
+
+
+def _qsgd_omega(d: int, s: int, **_: Any) -> float:
+    return min(d / s**2, math.sqrt(d) / s)
+
+
+@register(
+    "qsgd",
+    unbiased=True,
+    deterministic=False,
+    params={"s": (int, 1), "float_bits": (int, FLOAT_BITS), "rng_bits": (int, 32)},
+    examples=[{"s": 1}, {"s": 4}, {"s": 15, "float_bits": 16}],
+    omega=_qsgd_omega,
+)
+def qsgd(s: int = 1, float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
+    """QSGD with ``s`` uniform levels on ``[0, 1]`` of ``|x_i| / ||x||_2``.
+
+    ``C(x)_i = ||x||_2 sign(x_i) xi_i / s`` with ``xi_i`` the unbiased stochastic rounding of
+    ``s |x_i| / ||x||_2`` to ``{0, ..., s}``. Sent: the norm (``float_bits``) and, per
+    coordinate, a sign bit and a level index of ``ceil(log2(s+1))`` bits (the sign of exact
+    zeros is sent too in the container; the entropy layer codes signed levels
+    ``{-s, ..., s}``).
+
+    Args:
+        s: number of quantization intervals (``s + 1`` levels), >= 1.
+        float_bits: width of the sent norm.
+        rng_bits: random bits per coordinate for the rounding (32 = exact; see
+            :func:`ratedist.compressors._common.round_up`).
+
+    Returns:
+        An unbiased compressor with ``omega = min(d/s^2, sqrt(d)/s)``.
+
+    References:
+        Alistarh et al., "QSGD", arXiv 1610.02132, Lemma 3.1 (unbiasedness and the variance
+        bound; assumptions: none on x beyond finiteness).
+    """
+    s = check_int("s", s, min_value=1)
+    float_bits = check_float_bits(float_bits)
+    rng_bits = check_rng_bits(rng_bits)
+    levels = np.arange(s + 1, dtype=np.float64) / s
+    return _norm_level_compressor(
+        "qsgd",
+        {"s": s, "float_bits": float_bits, "rng_bits": rng_bits},
+        levels,
+        float_bits,
+        rng_bits,
+        _qsgd_omega,
+    )
+
+
+def _nuqsgd_omega(d: int, s: int, **_: Any) -> float:
+    lam = 2.0 ** (1 - s)
+    return 0.125 + min(d * lam**2 / 4, lam * math.sqrt(d))
+
+
+@register(
+    "nuqsgd",
+    unbiased=True,
+    deterministic=False,
+    params={"s": (int, 3), "float_bits": (int, FLOAT_BITS), "rng_bits": (int, 32)},
+    examples=[{"s": 1}, {"s": 3}, {"s": 8}],
+    omega=_nuqsgd_omega,
+)
+def nuqsgd(s: int = 3, float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
+    """NUQSGD: QSGD with exponentially spaced levels ``{0, 2^-(s-1), ..., 1/2, 1}``.
+
+    ``s + 1`` levels on ``r_i = |x_i| / ||x||_2``; unbiased stochastic rounding between
+    neighbouring levels; bits as for QSGD (sign + ``ceil(log2(s+1))`` per coordinate + norm).
+
+    Variance bound (derived here, tested in ``tests/compressors``): with ``lam = 2^(1-s)``,
+    on a cell ``[l, 2l]`` the rounding variance ``(2l - r)(r - l) <= r^2/8`` (maximum at
+    ``r = 4l/3``); on ``[0, lam]`` it is ``(lam - r) r <= min(lam^2/4, lam r)``. Summing with
+    ``sum r_i^2 = 1`` and ``sum r_i <= sqrt(d)``:
+    ``E||C(x) - x||^2 <= (1/8 + min(d lam^2/4, lam sqrt(d))) ||x||^2``.
+    This is the same structure as the bound of Ramezani-Kebrya et al. (arXiv 1908.06077,
+    Theorem 2); we declare our derived constant.
+
+    Args:
+        s: number of nonzero levels, >= 1 (s = 1 is ternary {0, 1}).
+        float_bits: width of the sent norm.
+        rng_bits: random bits per coordinate for the rounding.
+
+    References:
+        Ramezani-Kebrya et al., "NUQSGD: Provably Communication-efficient Data-parallel SGD
+        via Nonuniform Quantization", arXiv 1908.06077.
+    """
+    s = check_int("s", s, min_value=1)
+    float_bits = check_float_bits(float_bits)
+    rng_bits = check_rng_bits(rng_bits)
+    levels = np.concatenate([[0.0], 2.0 ** -np.arange(s - 1, -1, -1, dtype=np.float64)])
+    return _norm_level_compressor(
+        "nuqsgd",
+        {"s": s, "float_bits": float_bits, "rng_bits": rng_bits},
+        levels,
+        float_bits,
+        rng_bits,
+        _nuqsgd_omega,
+    )
+
+
+def _norm_level_compressor(
+    name: str,
+    params: dict[str, Any],
+    levels: np.ndarray,
+    float_bits: int,
+    rng_bits: int,
+    omega: Any,
+) -> Compressor:
+    """``||x||_2 sign(x) L[xi]`` with ``xi`` the stochastic rounding of ``|x|/||x||_2`` on L."""
+    s = levels.size - 1
+    value_bits_per_coord = 1 + (s).bit_length()  # 1 + ceil(log2(s + 1))
+
+    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+        x = check_vector(x)
+        key = check_key(key, name)
+        d = x.shape[0]
+        norm = jnp.sqrt(jnp.sum(x * x))
+        r = safe_div(jnp.abs(x), norm)
+        idx = _stochastic_levels(key, r, levels, rng_bits)
+        lv = jnp.asarray(levels, dtype=x.dtype)
+        neg = x < 0
+        x_hat = norm * jnp.where(neg, -lv[idx], lv[idx])
+        signed = jnp.where(neg, s - idx, s + idx)  # in [0, 2s]; both zeros map to s
+        ent = empirical_entropy_bits(signed, 2 * s + 1) + float_bits
+        info = make_info(d * value_bits_per_coord, 0, float_bits, ent)
+        return x_hat, state, info
+
+    return Compressor(
+        _init, update, _facts(name, params, unbiased=True, deterministic=False, omega=omega)
+    )
+
+
+# ----------------------------------------------------------------------------- TernGrad
+def _terngrad_omega(d: int, **_: Any) -> float:
+    return math.sqrt(d) - 1.0
+
+
+@register(
+    "terngrad",
+    unbiased=True,
+    deterministic=False,
+    params={"float_bits": (int, FLOAT_BITS), "rng_bits": (int, 32)},
+    examples=[{}],
+    omega=_terngrad_omega,
+)
+def terngrad(float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
+    """TernGrad: ``C(x)_i = s_t sign(x_i) b_i``, ``s_t = max|x|``, ``b_i ~ Bernoulli(|x_i|/s_t)``.
+
+    Unbiased; ``E||C(x) - x||^2 = s_t ||x||_1 - ||x||^2 <= (sqrt(d) - 1) ||x||^2`` because
+    ``||x||_inf ||x||_1 <= sqrt(d) ||x||_2^2``; declared ``omega = sqrt(d) - 1``. Sent: the
+    scale (``float_bits``) and 2 bits per ternary symbol in the container (no base-3
+    packing); the entropy layer codes the ternary symbols at their empirical entropy. This is
+    the basic per-vector scheme (no layer-wise scaling, no gradient clipping).
+
+    Args:
+        float_bits: width of the sent scale.
+        rng_bits: random bits per coordinate for the Bernoulli draws.
+
+    References:
+        Wen et al., "TernGrad: Ternary Gradients to Reduce Communication in Distributed Deep
+        Learning", arXiv 1705.07878, Eq. (4)-(5).
+    """
+    float_bits = check_float_bits(float_bits)
+    rng_bits = check_rng_bits(rng_bits)
+
+    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+        x = check_vector(x)
+        key = check_key(key, "terngrad")
+        d = x.shape[0]
+        ax = jnp.abs(x)
+        st = jnp.max(ax)
+        b = round_up(key, safe_div(ax, st), rng_bits)
+        tern = jnp.where(b, jnp.where(x < 0, -1, 1), 0).astype(jnp.int32)
+        x_hat = st * tern.astype(x.dtype)
+        ent = empirical_entropy_bits(tern + 1, 3) + float_bits
+        return x_hat, state, make_info(2 * d, 0, float_bits, ent)
+
+    params = {"float_bits": float_bits, "rng_bits": rng_bits}
+    return Compressor(
+        _init,
+        update,
+        _facts("terngrad", params, unbiased=True, deterministic=False, omega=_terngrad_omega),
+    )
+
+
+# ----------------------------------------------------------------------------- natural
+def _natural_omega(d: int, **_: Any) -> float:
+    return 0.125
+
+
+def _exponent_range(dtype: Any) -> tuple[int, int]:
+    """Range of ``frexp`` exponents ``e`` (``|x| = m 2^e``, ``m in [1/2, 1)``) of a dtype."""
+    fi = jnp.finfo(dtype)
+    return int(fi.minexp) - int(fi.nmant) + 1, int(fi.maxexp) + 1
+
+
+@register(
+    "natural",
+    unbiased=True,
+    deterministic=False,
+    params={"rng_bits": (int, 32)},
+    examples=[{}],
+    omega=_natural_omega,
+)
+def natural(rng_bits: int = 32) -> Compressor:
+    """Natural compression: unbiased stochastic rounding of ``|x_i|`` to a power of two.
+
+    For ``2^e <= |x_i| < 2^(e+1)`` the output is ``sign(x_i) 2^(e+1)`` with probability
+    ``(|x_i| - 2^e) / 2^e`` and ``sign(x_i) 2^e`` otherwise; zeros stay zero. Per-coordinate
+    variance ``(2^(e+1) - |x|)(|x| - 2^e) <= |x|^2 / 8``, so ``omega = 1/8``.
+
+    Bits: a sign bit plus the exponent field of ``x.dtype`` per coordinate (8 bits for
+    float32, i.e. 9 bits as in the paper; 11 for float64, 5 for float16; zero is a reserved
+    exponent code). No side information. The entropy layer codes the signed exponents
+    actually produced. Values within a factor 2 of the dtype's largest finite number can round
+    up to ``inf`` (not guarded).
+
+    Args:
+        rng_bits: random bits per coordinate for the rounding.
+
+    References:
+        Horvath et al., "Natural Compression for Distributed Deep Learning",
+        arXiv 1905.10988, Theorem 1 (omega = 1/8).
+    """
+    rng_bits = check_rng_bits(rng_bits)
+
+    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+        x = check_vector(x)
+        key = check_key(key, "natural")
+        d = x.shape[0]
+        ax = jnp.abs(x)
+        _, e = jnp.frexp(ax)  # ax = m 2^e, m in [1/2, 1)
+        low = jnp.ldexp(jnp.ones_like(ax), e - 1)  # 2^(e-1) <= ax < 2^e
+        p = jnp.where(ax > 0, ax / low - 1, 0)
+        up = round_up(key, p, rng_bits)
+        mag = jnp.where(ax > 0, jnp.where(up, 2 * low, low), 0).astype(x.dtype)
+        x_hat = jnp.where(x < 0, -mag, mag)
+        e_min, e_max = _exponent_range(x.dtype)
+        n_exp = e_max - e_min + 2  # +1 for the rounded-up top exponent
+        e_out = jnp.clip(e + up.astype(e.dtype) - e_min, 0, n_exp - 1)
+        sym = jnp.where(ax > 0, jnp.where(x < 0, 1 + e_out, 1 + n_exp + e_out), 0)
+        ent = empirical_entropy_bits(sym, 2 * n_exp + 1)
+        exp_bits = int(np.finfo(np.dtype(x.dtype)).nexp)
+        return x_hat, state, make_info(d * (1 + exp_bits), 0, 0, ent)
+
+    return Compressor(
+        _init,
+        update,
+        _facts(
+            "natural",
+            {"rng_bits": rng_bits},
+            unbiased=True,
+            deterministic=False,
+            omega=_natural_omega,
+        ),
+    )
