@@ -88,7 +88,9 @@ class AbstractSource(abc.ABC):
                 lo *= 2.0
             while self.cdf(hi) < p:
                 hi *= 2.0
-            return optimize.brentq(lambda x: float(self.cdf(x)) - p, lo, hi, xtol=1e-14, rtol=4e-16)
+            return optimize.brentq(
+                lambda x: float(self.cdf(x)) - p, lo, hi, xtol=1e-14 * scale, rtol=4e-16
+            )
 
         return np.vectorize(one, otypes=[np.float64])(q)
 
@@ -104,6 +106,17 @@ class AbstractSource(abc.ABC):
             raise ValueError("a and b must not be NaN")
         lo, hi = np.minimum(a, b), np.maximum(a, b)
         sign = np.where(b >= a, 1.0, -1.0)
+        if not self._moment_exists(k):
+            # E|X|^k is infinite: only cells with two finite ends have a finite moment, and the
+            # half-line closed forms (which go through the infinite total) do not apply.
+            if np.any(np.isinf(lo) & (lo < hi)) or np.any(np.isinf(hi) & (lo < hi)):
+                raise ValueError(
+                    f"k={k}: E[|X|^k] is infinite for {self!r}, so a and b must be finite "
+                    "(only cells with two finite ends have a finite moment)"
+                )
+            return sign * np.vectorize(
+                lambda u, v: self._quad_moment(k, u, v), otypes=[np.float64]
+            )(lo, hi)
         if self.symmetric and self._has_half_moment():
             pos = self._half_interval(k, np.maximum(lo, 0.0), np.maximum(hi, 0.0))
             neg = self._half_interval(k, np.maximum(-hi, 0.0), np.maximum(-lo, 0.0))
@@ -123,7 +136,19 @@ class AbstractSource(abc.ABC):
         val, _ = integrate.quad(integrand, lo, hi, epsabs=QUAD_TOL, epsrel=QUAD_TOL, limit=500)
         return float(val)
 
+    def mean(self) -> float:
+        """Mean ``E[X]`` (0 for symmetric laws; raises ``ValueError`` where it is undefined)."""
+        if not self._moment_exists(1):
+            raise ValueError(f"the mean of {self!r} is undefined (E|X| is infinite)")
+        if self.symmetric:
+            return 0.0
+        return float(self.partial_moment(1, -np.inf, np.inf))
+
     # ----------------------------------------------------------------- helpers
+    def _moment_exists(self, k: int) -> bool:
+        """True when ``E|X|^k`` is finite; heavy-tailed sources override."""
+        return True
+
     def _finite_variance(self) -> bool:
         try:
             return bool(np.isfinite(self.variance()))
