@@ -37,6 +37,34 @@ def _scalar_or_array(out: np.ndarray) -> Any:
     return float(out) if out.ndim == 0 else out
 
 
+def _smallest(pred: Any, guess: int, lo: int) -> int:
+    """Smallest integer ``T >= lo`` with monotone ``pred(T)`` true, searching from ``guess``.
+
+    The closed-form guess can be off by more than one when ``eps - floor`` loses digits, so
+    gallop to a bracket and bisect instead of stepping one by one.
+    """
+    guess = max(lo, guess)
+    if pred(guess):
+        bad, good, step = lo - 1, guess, 1
+        while good - step > lo - 1 and pred(good - step):
+            good -= step
+            step *= 2
+        bad = max(lo - 1, good - step)
+    else:
+        bad, step = guess, 1
+        while not pred(bad + step):
+            bad += step
+            step *= 2
+        good = bad + step
+    while good - bad > 1:  # invariant: pred(good), not pred(bad) (or bad == lo - 1)
+        mid = (good + bad) // 2
+        if pred(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
 def _bits(T: int, bits_per_iteration: Any, initial_bits: Any) -> float:
     b = check_nonnegative("bits_per_iteration", bits_per_iteration)
     b0 = check_nonnegative("initial_bits", initial_bits)
@@ -78,13 +106,8 @@ class SublinearBound(NamedTuple):
             )
         if self.transient <= 0:
             return 1
-        T = max(1, math.ceil(self.transient / (e - self.floor)))
-        # ceil of a rounded ratio can be one off; settle on the exact inequality
-        while self(T) > e:
-            T += 1
-        while T > 1 and self(T - 1) <= e:
-            T -= 1
-        return T
+        guess = math.ceil(self.transient / (e - self.floor))
+        return _smallest(lambda t: self.transient / t + self.floor <= e, guess, 1)
 
     def bits_per_worker_to(
         self, eps: Any, bits_per_iteration: Any, *, initial_bits: Any = 0.0
@@ -137,12 +160,8 @@ class LinearBound(NamedTuple):
             return 0
         if self.rate <= 0:
             return 1
-        T = max(0, math.ceil(math.log(e / self.scale) / math.log(self.rate)))
-        while self(T) > e:
-            T += 1
-        while T > 0 and self(T - 1) <= e:
-            T -= 1
-        return T
+        guess = math.ceil(math.log(e / self.scale) / math.log(self.rate))
+        return _smallest(lambda t: self.scale * self.rate**t <= e, guess, 0)
 
     def bits_per_worker_to(
         self, eps: Any, bits_per_iteration: Any, *, initial_bits: Any = 0.0
