@@ -1,0 +1,517 @@
+"""The simulator's runner: ``run(algorithm, problem, ...) -> Trace``.
+
+One step of every method (arXiv 2202.00998, Algorithm 1):
+
+    x^{t+1} = x^t − gamma g^t
+    g_i^{t+1} = mechanism_i(g_i^t, grad_i(x^t), grad_i(x^{t+1}))     (per worker)
+    g^{t+1} = (1/n) sum_i g_i^{t+1}                                   (collective)
+
+written for one worker against the axis ``"workers"`` (:mod:`ratedist.sim.engines`), driven by
+``lax.scan`` in jitted chunks whose state buffers are donated, with a tqdm bar between chunks.
+The metrics of the state at ``t = 0..steps`` are recorded (``steps + 1`` entries).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ratedist._validation import check_int, check_positive
+from ratedist.sim.algorithms import Algorithm
+from ratedist.sim.engines import Aggregator, run_on_engine
+from ratedist.sim.problems import Problem
+
+#: fold_in index of the shared coin (never a worker index).
+_COIN = 0x7FFFFFFF
+
+
+class Bits(NamedTuple):
+    """Cumulative bits sent per worker, raw counts, arrays ``(..., steps + 1, n_workers)``.
+
+    ``bits[t]`` counts every message needed to form ``g^0, ..., g^t`` (so ``bits[0]`` is the
+    initial message). Wire convention for uncompressed floats: ``FLOAT_BITS`` (32) per entry.
+
+    Attributes:
+        value: bit-packed value symbols (CompressInfo.value_bits).
+        index: sparse positions (CompressInfo.index_bits).
+        side: scales/norms (CompressInfo.side_bits).
+        entropy: ideal entropy-coded payload of the compressor (CompressInfo.entropy_bits).
+        flag: 1 bit per LAG/CLAG trigger decision.
+        full: uncompressed d-vectors (GD, LAG sends, MARINA/3PCv5 coin steps, initial g_i^0).
+    """
+
+    value: np.ndarray
+    index: np.ndarray
+    side: np.ndarray
+    entropy: np.ndarray
+    flag: np.ndarray
+    full: np.ndarray
+
+    @property
+    def container(self) -> np.ndarray:
+        """Convention ``container``: bit-packed wire size (values + indices + side + flags + full)."""
+        return self.value + self.index + self.side + self.flag + self.full
+
+    @property
+    def entropy_coded(self) -> np.ndarray:
+        """Convention ``entropy``: ideal entropy-coded compressor payloads + flags + full sends."""
+        return self.entropy + self.flag + self.full
+
+    def total(self, convention: str = "container") -> np.ndarray:
+        """Cumulative bits per worker under ``convention`` ("container" or "entropy")."""
+        if convention == "container":
+            return self.container
+        if convention == "entropy":
+            return self.entropy_coded
+        raise ValueError(f"convention must be one of ['container', 'entropy'], got {convention!r}")
+
+
+class Trace(NamedTuple):
+    """Per-step record of a run (numpy; leading replica axis when ``replicas`` was given).
+
+    Step arrays have ``steps + 1`` entries (state ``t = 0..steps``); after a divergence they
+    are truncated to the recorded steps (replicas: NaN after each replica's divergence).
+
+    Attributes:
+        f: ``f(x^t)``.
+        f_gap: ``f(x^t) − f*`` (``f*`` = ``problem.f_star``, or 0 when None).
+        grad_norm_sq: exact ``||grad f(x^t)||^2``.
+        G: ``(1/n) sum_i ||g_i^t − grad f_i(x^t)||^2`` (exact local gradients).
+        server_error: ``||g^t − grad f(x^t)||^2``.
+        worker_error: ``||g_i^t − grad f_i(x^t)||^2`` per worker ``(…, steps+1, n)``; for a 3PC
+            it is the compression error of the map ``C_{h,y}(x)``.
+        lyapunov: ``Phi^t = f(x^t) − f* + gamma/(2A) E^t`` with ``E = G`` (3PCs) or
+            ``server_error`` (MARINA); NaN when ``A`` is unknown.
+        lyapunov_slack: ``Phi^{t+1} − Phi^t + (gamma/2) ||grad f(x^t)||^2`` (last entry NaN);
+            ``<= 0`` in expectation by the 3PC theorem (pathwise for deterministic compressors).
+        violations: number of steps with ``slack > tol_t``,
+            ``tol_t = violation_rtol (|f^t| + |f^{t+1}| + gamma/(2A)(E^t + E^{t+1}) +
+            (gamma/2)||grad f(x^t)||^2)``: the rounding of the sums that make ``f`` and ``G``.
+        tpc_residual: ``(1/n) sum_i [||g_i^{t} − x_i||^2 − (1 − A)||h_i − y_i||^2 −
+            B||x_i − y_i||^2]`` of the step that produced ``g^t`` (NaN at ``t = 0`` or when A/B
+            unknown); ``<= 0`` in expectation for a 3PC.
+        tpc_residual_max: the max over workers of the same residual.
+        trigger_rate: fraction of workers whose trigger fired (LAG/CLAG; NaN otherwise).
+        bits: :class:`Bits`, cumulative per worker.
+        diverged_at: first step index with a non-finite metric, −1 if none (per replica).
+        x: final iterate ``(…, d)``.
+        gamma, A, B: step size and 3PC constants used (A, B NaN when unknown).
+        steps: number of steps requested.
+        violation_tol: ``violation_rtol`` used.
+    """
+
+    f: np.ndarray
+    f_gap: np.ndarray
+    grad_norm_sq: np.ndarray
+    G: np.ndarray
+    server_error: np.ndarray
+    worker_error: np.ndarray
+    lyapunov: np.ndarray
+    lyapunov_slack: np.ndarray
+    violations: np.ndarray
+    tpc_residual: np.ndarray
+    tpc_residual_max: np.ndarray
+    trigger_rate: np.ndarray
+    bits: Bits
+    diverged_at: np.ndarray
+    x: np.ndarray
+    gamma: float
+    A: float
+    B: float
+    steps: int
+    violation_tol: float
+
+
+class SimState(NamedTuple):
+    """Scan carry (per worker inside the engine; ``x``, ``g`` replicated)."""
+
+    x: Any
+    g: Any
+    h: Any
+    y: Any
+    ex: Any  # exact local gradient at x (None for deterministic problems: equals y)
+    mstate: Any
+
+
+def theory_gamma(algorithm: Algorithm, problem: Problem) -> float:
+    """The theoretical step size.
+
+    3PC methods and MARINA: ``gamma = 1/M1``, ``M1 = L_- + L_+ sqrt(B/A)`` (arXiv 2202.00998,
+    Thm 5.5; MARINA: arXiv 2102.07845 Thm 2.1 with ``A = p``, ``B = (1 − p) omega/n``).
+    ``L_+`` is ``problem.L_plus`` (exact or bound, see ``problem.labels``). Methods without
+    3PC constants (compressed SGD, EF14): the descent-lemma step ``1/L_-`` (SPEC §1).
+
+    Raises:
+        ValueError: the problem has no ``L_minus``/``L_plus`` or the compressor declares no
+            alpha/omega needed for ``A``/``B``.
+    """
+    if problem.L_minus is None:
+        raise ValueError(
+            f"gamma must be a number for problem {problem.name!r}: it has no smoothness constant"
+        )
+    if algorithm.A is None:
+        return 1.0 / problem.L_minus
+    A, B = algorithm.constants(problem.dim, problem.n_workers)
+    if A is None or B is None:
+        raise ValueError(
+            f"gamma must be a number for algorithm {algorithm.name!r}: its compressor declares "
+            "no alpha/omega, so A and B are unknown"
+        )
+    L_plus = problem.L_plus if problem.L_plus is not None else problem.L_plus_upper
+    if L_plus is None:
+        raise ValueError(f"gamma must be a number for problem {problem.name!r}: L_plus unknown")
+    return 1.0 / (problem.L_minus + L_plus * math.sqrt(B / A))
+
+
+def _worker_fns(algorithm: Algorithm, problem: Problem, gamma: float, A: float, B: float):
+    """``factory(agg) -> (init_w, chunk_w)`` for one worker."""
+    loss_fn, grad_fn = problem.loss_fn, problem.grad_fn
+    sgrad = problem.stochastic_grad_fn
+    has_A = not math.isnan(A)
+    A_, B_ = (A, B) if has_A else (1.0, 0.0)
+
+    def grads(x, data_i, kg):
+        ex = grad_fn(x, data_i)
+        y = ex if sgrad is None else sgrad(x, data_i, kg)
+        return ex, y
+
+    def metrics(agg: Aggregator, x, g, h, ex, loss_i, tpc_i, trig_i):
+        err_i = jnp.sum((h - ex) ** 2)
+        scal = agg.mean(jnp.stack([loss_i, err_i, tpc_i, trig_i]))
+        gfull = agg.mean(ex)
+        out = {
+            "f": scal[0],
+            "grad_norm_sq": jnp.sum(gfull**2),
+            "G": scal[1],
+            "server_error": jnp.sum((g - gfull) ** 2),
+            "tpc_residual": scal[2],
+            "tpc_residual_max": agg.max(tpc_i),
+            "trigger_rate": scal[3],
+        }
+        return out, err_i
+
+    def factory(agg: Aggregator):
+        def keys(key, t, idx):
+            sk = jax.random.fold_in(key, t)
+            kg, kc = jax.random.split(jax.random.fold_in(sk, idx))
+            coin = None
+            if algorithm.coin_p is not None:
+                coin = jax.random.bernoulli(jax.random.fold_in(sk, _COIN), algorithm.coin_p)
+            return kg, kc, coin
+
+        def init_w(x0, data_i, idx, key):
+            kg, kc, _ = keys(key, 0, idx)
+            ex, y = grads(x0, data_i, kg)
+            g_i, mstate, msg = algorithm.init(y, kc, gamma)
+            g = agg.mean(g_i)
+            nan = jnp.full((), jnp.nan, x0.dtype)
+            m, err_i = metrics(agg, x0, g, g_i, ex, loss_fn(x0, data_i), nan, nan)
+            if not algorithm.has_trigger:
+                m["trigger_rate"] = nan
+            bits = tuple(msg[:6])
+            state = SimState(x0, g, g_i, y, ex if sgrad is not None else None, mstate)
+            return state, (m, err_i, bits)
+
+        def step_w(state: SimState, t, data_i, idx, key):
+            kg, kc, coin = keys(key, t, idx)
+            x = state.x - gamma * state.g
+            ex, xg = grads(x, data_i, kg)
+            h, y = state.h, state.y
+            g_i, mstate, msg = algorithm.step(h, y, xg, state.mstate, kc, coin, gamma)
+            g = agg.mean(g_i)
+            if has_A:
+                tpc_i = (
+                    jnp.sum((g_i - xg) ** 2)
+                    - (1 - A_) * jnp.sum((h - y) ** 2)
+                    - B_ * jnp.sum((xg - y) ** 2)
+                )
+            else:
+                tpc_i = jnp.full((), jnp.nan, x.dtype)
+            trig = msg.triggered if algorithm.has_trigger else jnp.full((), jnp.nan, x.dtype)
+            m, err_i = metrics(agg, x, g, g_i, ex, loss_fn(x, data_i), tpc_i, trig)
+            bits = tuple(msg[:6])  # this step's bits; cumulated on the host in float64
+            new = SimState(x, g, g_i, xg, ex if sgrad is not None else None, mstate)
+            return new, (m, err_i, bits)
+
+        def chunk_w(state, ts, data_i, idx, key):
+            def body(s, t):
+                return step_w(s, t, data_i, idx, key)
+
+            return lax.scan(body, state, ts)
+
+        return init_w, chunk_w
+
+    return factory
+
+
+_STATE_AXES = SimState(x=None, g=None, h=0, y=0, ex=0, mstate=0)
+_OUT_AXES = (
+    {
+        k: None
+        for k in (
+            "f",
+            "grad_norm_sq",
+            "G",
+            "server_error",
+            "tpc_residual",
+            "tpc_residual_max",
+            "trigger_rate",
+        )
+    },
+    0,
+    0,
+)
+
+
+def _build(algorithm, problem, gamma, A, B, engine, aggregate, n):
+    factory = _worker_fns(algorithm, problem, gamma, A, B)
+
+    def pick(i):
+        return lambda agg: factory(agg)[i]
+
+    init = run_on_engine(
+        engine, pick(0), n, (None, 0, 0, None), (_STATE_AXES, _OUT_AXES), aggregate=aggregate
+    )
+    chunk = run_on_engine(
+        engine,
+        pick(1),
+        n,
+        (_STATE_AXES, None, 0, 0, None),
+        (_STATE_AXES, _OUT_AXES),
+        aggregate=aggregate,
+    )
+    return init, chunk
+
+
+def _check_args(algorithm, problem, steps, gamma, replicas, chunk):
+    if not isinstance(algorithm, Algorithm):
+        raise TypeError(
+            f"algorithm must be a ratedist.sim Algorithm (e.g. ef21(make('top-k:k=1'))), "
+            f"got {type(algorithm).__name__}"
+        )
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a ratedist.sim Problem, got {type(problem).__name__}")
+    steps = check_int("steps", steps, min_value=1)
+    if gamma is None or (isinstance(gamma, str) and gamma == "theory"):
+        gamma = theory_gamma(algorithm, problem)
+    elif isinstance(gamma, str):
+        raise ValueError(f"gamma must be a positive number or 'theory', got {gamma!r}")
+    else:
+        gamma = check_positive("gamma", gamma)
+    if replicas is not None:
+        replicas = check_int("replicas", replicas, min_value=1)
+    if chunk is not None:
+        chunk = check_int("chunk", chunk, min_value=1)
+    return steps, gamma, replicas, chunk
+
+
+def run(
+    algorithm: Algorithm,
+    problem: Problem,
+    *,
+    steps: int,
+    key: Any,
+    engine: str = "vmap",
+    replicas: int | None = None,
+    chunk: int | None = None,
+    progress: bool = False,
+    gamma: float | str | None = None,
+    aggregate: str | None = None,
+    dtype: Any = None,
+    violation_rtol: float | None = None,
+) -> Trace:
+    """Simulate ``algorithm`` on ``problem`` for ``steps`` steps.
+
+    Args:
+        algorithm: an :class:`~ratedist.sim.algorithms.Algorithm` (``gd()``, ``ef21(C)``, ...).
+        problem: a :class:`~ratedist.sim.problems.Problem`.
+        steps: number of steps T (>= 1); the trace has T + 1 entries.
+        key: a JAX PRNG key; step t uses ``fold_in(key, t)``, worker i
+            ``fold_in(fold_in(key, t), i)``, the shared coin ``fold_in(fold_in(key, t), 2^31−1)``.
+        engine: "vmap" (one device) or "shard_map" (all ``jax.devices()``; N must be a
+            multiple of the device count).
+        replicas: run this many independent copies (keys ``fold_in(key, r)`` vmapped) for
+            expectations of randomized methods; adds a leading replica axis to the trace.
+        chunk: steps per jitted ``lax.scan`` call (default: ≤ 1000, balanced); a tqdm bar
+            and the divergence check run between chunks.
+        progress: show a tqdm progress bar.
+        gamma: step size > 0, or None/"theory" for :func:`theory_gamma`.
+        aggregate: "gather" or "psum" (default: "gather" for vmap, "psum" for shard_map; see
+            :mod:`ratedist.sim.engines`).
+        dtype: simulation dtype (default: JAX's default float, i.e. float64 under x64).
+        violation_rtol: relative tolerance of the Lyapunov check (default ``1000 * eps`` of
+            ``dtype``: ≈ the rounding of sums of up to 10^6 terms).
+
+    Returns:
+        A :class:`Trace`.
+
+    Raises:
+        TypeError: algorithm/problem of the wrong type.
+        ValueError: ``steps`` <= 0, ``gamma`` <= 0 or unavailable theory step size, unknown
+            engine/aggregate, N not divisible by the device count.
+
+    Warns:
+        RuntimeWarning: the run diverged (non-finite metrics); the trace is truncated.
+    """
+    steps, gamma, replicas, chunk = _check_args(algorithm, problem, steps, gamma, replicas, chunk)
+    n, d = problem.n_workers, problem.dim
+    A, B = algorithm.constants(d, n)
+    A = float("nan") if A is None or B is None else float(A)
+    B = float("nan") if math.isnan(A) else float(B)
+    if dtype is None:
+        dtype = jnp.asarray(0.0).dtype
+    dtype = jnp.dtype(dtype)
+    rtol = (
+        1000 * float(jnp.finfo(dtype).eps)
+        if violation_rtol is None
+        else check_positive("violation_rtol", violation_rtol)
+    )
+    data = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), problem.data)
+    x0 = jnp.asarray(problem.x0, dtype)
+    idx = jnp.arange(n, dtype=jnp.uint32)
+    init, chunk_fn = _build(algorithm, problem, gamma, A, B, engine, aggregate, n)
+    if replicas is not None:
+        rkeys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicas))
+        init = jax.vmap(init, in_axes=(None, None, None, 0))
+        chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, None, None, 0))
+        run_key = rkeys
+    else:
+        run_key = key
+    init_j = jax.jit(init)
+    chunk_j = jax.jit(chunk_fn, donate_argnums=(0,))
+
+    n_chunks = math.ceil(steps / (chunk or 1000))
+    size = math.ceil(steps / n_chunks)
+    state, out0 = init_j(x0, data, idx, run_key)
+    outs = [_to_host(out0, replicas, single=True)]
+    done = 0
+    bar = _progress(steps, progress)
+    try:
+        for c in range(n_chunks):
+            ts = jnp.arange(1 + c * size, 1 + (c + 1) * size, dtype=jnp.uint32)
+            state, out = chunk_j(state, ts, data, idx, run_key)
+            host = _to_host(out, replicas, single=False)
+            take = min(size, steps - done)
+            host = _trim(host, take, replicas)
+            outs.append(host)
+            done += take
+            if bar is not None:
+                bar.update(take)
+            if not np.all(np.isfinite(_health(host))):
+                if replicas is None or np.all(~np.isfinite(_health(host)).any(axis=-1)):
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    x_final = np.asarray(state.x)
+    return _assemble(outs, replicas, problem, algorithm, gamma, A, B, steps, rtol, x_final)
+
+
+def _progress(total, on):
+    if not on:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step")
+
+
+def _to_host(out, replicas, single):
+    """Device outputs -> float64 numpy with step axis before the worker axis."""
+    m, err, bits = out
+    ax = 1 if replicas else 0
+
+    def scal(a):
+        a = np.asarray(a, np.float64)
+        return np.expand_dims(a, ax) if single else a
+
+    def per_worker(a):
+        a = np.asarray(a, np.float64)  # (..., N) for init, (..., N, size) for a chunk
+        return np.expand_dims(a, ax) if single else np.swapaxes(a, -1, -2)
+
+    return (
+        {k: scal(v) for k, v in m.items()},
+        per_worker(err),
+        tuple(per_worker(b) for b in bits),
+    )
+
+
+def _trim(host, take, replicas):
+    if replicas:
+        return jax.tree_util.tree_map(lambda a: a[:, :take], host)
+    return jax.tree_util.tree_map(lambda a: a[:take], host)
+
+
+def _health(host):
+    m = host[0]
+    return m["f"] + m["grad_norm_sq"]
+
+
+def _assemble(outs, replicas, problem, algorithm, gamma, A, B, steps, rtol, x_final) -> Trace:
+    ax = 1 if replicas else 0
+    cat = lambda *a: np.concatenate(a, axis=ax)  # noqa: E731
+    m = {k: cat(*(o[0][k] for o in outs)) for k in outs[0][0]}
+    err = cat(*(o[1] for o in outs))
+    bits = [np.cumsum(cat(*(o[2][i] for o in outs)), axis=ax) for i in range(6)]
+    bad = ~np.isfinite(m["f"] + m["grad_norm_sq"])
+    first = np.where(bad.any(axis=-1), bad.argmax(axis=-1), -1)
+    if np.any(first >= 0):
+        warnings.warn(
+            f"{algorithm.name} on {problem.name} diverged (non-finite iterate) at step "
+            f"{first.tolist()} with gamma={gamma:g}; the trace is truncated there",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        if replicas is None:
+            keep = int(first)
+            m = {k: v[:keep] for k, v in m.items()}
+            err, bits = err[:keep], [b[:keep] for b in bits]
+        else:
+            T = m["f"].shape[1]
+            mask = np.arange(T)[None, :] >= np.where(first >= 0, first, T)[:, None]
+            m = {k: np.where(mask, np.nan, v) for k, v in m.items()}
+            err = np.where(mask[..., None], np.nan, err)
+            bits = [np.where(mask[..., None], np.nan, b) for b in bits]
+    f_star = 0.0 if problem.f_star is None else problem.f_star
+    f_gap = m["f"] - f_star
+    E = m["server_error"] if algorithm.lyapunov == "server" else m["G"]
+    with np.errstate(invalid="ignore"):
+        phi = f_gap + gamma / (2 * A) * E if not math.isnan(A) else np.full_like(f_gap, np.nan)
+        slack = np.full_like(phi, np.nan)
+        slack[..., :-1] = phi[..., 1:] - phi[..., :-1] + gamma / 2 * m["grad_norm_sq"][..., :-1]
+        scale = np.full_like(phi, np.nan)
+        scale[..., :-1] = (
+            np.abs(m["f"][..., 1:])
+            + np.abs(m["f"][..., :-1])
+            + abs(f_star)
+            + (gamma / (2 * A) * (E[..., 1:] + E[..., :-1]) if not math.isnan(A) else 0.0)
+            + gamma / 2 * m["grad_norm_sq"][..., :-1]
+        )
+        viol = np.sum(np.nan_to_num(slack - rtol * scale, nan=-1.0) > 0, axis=-1)
+    return Trace(
+        f=m["f"],
+        f_gap=f_gap,
+        grad_norm_sq=m["grad_norm_sq"],
+        G=m["G"],
+        server_error=m["server_error"],
+        worker_error=err,
+        lyapunov=phi,
+        lyapunov_slack=slack,
+        violations=np.asarray(viol),
+        tpc_residual=m["tpc_residual"],
+        tpc_residual_max=m["tpc_residual_max"],
+        trigger_rate=m["trigger_rate"],
+        bits=Bits(*bits),
+        diverged_at=np.asarray(first),
+        x=x_final,
+        gamma=float(gamma),
+        A=A,
+        B=B,
+        steps=steps,
+        violation_tol=rtol,
+    )

@@ -1,0 +1,59 @@
+"""Runner: GD reference runs, sanity identities of the 3PC family, traces and bit counts."""
+
+import numpy as np
+import pytest
+
+from ratedist.compressors import make
+from ratedist.sim import (
+    ef21,
+    gd,
+    lag,
+    quadratic,
+    run,
+    tridiagonal_quadratic,
+)
+
+
+@pytest.fixture(scope="module")
+def tri():
+    return tridiagonal_quadratic(n_workers=6, dim=20, seed=3)
+
+
+def test_gd_converges_to_closed_form_optimum(key):
+    rng = np.random.default_rng(0)
+    n, d = 4, 6
+    M = rng.standard_normal((n, d, d))
+    A = np.einsum("nij,nkj->nik", M, M) / d + np.eye(d)[None, :, :]
+    b = rng.standard_normal((n, d))
+    prob = quadratic(A, b)
+    x_star = np.linalg.solve(A.mean(0), b.mean(0))  # independent closed form
+    tr = run(gd(), prob, steps=3000, key=key)
+    # linear convergence with rate (1 - mu/L) per step; 3000 steps reach float64 rounding
+    np.testing.assert_allclose(tr.x, x_star, rtol=0, atol=1e-10)
+    assert abs(tr.f_gap[-1]) < 1e-12
+    assert tr.violations == 0
+    assert tr.gamma == pytest.approx(1 / prob.L_minus)
+
+
+def test_gd_bits_full_vectors(tri, key):
+    tr = run(gd(), tri, steps=10, key=key)
+    # one full d-vector of 32-bit floats per worker per step, including g^0
+    expected = 32 * tri.dim * np.arange(1, 12)
+    np.testing.assert_array_equal(tr.bits.container, np.repeat(expected[:, None], 6, axis=1))
+    assert tr.f.shape == (11,) and tr.worker_error.shape == (11, 6)
+    assert np.all(tr.G == 0)
+
+
+def test_lag_zeta0_is_gd_bitwise(tri, key):
+    a = run(gd(), tri, steps=200, key=key)
+    b = run(lag(0.0), tri, steps=200, key=key)
+    np.testing.assert_array_equal(a.f, b.f)
+    np.testing.assert_array_equal(a.x, b.x)
+
+
+def test_ef21_k_equals_d_is_gd(tri, key):
+    a = run(gd(), tri, steps=200, key=key)
+    b = run(ef21(make(f"top-k:k={tri.dim}")), tri, steps=200, key=key, gamma=a.gamma)
+    # h + (x - h) differs from x by at most one rounding per step: 1e-12 absolute
+    np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.f, a.f, rtol=0, atol=1e-12)
