@@ -1,1 +1,26 @@
-"""ratedist.symbolic."""
+"""Symbolic derivations (sympy), one module per result, one cached lambdify helper.
+
+* :mod:`~ratedist.symbolic.lambdify`: :func:`lambdified` (numpy / JAX backends, cached) and the
+  :data:`EXPRESSIONS` registry of expression builders.
+* :mod:`~ratedist.symbolic.tnq_laplace`: TNQSGD for Laplace gradients (closed-form ``alpha*``,
+  levels, optimal error ``27 gamma^2/(s + 3 sqrt(6)/2)^2``; arXiv:2402.01160).
+* :mod:`~ratedist.symbolic.tuq_laplace`: truncated uniform levels, ``alpha* = gamma W0(s^2)``.
+* :mod:`~ratedist.symbolic.tnq_gaussian`: Gaussian objective in closed form, numeric ``alpha*``.
+* :mod:`~ratedist.symbolic.powerlaw`: power-law tails (arXiv:2402.01798), polynomial ``alpha*``.
+
+Importing this package registers every builder; nothing is derived until first use.
+"""
+
+from ratedist.symbolic import powerlaw, tnq_gaussian, tnq_laplace, tuq_laplace
+from ratedist.symbolic.lambdify import EXPRESSIONS, cache_info, expression, lambdified
+
+__all__ = [
+    "EXPRESSIONS",
+    "cache_info",
+    "expression",
+    "lambdified",
+    "powerlaw",
+    "tnq_gaussian",
+    "tnq_laplace",
+    "tuq_laplace",
+]

@@ -1,0 +1,720 @@
+"""Two-stage truncated quantizers: clip to ``[-alpha, alpha]``, then unbiased stochastic rounding.
+
+The compressor of arXiv 2402.01160 (TNQSGD) and arXiv 2402.01798 (TUQSGD/TNQSGD for
+power-law tails): ``Q(T_alpha(g))`` with ``T_alpha(g) = clip(g, -alpha, alpha)`` and ``Q``
+unbiased stochastic rounding onto levels ``-alpha = l_0 < ... < l_s = alpha``. Its
+per-coordinate error is::
+
+    E(Q(T(g)) - g)^2 = E[(l_{j+1} - X)(X - l_j); cell j] + E[(|X| - alpha)^2; |X| > alpha]
+                     = rounding variance                  + truncation bias
+
+Designs are chosen by minimising either
+
+* ``objective="bound"``: the papers' objective, in which each cell's rounding variance is
+  bounded by ``Delta^2/4`` — non-uniform levels with density ``lambda`` give
+  ``(1/(4 s^2)) int p/lambda^2``, minimised by ``lambda* ∝ p^(1/3)`` to
+  ``(int_{-alpha}^{alpha} p^(1/3))^3 / (4 s^2)``; uniform levels give ``alpha^2/s^2`` (every
+  coordinate bounded by ``Delta^2/4``, which is what yields the Lambert-W optimum) — plus the
+  exact bias; or
+* ``objective="exact"``: the exact error :func:`ratedist.quantizers.exact.stochastic_error`
+  of the design whose levels are placed by the same rule for the given ``alpha`` (1-D numeric
+  minimisation over ``alpha``).
+
+How ``alpha*`` of the bound is found (see :data:`MODELS`):
+
+==================  ==============================================  =====================
+source              non-uniform                                     uniform
+==================  ==============================================  =====================
+Laplace(gamma)      closed form ``3 gamma log(1 + 2s/(3 sqrt 6))``   ``gamma W0(s^2)``
+Gaussian(sigma)     root of the closed-form derivative              same
+PowerLaw(a, sigma)  closed form ``sigma((1 + s/c_a)^(3/(a-2)) - 1)``    root of closed-form F'
+any other source    root of ``F'`` with quadrature                  same
+==================  ==============================================  =====================
+
+Codes (bits per coordinate):
+
+* ``code="full_range"`` (default, the papers' convention): ``s`` intervals on
+  ``[-alpha, alpha]``, ``s + 1`` levels, ``b = log2(s + 1)`` bits (``s = 2^b - 1``).
+* ``code="sign_magnitude"`` (QSGD-style): one sign bit plus ``s + 1`` magnitude levels
+  ``0 = m_0 < ... < m_s = alpha``; ``b = 1 + log2(s + 1)`` bits. Rounding ``|g|`` between
+  magnitudes and restoring the sign is the same as rounding ``g`` onto the ``2 s + 1`` signed
+  levels, and for a symmetric source both the bound and the optimal density coincide with the
+  full-range design with ``2 s`` intervals (``int_0^alpha (2p)^(1/3)`` cubed is
+  ``(int_{-alpha}^{alpha} p^(1/3))^3 / 4``). So the design is computed with ``s_eff = 2 s`` and
+  the quantizer has ``2 s + 1`` levels; only the bit count differs. For Laplace the optimal
+  bound is ``27 gamma^2 / (2 s + 3 sqrt(6)/2)^2``.
+
+References:
+    G. Yan, T. Li, Y. Xiao, C. Li, L. Song, "Truncated Non-Uniform Quantization for Distributed
+    SGD", arXiv:2402.01160 (2024).
+    G. Yan, T. Li, Y. Xiao, H. Hou, L. Song, "Improved Quantization Strategies for Managing
+    Heavy-tailed Gradients in Distributed Learning", arXiv:2402.01798 (2024).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import integrate, optimize
+
+from ratedist._registry import Registry
+from ratedist._validation import check_choice, check_int, check_positive
+from ratedist.quantizers.core import ScalarQuantizer, Solution
+from ratedist.quantizers.exact import StochasticError, stochastic_error
+from ratedist.quantizers.registry import DESIGNS
+from ratedist.sources.base import QUAD_TOL, AbstractSource
+
+LEVEL_RULES = ("nonuniform", "uniform")
+OBJECTIVES = ("bound", "exact")
+CODES = ("full_range", "sign_magnitude")
+ROUNDINGS = ("stochastic",)
+
+#: Relative tolerance of every root search for ``alpha*`` of the bound.
+ROOT_RTOL = 1e-14
+#: Absolute tolerance (relative to the bound-optimal alpha) of the exact-error minimisation.
+EXACT_XATOL = 1e-10
+#: Panels and Gauss–Legendre nodes of the generic level solver (quantiles of ``p^(1/3)``).
+_N_PANELS = 512
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(20)
+
+
+@dataclass(frozen=True)
+class TruncationDesign:
+    """A designed truncated quantizer and how good it is.
+
+    Attributes:
+        quantizer: levels ``l_0 = -alpha < ... < l_last = alpha`` (``s + 1`` of them for the
+            full-range code, ``2 s + 1`` for sign+magnitude) with midpoint thresholds (used only
+            by the deterministic apply; the design is meant for ``quantizer.stochastic``).
+        alpha: truncation threshold.
+        s: number of intervals of the code (magnitude intervals for sign+magnitude).
+        bound_mse: the papers' bound objective (variance bound + exact bias) at this design.
+        exact: exact variance, bias and mse of clipping + unbiased stochastic rounding.
+        form: ``"bound"`` (alpha minimises the bound), ``"exact"`` (alpha minimises the exact
+            error for levels placed by ``level_rule``) or ``"given"`` (alpha supplied).
+        level_rule: ``"nonuniform"`` (``lambda ∝ p^(1/3)``) or ``"uniform"``.
+        source: the source the design was made for.
+        code: ``"full_range"`` or ``"sign_magnitude"``.
+        rate_bits: fixed-rate bits per coordinate of the code.
+        solver: how ``alpha`` was obtained (``"closed form"``, ``"root of F'"``,
+            ``"minimize exact"``, ``"given"``).
+    """
+
+    quantizer: ScalarQuantizer
+    alpha: float
+    s: int
+    bound_mse: float
+    exact: StochasticError
+    form: str
+    level_rule: str
+    source: AbstractSource
+    code: str
+    rate_bits: float
+    solver: str
+
+
+class TruncationModel(NamedTuple):
+    """How one (source family, level rule) pair is designed.
+
+    Attributes:
+        bound: ``(source, s_eff, alpha) -> F(alpha)``, the bound objective.
+        alpha_opt: ``(source, s_eff) -> (alpha*, n_iter, residual)``.
+        magnitudes: ``(source, s_eff, alpha, t) -> l(t)`` level magnitudes for quantile
+            fractions ``t`` in ``[0, 1]`` (``None``: uniform levels).
+        solver: description of how ``alpha_opt`` works.
+    """
+
+    bound: Callable[[AbstractSource, int, float], float]
+    alpha_opt: Callable[[AbstractSource, int], tuple[float, int, float]]
+    magnitudes: Callable[[AbstractSource, int, float, np.ndarray], np.ndarray] | None
+    solver: str
+
+
+#: Closed-form / semi-closed-form models keyed ``"<source.name>/<level_rule>"``; any other
+#: source uses the generic numeric model of its level rule.
+MODELS: Registry[TruncationModel] = Registry("truncation model")
+
+
+# ----------------------------------------------------------------------------- generic numerics
+def _bias(source: AbstractSource, alpha: float) -> float:
+    """``E[(X - alpha)^2; X > alpha] + E[(X + alpha)^2; X < -alpha]`` from partial moments."""
+    m = [float(source.partial_moment(k, alpha, np.inf)) for k in range(3)]
+    n = [float(source.partial_moment(k, -np.inf, -alpha)) for k in range(3)]
+    up = m[2] - 2 * alpha * m[1] + alpha**2 * m[0]
+    dn = n[2] + 2 * alpha * n[1] + alpha**2 * n[0]
+    return up + dn
+
+
+def _bias_slope(source: AbstractSource, alpha: float) -> float:
+    """``dB/dalpha = -2 E[X - alpha; X > alpha] - 2 E[-alpha - X; X < -alpha]``."""
+    up = float(source.partial_moment(1, alpha, np.inf)) - alpha * float(
+        source.partial_moment(0, alpha, np.inf)
+    )
+    dn = -float(source.partial_moment(1, -np.inf, -alpha)) - alpha * float(
+        source.partial_moment(0, -np.inf, -alpha)
+    )
+    return -2.0 * (up + dn)
+
+
+def _cbrt_pdf(source: AbstractSource, x: Any) -> np.ndarray:
+    return np.cbrt(np.asarray(source.pdf(x), np.float64))
+
+
+def _cbrt_mass(source: AbstractSource, lo: float, hi: float) -> float:
+    """``int_lo^hi p^(1/3)`` by adaptive quadrature, split at 0 (where Laplace-type laws kink)."""
+    pieces = [(lo, min(hi, 0.0)), (max(lo, 0.0), hi)]
+    total = 0.0
+    for a, b in pieces:
+        if b > a:
+            val, _ = integrate.quad(
+                lambda v: float(_cbrt_pdf(source, v)), a, b, epsabs=0.0, epsrel=QUAD_TOL, limit=500
+            )
+            total += val
+    return total
+
+
+def generic_bound(source: AbstractSource, s_eff: int, alpha: float, level_rule: str) -> float:
+    """Bound objective by quadrature: ``(int p^(1/3))^3/(4 s^2)`` or ``alpha^2/s^2``, + bias."""
+    if level_rule == "uniform":
+        return alpha**2 / s_eff**2 + _bias(source, alpha)
+    return _cbrt_mass(source, -alpha, alpha) ** 3 / (4 * s_eff**2) + _bias(source, alpha)
+
+
+def generic_bound_slope(source: AbstractSource, s_eff: int, alpha: float, level_rule: str) -> float:
+    """``dF/dalpha`` by Leibniz's rule (quadrature for the mass of ``p^(1/3)``)."""
+    if level_rule == "uniform":
+        return 2 * alpha / s_eff**2 + _bias_slope(source, alpha)
+    mass = _cbrt_mass(source, -alpha, alpha)
+    edge = float(_cbrt_pdf(source, alpha) + _cbrt_pdf(source, -alpha))
+    return 3 * mass**2 * edge / (4 * s_eff**2) + _bias_slope(source, alpha)
+
+
+def _scale_of(source: AbstractSource) -> float:
+    try:
+        scale = source.std()
+    except ValueError:
+        scale = float("nan")
+    if not math.isfinite(scale) or scale <= 0:
+        scale = float(source.ppf(0.75)) - float(source.ppf(0.25))
+    return scale
+
+
+def _root_of_slope(slope: Callable[[float], float], scale: float) -> tuple[float, int, float]:
+    """Root of an increasing-through-zero ``F'`` (negative near 0, positive far out)."""
+    lo, hi = 0.0, scale
+    n = 0
+    while slope(hi) <= 0.0:
+        lo, hi = hi, 2.0 * hi
+        n += 1
+        if n > 200:
+            raise RuntimeError("no sign change of dF/dalpha found while bracketing alpha*")
+    root, info = optimize.brentq(
+        slope, lo, hi, xtol=1e-300, rtol=ROOT_RTOL, maxiter=500, full_output=True
+    )
+    return float(root), int(info.iterations) + n, abs(float(slope(root)))
+
+
+def _generic_alpha_opt(
+    level_rule: str,
+) -> Callable[[AbstractSource, int], tuple[float, int, float]]:
+    def alpha_opt(source: AbstractSource, s_eff: int) -> tuple[float, int, float]:
+        return _root_of_slope(
+            lambda a: generic_bound_slope(source, s_eff, a, level_rule), _scale_of(source)
+        )
+
+    return alpha_opt
+
+
+def _gl_integral(source: AbstractSource, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``int_a^b p^(1/3)`` for short intervals, vectorised 20-node Gauss–Legendre."""
+    half = 0.5 * (b - a)
+    mid = 0.5 * (b + a)
+    nodes = mid[:, None] + half[:, None] * _GL_X[None, :]
+    return half * np.sum(_GL_W[None, :] * _cbrt_pdf(source, nodes), axis=1)
+
+
+def cube_root_quantiles(source: AbstractSource, alpha: float, fractions: Any) -> np.ndarray:
+    """Points ``l`` in ``[-alpha, alpha]`` with ``Lambda(l) = fraction``, ``Lambda`` the cdf of
+    ``lambda* ∝ p^(1/3)`` on ``[-alpha, alpha]`` (generic sources).
+
+    The cumulative mass is tabulated on :data:`_N_PANELS` panels per half-line (20-node
+    Gauss–Legendre per panel; 0 is a panel edge), then each quantile is refined by Newton steps
+    whose function values are panel-start mass + Gauss–Legendre on the remainder.
+    """
+    fr = np.asarray(fractions, np.float64)
+    edges = np.concatenate(
+        [np.linspace(-alpha, 0.0, _N_PANELS + 1), np.linspace(0.0, alpha, _N_PANELS + 1)[1:]]
+    )
+    panel = _gl_integral(source, edges[:-1], edges[1:])
+    cum = np.concatenate([[0.0], np.cumsum(panel)])
+    target = fr * cum[-1]
+    k = np.clip(np.searchsorted(cum, target, side="right") - 1, 0, edges.size - 2)
+    x = edges[k] + (target - cum[k]) / np.maximum(panel[k], 1e-300) * (edges[k + 1] - edges[k])
+    for _ in range(8):
+        val = cum[k] + _gl_integral(source, edges[k], x)
+        dens = np.maximum(_cbrt_pdf(source, x), 1e-300)
+        x = np.clip(x - (val - target) / dens, edges[k], edges[k + 1])
+    return x
+
+
+# ----------------------------------------------------------------------------- level placement
+def _fractions(s_eff: int) -> np.ndarray:
+    return np.arange(s_eff + 1) / s_eff
+
+
+def truncation_levels(
+    source: AbstractSource, s: int, alpha: float, *, level_rule: str = "nonuniform"
+) -> np.ndarray:
+    """Levels of the full-range code with ``s`` intervals on ``[-alpha, alpha]``.
+
+    Non-uniform: the ``j/s`` quantiles of ``lambda* ∝ p^(1/3)`` restricted to
+    ``[-alpha, alpha]`` (closed form for Laplace, Gaussian and power law; quadrature otherwise).
+    Uniform: ``-alpha + 2 alpha j / s``. The end levels are exactly ``-alpha`` and ``alpha``.
+
+    Args:
+        source: a source with a pdf.
+        s: number of intervals, integer >= 1.
+        alpha: truncation threshold, > 0.
+        level_rule: ``"nonuniform"`` or ``"uniform"``.
+
+    Returns:
+        ``s + 1`` strictly increasing levels.
+
+    Raises:
+        ValueError / TypeError: bad ``s``, ``alpha`` or ``level_rule``.
+    """
+    s = check_int("s", s, min_value=1)
+    alpha = check_positive("alpha", alpha)
+    level_rule = check_choice("level_rule", level_rule, LEVEL_RULES)
+    return _levels(source, s, alpha, level_rule)
+
+
+def _levels(source: AbstractSource, s_eff: int, alpha: float, level_rule: str) -> np.ndarray:
+    fr = _fractions(s_eff)
+    if level_rule == "uniform":
+        lv = -alpha + 2.0 * alpha * fr
+    else:
+        model = _model(source, level_rule)
+        if model.magnitudes is None:
+            lv = cube_root_quantiles(source, alpha, fr)
+        else:
+            t = np.abs(2.0 * fr - 1.0)
+            lv = np.sign(2.0 * fr - 1.0) * model.magnitudes(source, s_eff, alpha, t)
+    lv[0], lv[-1] = -alpha, alpha
+    if s_eff % 2 == 0:
+        lv[s_eff // 2] = 0.0
+    return lv
+
+
+# ----------------------------------------------------------------------------- models
+def _lam(name: str, args: tuple[str, ...]) -> Callable[..., Any]:
+    import ratedist.symbolic  # noqa: F401  (registers the expression builders)
+    from ratedist.symbolic.lambdify import lambdified
+
+    return lambdified(name, args)
+
+
+def _closed(value: float) -> tuple[float, int, float]:
+    return float(value), 0, 0.0
+
+
+def _laplace_models() -> None:
+    def nonuniform_alpha(src: Any, s: int) -> tuple[float, int, float]:
+        return _closed(_lam("tnq_laplace.alpha_opt", ("s", "gamma"))(s, src.scale))
+
+    def nonuniform_bound(src: Any, s: int, alpha: float) -> float:
+        return float(_lam("tnq_laplace.objective", ("alpha", "gamma", "s"))(alpha, src.scale, s))
+
+    def nonuniform_mag(src: Any, s: int, alpha: float, t: np.ndarray) -> np.ndarray:
+        return _lam("tnq_laplace.level", ("t", "alpha", "gamma"))(t, alpha, src.scale)
+
+    def uniform_alpha(src: Any, s: int) -> tuple[float, int, float]:
+        return _closed(_lam("tuq_laplace.alpha_opt", ("s", "gamma"))(s, src.scale))
+
+    def uniform_bound(src: Any, s: int, alpha: float) -> float:
+        return float(_lam("tuq_laplace.objective", ("alpha", "gamma", "s"))(alpha, src.scale, s))
+
+    MODELS.add(
+        "laplace/nonuniform",
+        TruncationModel(nonuniform_bound, nonuniform_alpha, nonuniform_mag, "closed form"),
+    )
+    MODELS.add(
+        "laplace/uniform",
+        TruncationModel(uniform_bound, uniform_alpha, None, "closed form (Lambert W)"),
+    )
+
+
+def _gaussian_models() -> None:
+    def alpha_opt(rule: str) -> Callable[[Any, int], tuple[float, int, float]]:
+        def f(src: Any, s: int) -> tuple[float, int, float]:
+            name = {"nonuniform": "tnq_gaussian", "uniform": "tuq_gaussian"}[rule]
+            slope = _lam(f"{name}.objective_derivative", ("alpha", "sigma", "s"))
+            return _root_of_slope(lambda a: float(slope(a, src.sigma, s)), src.sigma)
+
+        return f
+
+    def bound(rule: str) -> Callable[[Any, int, float], float]:
+        def f(src: Any, s: int, alpha: float) -> float:
+            name = {"nonuniform": "tnq_gaussian", "uniform": "tuq_gaussian"}[rule]
+            return float(_lam(f"{name}.objective", ("alpha", "sigma", "s"))(alpha, src.sigma, s))
+
+        return f
+
+    def mag(src: Any, s: int, alpha: float, t: np.ndarray) -> np.ndarray:
+        return _lam("tnq_gaussian.level", ("t", "alpha", "sigma"))(t, alpha, src.sigma)
+
+    solver = "root of closed-form F'"
+    MODELS.add(
+        "gaussian/nonuniform",
+        TruncationModel(bound("nonuniform"), alpha_opt("nonuniform"), mag, solver),
+    )
+    MODELS.add(
+        "gaussian/uniform", TruncationModel(bound("uniform"), alpha_opt("uniform"), None, solver)
+    )
+
+
+def _check_powerlaw(src: Any) -> None:
+    if src.tail_index <= 2:
+        raise ValueError(
+            f"source.tail_index must be > 2 for a finite truncation bias, got {src.tail_index!r}"
+        )
+
+
+def _powerlaw_models() -> None:
+    def nonuniform_alpha(src: Any, s: int) -> tuple[float, int, float]:
+        _check_powerlaw(src)
+        fn = _lam("powerlaw.alpha_opt", ("s", "sigma", "b"))
+        return _closed(fn(s, src.scale, src.tail_index - 2.0))
+
+    def nonuniform_bound(src: Any, s: int, alpha: float) -> float:
+        _check_powerlaw(src)
+        fn = _lam("powerlaw.objective", ("alpha", "sigma", "b", "s"))
+        return float(fn(alpha, src.scale, src.tail_index - 2.0, s))
+
+    def nonuniform_mag(src: Any, s: int, alpha: float, t: np.ndarray) -> np.ndarray:
+        fn = _lam("powerlaw.level", ("t", "alpha", "sigma", "b"))
+        return fn(t, alpha, src.scale, src.tail_index - 2.0)
+
+    def uniform_alpha(src: Any, s: int) -> tuple[float, int, float]:
+        _check_powerlaw(src)
+        slope = _lam("powerlaw.uniform_objective_derivative", ("alpha", "sigma", "b", "s"))
+        b = src.tail_index - 2.0
+        return _root_of_slope(lambda a: float(slope(a, src.scale, b, s)), src.scale)
+
+    def uniform_bound(src: Any, s: int, alpha: float) -> float:
+        _check_powerlaw(src)
+        fn = _lam("powerlaw.uniform_objective", ("alpha", "sigma", "b", "s"))
+        return float(fn(alpha, src.scale, src.tail_index - 2.0, s))
+
+    MODELS.add(
+        "power-law/nonuniform",
+        TruncationModel(nonuniform_bound, nonuniform_alpha, nonuniform_mag, "closed form"),
+    )
+    MODELS.add(
+        "power-law/uniform",
+        TruncationModel(uniform_bound, uniform_alpha, None, "root of closed-form F'"),
+    )
+
+
+_laplace_models()
+_gaussian_models()
+_powerlaw_models()
+
+
+def _generic_model(level_rule: str) -> TruncationModel:
+    return TruncationModel(
+        lambda src, s, a: generic_bound(src, s, a, level_rule),
+        _generic_alpha_opt(level_rule),
+        None,
+        "root of F' (quadrature)",
+    )
+
+
+def _model(source: AbstractSource, level_rule: str) -> TruncationModel:
+    key = f"{source.name}/{level_rule}"
+    return MODELS.get(key) if key in MODELS else _generic_model(level_rule)
+
+
+# ----------------------------------------------------------------------------- public API
+def _check_source(source: Any, code: str) -> AbstractSource:
+    if not isinstance(source, AbstractSource):
+        raise TypeError(f"source must be an AbstractSource, got {type(source).__name__}")
+    if code == "sign_magnitude" and not source.symmetric:
+        raise ValueError(
+            f"code='sign_magnitude' needs a symmetric source, got {source!r}; use code='full_range'"
+        )
+    return source
+
+
+def _s_eff(s: int, code: str) -> int:
+    return 2 * s if code == "sign_magnitude" else s
+
+
+def _rate_bits(s: int, code: str) -> float:
+    return math.log2(s + 1) + (1.0 if code == "sign_magnitude" else 0.0)
+
+
+def _build(
+    source: AbstractSource,
+    s: int,
+    alpha: float,
+    *,
+    level_rule: str,
+    code: str,
+    form: str,
+    solver: str,
+) -> TruncationDesign:
+    s_eff = _s_eff(s, code)
+    levels = _levels(source, s_eff, alpha, level_rule)
+    quantizer = ScalarQuantizer.from_levels(levels)
+    bound = _model(source, level_rule).bound(source, s_eff, alpha)
+    return TruncationDesign(
+        quantizer=quantizer,
+        alpha=float(alpha),
+        s=s,
+        bound_mse=float(bound),
+        exact=stochastic_error(quantizer, source),
+        form=form,
+        level_rule=level_rule,
+        source=source,
+        code=code,
+        rate_bits=_rate_bits(s, code),
+        solver=solver,
+    )
+
+
+def truncation_design(
+    source: AbstractSource,
+    s: int,
+    alpha: float,
+    *,
+    levels: str = "nonuniform",
+    code: str = "full_range",
+) -> TruncationDesign:
+    """The truncated design at a given ``alpha`` (levels placed by the ``levels`` rule).
+
+    Args:
+        source: the gradient-coordinate law.
+        s: intervals of the code (integer >= 1; magnitude intervals for sign+magnitude).
+        alpha: truncation threshold, > 0.
+        levels: ``"nonuniform"`` (``lambda ∝ p^(1/3)``) or ``"uniform"``.
+        code: ``"full_range"`` (``log2(s+1)`` bits) or ``"sign_magnitude"`` (``1 + log2(s+1)``).
+
+    Returns:
+        A :class:`TruncationDesign` with ``form="given"``.
+
+    Raises:
+        ValueError / TypeError: bad arguments (each message names the argument).
+    """
+    s = check_int("s", s, min_value=1)
+    alpha = check_positive("alpha", alpha)
+    levels = check_choice("levels", levels, LEVEL_RULES)
+    code = check_choice("code", code, CODES)
+    source = _check_source(source, code)
+    return _build(source, s, alpha, level_rule=levels, code=code, form="given", solver="given")
+
+
+def _optimal(
+    source: AbstractSource, s: int, levels: str, objective: str, code: str
+) -> tuple[TruncationDesign, int, float]:
+    s_eff = _s_eff(s, code)
+    model = _model(source, levels)
+    alpha_b, n_iter, residual = model.alpha_opt(source, s_eff)
+    if objective == "bound":
+        design = _build(
+            source, s, alpha_b, level_rule=levels, code=code, form="bound", solver=model.solver
+        )
+        return design, n_iter, residual
+
+    def exact_mse(alpha: float) -> float:
+        lv = _levels(source, s_eff, alpha, levels)
+        return stochastic_error(ScalarQuantizer.from_levels(lv), source).mse
+
+    lo, hi = 0.25 * alpha_b, 4.0 * alpha_b
+    for _ in range(20):
+        res = optimize.minimize_scalar(
+            exact_mse,
+            bounds=(lo, hi),
+            method="bounded",
+            options={"xatol": EXACT_XATOL * alpha_b, "maxiter": 500},
+        )
+        x = float(res.x)
+        if x < lo + 1e-3 * (hi - lo):
+            lo, hi = 0.25 * lo, lo * 1.01
+        elif x > hi - 1e-3 * (hi - lo):
+            lo, hi = hi * 0.99, 4.0 * hi
+        else:
+            break
+    else:  # pragma: no cover - the exact error always has an interior minimum
+        raise RuntimeError("exact-error minimum over alpha not bracketed")
+    design = _build(
+        source, s, x, level_rule=levels, code=code, form="exact", solver="minimize exact"
+    )
+    return design, int(res.nfev), EXACT_XATOL * alpha_b
+
+
+def optimal_truncation(
+    source: AbstractSource,
+    s: int,
+    *,
+    levels: str = "nonuniform",
+    objective: str = "bound",
+    code: str = "full_range",
+) -> TruncationDesign:
+    """Optimal truncation threshold and levels for clipping + unbiased stochastic rounding.
+
+    ``objective="bound"`` minimises the papers' objective (closed form for Laplace — see the
+    module docstring); ``objective="exact"`` minimises the exact error
+    (:func:`ratedist.quantizers.exact.stochastic_error`) over ``alpha`` with the levels placed
+    by the same rule for each ``alpha`` (bounded Brent search around the bound optimum).
+
+    Args:
+        source: gradient-coordinate law (symmetric for ``code="sign_magnitude"``).
+        s: intervals of the code, integer >= 1 (full range: ``s + 1`` levels, ``log2(s+1)``
+            bits; sign+magnitude: ``s + 1`` magnitudes, ``1 + log2(s+1)`` bits).
+        levels: ``"nonuniform"`` (TNQ, ``lambda ∝ p^(1/3)``) or ``"uniform"`` (TUQ).
+        objective: ``"bound"`` or ``"exact"``.
+        code: ``"full_range"`` or ``"sign_magnitude"``.
+
+    Returns:
+        The :class:`TruncationDesign`.
+
+    Raises:
+        ValueError / TypeError: bad arguments (each message names the argument); a power-law
+            source with ``tail_index <= 2`` (infinite bias).
+
+    References:
+        arXiv:2402.01160, Sec. IV (Laplace, non-uniform: Theorem 2); arXiv:2402.01798, Sec. IV-V
+        (uniform and power-law tails).
+
+    Assumptions:
+        Coordinates i.i.d. with the given law; the bound replaces each cell's rounding variance
+        by ``Delta^2/4`` and uses the level-density (many-levels) approximation for the
+        non-uniform variance; the exact objective has neither approximation.
+    """
+    s = check_int("s", s, min_value=1)
+    levels = check_choice("levels", levels, LEVEL_RULES)
+    objective = check_choice("objective", objective, OBJECTIVES)
+    code = check_choice("code", code, CODES)
+    source = _check_source(source, code)
+    return _optimal(source, s, levels, objective, code)[0]
+
+
+def _designer(levels: str) -> Callable[..., Solution]:
+    def designer(
+        source: AbstractSource,
+        n_levels: int,
+        *,
+        exact: bool = False,
+        rounding: str = "stochastic",
+        code: str = "full_range",
+    ) -> Solution:
+        n_levels = check_int("n_levels", n_levels, min_value=2)
+        rounding = check_choice("rounding", rounding, ROUNDINGS)
+        if not isinstance(exact, bool | np.bool_):
+            raise TypeError(f"exact must be a bool, got {exact!r}")
+        code = check_choice("code", code, CODES)
+        source = _check_source(source, code)
+        objective = "exact" if exact else "bound"
+        design, n_iter, residual = _optimal(source, n_levels - 1, levels, objective, code)
+        return Solution(design, True, n_iter, float(residual))
+
+    return designer
+
+
+_DOC = """{title} design for clipping + unbiased stochastic rounding (registered as ``"{name}"``).
+
+    Args:
+        source: gradient-coordinate law.
+        n_levels: levels of the full-range code (``s = n_levels - 1`` intervals,
+            ``log2(n_levels)`` bits); with ``code="sign_magnitude"`` the number of magnitude
+            levels ``0 = m_0 < ... < m_s = alpha`` (``1 + log2(n_levels)`` bits).
+        exact: minimise the exact error over ``alpha`` instead of the papers' bound.
+        rounding: only ``"stochastic"`` (the design is for unbiased stochastic rounding).
+        code: ``"full_range"`` or ``"sign_magnitude"``.
+
+    Returns:
+        ``Solution(value=TruncationDesign, converged=True, n_iter, residual)``: ``n_iter`` and
+        ``residual`` are 0 for closed forms, the root finder's iterations and ``|F'(alpha)|``
+        for numeric roots, the function evaluations and the alpha tolerance for ``exact=True``.
+
+    Raises:
+        ValueError / TypeError: bad arguments (each message names the argument).
+
+    References:
+        arXiv:2402.01160; arXiv:2402.01798.
+    """
+
+tnq = _designer("nonuniform")
+tnq.__name__ = tnq.__qualname__ = "tnq"
+tnq.__doc__ = _DOC.format(title="TNQ (truncated non-uniform, lambda ∝ p^(1/3))", name="tnq")
+tuq = _designer("uniform")
+tuq.__name__ = tuq.__qualname__ = "tuq"
+tuq.__doc__ = _DOC.format(title="TUQ (truncated uniform)", name="tuq")
+
+DESIGNS.add("tnq", tnq, rounding="stochastic", truncated=True, level_rule="nonuniform")
+DESIGNS.add("tuq", tuq, rounding="stochastic", truncated=True, level_rule="uniform")
+
+
+# ----------------------------------------------------------------------------- power law
+def powerlaw_growth_exponent(tail_index: float, *, levels: str = "nonuniform") -> float:
+    """Exponent ``e`` of ``alpha* ~ C s^e`` for a power-law tail ``P(|X| > x) ~ x^-a``.
+
+    Non-uniform: ``3/(a - 2)`` (exact for the model of :mod:`ratedist.symbolic.powerlaw`:
+    ``alpha* = sigma((1 + s/c_a)^(3/(a-2)) - 1)``); uniform: ``2/a`` (from
+    ``alpha (1 + alpha/sigma)^(a-1) = sigma s^2/(a-1)``).
+
+    Raises:
+        ValueError: ``tail_index <= 2`` or unknown ``levels``.
+    """
+    a = check_positive("tail_index", tail_index)
+    if a <= 2:
+        raise ValueError(f"tail_index must be > 2 for a finite truncation bias, got {a!r}")
+    levels = check_choice("levels", levels, LEVEL_RULES)
+    return 3.0 / (a - 2.0) if levels == "nonuniform" else 2.0 / a
+
+
+def powerlaw_design(
+    tail_index: float,
+    s: int,
+    *,
+    scale: float = 1.0,
+    levels: str = "nonuniform",
+    objective: str = "bound",
+    code: str = "full_range",
+) -> TruncationDesign:
+    """Truncated design for power-law-tailed gradients (``PowerLaw(tail_index, scale)``).
+
+    Non-uniform bound optimum in closed form: ``alpha* = scale((1 + s/c_a)^(3/(a-2)) - 1)``,
+    ``c_a = (3/(a-2)) sqrt(3 a (a-1)/2)``, optimal bound ``27 a scale^2/((a-2)^3 (s + c_a)^2)``;
+    ``alpha*`` grows polynomially in ``s`` (exponent ``3/(a-2)``), not logarithmically as for
+    Laplace or Gaussian gradients.
+
+    Args:
+        tail_index: ``a > 2`` (``P(|X| > x) ~ x^-a``; the bias is infinite for ``a <= 2``).
+        s: intervals of the code, integer >= 1.
+        scale: scale of the law, > 0.
+        levels: ``"nonuniform"`` or ``"uniform"``.
+        objective: ``"bound"`` or ``"exact"``.
+        code: ``"full_range"`` or ``"sign_magnitude"``.
+
+    Returns:
+        The :class:`TruncationDesign` (its ``source`` is the ``PowerLaw``).
+
+    Raises:
+        ValueError / TypeError: bad arguments (each message names the argument).
+
+    References:
+        arXiv:2402.01798 Sec. IV-V (truncation for power-law tails).
+    """
+    from ratedist.sources.heavy import PowerLaw
+
+    a = check_positive("tail_index", tail_index)
+    if a <= 2:
+        raise ValueError(f"tail_index must be > 2 for a finite truncation bias, got {a!r}")
+    source = PowerLaw(a, check_positive("scale", scale))
+    return optimal_truncation(source, s, levels=levels, objective=objective, code=code)
