@@ -89,7 +89,7 @@ class AbstractSource(abc.ABC):
             while self.cdf(hi) < p:
                 hi *= 2.0
             return optimize.brentq(
-                lambda x: float(self.cdf(x)) - p, lo, hi, xtol=1e-14 * scale, rtol=4e-16
+                lambda x: float(self.cdf(x)) - p, lo, hi, xtol=1e-14 * scale, rtol=1e-15
             )
 
         return np.vectorize(one, otypes=[np.float64])(q)
