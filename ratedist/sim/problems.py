@@ -656,3 +656,251 @@ def _with_numeric_fstar(prob: Problem) -> Problem:
         f"numerical: L-BFGS-B from x0 (local minimum, |grad| = {np.linalg.norm(res.jac):.1e})"
     )
     return dataclasses.replace(prob, f_star=float(res.fun), labels=labels)
+
+
+# ------------------------------------------------------------------------- real data
+
+
+def load_libsvm(path: Any, *, n_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read a LIBSVM/SVMlight text file into dense numpy arrays.
+
+    Format: one sample per line, ``label index:value index:value ...`` with 1-based,
+    increasing indices; ``#`` starts a comment; blank lines are skipped; a ``qid:`` token is
+    ignored.
+
+    Args:
+        path: file path.
+        n_features: number of columns (default: the largest index seen).
+
+    Returns:
+        ``(X, y)``: ``X`` float64 ``(M, n_features)``, ``y`` float64 ``(M,)``.
+
+    Raises:
+        ValueError: malformed line (its number is named), index < 1 or > ``n_features``,
+            or no samples.
+    """
+    rows: list[tuple[float, list[int], list[float]]] = []
+    max_idx = 0
+    with open(path, encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            tokens = line.split()
+            try:
+                label = float(tokens[0])
+                idx, val = [], []
+                for tok in tokens[1:]:
+                    k, v = tok.split(":", 1)
+                    if k == "qid":
+                        continue
+                    idx.append(int(k))
+                    val.append(float(v))
+            except ValueError as exc:
+                raise ValueError(
+                    f"path {str(path)!r}: malformed line {lineno}: {raw.strip()!r}"
+                ) from exc
+            if idx and min(idx) < 1:
+                raise ValueError(f"path {str(path)!r}: line {lineno}: indices must be >= 1")
+            max_idx = max([max_idx, *idx])
+            rows.append((label, idx, val))
+    if not rows:
+        raise ValueError(f"path {str(path)!r} holds no samples")
+    p = max_idx if n_features is None else check_int("n_features", n_features, min_value=1)
+    if max_idx > p:
+        raise ValueError(f"n_features must be >= the largest index {max_idx}, got {p}")
+    X = np.zeros((len(rows), p))
+    y = np.empty(len(rows))
+    for r, (label, idx, val) in enumerate(rows):
+        y[r] = label
+        X[r, np.asarray(idx, dtype=np.int64) - 1] = val
+    return X, y
+
+
+def _standardize(X: np.ndarray) -> np.ndarray:
+    sd = X.std(axis=0)
+    return (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+@_register("logistic_libsvm")
+def logistic_libsvm(
+    path: Any,
+    *,
+    n_workers: int = 20,
+    lam: float = 0.1,
+    n_features: int | None = None,
+    standardize: bool = False,
+    batch_size: int | None = None,
+    solve_f_star: bool = True,
+) -> Problem:
+    """:func:`logistic_nonconvex` on a LIBSVM file (labels ``{−1, 1}`` or ``{0, 1}``).
+
+    Args:
+        path: the file (read with :func:`load_libsvm`).
+        n_workers, lam, batch_size, solve_f_star: as in :func:`logistic_nonconvex`.
+        n_features: number of columns (default: largest index in the file).
+        standardize: centre and scale every column to unit variance first.
+
+    Raises:
+        ValueError: unreadable file, labels not binary, bad sizes.
+    """
+    X, y = load_libsvm(path, n_features=n_features)
+    if standardize:
+        X = _standardize(X)
+    return logistic_nonconvex(
+        X,
+        y,
+        n_workers=n_workers,
+        lam=lam,
+        batch_size=batch_size,
+        solve_f_star=solve_f_star,
+        source=f"libsvm:{path}" + (":standardized" if standardize else ""),
+    )
+
+
+@_register("logistic_breast_cancer")
+def logistic_breast_cancer(
+    *,
+    n_workers: int = 20,
+    lam: float = 0.1,
+    batch_size: int | None = None,
+    solve_f_star: bool = True,
+) -> Problem:
+    """:func:`logistic_nonconvex` on scikit-learn's Wisconsin breast-cancer data (569 x 30).
+
+    Features are standardized (centred, unit variance) so that ``L`` is O(1); labels
+    malignant/benign are mapped to ``{−1, +1}``. Needs the optional extra ``data``
+    (scikit-learn); the data ship inside the package (no download).
+
+    Raises:
+        ImportError: scikit-learn is not installed (``pip install ratedist[data]``).
+    """
+    try:
+        from sklearn.datasets import load_breast_cancer
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "logistic_breast_cancer needs scikit-learn: pip install 'ratedist[data]'"
+        ) from exc
+    X, y = load_breast_cancer(return_X_y=True)
+    return logistic_nonconvex(
+        _standardize(np.asarray(X, np.float64)),
+        np.asarray(y, np.float64),
+        n_workers=n_workers,
+        lam=lam,
+        batch_size=batch_size,
+        solve_f_star=solve_f_star,
+        source="sklearn:breast_cancer:standardized",
+    )
+
+
+# --------------------------------------------------------------------------------- MLP
+
+
+def _mlp_layout(dim_in: int, hidden: int) -> list[tuple[str, tuple[int, ...]]]:
+    return [("W1", (hidden, dim_in)), ("b1", (hidden,)), ("w2", (hidden,)), ("b2", ())]
+
+
+def _mlp_unravel(x, dim_in: int, hidden: int):
+    out, i = {}, 0
+    for name, shape in _mlp_layout(dim_in, hidden):
+        size = int(np.prod(shape)) if shape else 1
+        out[name] = x[i : i + size].reshape(shape)
+        i += size
+    return out
+
+
+@_register("mlp")
+def mlp(
+    n_workers: int = 4,
+    *,
+    hidden: int = 16,
+    dim_in: int = 8,
+    n_samples: int = 512,
+    seed: int = 0,
+    batch_size: int | None = 16,
+) -> Problem:
+    """A one-hidden-layer tanh MLP regression (nonconvex, stochastic).
+
+    Data: ``a ~ N(0, I)``, targets from a random teacher MLP of the same shape plus
+    ``0.1 N(0, 1)`` noise, split in contiguous equal parts. Loss of a sample
+    ``½ (w2ᵀ tanh(W1 a + b1) + b2 − y)^2``; parameters flattened into ``x``
+    (``W1, b1, w2, b2``, row-major), ``x0`` a Glorot-scaled draw. Gradients by ``jax.grad``.
+    ``f* = 0`` is a lower bound; no smoothness constants (``gamma`` must be given).
+
+    Args:
+        n_workers: number of workers.
+        hidden, dim_in: layer sizes.
+        n_samples: total samples.
+        seed: numpy seed.
+        batch_size: minibatch size (with replacement) or None for full local gradients.
+
+    Raises:
+        ValueError: bad sizes.
+    """
+    n = check_int("n_workers", n_workers, min_value=1)
+    h = check_int("hidden", hidden, min_value=1)
+    p = check_int("dim_in", dim_in, min_value=1)
+    M = check_int("n_samples", n_samples, min_value=n)
+    seed = check_int("seed", seed, min_value=0)
+    rng = np.random.default_rng(seed)
+    d = h * p + 2 * h + 1
+
+    def draw():
+        W1 = rng.standard_normal((h, p)) * math.sqrt(2.0 / (h + p))
+        w2 = rng.standard_normal(h) * math.sqrt(2.0 / (h + 1))
+        return np.concatenate([W1.ravel(), np.zeros(h), w2, [0.0]])
+
+    teacher, x0 = draw(), draw()
+    X = rng.standard_normal((M, p))
+    tw = _mlp_unravel(teacher, p, h)
+    y = np.tanh(X @ tw["W1"].T + tw["b1"]) @ tw["w2"] + tw["b2"] + 0.1 * rng.standard_normal(M)
+
+    def sample_loss(x, a, t):
+        w = _mlp_unravel(x, p, h)
+        return 0.5 * (w["w2"] @ jnp.tanh(w["W1"] @ a + w["b1"]) + w["b2"] - t) ** 2
+
+    def loss_fn(x, data_i):
+        losses = jax.vmap(sample_loss, in_axes=(None, 0, 0))(x, data_i["X"], data_i["y"])
+        return jnp.mean(losses)
+
+    grad_fn = jax.grad(loss_fn)
+    Xs, ys = _split(X, y, n)
+    cfg = {"problem": "mlp", "n_workers": n, "hidden": h, "dim_in": p, "n_samples": M, "seed": seed}
+    sgrad = var = None
+    if batch_size is not None:
+        sgrad, var = _minibatch_oracle(
+            jax.grad(sample_loss), check_int("batch_size", batch_size, min_value=1)
+        )
+        cfg["batch_size"] = int(batch_size)
+    return Problem(
+        name="mlp",
+        n_workers=n,
+        dim=d,
+        data={"X": Xs, "y": ys, "lam": np.zeros(n)},
+        loss_fn=loss_fn,
+        grad_fn=grad_fn,
+        x0=x0,
+        f_star=0.0,
+        L_minus=None,
+        L_plus=None,
+        L_plus_upper=None,
+        L_i=None,
+        labels={
+            "f_star": "lower bound: 0 (squared loss)",
+            "L_minus": "unknown",
+            "L_plus": "unknown",
+            "L_plus_upper": "unknown",
+        },
+        stochastic_grad_fn=sgrad,
+        variance_fn=var,
+        config=cfg,
+    )
+
+
+def make_problem(name: str, **params: Any) -> Problem:
+    """Build a registered problem by name (``PROBLEMS.names()``) with keyword parameters.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    return PROBLEMS.get(name)(**params)

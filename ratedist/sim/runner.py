@@ -95,7 +95,8 @@ class Trace(NamedTuple):
             (gamma/2)||grad f(x^t)||^2)``: the rounding of the sums that make ``f`` and ``G``.
         tpc_residual: ``(1/n) sum_i [||g_i^{t} − x_i||^2 − (1 − A)||h_i − y_i||^2 −
             B||x_i − y_i||^2]`` of the step that produced ``g^t`` (NaN at ``t = 0`` or when A/B
-            unknown); ``<= 0`` in expectation for a 3PC.
+            unknown, and for MARINA whose inequality is on the server estimator); ``<= 0`` in
+            expectation for a 3PC, on every path for deterministic ones.
         tpc_residual_max: the max over workers of the same residual.
         trigger_rate: fraction of workers whose trigger fired (LAG/CLAG; NaN otherwise).
         bits: :class:`Bits`, cumulative per worker.
@@ -173,7 +174,9 @@ def _worker_fns(algorithm: Algorithm, problem: Problem, gamma: float, A: float, 
     """``factory(agg) -> (init_w, chunk_w)`` for one worker."""
     loss_fn, grad_fn = problem.loss_fn, problem.grad_fn
     sgrad = problem.stochastic_grad_fn
-    has_A = not math.isnan(A)
+    # The per-worker 3PC residual only makes sense for a 3PC (MARINA's inequality is on the
+    # server estimator, not per worker): NaN otherwise.
+    has_A = not math.isnan(A) and algorithm.lyapunov == "workers"
     A_, B_ = (A, B) if has_A else (1.0, 0.0)
 
     def grads(x, data_i, kg):

@@ -1,0 +1,128 @@
+"""Atomic result files: one ``.npz`` per finished run, named by a hash of its canonical config.
+
+A file is written to a temporary name in the target directory, flushed, fsynced and moved in
+place with ``os.replace`` (atomic on POSIX), so a killed sweep leaves either a complete file
+or none — never a partial one — and a re-run skips exactly the finished configs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ratedist.sim.runner import Bits, Trace
+
+_FORMAT = 1
+_SCALARS = ("gamma", "A", "B", "steps", "violation_tol")
+
+
+def canonical_json(config: Mapping[str, Any]) -> str:
+    """Canonical JSON of a config: sorted keys, no whitespace, floats as Python repr.
+
+    Raises:
+        TypeError: the config holds something JSON cannot represent.
+    """
+    try:
+        return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"config must be JSON-serialisable (str/int/float/bool/list/dict): {exc}"
+        ) from exc
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """First 16 hex digits of the SHA-256 of :func:`canonical_json`."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, writer) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_trace(
+    path: Any, trace: Trace, config: Mapping[str, Any], meta: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``trace`` with its ``config`` (and JSON-able ``meta``) atomically to ``path``.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in trace._asdict().items():
+        if name == "bits":
+            for bname, b in value._asdict().items():
+                arrays[f"bits_{bname}"] = np.asarray(b)
+        else:
+            arrays[name] = np.asarray(value)
+    arrays["config_json"] = np.asarray(canonical_json(config))
+    arrays["meta_json"] = np.asarray(json.dumps(dict(meta or {}), sort_keys=True, default=str))
+    arrays["format"] = np.asarray(_FORMAT)
+    _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    return path
+
+
+def load_trace(path: Any) -> tuple[Trace, dict[str, Any], dict[str, Any]]:
+    """Read a file written by :func:`save_trace`: ``(trace, config, meta)``."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        bits = Bits(*(z[f"bits_{f}"] for f in Bits._fields))
+        fields = {}
+        for f in Trace._fields:
+            if f == "bits":
+                fields[f] = bits
+            elif f in _SCALARS:
+                fields[f] = z[f].item()
+            else:
+                fields[f] = z[f]
+        config = json.loads(z["config_json"].item())
+        meta = json.loads(z["meta_json"].item())
+    return Trace(**fields), config, meta
+
+
+class ResultStore:
+    """A directory of results keyed by :func:`config_hash`.
+
+    Args:
+        directory: where the ``<hash>.npz`` files live (created on first save).
+    """
+
+    def __init__(self, directory: Any) -> None:
+        self.directory = Path(directory)
+
+    def path(self, config: Mapping[str, Any]) -> Path:
+        return self.directory / f"{config_hash(config)}.npz"
+
+    def done(self, config: Mapping[str, Any]) -> bool:
+        """True when a finished result for ``config`` exists."""
+        return self.path(config).is_file()
+
+    def save(
+        self, config: Mapping[str, Any], trace: Trace, meta: Mapping[str, Any] | None = None
+    ) -> Path:
+        return save_trace(self.path(config), trace, config, meta)
+
+    def load(self, config: Mapping[str, Any]) -> tuple[Trace, dict[str, Any], dict[str, Any]]:
+        return load_trace(self.path(config))
+
+    def __iter__(self) -> Iterator[tuple[Trace, dict[str, Any], dict[str, Any]]]:
+        """All finished results, in file-name order."""
+        for p in sorted(self.directory.glob("*.npz")):
+            yield load_trace(p)

@@ -1,0 +1,271 @@
+"""Sweeps: expand a TOML/dict description into run configs, run them, store the results.
+
+A sweep document (TOML, read with ``tomllib``)::
+
+    [sweep]
+    steps = 2000
+    gamma = "theory"          # or a number; gamma_multiplier scales "theory"
+    seeds = [0, 1]
+    engine = "vmap"           # optional; replicas = 8 optional
+
+    [problem]                 # or [[problems]]; list values expand into a grid
+    name = "tridiagonal_quadratic"
+    n_workers = 10
+    dim = 100
+
+    [[algorithms]]            # list values expand into a grid
+    name = "ef21"
+    compressor = ["top-k:k=1", "top-k:k=10"]
+
+A run config is the canonical dict ``{"problem": {...}, "algorithm": {...}, "steps", "gamma",
+"gamma_multiplier", "seed", "engine", "replicas", "dtype"}``; its hash names the result file.
+Algorithm parameters named ``compressor``, ``unbiased`` or ``compressor2`` are compressor spec
+strings (``ratedist.compressors.make``); ``inner`` is a nested algorithm table (3PCv3).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import itertools
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from ratedist._validation import check_choice, check_int, check_positive
+from ratedist.sim.algorithms import ALGORITHMS, Algorithm
+from ratedist.sim.problems import PROBLEMS, Problem
+from ratedist.sim.runner import Trace, run
+from ratedist.sim.store import ResultStore
+
+_COMPRESSOR_KEYS = ("compressor", "unbiased", "compressor2")
+_RUN_DEFAULTS = {
+    "gamma": "theory",
+    "gamma_multiplier": 1.0,
+    "seed": 0,
+    "engine": "vmap",
+    "replicas": None,
+    "dtype": "float64",
+}
+
+
+def _grid(table: Mapping[str, Any], what: str) -> list[dict[str, Any]]:
+    """Cartesian product over list-valued entries (the ``name`` must be a string)."""
+    if not isinstance(table, Mapping):
+        raise TypeError(f"{what} must be a table (dict), got {type(table).__name__}")
+    if "name" not in table or not isinstance(table["name"], str):
+        raise ValueError(f"{what} must have a string 'name', got {dict(table)!r}")
+    keys = list(table)
+    values = [v if isinstance(v, list) else [v] for v in table.values()]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def expand_sweep(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """All run configs of a sweep document (see module docstring), in a stable order.
+
+    Raises:
+        ValueError: missing sections, unknown problem/algorithm names, bad steps/gamma/seeds.
+    """
+    if not isinstance(doc, Mapping):
+        raise TypeError(f"sweep document must be a dict, got {type(doc).__name__}")
+    sweep = dict(doc.get("sweep", {}))
+    if "steps" not in sweep:
+        raise ValueError("sweep.steps must be given (number of steps per run)")
+    check_int("steps", sweep["steps"], min_value=1)
+    problems = doc.get("problems", doc.get("problem"))
+    if problems is None:
+        raise ValueError("sweep document needs a [problem] table or [[problems]] tables")
+    problems = problems if isinstance(problems, list) else [problems]
+    algorithms = doc.get("algorithms", doc.get("algorithm"))
+    if algorithms is None:
+        raise ValueError("sweep document needs [[algorithms]] tables")
+    algorithms = algorithms if isinstance(algorithms, list) else [algorithms]
+    seeds = sweep.pop("seeds", [sweep.pop("seed", 0)])
+    seeds = seeds if isinstance(seeds, list) else [seeds]
+    unknown = set(sweep) - {"steps", *_RUN_DEFAULTS}
+    if unknown:
+        raise ValueError(
+            f"sweep has unknown keys {sorted(unknown)}; allowed: steps, seeds, {sorted(_RUN_DEFAULTS)}"
+        )
+    base = {**_RUN_DEFAULTS, **sweep}
+    out = []
+    for ptab in problems:
+        for pcfg in _grid(ptab, "problem"):
+            PROBLEMS.entry(pcfg["name"])
+            for atab in algorithms:
+                for acfg in _grid(atab, "algorithm"):
+                    ALGORITHMS.entry(acfg["name"])
+                    for seed in seeds:
+                        cfg = {
+                            **base,
+                            "problem": pcfg,
+                            "algorithm": acfg,
+                            "seed": check_int("seed", seed, min_value=0),
+                        }
+                        _check_run_config(cfg)
+                        out.append(cfg)
+    return out
+
+
+def load_sweep(path: Any) -> list[dict[str, Any]]:
+    """Read a TOML sweep file and expand it with :func:`expand_sweep`.
+
+    Raises:
+        ValueError: unreadable TOML (message names the file) or a bad sweep.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"config file {str(p)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {str(p)!r} is not valid TOML: {exc}") from exc
+    return expand_sweep(doc)
+
+
+def _check_run_config(cfg: Mapping[str, Any]) -> None:
+    g = cfg["gamma"]
+    if not (isinstance(g, str) and g == "theory"):
+        if isinstance(g, str):
+            raise ValueError(f"gamma must be a positive number or 'theory', got {g!r}")
+        check_positive("gamma", g)
+    check_positive("gamma_multiplier", cfg["gamma_multiplier"])
+    check_choice("engine", cfg["engine"], ("vmap", "shard_map"))
+    check_choice("dtype", cfg["dtype"], ("float32", "float64"))
+    if cfg["replicas"] is not None:
+        check_int("replicas", cfg["replicas"], min_value=1)
+
+
+def make_algorithm(config: Mapping[str, Any]) -> Algorithm:
+    """An :class:`Algorithm` from ``{"name": ..., <constructor parameters>}``.
+
+    Compressor parameters are spec strings (``"top-k:k=10"``); ``inner`` is a nested table.
+
+    Raises:
+        ValueError: unknown algorithm or parameter (the message lists the allowed ones).
+    """
+    from ratedist.compressors import make
+
+    cfg = dict(config)
+    name = cfg.pop("name", None)
+    factory = ALGORITHMS.get(name)
+    allowed = list(inspect.signature(factory).parameters)
+    kwargs = {}
+    for k, v in cfg.items():
+        if k not in allowed:
+            raise ValueError(f"algorithm {name!r} has no parameter {k!r}; allowed: {allowed}")
+        if k in _COMPRESSOR_KEYS:
+            kwargs[k] = make(v)
+        elif k == "inner":
+            kwargs[k] = make_algorithm(v)
+        else:
+            kwargs[k] = v
+    missing = [
+        p.name
+        for p in inspect.signature(factory).parameters.values()
+        if p.default is inspect.Parameter.empty and p.name not in kwargs
+    ]
+    if missing:
+        raise ValueError(f"algorithm {name!r} needs parameter(s) {missing}")
+    return factory(**kwargs)
+
+
+def make_problem_from_config(config: Mapping[str, Any]) -> Problem:
+    """A :class:`Problem` from ``{"name": ..., <constructor keyword parameters>}``.
+
+    Raises:
+        ValueError: unknown problem name.  TypeError: unknown parameter.
+    """
+    cfg = dict(config)
+    name = cfg.pop("name", None)
+    factory = PROBLEMS.get(name)
+    noise = cfg.pop("noise_std", None)
+    allowed = list(inspect.signature(factory).parameters)
+    bad = [k for k in cfg if k not in allowed]
+    if bad:
+        raise ValueError(f"problem {name!r} has no parameter(s) {bad}; allowed: {allowed}")
+    prob = factory(**cfg)
+    return prob if noise is None else prob.with_noise(noise)
+
+
+def run_config(
+    config: Mapping[str, Any], *, progress: bool = False
+) -> tuple[Trace, dict[str, Any]]:
+    """Run one canonical config; returns ``(trace, meta)`` (meta: constants and labels)."""
+    cfg = {**_RUN_DEFAULTS, **config}
+    _check_run_config(cfg)
+    problem = make_problem_from_config(cfg["problem"])
+    algorithm = make_algorithm(cfg["algorithm"])
+    gamma = cfg["gamma"]
+    if gamma == "theory":
+        from ratedist.sim.runner import theory_gamma
+
+        gamma = theory_gamma(algorithm, problem)
+    gamma = float(gamma) * float(cfg["gamma_multiplier"])
+    trace = run(
+        algorithm,
+        problem,
+        steps=cfg["steps"],
+        key=jax.random.key(cfg["seed"]),
+        engine=cfg["engine"],
+        replicas=cfg["replicas"],
+        gamma=gamma,
+        dtype=cfg["dtype"],
+        progress=progress,
+    )
+    meta = {
+        "algorithm": algorithm.name,
+        "problem": problem.name,
+        "n_workers": problem.n_workers,
+        "dim": problem.dim,
+        "f_star": problem.f_star,
+        "L_minus": problem.L_minus,
+        "L_plus": problem.L_plus,
+        "L_plus_upper": problem.L_plus_upper,
+        "labels": dict(problem.labels),
+    }
+    return trace, meta
+
+
+def run_sweep(
+    configs: Iterable[Mapping[str, Any]],
+    out: Any,
+    *,
+    progress: bool = False,
+    runner: Callable[..., tuple[Trace, dict[str, Any]]] = run_config,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """Run every config not yet finished in ``out``; each result is saved atomically.
+
+    An exception in config k propagates after configs 0..k−1 were saved; re-running skips them.
+
+    Args:
+        configs: canonical run configs (:func:`expand_sweep`).
+        out: result directory.
+        progress: tqdm bars inside each run.
+        runner: ``config -> (trace, meta)`` (default :func:`run_config`).
+        log: optional callback for one line per config.
+
+    Returns:
+        ``{"total": ..., "ran": ..., "skipped": ...}``.
+    """
+    store = ResultStore(out)
+    counts = {"total": 0, "ran": 0, "skipped": 0}
+    for cfg in configs:
+        cfg = copy.deepcopy(dict(cfg))
+        counts["total"] += 1
+        if store.done(cfg):
+            counts["skipped"] += 1
+            if log:
+                log(f"skip {store.path(cfg).name}")
+            continue
+        trace, meta = runner(cfg, progress=progress)
+        path = store.save(cfg, trace, meta)
+        counts["ran"] += 1
+        if log:
+            log(f"done {path.name}: {meta.get('algorithm', '')} on {meta.get('problem', '')}")
+    return counts
