@@ -144,7 +144,7 @@ def closest_point_dn(x: Any) -> jax.Array:
     f = jnp.round(x)
     delta = x - f
     worst = jnp.argmax(jnp.abs(delta), axis=-1)
-    onehot = jnp.arange(n).reshape((1,) * (x.ndim - 1) + (n,)) == worst[..., None]
+    onehot = jnp.arange(n).reshape((*(1,) * (x.ndim - 1), n)) == worst[..., None]
     other_way = jnp.where(delta >= 0, 1, -1).astype(x.dtype)
     g = f + jnp.where(onehot, other_way, jnp.zeros_like(f))
     odd = jnp.mod(jnp.sum(f, axis=-1), 2) != 0
@@ -176,8 +176,8 @@ def closest_point_a2(x: Any) -> jax.Array:
     x = jnp.asarray(x)
     r3 = jnp.asarray(math.sqrt(3.0), x.dtype)
     lead = (1,) * (x.ndim - 1)
-    scale = jnp.stack([jnp.ones((), x.dtype), r3]).reshape(lead + (2,))
-    shift = jnp.stack([jnp.asarray(0.5, x.dtype), r3 / 2]).reshape(lead + (2,))
+    scale = jnp.stack([jnp.ones((), x.dtype), r3]).reshape((*lead, 2))
+    shift = jnp.stack([jnp.asarray(0.5, x.dtype), r3 / 2]).reshape((*lead, 2))
     y0 = jnp.round(x / scale) * scale
     y1 = jnp.round((x - shift) / scale) * scale + shift
     return _nearer(x, y0, y1)
