@@ -1,0 +1,237 @@
+"""Check results, verdict rules, the check registry and the table.
+
+A check is a function ``check(quick: bool, key) -> CheckResult | list[CheckResult]`` enrolled
+in :data:`CHECKS`. :func:`run_checks` runs a selection (each under a scoped
+``jax.enable_x64(True)``, so the library never flips the global JAX config), turns an
+exception inside a check into an ``inconclusive`` row that says what went wrong, and returns
+the rows; :func:`format_table` prints them and :func:`table_rows` gives them as JSON-able dicts
+(keys ``check, predicted, measured, error, verdict, detail``).
+
+Verdict rules (explicit, in one place):
+
+* :func:`verdict_upper` — a bound ``measured <= predicted``:
+  ``inconclusive`` if the measurement is not finite (the run diverged) or if ``k * SE`` exceeds
+  ``INCONCLUSIVE_FRACTION`` of the bound (the Monte Carlo error is too large to tell the bound
+  from a value that much larger); else ``holds`` if ``measured <= predicted + k * SE +
+  rtol * |predicted|`` and ``violated`` otherwise. ``k = 5`` and ``rtol`` covers float
+  round-off only (1e-9).
+* :func:`verdict_equal` — an identity: ``holds`` if ``|measured - predicted| <= tol``.
+* :func:`verdict_zero_count` — a count that must be 0 (pathwise Lyapunov violations).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+
+from ratedist._registry import Registry
+from ratedist._validation import check_positive
+
+VERDICTS = ("holds", "violated", "inconclusive")
+#: number of standard errors a Monte Carlo measurement may exceed a bound by
+K_SE = 5.0
+#: relative float slack for deterministic comparisons against a bound
+RTOL = 1e-9
+#: a bound check whose k*SE exceeds this fraction of the bound cannot tell
+INCONCLUSIVE_FRACTION = 0.5
+
+
+class CheckResult(NamedTuple):
+    """One row of the validation table.
+
+    Attributes:
+        check: name of the check (``family[variant]``).
+        predicted: the theoretical value (bound, or the exact value of an identity).
+        measured: the simulated value.
+        error: its standard error (0 for deterministic runs).
+        verdict: ``"holds"``, ``"violated"`` or ``"inconclusive"``.
+        detail: what was compared, constants used, and anything notable.
+    """
+
+    check: str
+    predicted: float
+    measured: float
+    error: float
+    verdict: str
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able dict with the six keys (non-finite floats become None)."""
+        out = self._asdict()
+        for k in ("predicted", "measured", "error"):
+            v = out[k]
+            out[k] = None if v is None or not math.isfinite(float(v)) else float(v)
+        return out
+
+
+def verdict_upper(
+    predicted: float, measured: float, se: float = 0.0, *, k: float = K_SE
+) -> tuple[str, str]:
+    """Verdict for ``measured <= predicted`` (see module docstring); returns (verdict, why)."""
+    if not (math.isfinite(measured) and math.isfinite(se) and math.isfinite(predicted)):
+        return "inconclusive", "non-finite value (diverged run?)"
+    margin = k * se
+    if margin > INCONCLUSIVE_FRACTION * abs(predicted):
+        return "inconclusive", f"{k:g} SE = {margin:.3g} exceeds half the bound"
+    if measured <= predicted + margin + RTOL * abs(predicted):
+        return "holds", f"measured/predicted = {measured / predicted:.3g}" if predicted else ""
+    return "violated", (
+        f"measured exceeds bound by {(measured - predicted) / max(se, 1e-300):.3g} SE"
+        if se > 0
+        else f"measured/predicted = {measured / predicted:.6g}"
+    )
+
+
+def verdict_equal(predicted: float, measured: float, tol: float) -> tuple[str, str]:
+    """Verdict for an identity ``measured == predicted`` up to ``tol``."""
+    if not (math.isfinite(measured) and math.isfinite(predicted)):
+        return "inconclusive", "non-finite value"
+    if abs(measured - predicted) <= tol:
+        return "holds", f"|difference| <= tol = {tol:.1e}"
+    return "violated", f"|difference| = {abs(measured - predicted):.3g} > tol = {tol:.1e}"
+
+
+def verdict_zero_count(count: float) -> tuple[str, str]:
+    """Verdict for a count that theory says is zero."""
+    if not math.isfinite(count):
+        return "inconclusive", "non-finite count"
+    return ("holds", "no violations") if count == 0 else ("violated", f"{int(count)} violations")
+
+
+CheckFn = Callable[[bool, Any], "CheckResult | list[CheckResult]"]
+
+#: name -> check function; facts: ``summary`` (one line), ``quick`` (runs in --quick).
+CHECKS: Registry[CheckFn] = Registry("validation check")
+
+
+def register(name: str, *, summary: str, quick: bool = True) -> Callable[[CheckFn], CheckFn]:
+    """Enrol a check under ``name``."""
+    return CHECKS.register(name, summary=summary, quick=quick)
+
+
+def _as_list(out: Any) -> list[CheckResult]:
+    items = [out] if isinstance(out, CheckResult) else list(out)
+    for r in items:
+        if not isinstance(r, CheckResult) or r.verdict not in VERDICTS:
+            raise TypeError(f"a check must return CheckResult rows with a known verdict, got {r!r}")
+    return items
+
+
+def run_checks(
+    names: Sequence[str] | None = None,
+    quick: bool = False,
+    *,
+    seed: int = 0,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
+    """Run the registered checks and return their rows.
+
+    Args:
+        names: check names (default: all; with ``quick``, all those marked quick).
+        quick: small sizes for CI (the whole quick suite targets < 60 s on 2 cores).
+        seed: seed of the PRNG key handed to each check (``fold_in(key(seed), index)``).
+        on_result: called with each row as soon as it is ready (for streaming output).
+
+    Returns:
+        The rows, in check order (a check may contribute several rows).
+
+    Raises:
+        ValueError: an unknown check name.
+        TypeError: ``names`` is a string rather than a sequence of names.
+    """
+    if isinstance(names, str):
+        raise TypeError(f"names must be a sequence of check names, got the string {names!r}")
+    if names is None:
+        names = [n for n in CHECKS.names() if CHECKS.facts(n)["quick"] or not quick]
+    else:
+        names = list(names)
+        for n in names:
+            if not isinstance(n, str) or n not in CHECKS:
+                raise ValueError(f"names must hold known checks {CHECKS.names()}, got {n!r}")
+    from ratedist.validate import checks as _impl
+
+    key = jax.random.key(seed)
+    rows: list[CheckResult] = []
+    with jax.enable_x64(True):
+        try:
+            if "vmap_vs_shard_map" in names:  # same key as when run in order
+                k = jax.random.fold_in(key, names.index("vmap_vs_shard_map"))
+                _impl.prestart(names, quick, k)
+            for i, name in enumerate(names):
+                t0 = time.perf_counter()
+                try:
+                    out = _as_list(CHECKS.get(name)(quick, jax.random.fold_in(key, i)))
+                except Exception as exc:  # a broken check is reported, never hidden
+                    msg = str(exc).splitlines()[0] if str(exc) else ""
+                    out = [
+                        CheckResult(
+                            name,
+                            math.nan,
+                            math.nan,
+                            math.nan,
+                            "inconclusive",
+                            f"check failed to run: {type(exc).__name__}: {msg}",
+                        )
+                    ]
+                dt = time.perf_counter() - t0
+                out = [r._replace(detail=f"{r.detail} [{dt:.1f} s]") for r in out]
+                for r in out:
+                    if on_result is not None:
+                        on_result(r)
+                rows.extend(out)
+        finally:
+            _impl.clear_cache()
+            _impl.stop_pending()
+    return rows
+
+
+def table_rows(
+    names: Sequence[str] | None = None, quick: bool = True, *, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The validation table as a list of JSON-able dicts (for ``ratedist demo`` and --json)."""
+    return [r.as_dict() for r in run_checks(names, quick=quick, seed=seed)]
+
+
+def _num(v: float) -> str:
+    if v is None or not math.isfinite(v):
+        return "-"
+    if v == 0:
+        return "0"
+    return f"{v:.4g}"
+
+
+def format_table(results: Iterable[CheckResult], *, width: int = 60) -> str:
+    """Plain-text table: check, predicted, measured (± error), verdict, detail."""
+    check_positive("width", width)
+    rows = [
+        (
+            r.check,
+            _num(r.predicted),
+            _num(r.measured)
+            + (f" ± {_num(r.error)}" if r.error and math.isfinite(r.error) else ""),
+            r.verdict,
+            r.detail if len(r.detail) <= width else r.detail[: width - 3] + "...",
+        )
+        for r in results
+    ]
+    head = ("check", "predicted", "measured (± SE)", "verdict", "detail")
+    widths = [
+        max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)
+    ]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+    out = [line(head), line(tuple("-" * w for w in widths))]
+    out += [line(row) for row in rows]
+    counts = {v: sum(1 for row in rows if row[3] == v) for v in VERDICTS}
+    out.append("")
+    out.append(", ".join(f"{n} {v}" for v, n in counts.items()))
+    return "\n".join(out)
+
+
+def to_json(results: Iterable[CheckResult]) -> str:
+    """The rows as a JSON list of objects with keys check/predicted/measured/error/verdict/detail."""
+    return json.dumps([r.as_dict() for r in results], indent=2)
