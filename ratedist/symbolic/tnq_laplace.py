@@ -112,3 +112,25 @@ def level_density() -> sp.Expr:
     """``lambda*(x)`` for ``0 <= x <= alpha`` (half of the symmetric density)."""
     p13 = density_half() ** sp.Rational(1, 3)
     return sp.simplify(p13 / (2 * C.half_cube_root_mass(density_half())))
+
+
+def _highres(expr: sp.Expr) -> sp.Expr:
+    # exact within-cell variance of stochastic rounding is Delta^2/6 to leading order (a cell
+    # with locally uniform density), versus the bound's Delta^2/4: (1/6) = (1/4) (1/(s sqrt(3/2)))^2 * s^2
+    return expr.subs(C.s, C.s * sp.sqrt(sp.Rational(3, 2)))
+
+
+@expression("tnq_laplace.alpha_opt_highres")
+def alpha_opt_highres() -> sp.Expr:
+    """High-resolution approximation of the *exact*-error optimum: ``3 gamma log(1 + s/3)``.
+
+    Replacing the bound ``Delta^2/4`` by the leading-order exact cell variance ``Delta^2/6``
+    rescales ``s`` by ``sqrt(3/2)`` in every formula (``c / sqrt(3/2) = 3``).
+    """
+    return sp.simplify(_highres(alpha_opt()))
+
+
+@expression("tnq_laplace.mse_opt_highres")
+def mse_opt_highres() -> sp.Expr:
+    """High-resolution approximation of the exact optimal error: ``18 gamma^2 / (s + 3)^2``."""
+    return sp.factor(sp.radsimp(_highres(mse_opt())))

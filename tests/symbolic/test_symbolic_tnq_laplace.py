@@ -117,3 +117,27 @@ def test_level_density_is_normalised():
     lam = lambdified("tnq_laplace.level_density", ("x", "alpha", "gamma"))
     total = 2 * integrate.quad(lambda x: lam(x, 2.0, 0.5), 0, 2.0, **QUAD)[0]
     assert total == pytest.approx(1.0, rel=1e-12)
+
+
+def test_high_resolution_exact_forms():
+    g, s = T.gamma, C.s
+    assert sp.simplify(T.mse_opt_highres() - 18 * g**2 / (s + 3) ** 2) == 0
+    assert (
+        sp.simplify(sp.expand_log(T.alpha_opt_highres() - 3 * g * sp.log(1 + s / 3), force=True))
+        == 0
+    )
+
+
+def test_high_resolution_forms_approach_the_exact_optimum():
+    from ratedist.quantizers.truncated import optimal_truncation
+    from ratedist.sources.classic import Laplace
+
+    mse = lambdified("tnq_laplace.mse_opt_highres", ("s", "gamma"))
+    alpha = lambdified("tnq_laplace.alpha_opt_highres", ("s", "gamma"))
+    errs = []
+    for s in (15, 255):
+        ex = optimal_truncation(Laplace(1.0), s, objective="exact")
+        errs.append(abs(float(mse(s, 1.0)) / ex.exact.mse - 1))
+        assert float(alpha(s, 1.0)) == pytest.approx(ex.alpha, rel=1e-2)
+    # asymptotic: the relative gap shrinks with s (measured 7e-3 at s=15, 5e-4 at s=255)
+    assert errs[1] < errs[0] and errs[1] < 1e-3
