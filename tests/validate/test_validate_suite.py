@@ -1,0 +1,126 @@
+"""ratedist.validate: verdict rules, table/JSON formats, error handling, and the quick suite."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ratedist import cli
+from ratedist._registry import Entry
+from ratedist.validate import (
+    CHECKS,
+    VERDICTS,
+    CheckResult,
+    format_table,
+    run_checks,
+    to_json,
+    verdict_equal,
+    verdict_upper,
+    verdict_zero_count,
+)
+from ratedist.validate.checks import running_average
+
+KEYS = {"check", "predicted", "measured", "error", "verdict", "detail"}
+
+
+def test_verdict_upper_rules():
+    assert verdict_upper(1.0, 0.9)[0] == "holds"
+    assert verdict_upper(1.0, 1.0 + 1e-12)[0] == "holds"  # float slack only
+    assert verdict_upper(1.0, 1.01)[0] == "violated"
+    assert verdict_upper(1.0, 1.01, 0.01)[0] == "holds"  # within 5 SE
+    assert verdict_upper(1.0, 1.2, 0.01)[0] == "violated"  # 20 SE above
+    assert verdict_upper(1.0, 0.5, 0.2)[0] == "inconclusive"  # 5 SE = 1 > half the bound
+    assert verdict_upper(1.0, math.nan)[0] == "inconclusive"
+    assert verdict_upper(1.0, math.inf)[0] == "inconclusive"
+
+
+def test_verdict_equal_and_count():
+    assert verdict_equal(0.0, 0.0, 0.0)[0] == "holds"
+    assert verdict_equal(0.0, 1e-16, 0.0)[0] == "violated"
+    assert verdict_equal(1.0, 1.0 + 1e-10, 1e-9)[0] == "holds"
+    assert verdict_equal(0.0, math.nan, 1.0)[0] == "inconclusive"
+    assert verdict_zero_count(0)[0] == "holds"
+    assert verdict_zero_count(3) == ("violated", "3 violations")
+
+
+def test_running_average_by_hand():
+    g = np.array([4.0, 2.0, 0.0, 99.0])  # last entry (state T) is not part of the average
+    np.testing.assert_allclose(running_average(g), [4.0, 3.0, 2.0], rtol=1e-15)
+    np.testing.assert_allclose(running_average(np.stack([g, 2 * g]))[1], [8.0, 6.0, 4.0])
+
+
+def test_table_and_json_formats():
+    rows = [
+        CheckResult("a[x]", 1.0, 0.5, 0.0, "holds", "fine"),
+        CheckResult("b", 1.0, 2.0, 0.1, "violated", "z" * 200),
+        CheckResult("c", math.nan, math.nan, math.nan, "inconclusive", "broken"),
+    ]
+    text = format_table(rows)
+    lines = text.splitlines()
+    assert lines[0].split()[:2] == ["check", "predicted"]
+    assert "2 ± 0.1" in text and "..." in text
+    assert lines[-1] == "1 holds, 1 violated, 1 inconclusive"
+    parsed = json.loads(to_json(rows))
+    assert [set(r) for r in parsed] == [KEYS] * 3
+    assert parsed[2]["predicted"] is None  # NaN is not valid JSON: written as null
+    with pytest.raises(ValueError, match="width"):
+        format_table(rows, width=0)
+
+
+def test_run_checks_bad_names():
+    with pytest.raises(ValueError, match="names"):
+        run_checks(["no_such_check"])
+    with pytest.raises(TypeError, match="names"):
+        run_checks("3pc_constants")
+
+
+def test_broken_check_is_reported_not_hidden(monkeypatch):
+    def boom(quick, key):
+        raise RuntimeError("kaput")
+
+    def bad_row(quick, key):
+        return CheckResult("x", 0.0, 0.0, 0.0, "maybe", "")
+
+    monkeypatch.setitem(CHECKS._entries, "zz_boom", Entry("zz_boom", boom, {"quick": True}))
+    monkeypatch.setitem(CHECKS._entries, "zz_bad", Entry("zz_bad", bad_row, {"quick": True}))
+    rows = run_checks(["zz_boom", "zz_bad"], quick=True)
+    assert [r.verdict for r in rows] == ["inconclusive", "inconclusive"]
+    assert "RuntimeError: kaput" in rows[0].detail
+    assert "TypeError" in rows[1].detail
+
+
+def test_constants_check_agrees_with_simulator():
+    rows = run_checks(["3pc_constants"], quick=True)
+    assert len(rows) == 8
+    assert all(r.verdict == "holds" for r in rows), [r for r in rows if r.verdict != "holds"]
+
+
+def test_cli_list_and_bad_inputs(capsys):
+    assert cli.main(["validate", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in CHECKS.names():
+        assert name in out
+    assert cli.main(["validate", "--check", "nope"]) == 2
+    assert "names" in capsys.readouterr().err
+    assert cli.main(["validate", "--seed", "-1"]) == 2
+    assert "seed" in capsys.readouterr().err
+
+
+def test_quick_suite_cli_json(capsys):
+    """The CI form: every quick check runs, rows are well formed, JSON parses, nothing violated."""
+    assert cli.main(["validate", "--quick", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(set(r) == KEYS for r in rows)
+    assert all(r["verdict"] in VERDICTS for r in rows)
+    names = {r["check"].split("[")[0] for r in rows}
+    want = {n for n in CHECKS.names() if CHECKS.facts(n)["quick"]}
+    assert {"lyapunov_pathwise", "rate_3pc", "gd_identity", "vmap_vs_shard_map"} <= names
+    assert len(want) >= 7
+    for r in rows:
+        assert isinstance(r["detail"], str) and r["detail"]
+        if r["verdict"] != "inconclusive":
+            assert isinstance(r["predicted"], float) and isinstance(r["measured"], float)
+    # a violation is a finding; surface it as a failure with its detail
+    violated = [r for r in rows if r["verdict"] != "holds"]
+    assert not violated, violated
