@@ -193,3 +193,10 @@ def jax_float(dtype: Any) -> Any:
     import jax.numpy as jnp
 
     return jnp.result_type(float) if dtype is None else dtype
+
+
+def as_shape(shape: Any) -> tuple[int, ...]:
+    """A sample shape as a tuple of ints (an int ``n`` means ``(n,)``), hashable for jit."""
+    if isinstance(shape, int | np.integer):
+        return (int(shape),)
+    return tuple(int(s) for s in shape)

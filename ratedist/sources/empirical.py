@@ -21,6 +21,7 @@ mixture:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 from scipy import special
 
 from ratedist._validation import check_array, check_int, check_positive
-from ratedist.sources.base import AbstractSource, jax_float
+from ratedist.sources.base import AbstractSource, as_shape, jax_float
 
 #: Kernels farther than this many bandwidths are skipped in pdf/cdf (exact in float64).
 _WINDOW = 40.0
@@ -263,12 +264,18 @@ class Empirical(AbstractSource):
     def sample(self, key: Any, shape: tuple[int, ...], dtype: Any = None) -> Any:
         """A uniformly chosen sample plus ``h`` times a standard normal (exact mixture draw)."""
         dtype = jax_float(dtype)
-        k_idx, k_noise = jax.random.split(key)
         centres = jnp.asarray(self.samples, dtype)
-        idx = jax.random.randint(k_idx, shape, 0, self.samples.size)
-        return centres[idx] + jnp.asarray(self.bandwidth, dtype) * jax.random.normal(
-            k_noise, shape, dtype
-        )
+        return _sample_mixture(key, centres, self.bandwidth, as_shape(shape), dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _sample_mixture(
+    key: Any, centres: Any, bandwidth: Any, shape: tuple[int, ...], dtype: Any
+) -> Any:
+    k_idx, k_noise = jax.random.split(key)
+    idx = jax.random.randint(k_idx, shape, 0, centres.shape[0])
+    noise = jax.random.normal(k_noise, shape, dtype)
+    return centres[idx] + jnp.asarray(bandwidth, dtype) * noise
 
 
 def _gauss_z_moments(k: int, za: np.ndarray, zb: np.ndarray) -> list[np.ndarray]:

@@ -24,6 +24,7 @@ parameter has no stable library implementation.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ import numpy as np
 from scipy import special, stats
 
 from ratedist._validation import check_positive
-from ratedist.sources.base import AbstractSource, jax_float
+from ratedist.sources.base import AbstractSource, as_shape, jax_float
 
 LN2 = math.log(2.0)
 
@@ -103,8 +104,17 @@ class StudentT(AbstractSource):
         return float(nats / LN2)
 
     def sample(self, key: Any, shape: tuple[int, ...], dtype: Any = None) -> Any:
-        dtype = jax_float(dtype)
-        return self.scale * jax.random.t(key, self.df, shape, dtype)
+        """Bailey's polar method without rejection: ``T = cos(2 pi V) sqrt(df (W^(-2/df) - 1))``
+        with ``V, W`` independent uniforms (``W`` on (0, 1]).
+
+        Exact, and unlike ``jax.random.t`` free of the gamma sampler's rejection loop (which
+        costs seconds of compilation per shape on CPU and ~6x the run time).
+
+        References:
+            R. W. Bailey, Polar generation of random variates with the t-distribution,
+            Math. Comp. 62 (1994), 779-781.
+        """
+        return _sample_t(key, self.df, self.scale, as_shape(shape), jax_float(dtype))
 
     # closed-form half moments
     def _moment_exists(self, k: int) -> bool:
@@ -191,11 +201,7 @@ class GeneralizedGaussian(AbstractSource):
 
     def sample(self, key: Any, shape: tuple[int, ...], dtype: Any = None) -> Any:
         """``scale * G^(1/beta) * sign`` with ``G ~ Gamma(1/beta)`` (log-space for large beta)."""
-        dtype = jax_float(dtype)
-        k_mag, k_sign = jax.random.split(key)
-        log_g = jax.random.loggamma(k_mag, 1 / self.shape, shape, dtype)
-        sign = jax.random.rademacher(k_sign, shape, dtype)
-        return self.scale * jnp.exp(log_g / self.shape) * sign
+        return _sample_gg(key, self.shape, self.scale, as_shape(shape), jax_float(dtype))
 
     def _const(self, k: int) -> float:
         b = self.shape
@@ -286,11 +292,9 @@ class PowerLaw(AbstractSource):
 
     def sample(self, key: Any, shape: tuple[int, ...], dtype: Any = None) -> Any:
         """Inverse cdf: ``|X| = s ((U)^(-1/a) - 1)`` with ``U`` uniform on (0, 1], random sign."""
-        dtype = jax_float(dtype)
-        k_mag, k_sign = jax.random.split(key)
-        u = 1.0 - jax.random.uniform(k_mag, shape, dtype)  # (0, 1]: no log(0)
-        sign = jax.random.rademacher(k_sign, shape, dtype)
-        return self.scale * jnp.expm1(-jnp.log(u) / self.tail_index) * sign
+        return _sample_power_law(
+            key, self.tail_index, self.scale, as_shape(shape), jax_float(dtype)
+        )
 
     def _moment_exists(self, k: int) -> bool:
         return k < self.tail_index
@@ -311,3 +315,33 @@ class PowerLaw(AbstractSource):
 
     def _abs_median(self) -> float:
         return self.scale * math.expm1(LN2 / self.tail_index)
+
+
+# Samplers are jitted once per (shape, dtype); parameters are traced so that every parameter
+# value shares one compiled program.
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _sample_t(key: Any, df: Any, scale: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    k_w, k_v = jax.random.split(key)
+    w = 1.0 - jax.random.uniform(k_w, shape, dtype)  # (0, 1]: no log(0)
+    v = jax.random.uniform(k_v, shape, dtype)
+    df = jnp.asarray(df, dtype)
+    radius = jnp.sqrt(df * jnp.expm1(-2.0 / df * jnp.log(w)))
+    return jnp.asarray(scale, dtype) * radius * jnp.cos(2 * jnp.pi * v)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _sample_gg(key: Any, beta: Any, scale: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    k_mag, k_sign = jax.random.split(key)
+    beta = jnp.asarray(beta, dtype)
+    log_g = jax.random.loggamma(k_mag, 1 / beta, shape, dtype)
+    sign = jax.random.rademacher(k_sign, shape, dtype)
+    return jnp.asarray(scale, dtype) * jnp.exp(log_g / beta) * sign
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _sample_power_law(key: Any, a: Any, scale: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    k_mag, k_sign = jax.random.split(key)
+    u = 1.0 - jax.random.uniform(k_mag, shape, dtype)  # (0, 1]: no log(0)
+    sign = jax.random.rademacher(k_sign, shape, dtype)
+    a = jnp.asarray(a, dtype)
+    return jnp.asarray(scale, dtype) * jnp.expm1(-jnp.log(u) / a) * sign
