@@ -1,0 +1,338 @@
+"""Operational (rate, distortion) points of the run-time compressors on Gaussian gradients.
+
+:func:`monte_carlo_point` runs the actual JAX compressor (``jax.vmap`` over trials) on
+``g ~ N(0, sigma^2 I_d)`` and measures the normalized distortion with its standard error and
+both bit layers; :func:`closed_form_point` evaluates the registered closed form
+(:data:`ratedist.rd.closed_form.CLOSED_FORMS`); :func:`rd_point` returns both together with
+the gap to Shannon's ``D(R) = 2^(-2R)`` (normalized), in dB and in bits.
+
+Rates are bits per coordinate including side information (container layer in ``rate_bits``,
+entropy layer in ``entropy_rate_bits``), distortions are ``E||g - g_hat||^2 / (d sigma^2)``.
+
+References:
+    Gandikota et al., arXiv 2108.09899 (rate–distortion of gradient compressors).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ratedist._validation import check_int, check_positive
+from ratedist.compressors import COMPRESSORS, Compressor, make
+from ratedist.rd.closed_form import CLOSED_FORMS, ClosedForm
+from ratedist.rd.shannon import gaussian_distortion, gaussian_rate
+
+
+class RDPoint(NamedTuple):
+    """One operational point, closed form and Monte Carlo side by side.
+
+    Attributes:
+        compressor: registry name.
+        params: the compressor's configuration (JSON-able).
+        rate_bits: container rate per coordinate (closed form where available, else MC mean).
+        entropy_rate_bits: entropy-layer rate per coordinate (closed form where available,
+            else MC mean; None if neither).
+        distortion: closed-form ``E||g - g_hat||^2/(d sigma^2)``, or None.
+        distortion_mc: Monte Carlo mean of the per-trial normalized distortion, or None.
+        distortion_mc_se: its standard error (sample std / sqrt(trials)), or None.
+        shannon_distortion: ``2^(-2 rate_bits)``, the Gaussian D(R) at the container rate.
+        gap_db: ``10 log10(D / D_shannon(rate_bits))`` with D the closed form if present,
+            else the MC mean; None when D = 0.
+        gap_bits: ``rate_bits - R_shannon(D)``; None when D = 0.
+        rate_bits_mc: MC mean container rate, or None.
+        entropy_rate_bits_mc: MC mean entropy-layer rate, or None.
+        exact: whether the closed form is exact at this d (None without closed form).
+        d: dimension.
+        trials: Monte Carlo trials (0 when none were run).
+    """
+
+    compressor: str
+    params: dict[str, Any]
+    rate_bits: float
+    entropy_rate_bits: float | None
+    distortion: float | None
+    distortion_mc: float | None
+    distortion_mc_se: float | None
+    shannon_distortion: float
+    gap_db: float | None
+    gap_bits: float | None
+    rate_bits_mc: float | None = None
+    entropy_rate_bits_mc: float | None = None
+    exact: bool | None = None
+    d: int = 0
+    trials: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (NumPy scalars converted, non-finite values as None)."""
+        return {k: _jsonable(v) for k, v in self._asdict().items()}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return [_jsonable(x) for x in v.tolist()]
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    if isinstance(v, int | np.integer):
+        return int(v)
+    if isinstance(v, float | np.floating):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    return v
+
+
+def as_compressor(compressor: Any) -> Compressor:
+    """A :class:`Compressor` from itself or from a spec string such as ``"top-k:k=10"``."""
+    if isinstance(compressor, Compressor):
+        return compressor
+    if isinstance(compressor, str):
+        return make(compressor)
+    raise TypeError(
+        f"compressor must be a Compressor or a spec string like 'top-k:k=10', got "
+        f"{type(compressor).__name__}"
+    )
+
+
+def _default_dtype() -> Any:
+    return jnp.result_type(float)
+
+
+def _check_mc_args(d: Any, trials: Any, sigma: Any) -> tuple[int, int, float]:
+    return (
+        check_int("d", d, min_value=1),
+        check_int("trials", trials, min_value=2),
+        check_positive("sigma", sigma),
+    )
+
+
+def monte_carlo_stats(
+    compressor: Any, d: int, *, trials: int, key: Any, sigma: float = 1.0
+) -> dict[str, float]:
+    """Per-trial normalized distortion and rates of the JAX compressor, summarized.
+
+    Draws ``g`` of shape ``(trials, d)`` with i.i.d. ``N(0, sigma^2)`` entries and applies
+    ``compressor.update`` under ``jax.vmap`` with one key per trial.
+
+    Returns:
+        ``distortion_mc``, ``distortion_mc_se``, ``rate_bits_mc``, ``entropy_rate_bits_mc``
+        (means over trials; rates per coordinate).
+    """
+    comp = as_compressor(compressor)
+    d, trials, sigma = _check_mc_args(d, trials, sigma)
+    if key is None:
+        raise ValueError("key must be a JAX PRNG key, got None")
+    dtype = _default_dtype()
+    k_data, k_comp = jax.random.split(key)
+    g = jnp.asarray(sigma, dtype) * jax.random.normal(k_data, (trials, d), dtype)
+    keys = jax.random.split(k_comp, trials)
+    norm = float(d) * sigma * sigma
+
+    def one(x: jax.Array, k: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+        x_hat, _, info = comp.update(x, comp.init(x), key=k)
+        err = x - x_hat
+        return jnp.sum(err * err) / norm, info.container_bits / d, info.entropy_bits / d
+
+    dist, rate, ent = jax.jit(jax.vmap(one))(g, keys)
+    dist = np.asarray(dist, np.float64)
+    return {
+        "distortion_mc": float(dist.mean()),
+        "distortion_mc_se": float(dist.std(ddof=1) / math.sqrt(trials)),
+        "rate_bits_mc": float(np.mean(np.asarray(rate, np.float64))),
+        "entropy_rate_bits_mc": float(np.mean(np.asarray(ent, np.float64))),
+    }
+
+
+def closed_form(compressor: Any, d: int, *, sigma: float = 1.0) -> ClosedForm | None:
+    """The registered closed form of a configured compressor at dimension d, or None.
+
+    Args:
+        compressor: a :class:`Compressor` or a spec string.
+        d: dimension.
+        sigma: standard deviation of the Gaussian coordinates.
+
+    Returns:
+        :class:`~ratedist.rd.closed_form.ClosedForm`, or None when the compressor has no
+        registered closed form.
+    """
+    comp = as_compressor(compressor)
+    d = check_int("d", d, min_value=1)
+    sigma = check_positive("sigma", sigma)
+    name = comp.facts.name
+    if name not in CLOSED_FORMS:
+        return None
+    return CLOSED_FORMS.get(name)(d, sigma=sigma, dtype=_default_dtype(), **comp.facts.params)
+
+
+def _point(
+    comp: Compressor, d: int, trials: int, cf: ClosedForm | None, mc: dict[str, float] | None
+) -> RDPoint:
+    mc = mc or {}
+    if cf is None and not mc:
+        raise ValueError(
+            f"compressor {comp.facts.name!r} has no closed form; give trials >= 2 for Monte Carlo"
+        )
+    rate = cf.rate_bits if cf is not None else mc["rate_bits_mc"]
+    ent = cf.entropy_rate_bits if cf is not None and cf.entropy_rate_bits is not None else None
+    if ent is None:
+        ent = mc.get("entropy_rate_bits_mc")
+    dist = None if cf is None else float(cf.distortion)
+    d_used = dist if dist is not None else mc["distortion_mc"]
+    d_sh = float(gaussian_distortion(rate))
+    if d_used > 0:
+        gap_db = 10.0 * math.log10(d_used / d_sh)
+        gap_bits = float(rate - gaussian_rate(d_used))
+    else:
+        gap_db = gap_bits = None
+    return RDPoint(
+        compressor=comp.facts.name,
+        params=dict(comp.facts.params),
+        rate_bits=float(rate),
+        entropy_rate_bits=None if ent is None else float(ent),
+        distortion=dist,
+        distortion_mc=mc.get("distortion_mc"),
+        distortion_mc_se=mc.get("distortion_mc_se"),
+        shannon_distortion=d_sh,
+        gap_db=gap_db,
+        gap_bits=gap_bits,
+        rate_bits_mc=mc.get("rate_bits_mc"),
+        entropy_rate_bits_mc=mc.get("entropy_rate_bits_mc"),
+        exact=None if cf is None else bool(cf.exact),
+        d=d,
+        trials=trials if mc else 0,
+    )
+
+
+def monte_carlo_point(
+    compressor: Any, d: int, *, trials: int, key: Any, sigma: float = 1.0
+) -> RDPoint:
+    """Monte Carlo (R, D) of the actual JAX compressor (no closed form consulted).
+
+    Args:
+        compressor: a :class:`Compressor` or a spec string (``"qsgd:s=4"``).
+        d: dimension of the gradient.
+        trials: independent draws of ``g`` (>= 2, for the standard error).
+        key: JAX PRNG key.
+        sigma: standard deviation of the coordinates.
+
+    Returns:
+        :class:`RDPoint` with ``distortion = None`` and rates from the MC means.
+
+    Raises:
+        ValueError/TypeError: bad compressor spec, d, trials, sigma or key.
+    """
+    comp = as_compressor(compressor)
+    mc = monte_carlo_stats(comp, d, trials=trials, key=key, sigma=sigma)
+    return _point(comp, int(d), int(trials), None, mc)
+
+
+def closed_form_point(compressor: Any, d: int, *, sigma: float = 1.0) -> RDPoint:
+    """Closed-form :class:`RDPoint` (no Monte Carlo); ValueError if none is registered."""
+    comp = as_compressor(compressor)
+    cf = closed_form(comp, d, sigma=sigma)
+    return _point(comp, int(d), 0, cf, None)
+
+
+def rd_point(
+    compressor: Any,
+    d: int,
+    *,
+    trials: int = 0,
+    key: Any = None,
+    sigma: float = 1.0,
+) -> RDPoint:
+    """Closed form and (when ``trials > 0``) Monte Carlo of one compressor, with the gap.
+
+    Args:
+        compressor: a :class:`Compressor` or a spec string.
+        d: dimension.
+        trials: Monte Carlo trials; 0 for closed form only.
+        key: JAX PRNG key (required when ``trials > 0``).
+        sigma: standard deviation of the coordinates.
+
+    Returns:
+        :class:`RDPoint`.
+
+    Raises:
+        ValueError: bad arguments, or no closed form and no Monte Carlo requested.
+    """
+    comp = as_compressor(compressor)
+    d = check_int("d", d, min_value=1)
+    trials = check_int("trials", trials, min_value=0)
+    if trials == 1:
+        raise ValueError("trials must be 0 (closed form only) or >= 2, got 1")
+    cf = closed_form(comp, d, sigma=sigma)
+    mc = monte_carlo_stats(comp, d, trials=trials, key=key, sigma=sigma) if trials else None
+    return _point(comp, d, trials, cf, mc)
+
+
+def default_specs() -> dict[str, list[str]]:
+    """Default parameter sets per registered compressor, as spec strings (for ``--all``).
+
+    Uses :data:`DEFAULT_PARAMS` where a compressor is listed, else the registry's ``examples``
+    facts that can be written as spec strings.
+    """
+    out: dict[str, list[str]] = {}
+    for name in COMPRESSORS.names():
+        if name in DEFAULT_PARAMS:
+            out[name] = list(DEFAULT_PARAMS[name])
+            continue
+        specs = []
+        for ex in COMPRESSORS.facts(name).get("examples", [{}]):
+            if all(isinstance(v, int | float | str | bool) for v in ex.values()):
+                body = ",".join(
+                    f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in ex.items()
+                )
+                specs.append(f"{name}:{body}" if body else name)
+        if specs:
+            out[name] = specs
+    return out
+
+
+#: Parameter sets used by ``ratedist rd --all`` and the RD figure (d around 10^3).
+DEFAULT_PARAMS: dict[str, list[str]] = {
+    "identity": ["identity"],
+    "sign": ["sign"],
+    "scaled-sign": ["scaled-sign"],
+    "top-k": ["top-k:k=10", "top-k:k=50", "top-k:k=200"],
+    "top-k-sign": ["top-k-sign:k=10", "top-k-sign:k=50", "top-k-sign:k=200"],
+    "rand-k": ["rand-k:k=10", "rand-k:k=50", "rand-k:k=200"],
+    "rand-k-unbiased": ["rand-k-unbiased:k=50", "rand-k-unbiased:k=200"],
+    "threshold": ["threshold:kappa=0.01", "threshold:kappa=0.05", "threshold:kappa=0.2"],
+    "qsgd": ["qsgd:s=1", "qsgd:s=4", "qsgd:s=16", "qsgd:s=64"],
+    "nuqsgd": ["nuqsgd:s=3", "nuqsgd:s=6", "nuqsgd:s=8"],
+    "terngrad": ["terngrad"],
+    "natural": ["natural"],
+    "scalar": [
+        "scalar:method=lloyd-max,bits=1",
+        "scalar:method=lloyd-max,bits=2",
+        "scalar:method=lloyd-max,bits=3",
+        "scalar:method=lloyd-max,bits=4",
+    ],
+    "lattice": [
+        "lattice:lattice=e8",
+        "lattice:lattice=d4",
+        "lattice:lattice=a2",
+        "lattice:lattice=zn",
+    ],
+}
+
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "RDPoint",
+    "as_compressor",
+    "closed_form",
+    "closed_form_point",
+    "default_specs",
+    "monte_carlo_point",
+    "monte_carlo_stats",
+    "rd_point",
+]
