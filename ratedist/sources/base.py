@@ -73,9 +73,7 @@ class AbstractSource(abc.ABC):
 
     def ppf(self, q: Any) -> np.ndarray:
         """Quantile function; default: bracketed root finding on :meth:`cdf`."""
-        q = np.asarray(q, dtype=np.float64)
-        if np.any((q < 0) | (q > 1) | ~np.isfinite(q)):
-            raise ValueError("q must lie in [0, 1]")
+        q = check_q(q)
         scale = self.std() if self._finite_variance() else 1.0
 
         def one(p: float) -> float:
@@ -200,3 +198,11 @@ def as_shape(shape: Any) -> tuple[int, ...]:
     if isinstance(shape, int | np.integer):
         return (int(shape),)
     return tuple(int(s) for s in shape)
+
+
+def check_q(q: Any) -> np.ndarray:
+    """Probabilities as a float64 array, or ``ValueError`` naming ``q`` (NaN or outside [0, 1])."""
+    q = np.asarray(q, dtype=np.float64)
+    if np.any(~np.isfinite(q) | (q < 0) | (q > 1)):
+        raise ValueError("q must lie in [0, 1] (found a value outside it or NaN)")
+    return q

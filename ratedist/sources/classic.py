@@ -22,7 +22,7 @@ import numpy as np
 from scipy import special, stats
 
 from ratedist._validation import check_positive
-from ratedist.sources.base import AbstractSource, jax_float
+from ratedist.sources.base import AbstractSource, check_q, jax_float
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Gaussian(AbstractSource):
         return stats.norm.cdf(np.asarray(x, np.float64), scale=self.sigma)
 
     def ppf(self, q: Any) -> np.ndarray:
-        return stats.norm.ppf(np.asarray(q, np.float64), scale=self.sigma)
+        return stats.norm.ppf(check_q(q), scale=self.sigma)
 
     def variance(self) -> float:
         return self.sigma**2
@@ -90,7 +90,7 @@ class Laplace(AbstractSource):
         return stats.laplace.cdf(np.asarray(x, np.float64), scale=self.scale)
 
     def ppf(self, q: Any) -> np.ndarray:
-        return stats.laplace.ppf(np.asarray(q, np.float64), scale=self.scale)
+        return stats.laplace.ppf(check_q(q), scale=self.scale)
 
     def variance(self) -> float:
         return 2 * self.scale**2

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import special
 
 from ratedist._validation import check_array, check_int, check_positive
-from ratedist.sources.base import AbstractSource, as_shape, jax_float
+from ratedist.sources.base import AbstractSource, as_shape, check_q, jax_float
 
 #: Kernels farther than this many bandwidths are skipped in pdf/cdf (exact in float64).
 _WINDOW = 40.0
@@ -173,9 +173,7 @@ class Empirical(AbstractSource):
         Raises:
             ValueError: ``q`` outside [0, 1] or NaN.
         """
-        q = np.asarray(q, np.float64)
-        if np.any(~np.isfinite(q) | (q < 0) | (q > 1)):
-            raise ValueError("q must lie in [0, 1] (found a value outside it or NaN)")
+        q = check_q(q)
         m, h = self.samples, self.bandwidth
         inner = (q > 0) & (q < 1)
         qi = q[inner]

@@ -35,16 +35,9 @@ import numpy as np
 from scipy import special, stats
 
 from ratedist._validation import check_positive
-from ratedist.sources.base import AbstractSource, as_shape, jax_float
+from ratedist.sources.base import AbstractSource, as_shape, check_q, jax_float
 
 LN2 = math.log(2.0)
-
-
-def _check_q(q: Any) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64)
-    if np.any(~np.isfinite(q) | (q < 0) | (q > 1)):
-        raise ValueError("q must lie in [0, 1] (found a value outside it or NaN)")
-    return q
 
 
 @dataclass(frozen=True)
@@ -80,7 +73,7 @@ class StudentT(AbstractSource):
         return stats.t.cdf(np.asarray(x, np.float64), self.df, scale=self.scale)
 
     def ppf(self, q: Any) -> np.ndarray:
-        return stats.t.ppf(_check_q(q), self.df, scale=self.scale)
+        return stats.t.ppf(check_q(q), self.df, scale=self.scale)
 
     def variance(self) -> float:
         """``df scale^2 / (df - 2)``.
@@ -183,7 +176,7 @@ class GeneralizedGaussian(AbstractSource):
         return np.where(x < 0, half_tail, 1.0 - half_tail)
 
     def ppf(self, q: Any) -> np.ndarray:
-        q = _check_q(q)
+        q = check_q(q)
         p_tail = 2 * np.minimum(q, 1.0 - q)
         mag = self.scale * special.gammainccinv(1 / self.shape, p_tail) ** (1 / self.shape)
         return np.where(q < 0.5, -mag, mag)
@@ -268,7 +261,7 @@ class PowerLaw(AbstractSource):
         return np.where(x < 0, half_tail, 1.0 - half_tail)
 
     def ppf(self, q: Any) -> np.ndarray:
-        q = _check_q(q)
+        q = check_q(q)
         p_tail = 2 * np.minimum(q, 1.0 - q)
         with np.errstate(divide="ignore"):
             mag = self.scale * np.expm1(-np.log(p_tail) / self.tail_index)

@@ -1,0 +1,141 @@
+"""Bad inputs raise ValueError/TypeError naming the argument; the SOURCES registry."""
+
+import math
+
+import numpy as np
+import pytest
+from sources_testlib import SOURCES
+
+from ratedist.sources import (
+    SOURCES as REGISTRY,
+)
+from ratedist.sources import (
+    Empirical,
+    Gaussian,
+    GeneralizedGaussian,
+    Laplace,
+    PowerLaw,
+    StudentT,
+    make_source,
+)
+
+BAD_POSITIVE = [0.0, -1.0, math.nan, math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("bad", BAD_POSITIVE)
+def test_bad_parameters_raise_naming_them(bad):
+    with pytest.raises(ValueError, match="df"):
+        StudentT(bad)
+    with pytest.raises(ValueError, match="scale"):
+        StudentT(3.0, bad)
+    with pytest.raises(ValueError, match="shape"):
+        GeneralizedGaussian(bad)
+    with pytest.raises(ValueError, match="scale"):
+        GeneralizedGaussian(1.5, bad)
+    with pytest.raises(ValueError, match="tail_index"):
+        PowerLaw(bad)
+    with pytest.raises(ValueError, match="scale"):
+        PowerLaw(3.0, bad)
+    with pytest.raises(ValueError, match="bandwidth"):
+        Empirical(np.array([0.0, 1.0, 2.0]), bandwidth=bad)
+
+
+def test_wrong_types_raise_type_error():
+    with pytest.raises(TypeError, match="df"):
+        StudentT("3")
+    with pytest.raises(TypeError, match="shape"):
+        GeneralizedGaussian(None)
+    with pytest.raises(TypeError, match="tail_index"):
+        PowerLaw(True)
+    with pytest.raises(TypeError, match="samples"):
+        Empirical(["a", "b"])
+    with pytest.raises(TypeError, match="symmetrize"):
+        Empirical(np.array([0.0, 1.0]), symmetrize="yes")
+
+
+@pytest.mark.parametrize("df", [0.5, 1.0, 2.0])
+def test_variance_needs_df_above_2(df):
+    with pytest.raises(ValueError, match="df must be > 2 for a finite variance"):
+        StudentT(df).variance()
+
+
+@pytest.mark.parametrize("a", [0.5, 2.0])
+def test_power_law_variance_needs_tail_index_above_2(a):
+    with pytest.raises(ValueError, match="tail_index must be > 2"):
+        PowerLaw(a).variance()
+
+
+@pytest.mark.parametrize("src", [StudentT(1.0), PowerLaw(0.8)])
+def test_undefined_mean_raises(src):
+    with pytest.raises(ValueError, match="mean"):
+        src.mean()
+
+
+@pytest.mark.parametrize(
+    "samples, match",
+    [
+        (np.array([1.0, np.nan, 2.0]), "samples"),
+        (np.array([1.0, np.inf]), "samples"),
+        (np.array([1.0]), "samples"),
+        (np.array([]), "samples"),
+        (np.full(10, 0.3), "samples must contain at least 2 distinct"),
+    ],
+)
+def test_empirical_bad_samples(samples, match):
+    with pytest.raises(ValueError, match=match):
+        Empirical(samples)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_method_arguments_validated(name):
+    src = SOURCES[name]
+    with pytest.raises(ValueError, match="k"):
+        src.partial_moment(-1, 0.0, 1.0)
+    with pytest.raises(TypeError, match="k"):
+        src.partial_moment(1.5, 0.0, 1.0)
+    with pytest.raises(ValueError, match="a and b"):
+        src.partial_moment(1, math.nan, 1.0)
+    for q in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match="q"):
+            src.ppf(q)
+
+
+@pytest.mark.parametrize(
+    "src, k", [(StudentT(3.0), 3), (StudentT(1.0), 1), (PowerLaw(2.0), 2), (PowerLaw(1.2), 4)]
+)
+def test_infinite_moment_with_infinite_end_raises(src, k):
+    for a, b in [(0.0, math.inf), (-math.inf, 0.0), (-math.inf, math.inf), (math.inf, 1.0)]:
+        with pytest.raises(ValueError, match=f"k={k}"):
+            src.partial_moment(k, a, b)
+    # an empty interval at infinity is fine (its moment is 0)
+    assert float(src.partial_moment(k, math.inf, math.inf)) == 0.0
+
+
+def test_registry_names_and_constructors():
+    assert REGISTRY.names() == ["gaussian", "gen-gaussian", "laplace", "power-law", "student-t"]
+    assert make_source("gaussian") == Gaussian(1.0)
+    assert make_source("gaussian", scale=2.0) == Gaussian(2.0)  # scale means sigma
+    assert make_source("laplace", scale=0.5) == Laplace(0.5)
+    assert make_source("student-t", df=4.0) == StudentT(4.0, 1.0)
+    assert make_source("student-t", df=4.0, scale=3.0) == StudentT(4.0, 3.0)
+    assert make_source("gen-gaussian", shape=0.7, scale=2.0) == GeneralizedGaussian(0.7, 2.0)
+    assert make_source("power-law", shape=3.5) == PowerLaw(3.5, 1.0)  # shape = tail index
+
+
+def test_registry_errors_name_the_problem():
+    with pytest.raises(ValueError, match="known: gaussian, gen-gaussian, laplace"):
+        make_source("cauchy")
+    with pytest.raises(ValueError, match="df"):
+        make_source("student-t")
+    with pytest.raises(ValueError, match="shape"):
+        make_source("gen-gaussian")
+    with pytest.raises(ValueError, match="shape"):
+        make_source("power-law", df=3.0)
+    with pytest.raises(ValueError, match="df"):
+        make_source("gaussian", df=3.0)
+    with pytest.raises(ValueError, match="scale"):
+        make_source("laplace", scale=-1.0)
+    with pytest.raises(ValueError, match="df"):
+        make_source("student-t", df=0.0)
+    with pytest.raises(TypeError, match="name"):
+        make_source(3)
