@@ -1,7 +1,7 @@
 """Shannon theory and operational rate–distortion points."""
 
 from ratedist.rd.blahut import BlahutArimoto, blahut_arimoto, grid_probabilities
-from ratedist.rd.closed_form import CLOSED_FORMS, ClosedForm
+from ratedist.rd.closed_forms import CLOSED_FORMS, ClosedForm
 from ratedist.rd.operational import (
     DEFAULT_PARAMS,
     RDPoint,

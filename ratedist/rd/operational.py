@@ -3,7 +3,7 @@
 :func:`monte_carlo_point` runs the actual JAX compressor (``jax.vmap`` over trials) on
 ``g ~ N(0, sigma^2 I_d)`` and measures the normalized distortion with its standard error and
 both bit layers; :func:`closed_form_point` evaluates the registered closed form
-(:data:`ratedist.rd.closed_form.CLOSED_FORMS`); :func:`rd_point` returns both together with
+(:data:`ratedist.rd.closed_forms.CLOSED_FORMS`); :func:`rd_point` returns both together with
 the gap to Shannon's ``D(R) = 2^(-2R)`` (normalized), in dB and in bits.
 
 Rates are bits per coordinate including side information (container layer in ``rate_bits``,
@@ -24,7 +24,7 @@ import numpy as np
 
 from ratedist._validation import check_int, check_positive
 from ratedist.compressors import COMPRESSORS, Compressor, make
-from ratedist.rd.closed_form import CLOSED_FORMS, ClosedForm
+from ratedist.rd.closed_forms import CLOSED_FORMS, ClosedForm
 from ratedist.rd.shannon import gaussian_distortion, gaussian_rate
 
 
@@ -122,8 +122,8 @@ def monte_carlo_stats(
     ``compressor.update`` under ``jax.vmap`` with one key per trial.
 
     Returns:
-        ``distortion_mc``, ``distortion_mc_se``, ``rate_bits_mc``, ``entropy_rate_bits_mc``
-        (means over trials; rates per coordinate).
+        ``distortion_mc``, ``rate_bits_mc``, ``entropy_rate_bits_mc`` (means over trials; rates
+        per coordinate) and their standard errors under the same names + ``_se``.
     """
     comp = as_compressor(compressor)
     d, trials, sigma = _check_mc_args(d, trials, sigma)
@@ -141,13 +141,12 @@ def monte_carlo_stats(
         return jnp.sum(err * err) / norm, info.container_bits / d, info.entropy_bits / d
 
     dist, rate, ent = jax.jit(jax.vmap(one))(g, keys)
-    dist = np.asarray(dist, np.float64)
-    return {
-        "distortion_mc": float(dist.mean()),
-        "distortion_mc_se": float(dist.std(ddof=1) / math.sqrt(trials)),
-        "rate_bits_mc": float(np.mean(np.asarray(rate, np.float64))),
-        "entropy_rate_bits_mc": float(np.mean(np.asarray(ent, np.float64))),
-    }
+    out = {}
+    for name, v in (("distortion_mc", dist), ("rate_bits_mc", rate), ("entropy_rate_bits_mc", ent)):
+        v = np.asarray(v, np.float64)
+        out[name] = float(v.mean())
+        out[name + "_se"] = float(v.std(ddof=1) / math.sqrt(trials))
+    return out
 
 
 def closed_form(compressor: Any, d: int, *, sigma: float = 1.0) -> ClosedForm | None:
@@ -159,7 +158,7 @@ def closed_form(compressor: Any, d: int, *, sigma: float = 1.0) -> ClosedForm | 
         sigma: standard deviation of the Gaussian coordinates.
 
     Returns:
-        :class:`~ratedist.rd.closed_form.ClosedForm`, or None when the compressor has no
+        :class:`~ratedist.rd.closed_forms.ClosedForm`, or None when the compressor has no
         registered closed form.
     """
     comp = as_compressor(compressor)
