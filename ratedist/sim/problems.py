@@ -18,6 +18,7 @@ Smoothness conventions (arXiv 2202.00998, Assumptions 1-2): ``f`` is ``L_-``-smo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,10 +82,16 @@ class Problem:
         """True when the algorithms see stochastic gradients."""
         return self.stochastic_grad_fn is not None
 
+    @functools.cached_property
+    def _jitted(self):
+        data = jax.tree_util.tree_map(jnp.asarray, self.data)
+        losses = jax.jit(lambda x: jax.vmap(self.loss_fn, in_axes=(None, 0))(x, data))
+        grads = jax.jit(lambda x: jax.vmap(self.grad_fn, in_axes=(None, 0))(x, data))
+        return losses, grads
+
     def local_losses(self, x: Any) -> np.ndarray:
-        """``[f_1(x), ..., f_n(x)]`` as numpy float64 (evaluated with JAX)."""
-        x = jnp.asarray(x)
-        return np.asarray(jax.vmap(self.loss_fn, in_axes=(None, 0))(x, self.data))
+        """``[f_1(x), ..., f_n(x)]`` as numpy (evaluated with JAX in its default float)."""
+        return np.asarray(self._jitted[0](jnp.asarray(x)))
 
     def loss(self, x: Any) -> float:
         """``f(x) = (1/n) sum_i f_i(x)``."""
@@ -92,8 +99,7 @@ class Problem:
 
     def local_grads(self, x: Any) -> np.ndarray:
         """Exact local gradients, numpy ``(n, d)``."""
-        x = jnp.asarray(x)
-        return np.asarray(jax.vmap(self.grad_fn, in_axes=(None, 0))(x, self.data))
+        return np.asarray(self._jitted[1](jnp.asarray(x)))
 
     def grad(self, x: Any) -> np.ndarray:
         """Exact full gradient ``(1/n) sum_i grad f_i(x)``."""

@@ -1,0 +1,234 @@
+"""Algorithms: (A, B) against SPEC §3 formulas, pathwise Lyapunov/3PC checks of deterministic
+methods, shared versus per-worker randomness, bit accounting, replicas, divergence, bad input."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from ratedist.compressors import make
+from ratedist.sim import (
+    ALGORITHMS,
+    clag,
+    compressed_sgd,
+    ef14,
+    ef21,
+    gd,
+    lag,
+    marina,
+    mlp,
+    run,
+    theory_gamma,
+    tpc_v1,
+    tpc_v2,
+    tpc_v3,
+    tpc_v4,
+    tpc_v5,
+    tridiagonal_quadratic,
+)
+from ratedist.sim.sweep import make_algorithm
+
+D, N = 20, 4
+
+
+@pytest.fixture(scope="module")
+def tri():
+    return tridiagonal_quadratic(n_workers=N, dim=D, seed=1, noise_scale=0.8)
+
+
+def test_constants_match_spec_table():
+    top2 = make("top-k:k=2")  # alpha = 2/20
+    a = 0.1
+    r = math.sqrt(1 - a)
+    assert ef21(top2).constants(D, N) == pytest.approx((1 - r, (1 - a) / (1 - r)), rel=1e-15)
+    assert lag(3.0).constants(D, N) == (1.0, 3.0)
+    assert clag(top2, 50.0).constants(D, N) == pytest.approx((1 - r, 50.0))
+    assert clag(top2, 0.1).constants(D, N) == pytest.approx((1 - r, (1 - a) / (1 - r)))
+    assert tpc_v1(top2).constants(D, N) == pytest.approx((1.0, 1 - a))
+    q = make("rand-k-unbiased:k=5")  # omega = d/k - 1 = 3
+    w = q.facts.omega(D)
+    assert w == pytest.approx(3.0)
+    assert tpc_v2(top2, q).constants(D, N) == pytest.approx((a, (1 - a) * w))
+    A1, B1 = ef21(make("top-k:k=4")).constants(D, N)
+    assert tpc_v3(top2, ef21(make("top-k:k=4"))).constants(D, N) == pytest.approx(
+        (1 - (1 - a) * (1 - A1), (1 - a) * B1)
+    )
+    abar = 1 - (1 - 0.1) * (1 - 0.2)
+    rb = math.sqrt(1 - abar)
+    assert tpc_v4(top2, make("top-k:k=4")).constants(D, N) == pytest.approx(
+        (1 - rb, (1 - abar) / (1 - rb))
+    )
+    p = 0.3
+    rp = math.sqrt(1 - p)
+    assert tpc_v5(top2, p).constants(D, N) == pytest.approx((1 - rp, (1 - p) * (1 - a) / (1 - rp)))
+    assert marina(q, p).constants(D, N) == pytest.approx((p, (1 - p) * w / N))
+    assert gd().constants(D, N) == (1.0, 0.0)
+    assert compressed_sgd(top2).A is None and ef14(top2).B is None
+    assert compressed_sgd(top2).constants(D, N) == (None, None)
+
+
+def test_theory_gamma_formula(tri):
+    alg = ef21(make("top-k:k=2"))
+    A, B = alg.constants(D, N)
+    assert theory_gamma(alg, tri) == pytest.approx(
+        1 / (tri.L_minus + tri.L_plus * math.sqrt(B / A)), rel=1e-15
+    )
+    assert theory_gamma(gd(), tri) == pytest.approx(1 / tri.L_minus)
+
+
+DETERMINISTIC = {
+    "gd": lambda: gd(),
+    "ef21": lambda: ef21(make("top-k:k=2")),
+    "lag": lambda: lag(4.0),
+    "clag": lambda: clag(make("top-k:k=2"), 4.0),
+    "tpc_v1": lambda: tpc_v1(make("top-k:k=3")),
+    "tpc_v4": lambda: tpc_v4(make("top-k:k=2"), make("top-k:k=3")),
+    "tpc_v3": lambda: tpc_v3(make("top-k:k=2"), ef21(make("top-k:k=3"))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DETERMINISTIC))
+def test_deterministic_3pc_lyapunov_holds_on_every_step(tri, key, name):
+    tr = run(DETERMINISTIC[name](), tri, steps=300, key=key)
+    assert tr.diverged_at == -1
+    assert tr.violations == 0
+    # the 3PC inequality holds pathwise for deterministic compressors (float rounding slack)
+    scale = 1e-9 * np.nanmax(np.abs(tr.G) + tr.grad_norm_sq)
+    assert np.nanmax(tr.tpc_residual_max) <= scale
+    assert tr.f_gap[-1] < tr.f_gap[0]
+    # descent: the averaged squared gradient norm obeys the theorem's bound
+    T = 300
+    bound = 2 * tr.f_gap[0] / (tr.gamma * T) + tr.G[0] / (tr.A * T)
+    assert np.mean(tr.grad_norm_sq[:T]) <= bound * (1 + 1e-9)
+
+
+def test_lag_triggers_and_flag_bits(tri, key):
+    tr = run(lag(4.0), tri, steps=100, key=key)
+    rate = tr.trigger_rate[1:]
+    assert np.all((rate >= 0) & (rate <= 1)) and 0 < rate.mean() < 1
+    # one flag bit per worker per step (not at t = 0), full vectors only on triggers
+    np.testing.assert_array_equal(tr.bits.flag[-1], np.full(N, 100.0))
+    sends = np.diff(tr.bits.full, axis=0) / (32 * D)
+    np.testing.assert_allclose(sends.mean(axis=1), rate, rtol=0, atol=1e-15)
+
+
+def test_clag_bits_are_compressor_bits_on_triggers(tri, key):
+    tr = run(clag(make("top-k:k=2"), 4.0), tri, steps=60, key=key)
+    per_send = 2 * 32 + 2 * math.ceil(math.log2(D))  # values + naive indices of top-2
+    fired = np.diff(tr.bits.value, axis=0) / (2 * 32)
+    np.testing.assert_allclose(
+        np.diff(tr.bits.container - tr.bits.flag, axis=0), fired * per_send, rtol=1e-15
+    )
+    assert tr.bits.full[0, 0] == 32 * D  # g_i^0 = grad f_i(x^0) sent in full
+
+
+def test_identity_compressor_reproduces_gd(tri, key):
+    ref = run(gd(), tri, steps=100, key=key)
+    for alg in (compressed_sgd(make("identity")), ef14(make("identity"))):
+        tr = run(alg, tri, steps=100, key=key, gamma=ref.gamma)
+        # EF14 rescales by gamma: (gamma g)/gamma rounds at 1 ulp per step
+        np.testing.assert_allclose(tr.x, ref.x, rtol=0, atol=1e-12)
+
+
+def test_shared_coin_is_common_to_all_workers(tri, key):
+    tr = run(marina(make("rand-k-unbiased:k=4"), 0.3), tri, steps=200, key=key)
+    full_steps = np.diff(tr.bits.full, axis=0) > 0  # (T, N)
+    assert np.all(full_steps == full_steps[:, :1])  # same coin on every worker
+    frac = full_steps[:, 0].mean()
+    assert abs(frac - 0.3) < 5 * math.sqrt(0.3 * 0.7 / 200)
+
+
+def test_per_worker_randomness_differs_across_workers_and_is_reproducible(tri, key):
+    alg = compressed_sgd(make("rand-k:k=3"))
+    a = run(alg, tri, steps=20, key=key, gamma=0.1)
+    b = run(alg, tri, steps=20, key=key, gamma=0.1)
+    np.testing.assert_array_equal(a.x, b.x)
+    # the per-worker errors differ: workers draw different coordinates
+    assert np.unique(np.round(a.worker_error[5], 12)).size > 1
+
+
+def test_replicas_equal_single_runs_with_folded_keys(tri, key):
+    alg = marina(make("rand-k-unbiased:k=4"), 0.5)
+    rep = run(alg, tri, steps=30, key=key, replicas=3)
+    one = run(alg, tri, steps=30, key=jax.random.fold_in(key, 2))
+    assert rep.f.shape == (3, 31) and rep.bits.full.shape == (3, 31, N)
+    np.testing.assert_allclose(rep.f[2], one.f, rtol=1e-13)
+    assert rep.violations.shape == (3,)
+
+
+def test_chunking_does_not_change_results(tri, key):
+    alg = ef21(make("top-k:k=2"))
+    a = run(alg, tri, steps=50, key=key)
+    b = run(alg, tri, steps=50, key=key, chunk=7, progress=False)
+    np.testing.assert_array_equal(a.f, b.f)
+    np.testing.assert_array_equal(a.bits.container, b.bits.container)
+
+
+def test_stochastic_mlp_runs_and_measures_exact_gradients(key):
+    prob = mlp(2, hidden=4, dim_in=3, n_samples=64, batch_size=8)
+    tr = run(ef21(make("top-k:k=5")), prob, steps=40, key=key, gamma=0.05)
+    assert tr.f.shape == (41,) and np.all(np.isfinite(tr.f))
+    assert tr.G[0] > 0  # stochastic g_i^0 differs from the exact local gradient
+    with pytest.raises(ValueError, match="gamma"):
+        run(ef21(make("top-k:k=5")), prob, steps=5, key=key)  # no L: no theory step
+
+
+def test_divergence_stops_with_truncated_trace(tri, key):
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        tr = run(gd(), tri, steps=4000, key=key, gamma=1e3, chunk=500)
+    k = int(tr.diverged_at)
+    assert 0 < k < 4000
+    assert tr.f.shape == (k,) and np.all(np.isfinite(tr.f))
+    assert tr.bits.container.shape == (k, N)
+
+
+def test_divergence_with_replicas_masks_per_replica(tri, key):
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        tr = run(gd(), tri, steps=600, key=key, gamma=1e3, replicas=2)
+    assert tr.diverged_at.shape == (2,) and np.all(tr.diverged_at > 0)
+    assert np.isnan(tr.f[0, -1])
+
+
+def test_run_bad_inputs(tri, key):
+    alg = gd()
+    with pytest.raises(ValueError, match="steps"):
+        run(alg, tri, steps=0, key=key)
+    with pytest.raises(TypeError, match="steps"):
+        run(alg, tri, steps=1.5, key=key)
+    with pytest.raises(ValueError, match="gamma"):
+        run(alg, tri, steps=5, key=key, gamma=0.0)
+    with pytest.raises(ValueError, match="gamma"):
+        run(alg, tri, steps=5, key=key, gamma=-1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        run(alg, tri, steps=5, key=key, gamma="fast")
+    with pytest.raises(ValueError, match="engine"):
+        run(alg, tri, steps=5, key=key, engine="pmap")
+    with pytest.raises(ValueError, match="aggregate"):
+        run(alg, tri, steps=5, key=key, aggregate="sum")
+    with pytest.raises(ValueError, match="replicas"):
+        run(alg, tri, steps=5, key=key, replicas=0)
+    with pytest.raises(TypeError, match="algorithm"):
+        run("gd", tri, steps=5, key=key)
+    with pytest.raises(TypeError, match="problem"):
+        run(alg, "tri", steps=5, key=key)
+
+
+def test_algorithm_bad_inputs():
+    with pytest.raises(ValueError, match="zeta"):
+        lag(-1.0)
+    with pytest.raises(ValueError, match="p"):
+        marina(make("rand-k-unbiased:k=2"), 0.0)
+    with pytest.raises(ValueError, match="p"):
+        tpc_v5(make("top-k:k=2"), 1.5)
+    with pytest.raises(TypeError, match="compressor"):
+        ef21("top-k:k=2")
+    with pytest.raises(ValueError, match="inner"):
+        tpc_v3(make("top-k:k=2"), marina(make("rand-k-unbiased:k=2"), 0.5))
+    with pytest.raises(ValueError, match="unknown algorithm 'sgd9'"):
+        make_algorithm({"name": "sgd9"})
+    with pytest.raises(ValueError, match="zeta"):
+        make_algorithm({"name": "lag"})
+    with pytest.raises(ValueError, match="no parameter 'k'"):
+        make_algorithm({"name": "ef21", "compressor": "top-k:k=1", "k": 3})
+    assert {"gd", "ef21", "lag", "clag", "marina", "ef14", "tpc_v5"} <= set(ALGORITHMS.names())
