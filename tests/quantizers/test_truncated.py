@@ -249,3 +249,22 @@ def test_bad_inputs():
         powerlaw_growth_exponent(1.0)
     with pytest.raises(ValueError, match="scale"):
         powerlaw_design(4.0, 3, scale=0.0)
+
+
+def test_empirical_asymmetric_source_uses_generic_path():
+    from ratedist.sources.empirical import Empirical
+
+    rng = np.random.default_rng(0)
+    src = Empirical(rng.laplace(size=300) + 0.3)  # not symmetric
+    d = optimal_truncation(src, 4)
+    lv = d.quantizer.levels
+    assert d.solver == "root of F' (quadrature)"
+    assert lv[0] == -d.alpha and lv[-1] == d.alpha and lv[2] != 0.0  # no forced zero level
+    # the non-uniform levels sit at the j/s quantiles of p^(1/3) on [-alpha, alpha]
+    cb = lambda x: np.cbrt(float(src.pdf(x)))  # noqa: E731
+    total = integrate.quad(cb, -d.alpha, d.alpha, points=[0.0], **QUAD)[0]
+    for j in range(1, 4):
+        part = integrate.quad(cb, -d.alpha, lv[j], **QUAD)[0]
+        assert part / total == pytest.approx(j / 4, abs=1e-9)
+    with pytest.raises(ValueError, match="symmetric"):
+        optimal_truncation(src, 4, code="sign_magnitude")
