@@ -1,0 +1,137 @@
+"""Result store and sweeps: atomic files, resume after an interruption, the CLI."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ratedist.cli import main
+from ratedist.sim import gd, run, tridiagonal_quadratic
+from ratedist.sim.store import ResultStore, config_hash, load_trace, save_trace
+from ratedist.sim.sweep import expand_sweep, load_sweep, run_sweep
+
+DOC = {
+    "sweep": {"steps": 5, "gamma": "theory", "seeds": [0, 1]},
+    "problem": {"name": "tridiagonal_quadratic", "n_workers": 3, "dim": 6},
+    "algorithms": [
+        {"name": "gd"},
+        {"name": "ef21", "compressor": ["top-k:k=1", "top-k:k=2"]},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def small_trace():
+    import jax
+
+    return run(gd(), tridiagonal_quadratic(3, 6), steps=4, key=jax.random.key(0))
+
+
+def test_config_hash_is_canonical():
+    a = {"b": 1, "a": [1, 2.5, "x"]}
+    b = {"a": [1, 2.5, "x"], "b": 1}
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash({**a, "b": 2})
+    with pytest.raises(TypeError, match="config"):
+        config_hash({"x": object()})
+
+
+def test_save_load_roundtrip(tmp_path, small_trace):
+    path = save_trace(tmp_path / "r.npz", small_trace, {"k": 1}, {"m": "x"})
+    tr, cfg, meta = load_trace(path)
+    assert cfg == {"k": 1} and meta == {"m": "x"}
+    for name in small_trace._fields:
+        a, b = getattr(small_trace, name), getattr(tr, name)
+        if name == "bits":
+            for f in a._fields:
+                np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+        else:
+            np.testing.assert_array_equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.npz"]  # no temp file left behind
+
+
+def test_failed_write_leaves_nothing(tmp_path, small_trace, monkeypatch):
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_trace(tmp_path / "r.npz", small_trace, {"k": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_expand_sweep_grid():
+    cfgs = expand_sweep(DOC)
+    assert len(cfgs) == (1 + 2) * 2
+    assert {c["algorithm"].get("compressor") for c in cfgs} == {None, "top-k:k=1", "top-k:k=2"}
+    assert len({config_hash(c) for c in cfgs}) == 6
+
+
+def test_sweep_interrupted_then_resumed(tmp_path, small_trace):
+    cfgs = expand_sweep(DOC)
+    calls = []
+
+    def runner(cfg, progress=False):
+        calls.append(config_hash(cfg))
+        if len(calls) == 4:
+            raise KeyboardInterrupt("killed at config 3")
+        return small_trace, {"algorithm": cfg["algorithm"]["name"]}
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfgs, tmp_path, runner=runner)
+    store = ResultStore(tmp_path)
+    assert [store.done(c) for c in cfgs] == [True, True, True, False, False, False]
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    calls.clear()
+    counts = run_sweep(cfgs, tmp_path, runner=lambda c, progress=False: (small_trace, {}))
+    assert counts == {"total": 6, "ran": 3, "skipped": 3}
+    assert all(store.done(c) for c in cfgs)
+    assert len(list(store)) == 6
+
+
+def test_cli_simulate_end_to_end(tmp_path, capsys):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        "[sweep]\nsteps = 5\ngamma = 'theory'\n\n"
+        "[problem]\nname = 'tridiagonal_quadratic'\nn_workers = 2\ndim = 6\n\n"
+        "[[algorithms]]\nname = 'lag'\nzeta = [0.0, 2.0]\n"
+    )
+    out = tmp_path / "res"
+    assert main(["simulate", str(cfg), "--out", str(out)]) == 0
+    assert "2 run, 0 skipped" in capsys.readouterr().out
+    assert main(["simulate", str(cfg), "--out", str(out)]) == 0
+    assert "0 run, 2 skipped" in capsys.readouterr().out
+    (tr, c, meta), *_ = list(ResultStore(out))
+    assert tr.f.shape == (6,) and meta["problem"] == "tridiagonal_quadratic"
+    assert json.loads(json.dumps(c)) == c
+
+
+def test_example_config_parses():
+    here = os.path.dirname(__file__)
+    path = os.path.join(here, "..", "..", "simulations", "ef21_lag_tridiagonal.toml")
+    cfgs = load_sweep(path)
+    assert len(cfgs) >= 5
+
+
+def test_sweep_bad_inputs(tmp_path, capsys):
+    with pytest.raises(ValueError, match="steps"):
+        expand_sweep({**DOC, "sweep": {}})
+    with pytest.raises(ValueError, match="steps"):
+        expand_sweep({**DOC, "sweep": {"steps": 0}})
+    with pytest.raises(ValueError, match="gamma"):
+        expand_sweep({**DOC, "sweep": {"steps": 3, "gamma": -1.0}})
+    with pytest.raises(ValueError, match="unknown problem"):
+        expand_sweep({**DOC, "problem": {"name": "nope"}})
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        expand_sweep({**DOC, "algorithms": [{"name": "nope"}]})
+    with pytest.raises(ValueError, match="unknown keys"):
+        expand_sweep({**DOC, "sweep": {"steps": 3, "stpes": 2}})
+    with pytest.raises(ValueError, match="does not exist"):
+        load_sweep(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sweep\nsteps=")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_sweep(bad)
+    assert main(["simulate", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
