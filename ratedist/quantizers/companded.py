@@ -9,8 +9,9 @@ is the Panter–Dite value ``D ≈ Z^3 / (12 n^2)``, the optimum over point dens
 fixed-rate quantization; for ``N(0, sigma^2)``: ``Z^3/12 = sqrt(3) pi sigma^2 / 2``.
 
 The law with density ``∝ p^(1/3)`` is in closed form for the classic families (Gaussian →
-Gaussian with ``sigma sqrt 3``, Laplace → Laplace with ``3 scale``); any other source falls
-back to adaptive quadrature of ``p^(1/3)`` and bracketed root finding.
+Gaussian with ``sigma sqrt 3``, Laplace → Laplace with ``3 scale``, Student-t(df) →
+Student-t((df - 2)/3), generalized Gaussian → same shape with scale ``3^(1/shape)`` times
+larger); any other source falls back to adaptive quadrature of ``p^(1/3)`` and bracketed root finding.
 
 References:
     P. F. Panter, W. Dite, "Quantization distortion in pulse-count modulation with nonuniform
@@ -33,6 +34,7 @@ from ratedist.quantizers.core import ScalarQuantizer, Solution
 from ratedist.quantizers.registry import DESIGNS
 from ratedist.sources.base import QUAD_TOL, AbstractSource
 from ratedist.sources.classic import Gaussian, Laplace
+from ratedist.sources.heavy import GeneralizedGaussian, StudentT
 
 #: Largest number of levels any designer in this package accepts.
 MAX_LEVELS = 65536
@@ -42,6 +44,13 @@ MAX_LEVELS = 65536
 _CUBE_ROOT_LAWS: dict[type, Callable[[Any], AbstractSource]] = {
     Gaussian: lambda s: Gaussian(s.sigma * math.sqrt(3.0)),
     Laplace: lambda s: Laplace(3.0 * s.scale),
+    # (1 + x^2/(df s^2))^(-(df+1)/6) is a Student-t with df' = (df - 2)/3, df' s'^2 = df s^2.
+    StudentT: lambda s: StudentT(
+        df=(s.df - 2.0) / 3.0, scale=s.scale * math.sqrt(3.0 * s.df / (s.df - 2.0))
+    ),
+    GeneralizedGaussian: lambda s: GeneralizedGaussian(
+        shape=s.shape, scale=s.scale * 3.0 ** (1.0 / s.shape)
+    ),
 }
 
 
@@ -136,7 +145,7 @@ def _numeric_cube_root_ppf(source: AbstractSource, q: np.ndarray) -> np.ndarray:
                 min(x0, x1),
                 max(x0, x1),
                 xtol=1e-15 * scale,
-                rtol=4e-16,
+                rtol=1e-15,
             )
             out[i], x0, q0 = root, root, q[i]
     return out
