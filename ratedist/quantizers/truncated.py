@@ -564,6 +564,7 @@ def optimal_truncation(
     levels: str = "nonuniform",
     objective: str = "bound",
     code: str = "full_range",
+    rounding: str = "stochastic",
 ) -> TruncationDesign:
     """Optimal truncation threshold and levels for clipping + unbiased stochastic rounding.
 
@@ -579,6 +580,7 @@ def optimal_truncation(
         levels: ``"nonuniform"`` (TNQ, ``lambda ∝ p^(1/3)``) or ``"uniform"`` (TUQ).
         objective: ``"bound"`` or ``"exact"``.
         code: ``"full_range"`` or ``"sign_magnitude"``.
+        rounding: only ``"stochastic"`` (the objective assumes unbiased stochastic rounding).
 
     Returns:
         The :class:`TruncationDesign`.
@@ -600,6 +602,7 @@ def optimal_truncation(
     levels = check_choice("levels", levels, LEVEL_RULES)
     objective = check_choice("objective", objective, OBJECTIVES)
     code = check_choice("code", code, CODES)
+    check_choice("rounding", rounding, ROUNDINGS)
     source = _check_source(source, code)
     return _optimal(source, s, levels, objective, code)[0]
 

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate
 
 from ratedist.quantizers import DESIGNS, ScalarQuantizer, Solution
@@ -225,6 +227,8 @@ def test_bad_inputs():
         optimal_truncation(src, 3, objective="tight")
     with pytest.raises(ValueError, match="code"):
         optimal_truncation(src, 3, code="gray")
+    with pytest.raises(ValueError, match="rounding"):
+        optimal_truncation(src, 3, rounding="nearest")
     with pytest.raises(TypeError, match="source"):
         optimal_truncation("laplace", 3)
     with pytest.raises(ValueError, match="alpha"):
@@ -268,3 +272,45 @@ def test_empirical_asymmetric_source_uses_generic_path():
         assert part / total == pytest.approx(j / 4, abs=1e-9)
     with pytest.raises(ValueError, match="symmetric"):
         optimal_truncation(src, 4, code="sign_magnitude")
+
+
+def test_quantizer_is_a_jit_argument(key):
+    d = optimal_truncation(Laplace(1.0), 15)
+
+    @jax.jit
+    def apply(q, k, x):
+        return q.stochastic(k, x)
+
+    x = jnp.linspace(-2 * d.alpha, 2 * d.alpha, 101)
+    y = apply(d.quantizer, key, x)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(d.quantizer.stochastic(key, x)))
+    assert float(jnp.max(jnp.abs(y))) <= d.alpha
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    s=st.integers(1, 300),
+    scale=st.floats(1e-3, 1e3),
+    family=st.sampled_from(["laplace", "gaussian", "power-law"]),
+    rule=st.sampled_from(["nonuniform", "uniform"]),
+)
+def test_closed_form_designs_are_valid(s, scale, family, rule):
+    src = {
+        "laplace": Laplace(scale),
+        "gaussian": Gaussian(scale),
+        "power-law": PowerLaw(4.5, scale),
+    }[family]
+    d = optimal_truncation(src, s, levels=rule)
+    lv = d.quantizer.levels
+    assert lv.size == s + 1 and np.all(np.diff(lv) > 0)
+    assert lv[0] == -d.alpha and lv[-1] == d.alpha
+    np.testing.assert_allclose(lv, -lv[::-1], rtol=0, atol=1e-12 * d.alpha)
+    assert 0 < d.exact.mse <= d.bound_mse  # the bound is above the exact error here
+    # scale equivariance: alpha and levels scale with the source, errors with its square
+    ref = optimal_truncation(
+        type(src)(**{**src.params(), "scale" if family != "gaussian" else "sigma": 1.0}),
+        s,
+        levels=rule,
+    )
+    assert d.alpha == pytest.approx(scale * ref.alpha, rel=1e-9)
+    assert d.exact.mse == pytest.approx(scale**2 * ref.exact.mse, rel=1e-8)
