@@ -22,14 +22,18 @@ Designs are chosen by minimising either
 
 How ``alpha*`` of the bound is found (see :data:`MODELS`):
 
-==================  ==============================================  =====================
-source              non-uniform                                     uniform
-==================  ==============================================  =====================
-Laplace(gamma)      closed form ``3 gamma log(1 + 2s/(3 sqrt 6))``   ``gamma W0(s^2)``
-Gaussian(sigma)     root of the closed-form derivative              same
-PowerLaw(a, sigma)  closed form ``sigma((1 + s/c_a)^(3/(a-2)) - 1)``    root of closed-form F'
-any other source    root of ``F'`` with quadrature                  same
-==================  ==============================================  =====================
+* Laplace(gamma): closed forms — non-uniform ``3 gamma log(1 + 2 s/(3 sqrt 6))`` with optimal
+  bound ``27 gamma^2/(s + 3 sqrt(6)/2)^2``; uniform ``gamma W0(s^2)`` (Lambert W).
+* Gaussian(sigma): closed-form objective and derivative, root found numerically (no closed
+  form exists), both rules.
+* PowerLaw(a, sigma): non-uniform closed form ``sigma((1 + s/c_a)^(3/(a-2)) - 1)``; uniform:
+  root of the closed-form derivative.
+* any other source (Student-t, generalized Gaussian, empirical, ...): root of ``F'`` with
+  quadrature, levels as quantiles of ``p^(1/3)`` (asymmetric sources allowed for the
+  full-range code).
+
+The derivations, and a table comparing the bound optimum with the exact optimum, are in
+``docs/theory/truncation.md``.
 
 Codes (bits per coordinate):
 
