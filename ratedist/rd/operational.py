@@ -49,6 +49,8 @@ class RDPoint(NamedTuple):
         exact: whether the closed form is exact at this d (None without closed form).
         d: dimension.
         trials: Monte Carlo trials (0 when none were run).
+        rate_bits_mc_se: standard error of ``rate_bits_mc`` (0 for fixed-length containers).
+        entropy_rate_bits_mc_se: standard error of ``entropy_rate_bits_mc``.
     """
 
     compressor: str
@@ -66,6 +68,8 @@ class RDPoint(NamedTuple):
     exact: bool | None = None
     d: int = 0
     trials: int = 0
+    rate_bits_mc_se: float | None = None
+    entropy_rate_bits_mc_se: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (NumPy scalars converted, non-finite values as None)."""
@@ -206,6 +210,8 @@ def _point(
         exact=None if cf is None else bool(cf.exact),
         d=d,
         trials=trials if mc else 0,
+        rate_bits_mc_se=mc.get("rate_bits_mc_se"),
+        entropy_rate_bits_mc_se=mc.get("entropy_rate_bits_mc_se"),
     )
 
 

@@ -1,0 +1,179 @@
+"""Closed forms against Monte Carlo of the actual JAX compressors, and the RDPoint API.
+
+Generic over the compressors: every spec below whose compressor has a registered closed form
+is run with ``rd_point`` (vmap over trials, fixed seed) and the closed form must lie within
+5 standard errors of the Monte Carlo mean. ``slow``: the same over every default parameter
+set of ``ratedist rd --all``.
+"""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from ratedist.compressors import COMPRESSORS, make
+from ratedist.quantizers import ScalarQuantizer
+from ratedist.rd import CLOSED_FORMS, DEFAULT_PARAMS, closed_form_point, monte_carlo_point, rd_point
+from ratedist.rd.closed_forms import scaled_sign_distortion
+
+D = 1000
+TRIALS = 64
+K_SE = 5.0  # Monte Carlo tolerance in standard errors (fixed seed)
+
+Q4 = ScalarQuantizer.from_levels([-1.5, -0.5, 0.5, 1.5])
+
+# spec -> alphabet size of the entropy-coded symbols whose plug-in entropy is compared with the
+# true entropy (None: the closed form is the expected plug-in length itself, or not given).
+SPECS = {
+    "identity": None,
+    "sign": None,
+    "scaled-sign": None,
+    "top-k:k=10": None,
+    "top-k-sign:k=50": None,
+    "rand-k:k=50": None,
+    "rand-k-unbiased:k=200": None,
+    "threshold:kappa=0.05": None,
+    "qsgd:s=4": 9,
+    "nuqsgd:s=4": 9,
+    "terngrad": None,
+    "natural": 40,
+}
+
+
+def _check_point(p, alphabet):
+    assert p.distortion is not None
+    assert abs(p.distortion_mc - p.distortion) <= K_SE * p.distortion_mc_se + 1e-12, p
+    # Shannon and the gap are consistent with the rate and distortion.
+    assert p.shannon_distortion == pytest.approx(2.0 ** (-2 * p.rate_bits), rel=1e-12)
+    if p.distortion > 0:
+        assert p.gap_db == pytest.approx(
+            10 * math.log10(p.distortion / p.shannon_distortion), rel=1e-12
+        )
+        assert p.gap_db > 0 and p.gap_bits > 0  # nothing beats Shannon
+
+
+@pytest.mark.parametrize("spec", list(SPECS))
+def test_closed_form_agrees_with_jax_monte_carlo(spec, key):
+    p = rd_point(spec, D, trials=TRIALS, key=key)
+    _check_point(p, SPECS[spec])
+    se_r, se_h = p.rate_bits_mc_se, p.entropy_rate_bits_mc_se
+    if p.compressor == "threshold":
+        # The kept count is random: the exact expected container rate is within 5 SE of the
+        # MC mean. The entropy rate models the count as Bin(d, kappa_d) (ignores the weak
+        # dependence through sigma_hat): within 5 SE as well at this d.
+        assert abs(p.rate_bits_mc - p.rate_bits) <= K_SE * se_r
+        assert abs(p.entropy_rate_bits_mc - p.entropy_rate_bits) <= K_SE * se_h
+        return
+    # Fixed-length containers: the closed-form container rate is exact.
+    assert se_r == 0.0
+    assert p.rate_bits_mc == pytest.approx(p.rate_bits, abs=1e-9)
+    if p.compressor == "terngrad":
+        return  # no closed-form entropy
+    alphabet = SPECS[spec]
+    if alphabet is None:
+        # Closed form = E[plug-in code length] (exact for signs, lgamma on both sides for
+        # log2 C(d, k)): 5 SE, plus 1e-9 for the deterministic lengths where SE = 0.
+        assert abs(p.entropy_rate_bits_mc - p.entropy_rate_bits) <= K_SE * se_h + 1e-9
+    else:
+        # The closed form is the TRUE entropy; the plug-in entropy of d symbols is biased low
+        # by about (K-1)/(2 d ln 2) bits per coordinate (Miller–Madow): allow twice that.
+        bias = (alphabet - 1) / (D * math.log(2))
+        assert p.entropy_rate_bits_mc <= p.entropy_rate_bits + K_SE * se_h
+        assert p.entropy_rate_bits - p.entropy_rate_bits_mc <= bias + K_SE * se_h
+
+
+def test_scalar_quantizer_closed_form_exact_without_normalization(key):
+    for rounding in ("deterministic", "stochastic"):
+        comp = make("scalar", quantizer=Q4, rounding=rounding, normalize="none")
+        p = rd_point(comp, D, trials=TRIALS, key=key, sigma=1.3)
+        assert p.exact is True
+        _check_point(p, 4)
+        assert p.rate_bits == pytest.approx(2.0, abs=1e-15)
+
+
+def test_scalar_quantizer_with_rms_normalization_is_large_d_accurate(key):
+    comp = make("scalar", quantizer=Q4)
+    p = rd_point(comp, D, trials=TRIALS, key=key)
+    assert p.exact is False
+    # sigma_hat = sigma (1 + O(d^-1/2)) adds an O(1/d) bias: allow 5 SE + 5/d relative.
+    assert abs(p.distortion_mc - p.distortion) <= K_SE * p.distortion_mc_se + 5 * p.distortion / D
+
+
+def test_every_registered_compressor_reaches_monte_carlo(key):
+    # The registry enrols new compressors in the MC harness: each has a default spec that runs.
+    from ratedist.rd import default_specs
+
+    specs = default_specs()
+    assert set(specs) == set(COMPRESSORS.names())
+    for name in COMPRESSORS.names():
+        if name not in CLOSED_FORMS:
+            p = monte_carlo_point(specs[name][0], 64, trials=4, key=key)
+            assert p.distortion is None and p.distortion_mc > 0 and p.rate_bits > 0
+
+
+def test_monte_carlo_point_has_no_closed_form_and_scales_with_sigma(key):
+    p1 = monte_carlo_point("scaled-sign", D, trials=TRIALS, key=key)
+    p2 = monte_carlo_point("scaled-sign", D, trials=TRIALS, key=key, sigma=7.0)
+    assert p1.distortion is None
+    # Same key: the same standard normals scaled by sigma; D is normalized by sigma^2.
+    assert p2.distortion_mc == pytest.approx(p1.distortion_mc, rel=1e-10)
+    assert abs(p1.distortion_mc - scaled_sign_distortion(D)) <= K_SE * p1.distortion_mc_se
+
+
+def test_rd_point_json_and_types(key):
+    p = rd_point("top-k:k=10", D, trials=8, key=key)
+    js = p.to_json()
+    for field in (
+        "compressor",
+        "params",
+        "rate_bits",
+        "entropy_rate_bits",
+        "distortion",
+        "distortion_mc",
+        "distortion_mc_se",
+        "shannon_distortion",
+        "gap_db",
+        "gap_bits",
+    ):
+        assert field in js
+    assert js["params"] == {"k": 10, "float_bits": 32}
+    assert isinstance(js["rate_bits"], float)
+    ident = closed_form_point("identity", 10).to_json()
+    assert ident["distortion"] == 0.0 and ident["gap_db"] is None  # no -inf in JSON
+
+
+def test_operational_bad_inputs(key):
+    with pytest.raises(ValueError, match="unknown compressor"):
+        rd_point("no-such", D)
+    with pytest.raises(ValueError, match="trials"):
+        rd_point("sign", D, trials=1, key=key)
+    with pytest.raises(ValueError, match="trials"):
+        monte_carlo_point("sign", D, trials=0, key=key)
+    with pytest.raises(ValueError, match="d"):
+        rd_point("sign", 0)
+    with pytest.raises(ValueError, match="sigma"):
+        rd_point("sign", D, sigma=0.0)
+    with pytest.raises(ValueError, match="key"):
+        monte_carlo_point("sign", D, trials=4, key=None)
+    with pytest.raises(TypeError, match="compressor"):
+        rd_point(3.0, D)
+    with pytest.raises(ValueError, match="k"):
+        rd_point("top-k:k=2000", D)
+
+
+@pytest.mark.slow
+def test_every_default_spec_closed_form_vs_monte_carlo():
+    key = jax.random.key(7)
+    for name, specs in DEFAULT_PARAMS.items():
+        if name not in CLOSED_FORMS:
+            continue
+        for i, spec in enumerate(specs):
+            p = rd_point(spec, D, trials=200, key=jax.random.fold_in(key, i))
+            if p.exact:
+                assert abs(p.distortion_mc - p.distortion) <= K_SE * p.distortion_mc_se + 1e-12, p
+            else:
+                assert abs(p.distortion_mc - p.distortion) <= (
+                    K_SE * p.distortion_mc_se + 5 * p.distortion / D
+                ), p
+    assert np.isfinite(p.rate_bits)
