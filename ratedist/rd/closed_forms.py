@@ -76,14 +76,15 @@ class ClosedForm(NamedTuple):
     """Closed-form operating point of a compressor on Gaussian gradients.
 
     Attributes:
-        rate_bits: container rate, bits per coordinate (side information included).
+        rate_bits: container rate, bits per coordinate (side information included), or None
+            where the container size has no closed form (lattice label ranges).
         entropy_rate_bits: entropy-layer rate, bits per coordinate, or None where no closed
             form is available.
         distortion: ``E||g - g_hat||^2 / (d sigma^2)``.
         exact: True when exact at this finite d; False for large-d approximations.
     """
 
-    rate_bits: float
+    rate_bits: float | None
     entropy_rate_bits: float | None
     distortion: float
     exact: bool
@@ -625,6 +626,31 @@ def scalar_rd(
     container = _ceil_log2(q.n_levels) + side / d
     ent = qexact.entropy_bits(probs) + side / d
     return ClosedForm(container, ent, float(dist), not rms)
+
+
+# ----------------------------------------------------------------------------- lattice
+@CLOSED_FORMS.register("lattice")
+def lattice_rd(
+    d: int,
+    *,
+    sigma: float = 1.0,
+    dtype: Any = "float32",
+    lattice: str = "e8",
+    step: float = 0.5,
+    dither: bool = False,
+    float_bits: int = FLOAT_BITS,
+) -> ClosedForm:
+    """Entropy-coded lattice quantizer, high-rate theory (:mod:`ratedist.rd.lattice`).
+
+    ``D = G step^2`` (exact at every step with subtractive dither, high-rate otherwise);
+    entropy rate ``h - log2(step) + float_bits/d`` (high rate, ideal coder, the scale charged);
+    the container rate (bit-packed label ranges) has no closed form (``rate_bits=None``).
+    """
+    from ratedist.rd.lattice import lattice_high_rate_point
+
+    d = _check_d(d)
+    rate, mse = lattice_high_rate_point(lattice, step, 1.0)
+    return ClosedForm(None, rate + float_bits / d, float(mse), False)
 
 
 __all__ = [

@@ -182,7 +182,11 @@ def _point(
         raise ValueError(
             f"compressor {comp.facts.name!r} has no closed form; give trials >= 2 for Monte Carlo"
         )
-    rate = cf.rate_bits if cf is not None else mc["rate_bits_mc"]
+    rate = cf.rate_bits if cf is not None and cf.rate_bits is not None else mc.get("rate_bits_mc")
+    if rate is None:
+        raise ValueError(
+            f"compressor {comp.facts.name!r} has no closed-form container rate; give trials >= 2"
+        )
     ent = cf.entropy_rate_bits if cf is not None and cf.entropy_rate_bits is not None else None
     if ent is None:
         ent = mc.get("entropy_rate_bits_mc")
