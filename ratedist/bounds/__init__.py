@@ -22,6 +22,7 @@ from ratedist.bounds.sgd import (
     sgd_step_size,
     sgd_unbiased_bound,
     tnqsgd_bound,
+    tnqsgd_bound_for_design,
 )
 from ratedist.bounds.three_pc import (
     THREE_PC,
@@ -64,4 +65,5 @@ __all__ = [
     "three_pc_step_size",
     "three_pc_step_size_exact",
     "tnqsgd_bound",
+    "tnqsgd_bound_for_design",
 ]

@@ -337,6 +337,67 @@ def tnqsgd_bound(
     )
 
 
+_ERROR_KINDS = ("bound", "exact")
+
+
+def tnqsgd_bound_for_design(
+    design: Any,
+    *,
+    delta0: Any,
+    L: Any,
+    n_workers: Any,
+    d: Any,
+    sigma_sq: Any = 0.0,
+    eta: Any = None,
+    form: str = "rigorous",
+    error: str = "bound",
+) -> SublinearBound:
+    """:func:`tnqsgd_bound` with a designed quantizer's per-coordinate error plugged in.
+
+    Args:
+        design: a :class:`ratedist.quantizers.truncated.TruncationDesign` (anything with
+            ``bound_mse`` and ``exact.variance`` / ``exact.bias``), designed for the gradient
+            coordinates in their own units (e.g. ``optimal_truncation(Laplace(gamma), s)``).
+        delta0, L, n_workers, d, sigma_sq, eta, form: as :func:`tnqsgd_bound`.
+        error: ``"bound"`` — the papers' objective: rounding variance bounded via
+            ``Delta^2/4`` (``bound_mse - exact.bias``; for Laplace(gamma) at the optimum
+            ``bound_mse = 27 gamma^2/(s + 3 sqrt(6)/2)^2``) — or ``"exact"`` — the exact
+            within-cell rounding variance of the design (``exact.variance``). The truncation
+            error is ``exact.bias`` in both.
+
+    Returns:
+        :class:`SublinearBound`.
+
+    Raises:
+        TypeError: if ``design`` lacks ``bound_mse``/``exact``.
+        ValueError: unknown ``error`` or ``form``, or bad constants.
+
+    References:
+        arXiv 2402.01160 (Thm 1 with the optimal design of Sec. IV).
+    """
+    error = check_choice("error", error, _ERROR_KINDS)
+    exact = getattr(design, "exact", None)
+    if exact is None or not hasattr(design, "bound_mse"):
+        raise TypeError(
+            f"design must be a TruncationDesign (with bound_mse and exact), got "
+            f"{type(design).__name__}"
+        )
+    trunc = float(exact.bias)
+    var = float(design.bound_mse) - trunc if error == "bound" else float(exact.variance)
+    out = tnqsgd_bound(
+        delta0=delta0,
+        L=L,
+        n_workers=n_workers,
+        d=d,
+        variance_per_coord=max(var, 0.0),
+        truncation_per_coord=trunc,
+        sigma_sq=sigma_sq,
+        eta=eta,
+        form=form,
+    )
+    return out._replace(theorem=f"{out.theorem}; design error: {error}")
+
+
 def best_step_size(eps: Any, bound_at: Any, *, eta_max: Any) -> float:
     """Step size minimising the iterations to reach ``eps`` for a bound of the form
     ``a/(eta T) + c eta + b`` (every compressed-SGD bound here).

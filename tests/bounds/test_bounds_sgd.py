@@ -282,3 +282,25 @@ def test_other_bad_inputs():
     with pytest.raises(ValueError, match="T"):
         lin(-1)
     np.testing.assert_allclose(lin(np.array([0, 1, 2])), [1.0, 0.5, 0.25], rtol=1e-15)
+
+
+# --- TNQSGD with a designed quantizer --------------------------------------------------
+def test_tnqsgd_with_optimal_laplace_design():
+    from ratedist.quantizers.truncated import optimal_truncation
+    from ratedist.sources.classic import Laplace
+
+    g, s, d, n, L = 0.3, 7, 50, 8, 2.0
+    design = optimal_truncation(Laplace(g), s)
+    kw = dict(delta0=1.0, L=L, n_workers=n, d=d, sigma_sq=0.5)
+    paper = bounds.tnqsgd_bound_for_design(design, **kw, form="paper", error="bound")
+    # SPEC §1 closed form of the optimal per-coordinate error (independent of the design code)
+    eps_q = 27 * g**2 / (s + 3 * math.sqrt(6) / 2) ** 2
+    assert paper.floor == pytest.approx((1 / L) * L * (0.5 + d * eps_q) / n, rel=1e-10)
+    rig = bounds.tnqsgd_bound_for_design(design, **kw, form="rigorous", error="exact")
+    t = design.exact.bias
+    want = (0.5 + d * design.exact.variance) / n + d * t
+    assert rig.floor == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError, match="error"):
+        bounds.tnqsgd_bound_for_design(design, **kw, error="nope")
+    with pytest.raises(TypeError, match="design"):
+        bounds.tnqsgd_bound_for_design(object(), **kw)
