@@ -2,15 +2,15 @@
 
 Rate–distortion plots show the normalized distortion in dB (``10 log10 D``) against bits per
 coordinate, the Shannon bound ``D(R) = 2^(-2R)`` of the Gaussian source, closed-form points
-of each compressor joined by lines with small filled markers (one line per compressor,
-ordered by rate) and Monte Carlo points as open markers with ±2 standard-error bars. The legend title says which bit layer
+of each compressor joined by lines with small filled markers (one line per compressor, in
+the order the points are given, i.e. the order of the parameter sweep) and Monte Carlo points as open markers with ±2 standard-error bars. The legend title says which bit layer
 (container or entropy) is on the x axis.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import matplotlib as mpl
@@ -51,10 +51,21 @@ def _rate(p: Any, layer: str, mc: bool) -> float | None:
     return p.entropy_rate_bits
 
 
-def _group(points: Iterable[Any]) -> dict[str, list[Any]]:
+def default_label(point: Any) -> str:
+    """Legend label of a point: the compressor name, plus the design method of ``scalar``
+    points and the lattice name of ``lattice`` points (so different designs get own lines)."""
+    params = point.params or {}
+    if "method" in params:
+        return f"{point.compressor} {params['method']}"
+    if point.compressor == "lattice" and "lattice" in params:
+        return f"lattice {params['lattice']}"
+    return point.compressor
+
+
+def _group(points: Iterable[Any], label: Callable[[Any], str]) -> dict[str, list[Any]]:
     groups: dict[str, list[Any]] = {}
     for p in points:
-        groups.setdefault(p.compressor, []).append(p)
+        groups.setdefault(label(p), []).append(p)
     return groups
 
 
@@ -67,6 +78,7 @@ def plot_rd(
     rate_max: float | None = None,
     title: str | None = None,
     colors: dict[str, Any] | None = None,
+    label: Callable[[Any], str] = default_label,
     legend: bool = True,
     legend_kw: dict[str, Any] | None = None,
 ) -> Any:
@@ -74,13 +86,14 @@ def plot_rd(
 
     Args:
         ax: a matplotlib ``Axes``.
-        points: RD points; grouped by ``compressor`` name, one colour per compressor.
+        points: RD points; grouped by ``label(point)``, one colour and marker per group.
         layer: ``"container"`` (``rate_bits``) or ``"entropy"`` (``entropy_rate_bits``).
         shannon: also draw the Shannon bound.
         rate_max: x-axis limit in bits per coordinate (default: the largest rate shown, at
             least 1).
         title: axes title.
-        colors: optional compressor name -> colour.
+        colors: optional group label -> colour.
+        label: point -> group label (default :func:`default_label`).
         legend: draw the legend (its title names the bit layer).
         legend_kw: extra keyword arguments for ``ax.legend``.
 
@@ -94,10 +107,17 @@ def plot_rd(
     points = list(points)
     if not points:
         raise ValueError("points must contain at least one RD point, got none")
-    cycle = [c["color"] for c in mpl.rcParams["axes.prop_cycle"]]
+    groups = _group(points, label)
+    if len(groups) <= 10:
+        cycle = [c["color"] for c in mpl.rcParams["axes.prop_cycle"]]
+    else:
+        # tab20 pairs dark and light shades of one hue: take all dark shades first so that
+        # neighbouring groups get different hues.
+        cmap = mpl.colormaps["tab20"]
+        cycle = [cmap(i) for i in range(0, 20, 2)] + [cmap(i) for i in range(1, 20, 2)]
     markers = "osD^v<>ph*XP"
     rates_seen: list[float] = []
-    for i, (name, group) in enumerate(sorted(_group(points).items())):
+    for i, (name, group) in enumerate(sorted(groups.items())):
         color = (colors or {}).get(name, cycle[i % len(cycle)])
         marker = markers[i % len(markers)]
         closed = [
@@ -105,7 +125,6 @@ def plot_rd(
             for p in group
             if p.distortion is not None and p.distortion > 0 and _rate(p, layer, False) is not None
         ]
-        closed.sort()
         labelled = False
         if closed:
             r, dd = np.array(closed).T
@@ -161,4 +180,4 @@ def plot_rd(
     return ax
 
 
-__all__ = ["plot_rd", "plot_shannon", "to_db"]
+__all__ = ["default_label", "plot_rd", "plot_shannon", "to_db"]

@@ -124,18 +124,15 @@ def run(args: argparse.Namespace) -> int:
             rd_point(comp, dim, trials=trials, key=jax.random.fold_in(key, i), sigma=sigma)
         )
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # A bare Figure renders to a file without pyplot, so no backend is chosen here.
+        from matplotlib.figure import Figure
 
         from ratedist.plotting import plot_rd
 
-        fig, ax = plt.subplots(figsize=(7, 5))
-        plot_rd(ax, points, title=f"Gaussian d = {dim}")
+        fig = Figure(figsize=(7, 5))
+        plot_rd(fig.subplots(), points, title=f"Gaussian d = {dim}")
         fig.tight_layout()
         fig.savefig(args.plot, dpi=150)
-        plt.close(fig)
     if args.json:
         out = {
             "source": args.source,

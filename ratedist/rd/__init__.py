@@ -27,6 +27,7 @@ _LAZY = {
     "closed_form": "ratedist.rd.operational",
     "closed_form_point": "ratedist.rd.operational",
     "default_specs": "ratedist.rd.operational",
+    "design_point": "ratedist.rd.operational",
     "monte_carlo_point": "ratedist.rd.operational",
     "rd_point": "ratedist.rd.operational",
 }
@@ -49,6 +50,7 @@ __all__ = [
     "closed_form",
     "closed_form_point",
     "default_specs",
+    "design_point",
     "gap_to_shannon",
     "gaussian_distortion",
     "gaussian_rate",

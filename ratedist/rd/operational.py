@@ -282,6 +282,52 @@ def rd_point(
     return _point(comp, d, trials, cf, mc)
 
 
+def design_point(
+    method: str,
+    n_levels: int,
+    d: int,
+    *,
+    trials: int = 0,
+    key: Any = None,
+    sigma: float = 1.0,
+    float_bits: int = 32,
+    **options: Any,
+) -> RDPoint:
+    """RD point of a designed scalar quantizer (``ratedist.quantizers.DESIGNS``) used as the
+    ``scalar`` compressor with RMS normalization on Gaussian gradients.
+
+    The design is made for a unit Gaussian with ``n_levels`` levels (``options`` go to the
+    designer, e.g. ``entropy_bits=`` for ``"ecsq"``) and applied with the design's rounding.
+
+    Args:
+        method: a design name (``"lloyd-max"``, ``"uniform"``, ``"ecsq"``, ``"tnq"``, ...).
+        n_levels: number of levels (>= 2).
+        d: dimension.
+        trials: Monte Carlo trials (0: closed form only).
+        key: JAX PRNG key when ``trials > 0``.
+        sigma: coordinate standard deviation.
+        float_bits: width of the sent scale.
+        **options: designer keyword options.
+
+    Returns:
+        :class:`RDPoint` whose ``params`` also record ``method``, ``n_levels`` and ``options``.
+
+    Raises:
+        ValueError: unknown method or bad design options.
+    """
+    from ratedist.quantizers import DESIGNS, ScalarQuantizer
+    from ratedist.sources.classic import Gaussian
+
+    n_levels = check_int("n_levels", n_levels, min_value=2)
+    sol = DESIGNS.get(method)(Gaussian(1.0), n_levels, **options)
+    q = sol.value if isinstance(sol.value, ScalarQuantizer) else sol.value.quantizer
+    rounding = DESIGNS.facts(method).get("rounding", "deterministic")
+    comp = make("scalar", quantizer=q, rounding=rounding, float_bits=float_bits)
+    p = rd_point(comp, d, trials=trials, key=key, sigma=sigma)
+    params = {**p.params, "method": method, "n_levels": n_levels, **options}
+    return p._replace(params=params)
+
+
 def default_specs() -> dict[str, list[str]]:
     """Default parameter sets per registered compressor, as spec strings (for ``--all``).
 
@@ -341,6 +387,7 @@ __all__ = [
     "closed_form",
     "closed_form_point",
     "default_specs",
+    "design_point",
     "monte_carlo_point",
     "monte_carlo_stats",
     "rd_point",

@@ -1,0 +1,105 @@
+"""The ``ratedist rd`` command: JSON contract, table output, plot file and exit codes."""
+
+import json
+
+import pytest
+
+from ratedist import cli
+
+REQUIRED = (
+    "compressor",
+    "params",
+    "rate_bits",
+    "entropy_rate_bits",
+    "distortion",
+    "distortion_mc",
+    "distortion_mc_se",
+    "shannon_distortion",
+    "gap_db",
+)
+
+
+def _run_json(capsys, *argv):
+    rc = cli.main(["rd", *argv, "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    return json.loads(out)
+
+
+def test_rd_json_contract(capsys):
+    obj = _run_json(
+        capsys,
+        "--source", "gaussian", "--dim", "200",
+        "--compressor", "top-k:k=10", "qsgd:s=4", "scaled-sign",
+        "--trials", "8", "--seed", "3",
+    )  # fmt: skip
+    assert obj["dim"] == 200 and obj["trials"] == 8
+    pts = obj["points"]
+    assert [p["compressor"] for p in pts] == ["top-k", "qsgd", "scaled-sign"]
+    for p in pts:
+        for key in REQUIRED:
+            assert key in p
+        assert p["distortion_mc"] is not None and p["distortion_mc_se"] >= 0
+        assert p["shannon_distortion"] == pytest.approx(2 ** (-2 * p["rate_bits"]), rel=1e-12)
+    assert pts[0]["params"] == {"k": 10, "float_bits": 32}
+    assert pts[0]["rate_bits"] == pytest.approx(10 * (8 + 32) / 200)  # ceil(log2 200) = 8
+    assert pts[2]["distortion"] == pytest.approx(199 / 200 * (1 - 2 / 3.141592653589793))
+
+
+def test_rd_float_bits_and_closed_form_only(capsys):
+    obj = _run_json(
+        capsys, "--dim", "100", "--compressor", "scaled-sign", "--trials", "0", "--float-bits", "16"
+    )
+    (p,) = obj["points"]
+    assert p["params"]["float_bits"] == 16
+    assert p["rate_bits"] == pytest.approx(1 + 16 / 100)
+    assert p["distortion_mc"] is None and p["distortion_mc_se"] is None
+
+
+def test_rd_no_closed_form_is_null_and_identity_has_no_infinite_gap(capsys):
+    obj = _run_json(
+        capsys, "--dim", "64", "--compressor", "identity", "lattice:lattice=zn", "--trials", "4"
+    )
+    ident, lat = obj["points"]
+    assert ident["distortion"] == 0.0 and ident["gap_db"] is None
+    assert lat["distortion"] is not None  # high-rate closed form registered for lattices
+    assert lat["rate_bits"] > 0
+
+
+def test_rd_table_and_plot(tmp_path, capsys):
+    png = tmp_path / "rd.png"
+    rc = cli.main(
+        ["rd", "--dim", "100", "--compressor", "sign", "top-k:k=5", "--trials", "4",
+         "--plot", str(png)]
+    )  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "gap dB" in out and "top-k" in out
+    assert png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--dim", "100", "--compressor", "no-such"], "unknown compressor"),
+        (["--dim", "100", "--compressor", "top-k:k=abc"], "k"),
+        (["--dim", "100", "--compressor", "top-k:kk=3"], "kk"),
+        (["--dim", "10", "--compressor", "top-k:k=20"], "k"),
+        (["--dim", "0", "--compressor", "sign"], "dim"),
+        (["--dim", "100"], "--compressor"),
+        (["--dim", "100", "--compressor", "sign", "--trials", "1"], "trials"),
+        (["--dim", "100", "--compressor", "sign", "--source", "laplace"], "source"),
+        (["--dim", "100", "--compressor", "sign", "--seed", "-1"], "seed"),
+        (["--dim", "100", "--compressor", "sign", "--float-bits", "0"], "float_bits"),
+    ],
+)
+def test_rd_bad_input_exits_2_with_one_line(argv, needle, capsys):
+    assert cli.main(["rd", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and needle in err
+
+
+def test_rd_argparse_errors_exit_2():
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["rd", "--dim", "ten", "--compressor", "sign"])
+    assert exc.value.code == 2
