@@ -247,3 +247,25 @@ def test_closed_form_bad_inputs():
         cf.sign_rd(10, sigma=-1.0)
     with pytest.raises(ValueError, match="s"):
         cf.qsgd_rd(100, s=0)
+
+
+# ----------------------------------------------------------------------------- sympy
+def test_sympy_derivations_match_numeric_closed_forms():
+    import sympy as sp
+
+    from ratedist.rd import derivations as dv
+
+    dd = dv.d
+    assert sp.simplify(dv.scaled_sign_distortion_expr() - (dd - 1) / dd * (1 - 2 / sp.pi)) == 0
+    for n in (1, 3, 1000):
+        assert float(dv.scaled_sign_distortion_expr().subs(dd, n)) == pytest.approx(
+            cf.scaled_sign_distortion(n), abs=1e-12
+        )
+    kept = sp.lambdify(dv.t, dv.top_k_kept_energy_expr(), "scipy")
+    sign_ld = sp.lambdify(dv.t, dv.top_k_sign_distortion_large_d_expr(), "scipy")
+    for kappa in (0.001, 0.05, 0.5, 0.9):
+        t = float(cf.top_k_threshold(kappa))
+        assert 1 - kept(t) == pytest.approx(float(cf.top_k_distortion_large_d(kappa)), abs=1e-12)
+        assert sign_ld(t) == pytest.approx(
+            float(cf.top_k_sign_distortion_large_d(kappa)), abs=1e-12
+        )
