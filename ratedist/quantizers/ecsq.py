@@ -183,15 +183,19 @@ def _utq_entropy_target(
         state = _utq_state(source, n_cells, math.exp(log_step), midtread=midtread)
         return state.entropy_bits - target
 
+    # With capped cells H(step) rises from ~1 bit (tiny steps: the two outer cells hold all the
+    # mass), peaks, then falls to 0/1 bit (huge steps): bracket on the falling side of the peak.
     std = source.std()
-    lo = math.log(12.0 * std / n_cells)  # finest step that still spans about +-6 std
-    hi = math.log(20.0 * std)
-    if not (entropy(lo) > 0 > entropy(hi)):
+    grid = np.linspace(math.log(1e-3 * std * 8.0 / n_cells), math.log(20.0 * std), 64)
+    values = np.array([entropy(v) for v in grid])
+    k = int(np.argmax(values))
+    lo, hi = float(grid[k]), float(grid[-1])
+    if not (values[k] > 0 > values[-1]):
         return None
     log_step, res = optimize.brentq(entropy, lo, hi, xtol=1e-14, rtol=1e-15, full_output=True)
     q = uniform_threshold_quantizer(source, n_cells, math.exp(log_step), midtread=midtread)
     residual = abs(entropy(log_step))
-    return Solution(q, residual <= ENTROPY_TOL_BITS, res.function_calls, residual)
+    return Solution(q, residual <= ENTROPY_TOL_BITS, res.function_calls + grid.size, residual)
 
 
 _STRUCTURES = ("uniform-threshold", "general")
