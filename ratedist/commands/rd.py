@@ -74,24 +74,38 @@ def _specs(args: argparse.Namespace) -> list[str]:
     return list(args.compressor)
 
 
+def _has_closed_rate(comp: Any, dim: int, sigma: float) -> bool:
+    from ratedist.rd.operational import closed_form
+
+    cf = closed_form(comp, dim, sigma=sigma)
+    return cf is not None and cf.rate_bits is not None
+
+
 def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+    if v is None:
+        return "-".rjust(int(spec.split(".")[0]))
+    return format(v, spec)
+
+
+def _label(p: Any) -> str:
+    params = p.params or {}
+    if "method" in params:  # designed scalar quantizers: the design says more than levels
+        keys = [k for k in ("method", "bits", "n_levels", "entropy_bits") if k in params]
+    else:
+        keys = [k for k, v in params.items() if not isinstance(v, list)]
+    body = ",".join(f"{k}={params[k]}" for k in keys)
+    return f"{p.compressor}:{body}" if body else p.compressor
 
 
 def _table(points: list[Any]) -> str:
     head = (
-        f"{'compressor':34s} {'R bits':>8s} {'H bits':>8s} {'D closed':>10s} "
+        f"{'compressor':40s} {'R bits':>8s} {'H bits':>8s} {'D closed':>10s} "
         f"{'D MC':>10s} {'SE':>9s} {'D Shannon':>10s} {'gap dB':>7s} {'gap bit':>7s}"
     )
     lines = [head, "-" * len(head)]
     for p in points:
-        label = p.compressor + (
-            ":" + ",".join(f"{k}={v}" for k, v in p.params.items() if not isinstance(v, list))
-            if p.params
-            else ""
-        )
         lines.append(
-            f"{label[:34]:34s} {p.rate_bits:8.4f} {_fmt(p.entropy_rate_bits, '8.4f')} "
+            f"{_label(p)[:40]:40s} {p.rate_bits:8.4f} {_fmt(p.entropy_rate_bits, '8.4f')} "
             f"{_fmt(p.distortion, '10.5f')} {_fmt(p.distortion_mc, '10.5f')} "
             f"{_fmt(p.distortion_mc_se, '9.2e')} {p.shannon_distortion:10.3e} "
             f"{_fmt(p.gap_db, '7.2f')} {_fmt(p.gap_bits, '7.3f')}"
@@ -117,6 +131,13 @@ def run(args: argparse.Namespace) -> int:
     from ratedist.rd.operational import as_compressor, rd_point
 
     comps = [as_compressor(s) for s in specs]  # every spec validated before any work
+    if trials == 0 and args.all:
+        # Closed forms only: leave out what has no closed-form container rate (lattices).
+        kept = [c for c in comps if _has_closed_rate(c, dim, sigma)]
+        skipped = sorted({c.facts.name for c in comps} - {c.facts.name for c in kept})
+        if skipped:
+            print(f"ratedist rd: no closed form, skipped: {', '.join(skipped)}", file=sys.stderr)
+        comps = kept
     key = jax.random.key(seed)
     points = []
     for i, comp in enumerate(comps):

@@ -103,3 +103,20 @@ def test_rd_argparse_errors_exit_2():
     with pytest.raises(SystemExit) as exc:
         cli.main(["rd", "--dim", "ten", "--compressor", "sign"])
     assert exc.value.code == 2
+
+
+def test_rd_all_closed_forms_only(capsys):
+    from ratedist.compressors import COMPRESSORS
+    from ratedist.rd import CLOSED_FORMS
+
+    assert cli.main(["rd", "--dim", "1000", "--all", "--trials", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    obj = json.loads(captured.out)
+    names = {p["compressor"] for p in obj["points"]}
+    # Every registered compressor with a closed-form container rate is present (lattices have
+    # none and are skipped with a note on stderr when no Monte Carlo is requested).
+    assert names == set(COMPRESSORS.names()) & set(CLOSED_FORMS.names()) - {"lattice"}
+    assert "lattice" in captured.err
+    for p in obj["points"]:
+        if p["distortion"]:
+            assert p["gap_db"] > 0  # no operational point beats Shannon
