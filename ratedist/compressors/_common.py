@@ -143,20 +143,32 @@ def binary_entropy_bits(n_ones: Any, n: int) -> jax.Array:
     return term(c0) + term(c1)
 
 
+def random_uints(key: Any, n: int, rng_bits: int) -> jax.Array:
+    """``n`` uniform unsigned integers of ``rng_bits`` (8 or 16) bits each.
+
+    Draws ``ceil(n * rng_bits / 32)`` 32-bit threefry words and bit-casts them, so 8-bit
+    draws cost a quarter of the generator work of ``jax.random.uniform`` (measured ~10x
+    faster at d = 10^6 on CPU; ``jax.random.bits(..., uint8)`` does not pack).
+    """
+    per_word = 32 // rng_bits
+    words = jax.random.bits(key, (-(-n // per_word),), jnp.uint32)
+    udtype = jnp.uint16 if rng_bits == 16 else jnp.uint8
+    return jax.lax.bitcast_convert_type(words, udtype).reshape(-1)[:n]
+
+
 def round_up(key: Any, p: jax.Array, rng_bits: int) -> jax.Array:
-    """Bernoulli(``p``) draws, ``p`` in ``[0, 1]``, for unbiased stochastic rounding.
+    """Bernoulli(``p``) draws, ``p`` in ``[0, 1]`` of shape ``(n,)``, for stochastic rounding.
 
     ``rng_bits = 32`` draws ``jax.random.uniform`` in the dtype of ``p`` (resolution 2^-23 in
-    float32, 2^-52 in float64). ``rng_bits = 8`` or ``16`` draws that many random bits per
-    coordinate (4x or 2x fewer threefry words) and returns ``(b + 1/2) / 2^n < p``; then
-    ``P(up) = round(p * 2^n) / 2^n``, a per-coordinate bias of at most ``2^-(n+1)`` times the
-    level spacing (≤ 7.6e-6 at 16 bits). Unbiasedness holds exactly only for ``rng_bits = 32``
-    (to the float resolution).
+    float32, 2^-52 in float64): unbiased to the float resolution. ``rng_bits = 8`` or ``16``
+    draws that many random bits per coordinate (:func:`random_uints`) and returns
+    ``(b + 1/2) / 2^n < p``; then ``P(up) = round(p 2^n) / 2^n``, a per-coordinate bias of at
+    most ``2^-(n+1)`` times the level spacing (≤ 7.6e-6 at 16 bits, ≤ 2e-3 at 8 bits), so the
+    compressor is then only approximately unbiased (its facts say ``unbiased=False``).
     """
     if rng_bits == 32:
         return jax.random.uniform(key, p.shape, dtype=p.dtype) < p
-    udtype = jnp.uint16 if rng_bits == 16 else jnp.uint8
-    b = jax.random.bits(key, p.shape, dtype=udtype)
+    b = random_uints(key, p.shape[0], rng_bits)
     scale = float(2.0**-rng_bits)
     return (b.astype(p.dtype) + 0.5) * scale < p
 

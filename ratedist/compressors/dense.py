@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,10 +46,8 @@ from ratedist.compressors._common import (
 from ratedist.compressors.base import FLOAT_BITS, Compressor, Facts, register
 
 
-class EmptyState(tuple):
+class EmptyState(NamedTuple):
     """State of a stateless compressor (an empty pytree)."""
-
-    __slots__ = ()
 
 
 def _init(x: Any) -> EmptyState:
@@ -74,6 +72,12 @@ def _facts(
         omega=None if omega is None else partial(omega, **params),
         alpha=None if alpha is None else partial(alpha, **params),
     )
+
+
+def _facts_rng(name: str, params: dict[str, Any], rng_bits: int, omega: Any) -> Facts:
+    """Facts of a stochastic-rounding compressor: unbiased (with omega) only at 32 RNG bits."""
+    exact = rng_bits == 32
+    return _facts(name, params, unbiased=exact, deterministic=False, omega=omega if exact else None)
 
 
 def _sign_pm1(x: jax.Array) -> jax.Array:
@@ -234,7 +238,7 @@ def _qsgd_omega(d: int, s: int, **_: Any) -> float:
     unbiased=True,
     deterministic=False,
     params={"s": (int, 1), "float_bits": (int, FLOAT_BITS), "rng_bits": (int, 32)},
-    examples=[{"s": 1}, {"s": 4}, {"s": 15, "float_bits": 16}],
+    examples=[{"s": 1}, {"s": 4}, {"s": 15, "float_bits": 16}, {"s": 4, "rng_bits": 8}],
     omega=_qsgd_omega,
 )
 def qsgd(s: int = 1, float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
@@ -350,9 +354,7 @@ def _norm_level_compressor(
         info = make_info(d * value_bits_per_coord, 0, float_bits, ent)
         return x_hat, state, info
 
-    return Compressor(
-        _init, update, _facts(name, params, unbiased=True, deterministic=False, omega=omega)
-    )
+    return Compressor(_init, update, _facts_rng(name, params, rng_bits, omega))
 
 
 # ----------------------------------------------------------------------------- TernGrad
@@ -365,7 +367,7 @@ def _terngrad_omega(d: int, **_: Any) -> float:
     unbiased=True,
     deterministic=False,
     params={"float_bits": (int, FLOAT_BITS), "rng_bits": (int, 32)},
-    examples=[{}],
+    examples=[{}, {"rng_bits": 16}],
     omega=_terngrad_omega,
 )
 def terngrad(float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
@@ -404,7 +406,7 @@ def terngrad(float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
     return Compressor(
         _init,
         update,
-        _facts("terngrad", params, unbiased=True, deterministic=False, omega=_terngrad_omega),
+        _facts_rng("terngrad", params, rng_bits, _terngrad_omega),
     )
 
 
@@ -471,11 +473,5 @@ def natural(rng_bits: int = 32) -> Compressor:
     return Compressor(
         _init,
         update,
-        _facts(
-            "natural",
-            {"rng_bits": rng_bits},
-            unbiased=True,
-            deterministic=False,
-            omega=_natural_omega,
-        ),
+        _facts_rng("natural", {"rng_bits": rng_bits}, rng_bits, _natural_omega),
     )

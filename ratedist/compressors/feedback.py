@@ -25,6 +25,10 @@ def error_feedback(inner: Compressor) -> Compressor:
     ``x_hat + e_new`` equals ``x + e_old`` bitwise whenever every ``x_hat_i`` is ``0`` or
     ``v_i`` (sparsifiers) or within a factor 2 of ``v_i`` (Sterbenz); otherwise it agrees to
     within one rounding of ``|e_new|`` and ``|v|`` (e.g. sign: ``v_i = 1e-20, x_hat_i = 1``).
+    Caveat: under ``jit`` XLA may fuse an inner ``x_hat = a * b`` into the subtraction and
+    contract it to an FMA, so that ``e_new = v - a b`` is rounded once from the exact
+    product (≤ 1 ulp of ``e_new`` from ``v - x_hat``); ``optimization_barrier`` does not
+    prevent this on CPU. Sparsifiers (``x_hat_i in {0, v_i}``) are bitwise exact always.
 
     Args:
         inner: the compressor applied to ``x + e``.
