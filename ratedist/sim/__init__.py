@@ -35,6 +35,7 @@ from ratedist.sim.problems import (
     make_problem,
     mlp,
     quadratic,
+    tridiagonal_linear_terms,
     tridiagonal_matrices,
     tridiagonal_quadratic,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "tpc_v3",
     "tpc_v4",
     "tpc_v5",
+    "tridiagonal_linear_terms",
     "tridiagonal_matrices",
     "tridiagonal_quadratic",
 ]

@@ -71,6 +71,9 @@ class Algorithm(NamedTuple):
         lyapunov: ``"workers"`` (``Phi`` uses ``G^t``) or ``"server"`` (MARINA:
             ``||g^t − grad f(x^t)||^2``, arXiv 2102.07845 Thm 2.1).
         config: canonical JSON-able description.
+        needs: which of ``h`` (the worker's estimator ``g_i^t``) and ``y`` (its previous
+            gradient) ``step`` reads; the runner stores only those (plus what the 3PC check
+            needs), which saves ``N x d`` memory traffic per step.
     """
 
     name: str
@@ -82,6 +85,7 @@ class Algorithm(NamedTuple):
     has_trigger: bool = False
     lyapunov: str = "workers"
     config: Mapping[str, Any] = {}
+    needs: tuple[str, ...] = ("h", "y")
 
     def constants(self, dim: int, n_workers: int) -> tuple[float | None, float | None]:
         """``(A, B)`` for a problem of size ``dim`` with ``n_workers`` (Nones where unknown)."""
@@ -208,7 +212,13 @@ def gd() -> Algorithm:
         return x, mstate, _full_msg(x)
 
     return Algorithm(
-        "gd", _full_init, step, lambda d, n: 1.0, lambda d, n: 0.0, config={"algorithm": "gd"}
+        "gd",
+        _full_init,
+        step,
+        lambda d, n: 1.0,
+        lambda d, n: 0.0,
+        config={"algorithm": "gd"},
+        needs=(),
     )
 
 
@@ -236,6 +246,7 @@ def compressed_sgd(compressor: Compressor) -> Algorithm:
         None,
         None,
         config={"algorithm": "compressed_sgd", "compressor": _label(comp)},
+        needs=(),
     )
 
 
@@ -267,6 +278,7 @@ def ef14(compressor: Compressor) -> Algorithm:
         None,
         None,
         config={"algorithm": "ef14", "compressor": _label(comp)},
+        needs=(),
     )
 
 
@@ -290,6 +302,7 @@ def ef21(compressor: Compressor) -> Algorithm:
         lambda d, n: _ef21_AB(_alpha(comp, d))[0],
         lambda d, n: _ef21_AB(_alpha(comp, d))[1],
         config={"algorithm": "ef21", "compressor": _label(comp)},
+        needs=("h",),
     )
 
 
@@ -389,6 +402,7 @@ def tpc_v1(compressor: Compressor) -> Algorithm:
         lambda d, n: None if _alpha(comp, d) is None else 1.0,
         B,
         config={"algorithm": "tpc_v1", "compressor": _label(comp)},
+        needs=("y",),
     )
 
 
@@ -508,6 +522,7 @@ def tpc_v4(compressor: Compressor, compressor2: Compressor) -> Algorithm:
         lambda d, n: _ef21_AB(abar(d))[0],
         lambda d, n: _ef21_AB(abar(d))[1],
         config={"algorithm": "tpc_v4", "compressor": _label(c1), "compressor2": _label(c2)},
+        needs=("h",),
     )
 
 

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ratedist._validation import check_int, check_positive
+from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.sim.algorithms import Algorithm
-from ratedist.sim.engines import Aggregator, run_on_engine
+from ratedist.sim.engines import AGGREGATIONS, ENGINES, Aggregator, run_on_engine
 from ratedist.sim.problems import Problem
 
 #: fold_in index of the shared coin (never a worker index).
@@ -136,7 +136,7 @@ class SimState(NamedTuple):
     g: Any
     h: Any
     y: Any
-    ex: Any  # exact local gradient at x (None for deterministic problems: equals y)
+    ex: Any  # reserved (None): exact gradients are recomputed, never stored
     mstate: Any
 
 
@@ -170,81 +170,132 @@ def theory_gamma(algorithm: Algorithm, problem: Problem) -> float:
     return 1.0 / (problem.L_minus + L_plus * math.sqrt(B / A))
 
 
-def _worker_fns(algorithm: Algorithm, problem: Problem, gamma: float, A: float, B: float):
-    """``factory(agg) -> (init_w, chunk_w)`` for one worker."""
+_METRICS = (
+    "f",
+    "grad_norm_sq",
+    "G",
+    "server_error",
+    "tpc_residual",
+    "tpc_residual_max",
+    "trigger_rate",
+)
+
+
+class _Local(NamedTuple):
+    """What one worker contributes to the collectives of a step."""
+
+    g_i: Any  # new estimator, averaged into g
+    ex: Any  # exact local gradient, averaged into grad f
+    scal: Any  # [f_i, ||g_i - grad f_i||^2, 3PC residual, trigger], averaged
+    tpc: Any  # 3PC residual, maxed
+
+
+def _worker_fns(
+    algorithm: Algorithm, problem: Problem, gamma: float, A: float, B: float, check_3pc: bool
+):
+    """Per-worker pieces: ``local_init``/``local_step`` (no collectives) and ``finish``.
+
+    Every collective of a step comes after the local work, so the same local functions run
+    under vmap/shard_map (collectives over the named axis) and under the sequential ``loop``
+    engine (running sums over workers, one worker's temporaries at a time).
+    """
     loss_fn, grad_fn = problem.loss_fn, problem.grad_fn
     sgrad = problem.stochastic_grad_fn
     # The per-worker 3PC residual only makes sense for a 3PC (MARINA's inequality is on the
     # server estimator, not per worker): NaN otherwise.
-    has_A = not math.isnan(A) and algorithm.lyapunov == "workers"
+    has_A = check_3pc and not math.isnan(A) and algorithm.lyapunov == "workers"
     A_, B_ = (A, B) if has_A else (1.0, 0.0)
+    keep_h = has_A or "h" in algorithm.needs
+    keep_y = has_A or "y" in algorithm.needs
+
+    def pack(g_i, y, ex, mstate):
+        # state not read by the next step is not stored (saves N x d traffic per step)
+        return (g_i if keep_h else None, y if keep_y else None, ex, mstate)
 
     def grads(x, data_i, kg):
         ex = grad_fn(x, data_i)
         y = ex if sgrad is None else sgrad(x, data_i, kg)
         return ex, y
 
-    def metrics(agg: Aggregator, x, g, h, ex, loss_i, tpc_i, trig_i):
-        err_i = jnp.sum((h - ex) ** 2)
-        scal = agg.mean(jnp.stack([loss_i, err_i, tpc_i, trig_i]))
-        gfull = agg.mean(ex)
-        out = {
+    def keys(key, t, idx):
+        sk = jax.random.fold_in(key, t)
+        kg, kc = jax.random.split(jax.random.fold_in(sk, idx))
+        coin = None
+        if algorithm.coin_p is not None:
+            coin = jax.random.bernoulli(jax.random.fold_in(sk, _COIN), algorithm.coin_p)
+        return kg, kc, coin
+
+    def local_init(x0, data_i, idx, key):
+        """-> ((h, y, ex, mstate), _Local, (err_i, bits))."""
+        kg, kc, _ = keys(key, 0, idx)
+        ex, y = grads(x0, data_i, kg)
+        g_i, mstate, msg = algorithm.init(y, kc, gamma)
+        nan = jnp.full((), jnp.nan, x0.dtype)
+        err_i = jnp.sum((g_i - ex) ** 2)
+        loc = _Local(g_i, ex, jnp.stack([loss_fn(x0, data_i), err_i, nan, nan]), nan)
+        part = pack(g_i, y, None, mstate)
+        return part, loc, (err_i, tuple(msg[:6]))
+
+    def local_step(part, x, t, data_i, idx, key):
+        """One worker's step at the new iterate ``x`` (already ``x^t − gamma g^t``)."""
+        h, y, _, mstate = part
+        kg, kc, coin = keys(key, t, idx)
+        ex, xg = grads(x, data_i, kg)
+        g_i, mstate, msg = algorithm.step(h, y, xg, mstate, kc, coin, gamma)
+        if has_A:
+            tpc_i = (
+                jnp.sum((g_i - xg) ** 2)
+                - (1 - A_) * jnp.sum((h - y) ** 2)
+                - B_ * jnp.sum((xg - y) ** 2)
+            )
+        else:
+            tpc_i = jnp.full((), jnp.nan, x.dtype)
+        trig = msg.triggered if algorithm.has_trigger else jnp.full((), jnp.nan, x.dtype)
+        err_i = jnp.sum((g_i - ex) ** 2)
+        loc = _Local(g_i, ex, jnp.stack([loss_fn(x, data_i), err_i, tpc_i, trig]), tpc_i)
+        part = pack(g_i, xg, None, mstate)
+        # this step's bits; cumulated on the host in float64
+        return part, loc, (err_i, tuple(msg[:6]))
+
+    def finish(x, g, gfull, scal, tpc_max, *, initial):
+        m = {
             "f": scal[0],
             "grad_norm_sq": jnp.sum(gfull**2),
             "G": scal[1],
             "server_error": jnp.sum((g - gfull) ** 2),
             "tpc_residual": scal[2],
-            "tpc_residual_max": agg.max(tpc_i),
+            "tpc_residual_max": tpc_max,
             "trigger_rate": scal[3],
         }
-        return out, err_i
+        if initial or not algorithm.has_trigger:
+            m["trigger_rate"] = jnp.full((), jnp.nan, x.dtype)
+        return m
+
+    return local_init, local_step, finish
+
+
+def _collective_factory(local_init, local_step, finish, gamma):
+    """``agg -> (init_w, chunk_w)`` for the vmap/shard_map engines."""
 
     def factory(agg: Aggregator):
-        def keys(key, t, idx):
-            sk = jax.random.fold_in(key, t)
-            kg, kc = jax.random.split(jax.random.fold_in(sk, idx))
-            coin = None
-            if algorithm.coin_p is not None:
-                coin = jax.random.bernoulli(jax.random.fold_in(sk, _COIN), algorithm.coin_p)
-            return kg, kc, coin
+        def combine(x, loc: _Local, initial):
+            g = agg.mean(loc.g_i)
+            m = finish(
+                x, g, agg.mean(loc.ex), agg.mean(loc.scal), agg.max(loc.tpc), initial=initial
+            )
+            return g, m
 
         def init_w(x0, data_i, idx, key):
-            kg, kc, _ = keys(key, 0, idx)
-            ex, y = grads(x0, data_i, kg)
-            g_i, mstate, msg = algorithm.init(y, kc, gamma)
-            g = agg.mean(g_i)
-            nan = jnp.full((), jnp.nan, x0.dtype)
-            m, err_i = metrics(agg, x0, g, g_i, ex, loss_fn(x0, data_i), nan, nan)
-            if not algorithm.has_trigger:
-                m["trigger_rate"] = nan
-            bits = tuple(msg[:6])
-            state = SimState(x0, g, g_i, y, ex if sgrad is not None else None, mstate)
-            return state, (m, err_i, bits)
-
-        def step_w(state: SimState, t, data_i, idx, key):
-            kg, kc, coin = keys(key, t, idx)
-            x = state.x - gamma * state.g
-            ex, xg = grads(x, data_i, kg)
-            h, y = state.h, state.y
-            g_i, mstate, msg = algorithm.step(h, y, xg, state.mstate, kc, coin, gamma)
-            g = agg.mean(g_i)
-            if has_A:
-                tpc_i = (
-                    jnp.sum((g_i - xg) ** 2)
-                    - (1 - A_) * jnp.sum((h - y) ** 2)
-                    - B_ * jnp.sum((xg - y) ** 2)
-                )
-            else:
-                tpc_i = jnp.full((), jnp.nan, x.dtype)
-            trig = msg.triggered if algorithm.has_trigger else jnp.full((), jnp.nan, x.dtype)
-            m, err_i = metrics(agg, x, g, g_i, ex, loss_fn(x, data_i), tpc_i, trig)
-            bits = tuple(msg[:6])  # this step's bits; cumulated on the host in float64
-            new = SimState(x, g, g_i, xg, ex if sgrad is not None else None, mstate)
-            return new, (m, err_i, bits)
+            part, loc, per = local_init(x0, data_i, idx, key)
+            g, m = combine(x0, loc, True)
+            return SimState(x0, g, *part), (m, *per)
 
         def chunk_w(state, ts, data_i, idx, key):
             def body(s, t):
-                return step_w(s, t, data_i, idx, key)
+                x = s.x - gamma * s.g
+                part, loc, per = local_step((s.h, s.y, s.ex, s.mstate), x, t, data_i, idx, key)
+                g, m = combine(x, loc, False)
+                return SimState(x, g, *part), (m, *per)
 
             return lax.scan(body, state, ts)
 
@@ -254,26 +305,77 @@ def _worker_fns(algorithm: Algorithm, problem: Problem, gamma: float, A: float, 
 
 
 _STATE_AXES = SimState(x=None, g=None, h=0, y=0, ex=0, mstate=0)
-_OUT_AXES = (
-    {
-        k: None
-        for k in (
-            "f",
-            "grad_norm_sq",
-            "G",
-            "server_error",
-            "tpc_residual",
-            "tpc_residual_max",
-            "trigger_rate",
+_OUT_AXES = ({k: None for k in _METRICS}, 0, 0)
+
+
+def _loop_fns(local_init, local_step, finish, n, gamma):
+    """The sequential engine: ``lax.scan`` over workers inside each step, running sums.
+
+    One worker's d-sized temporaries at a time (cache-resident for moderate d) instead of
+    N x d intermediates between XLA fusions; sums run in worker order, so results match the
+    other engines to float rounding.
+    """
+
+    def scan_workers(fn, carry0, xs):
+        def wbody(acc, inp):
+            part, loc, per = fn(*inp)
+            acc = (
+                acc[0] + loc.g_i,
+                acc[1] + loc.ex,
+                acc[2] + loc.scal,
+                jnp.maximum(acc[3], loc.tpc),
+            )
+            return acc, (part, per)
+
+        acc, (parts, per) = lax.scan(wbody, carry0, xs)
+        return acc, parts, per
+
+    def zeros(x):
+        return (
+            jnp.zeros_like(x),
+            jnp.zeros_like(x),
+            jnp.zeros((4,), x.dtype),
+            jnp.full((), -jnp.inf, x.dtype),
         )
-    },
-    0,
-    0,
-)
+
+    def reduce(x, acc, initial):
+        g, gfull, scal, tpc = acc[0] / n, acc[1] / n, acc[2] / n, acc[3]
+        return g, finish(x, g, gfull, scal, tpc, initial=initial)
+
+    def init(x0, data, idx, key):
+        acc, parts, per = scan_workers(
+            lambda d_i, i: local_init(x0, d_i, i, key), zeros(x0), (data, idx)
+        )
+        g, m = reduce(x0, acc, True)
+        return SimState(x0, g, *parts), (m, *per)
+
+    def chunk(state, ts, data, idx, key):
+        def body(s, t):
+            x = s.x - gamma * s.g
+            acc, parts, per = scan_workers(
+                lambda p, d_i, i: local_step(p, x, t, d_i, i, key),
+                zeros(x),
+                ((s.h, s.y, s.ex, s.mstate), data, idx),
+            )
+            g, m = reduce(x, acc, False)
+            return SimState(x, g, *parts), (m, *per)
+
+        state, (m, err, bits) = lax.scan(body, state, ts)
+        # per-worker outputs as the other engines give them: (N, steps)
+        swap = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
+        return state, (m, swap(err), tuple(swap(b) for b in bits))
+
+    return init, chunk
 
 
-def _build(algorithm, problem, gamma, A, B, engine, aggregate, n):
-    factory = _worker_fns(algorithm, problem, gamma, A, B)
+def _build(algorithm, problem, gamma, A, B, engine, aggregate, n, check_3pc=True):
+    local_init, local_step, finish = _worker_fns(algorithm, problem, gamma, A, B, check_3pc)
+    if engine == "loop":
+        if aggregate is not None:
+            check_choice("aggregate", aggregate, AGGREGATIONS)
+        return _loop_fns(local_init, local_step, finish, n, gamma)
+    check_choice("engine", engine, (*ENGINES, "loop"))
+    factory = _collective_factory(local_init, local_step, finish, gamma)
 
     def pick(i):
         return lambda agg: factory(agg)[i]
@@ -314,6 +416,67 @@ def _check_args(algorithm, problem, steps, gamma, replicas, chunk):
     return steps, gamma, replicas, chunk
 
 
+class Stepper(NamedTuple):
+    """Compiled pieces of a run (what :func:`run` drives; exposed for benchmarks).
+
+    Attributes:
+        init: ``() -> (state, outputs_at_t0)``.
+        advance: ``(state, t_start, size) -> (state, outputs)``: ``size`` steps from step
+            ``t_start`` in one jitted ``lax.scan`` (the state buffers are donated: do not reuse
+            the state passed in).
+        gamma, A, B: step size and 3PC constants (NaN when unknown).
+        dtype: simulation dtype.
+    """
+
+    init: Any
+    advance: Any
+    gamma: float
+    A: float
+    B: float
+    dtype: Any
+
+
+def make_stepper(
+    algorithm: Algorithm,
+    problem: Problem,
+    *,
+    gamma: float,
+    key: Any,
+    engine: str = "vmap",
+    replicas: int | None = None,
+    aggregate: str | None = None,
+    dtype: Any = None,
+    check_3pc: bool = True,
+) -> Stepper:
+    """Build the jitted init/chunk functions of a run (see :func:`run` for the arguments)."""
+    n, d = problem.n_workers, problem.dim
+    A, B = algorithm.constants(d, n)
+    A = float("nan") if A is None or B is None else float(A)
+    B = float("nan") if math.isnan(A) else float(B)
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
+    data = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), problem.data)
+    x0 = jnp.asarray(problem.x0, dtype)
+    idx = jnp.arange(n, dtype=jnp.uint32)
+    init, chunk_fn = _build(algorithm, problem, gamma, A, B, engine, aggregate, n, check_3pc)
+    if replicas is not None:
+        run_key = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicas))
+        init = jax.vmap(init, in_axes=(None, None, None, 0))
+        chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, None, None, 0))
+    else:
+        run_key = key
+    init_j = jax.jit(init)
+    chunk_j = jax.jit(chunk_fn, donate_argnums=(0,))
+
+    def do_init():
+        return init_j(x0, data, idx, run_key)
+
+    def advance(state, t_start, size):
+        ts = jnp.arange(t_start, t_start + size, dtype=jnp.uint32)
+        return chunk_j(state, ts, data, idx, run_key)
+
+    return Stepper(do_init, advance, float(gamma), A, B, dtype)
+
+
 def run(
     algorithm: Algorithm,
     problem: Problem,
@@ -328,6 +491,7 @@ def run(
     aggregate: str | None = None,
     dtype: Any = None,
     violation_rtol: float | None = None,
+    check_3pc: bool = True,
 ) -> Trace:
     """Simulate ``algorithm`` on ``problem`` for ``steps`` steps.
 
@@ -337,8 +501,10 @@ def run(
         steps: number of steps T (>= 1); the trace has T + 1 entries.
         key: a JAX PRNG key; step t uses ``fold_in(key, t)``, worker i
             ``fold_in(fold_in(key, t), i)``, the shared coin ``fold_in(fold_in(key, t), 2^31−1)``.
-        engine: "vmap" (one device) or "shard_map" (all ``jax.devices()``; N must be a
-            multiple of the device count).
+        engine: "vmap" (one device, workers batched), "shard_map" (all ``jax.devices()``;
+            N must be a multiple of the device count) or "loop" (one device, a ``lax.scan``
+            over workers inside each step: one worker's temporaries at a time; same numbers
+            to float rounding).
         replicas: run this many independent copies (keys ``fold_in(key, r)`` vmapped) for
             expectations of randomized methods; adds a leading replica axis to the trace.
         chunk: steps per jitted ``lax.scan`` call (default: ≤ 1000, balanced); a tqdm bar
@@ -347,7 +513,11 @@ def run(
         gamma: step size > 0, or None/"theory" for :func:`theory_gamma`.
         aggregate: "gather" or "psum" (default: "gather" for vmap, "psum" for shard_map; see
             :mod:`ratedist.sim.engines`).
-        dtype: simulation dtype (default: JAX's default float, i.e. float64 under x64).
+        dtype: simulation dtype (default: float64 under x64, else float32; float64 without
+            x64 falls back to float32).
+        check_3pc: record the per-worker 3PC residual (needs ``g_i^t`` and the previous
+            gradient kept in the state: for EF21 one more ``N x d`` buffer per step); False
+            sets ``tpc_residual`` to NaN and runs faster.
         violation_rtol: relative tolerance of the Lyapunov check (default ``1000 * eps`` of
             ``dtype``: ≈ the rounding of sums of up to 10^6 terms).
 
@@ -363,42 +533,32 @@ def run(
         RuntimeWarning: the run diverged (non-finite metrics); the trace is truncated.
     """
     steps, gamma, replicas, chunk = _check_args(algorithm, problem, steps, gamma, replicas, chunk)
-    n, d = problem.n_workers, problem.dim
-    A, B = algorithm.constants(d, n)
-    A = float("nan") if A is None or B is None else float(A)
-    B = float("nan") if math.isnan(A) else float(B)
-    if dtype is None:
-        dtype = jnp.asarray(0.0).dtype
-    dtype = jnp.dtype(dtype)
+    stepper = make_stepper(
+        algorithm,
+        problem,
+        gamma=gamma,
+        key=key,
+        engine=engine,
+        replicas=replicas,
+        aggregate=aggregate,
+        dtype=dtype,
+        check_3pc=check_3pc,
+    )
+    A, B = stepper.A, stepper.B
     rtol = (
-        1000 * float(jnp.finfo(dtype).eps)
+        1000 * float(jnp.finfo(stepper.dtype).eps)
         if violation_rtol is None
         else check_positive("violation_rtol", violation_rtol)
     )
-    data = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), problem.data)
-    x0 = jnp.asarray(problem.x0, dtype)
-    idx = jnp.arange(n, dtype=jnp.uint32)
-    init, chunk_fn = _build(algorithm, problem, gamma, A, B, engine, aggregate, n)
-    if replicas is not None:
-        rkeys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicas))
-        init = jax.vmap(init, in_axes=(None, None, None, 0))
-        chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, None, None, 0))
-        run_key = rkeys
-    else:
-        run_key = key
-    init_j = jax.jit(init)
-    chunk_j = jax.jit(chunk_fn, donate_argnums=(0,))
-
     n_chunks = math.ceil(steps / (chunk or 1000))
     size = math.ceil(steps / n_chunks)
-    state, out0 = init_j(x0, data, idx, run_key)
+    state, out0 = stepper.init()
     outs = [_to_host(out0, replicas, single=True)]
     done = 0
     bar = _progress(steps, progress)
     try:
         for c in range(n_chunks):
-            ts = jnp.arange(1 + c * size, 1 + (c + 1) * size, dtype=jnp.uint32)
-            state, out = chunk_j(state, ts, data, idx, run_key)
+            state, out = stepper.advance(state, 1 + c * size, size)
             host = _to_host(out, replicas, single=False)
             take = min(size, steps - done)
             host = _trim(host, take, replicas)

@@ -15,6 +15,7 @@ from ratedist.sim import (
     make_problem,
     mlp,
     quadratic,
+    tridiagonal_linear_terms,
     tridiagonal_matrices,
     tridiagonal_quadratic,
 )
@@ -70,11 +71,13 @@ def test_tridiagonal_constants_vs_dense_eigenvalues():
     np.testing.assert_allclose(prob.L_i, Li, rtol=1e-12)
     assert prob.L_plus_upper == pytest.approx(np.sqrt(np.mean(Li**2)), rel=1e-12)
     # f* closed form vs solving the normal equations
-    x_star = np.linalg.solve(A.mean(0), prob.data["b"].mean(0))
+    x_star = np.linalg.solve(A.mean(0), tridiagonal_linear_terms(prob).mean(0))
     assert prob.f_star == pytest.approx(prob.loss(x_star), rel=1e-10, abs=1e-14)
     # gradients of the structured O(d) matvec vs the dense matrices
     x = np.random.default_rng(0).standard_normal(30)
-    np.testing.assert_allclose(prob.local_grads(x), A @ x - prob.data["b"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        prob.local_grads(x), A @ x - tridiagonal_linear_terms(prob), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_tridiagonal_nonconvex_has_no_fstar():
