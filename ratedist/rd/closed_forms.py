@@ -475,13 +475,14 @@ def _signed_level_entropy_bits(p: np.ndarray) -> float:
     return float(h0 - np.sum(nz * np.log2(nz / 2.0)))
 
 
-def _norm_level_rd(d: int, levels: np.ndarray, float_bits: int) -> ClosedForm:
+def _norm_level_rd(d: int, levels: np.ndarray, float_bits: int, rng_bits: int) -> ClosedForm:
     d = check_int("d", d, min_value=2)
     s = levels.size - 1
     dist, p = norm_levels_moments(d, levels)
     container = 1 + s.bit_length() + float_bits / d
     ent = _signed_level_entropy_bits(p) + float_bits / d
-    return ClosedForm(float(container), float(ent), float(dist), True)
+    # With 8/16 random bits the rounding probabilities are quantized: O(2^-rng_bits) error.
+    return ClosedForm(float(container), float(ent), float(dist), rng_bits == 32)
 
 
 @CLOSED_FORMS.register("qsgd")
@@ -500,7 +501,7 @@ def qsgd_rd(
     the compressor's rounding probabilities are quantized and D differs by O(2^-rng_bits).
     """
     s = check_int("s", s, min_value=1)
-    return _norm_level_rd(d, np.arange(s + 1, dtype=np.float64) / s, float_bits)
+    return _norm_level_rd(d, np.arange(s + 1, dtype=np.float64) / s, float_bits, rng_bits)
 
 
 @CLOSED_FORMS.register("nuqsgd")
@@ -516,7 +517,7 @@ def nuqsgd_rd(
     """NUQSGD(s): levels ``{0, 2^-(s-1), ..., 1/2, 1}``; exact D as for QSGD."""
     s = check_int("s", s, min_value=1)
     levels = np.concatenate([[0.0], 2.0 ** -np.arange(s - 1, -1, -1, dtype=np.float64)])
-    return _norm_level_rd(d, levels, float_bits)
+    return _norm_level_rd(d, levels, float_bits, rng_bits)
 
 
 def terngrad_distortion(d: int) -> float:
@@ -552,7 +553,7 @@ def terngrad_rd(
 ) -> ClosedForm:
     """TernGrad: exact distortion; container ``2 + b_v/d``; no closed-form entropy rate."""
     d = _check_d(d)
-    return ClosedForm(2.0 + float_bits / d, None, terngrad_distortion(d), True)
+    return ClosedForm(2.0 + float_bits / d, None, terngrad_distortion(d), rng_bits == 32)
 
 
 # ----------------------------------------------------------------------------- natural
@@ -584,7 +585,7 @@ def natural_rd(
     p = p[p > 0]
     ent = 1.0 + float(-np.sum(p * np.log2(p)))
     nexp = int(np.finfo(np.dtype(dtype)).nexp)
-    return ClosedForm(1.0 + nexp, ent, var / sigma**2, True)
+    return ClosedForm(1.0 + nexp, ent, var / sigma**2, rng_bits == 32)
 
 
 # ----------------------------------------------------------------------------- scalar
@@ -625,7 +626,7 @@ def scalar_rd(
     side = float_bits if rms else 0
     container = _ceil_log2(q.n_levels) + side / d
     ent = qexact.entropy_bits(probs) + side / d
-    return ClosedForm(container, ent, float(dist), not rms)
+    return ClosedForm(container, ent, float(dist), not rms and rng_bits == 32)
 
 
 # ----------------------------------------------------------------------------- lattice

@@ -15,6 +15,7 @@ References:
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -163,7 +164,8 @@ def closed_form(compressor: Any, d: int, *, sigma: float = 1.0) -> ClosedForm | 
 
     Returns:
         :class:`~ratedist.rd.closed_forms.ClosedForm`, or None when the compressor has no
-        registered closed form.
+        registered closed form or is configured with an option the closed form does not
+        model.
     """
     comp = as_compressor(compressor)
     d = check_int("d", d, min_value=1)
@@ -171,7 +173,12 @@ def closed_form(compressor: Any, d: int, *, sigma: float = 1.0) -> ClosedForm | 
     name = comp.facts.name
     if name not in CLOSED_FORMS:
         return None
-    return CLOSED_FORMS.get(name)(d, sigma=sigma, dtype=_default_dtype(), **comp.facts.params)
+    func = CLOSED_FORMS.get(name)
+    accepted = inspect.signature(func).parameters
+    if any(k not in accepted for k in comp.facts.params):
+        # A configuration option the closed form does not model: no closed form for it.
+        return None
+    return func(d, sigma=sigma, dtype=_default_dtype(), **comp.facts.params)
 
 
 def _point(

@@ -183,3 +183,18 @@ def test_every_default_spec_closed_form_vs_monte_carlo():
                     K_SE * p.distortion_mc_se + 5 * p.distortion / D
                 ), p
     assert np.isfinite(p.rate_bits)
+
+
+def test_unmodelled_option_means_no_closed_form(key):
+    from ratedist.rd import closed_form
+
+    comp = make("top-k:k=3")
+    odd = comp._replace(facts=comp.facts._replace(params={**comp.facts.params, "new_option": 1}))
+    assert closed_form(comp, 100) is not None
+    assert closed_form(odd, 100) is None
+    with pytest.raises(ValueError, match="no closed form"):
+        rd_point(odd, 100)
+    assert rd_point(odd, 100, trials=4, key=key).distortion is None
+    # Quantized random rounding is modelled only approximately.
+    assert closed_form(make("qsgd:s=4,rng_bits=8"), 100).exact is False
+    assert closed_form(make("qsgd:s=4"), 100).exact is True
