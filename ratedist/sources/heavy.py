@@ -125,8 +125,20 @@ class StudentT(AbstractSource):
         return t, 1.0 / (1.0 + r2)
 
     def _half_moment(self, k: int, u: np.ndarray) -> np.ndarray:
+        a, b = (k + 1) / 2, (self.df - k) / 2
         t, _ = self._t_and_1mt(u)
-        return self._const(k) * special.betainc((k + 1) / 2, (self.df - k) / 2, t)
+        out = special.betainc(a, b, t)
+        # Near 0, t = r^2/(1+r^2) underflows (|u| < 1e-154 s): use the leading terms of
+        # I_t(a, b) = t^a/(a B(a, b)) (1 - (b-1) a t/(a+1) + O((b t)^2)) with log t from log u.
+        small = t * max(b, 1.0) < 1e-8
+        if np.any(small):
+            u = np.asarray(u, np.float64)
+            r = u / (self.scale * math.sqrt(self.df))
+            with np.errstate(divide="ignore"):
+                log_t = 2 * np.log(r) - np.log1p(r * r)
+            series = np.exp(a * log_t - math.log(a) - special.betaln(a, b))
+            out = np.where(small, series * (1 - (b - 1) * a * t / (a + 1)), out)
+        return self._const(k) * out
 
     def _tail_moment(self, k: int, u: np.ndarray) -> np.ndarray:
         _, c = self._t_and_1mt(u)
@@ -201,7 +213,18 @@ class GeneralizedGaussian(AbstractSource):
         return self.scale**k * math.exp(special.gammaln((k + 1) / b) - special.gammaln(1 / b)) / 2
 
     def _half_moment(self, k: int, u: np.ndarray) -> np.ndarray:
-        return self._const(k) * special.gammainc((k + 1) / self.shape, self._y(u))
+        a = (k + 1) / self.shape
+        y = self._y(u)
+        out = special.gammainc(a, y)
+        # Near 0, y = (u/scale)^shape underflows for large shape: use
+        # P(a, y) = y^a / Gamma(a+1) (1 - a y/(a+1) + O(y^2)) with y^a = (u/scale)^(k+1).
+        small = y < 1e-8
+        if np.any(small):
+            with np.errstate(divide="ignore"):
+                log_ya = (k + 1) * np.log(np.abs(np.asarray(u, np.float64)) / self.scale)
+            series = np.exp(log_ya - special.gammaln(a + 1)) * (1 - a * y / (a + 1))
+            out = np.where(small, series, out)
+        return self._const(k) * out
 
     def _tail_moment(self, k: int, u: np.ndarray) -> np.ndarray:
         return self._const(k) * special.gammaincc((k + 1) / self.shape, self._y(u))
