@@ -1,0 +1,297 @@
+"""Compressor-specific behaviour: exact outputs, exact error formulas, bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from ratedist.compressors import (
+    error_feedback,
+    make,
+    natural,
+    nuqsgd,
+    qsgd,
+    rand_k,
+    rand_k_unbiased,
+    scalar,
+    scaled_sign,
+    sign,
+    terngrad,
+    threshold,
+    top_k,
+    top_k_sign,
+)
+from ratedist.compressors._common import round_up
+from ratedist.quantizers import DESIGNS, ScalarQuantizer
+
+N_SE = 5.0
+
+
+def _x(d=24, seed=0):
+    return np.random.default_rng(seed).standard_normal(d)
+
+
+def _run(comp, x, key=None):
+    x = jnp.asarray(x)
+    return comp.update(x, comp.init(x), key=key)
+
+
+def _mc(comp, x, key, n=4000):
+    x = jnp.asarray(x)
+    keys = jax.random.split(key, n)
+    return np.asarray(jax.jit(jax.vmap(lambda k: comp.update(x, comp.init(x), key=k)[0]))(keys))
+
+
+# ----------------------------------------------------------------------------- sparsifiers
+@pytest.mark.parametrize("k", [1, 4, 24])
+def test_top_k_keeps_exactly_the_k_largest(k):
+    x = _x()
+    x_hat = np.asarray(_run(top_k(k), x)[0])
+    keep = np.argsort(-np.abs(x))[:k]
+    expected = np.zeros_like(x)
+    expected[keep] = x[keep]
+    np.testing.assert_array_equal(x_hat, expected)
+
+
+@pytest.mark.parametrize("factory", [rand_k, rand_k_unbiased])
+def test_rand_k_support_values_and_uniform_inclusion(factory, key):
+    d, k = 24, 3
+    x = _x(d) + 5.0  # no zeros, so the support is the set of nonzeros
+    samples = _mc(factory(k), x, key)
+    support = samples != 0
+    assert np.all(support.sum(1) == k)
+    scale = d / k if factory is rand_k_unbiased else 1.0
+    np.testing.assert_array_equal(
+        samples[support], (np.broadcast_to(x, samples.shape) * scale)[support]
+    )
+    freq = support.mean(0)
+    se = math.sqrt((k / d) * (1 - k / d) / samples.shape[0])
+    assert np.all(np.abs(freq - k / d) <= N_SE * se), freq
+
+
+def test_threshold_keeps_coordinates_above_t():
+    kappa = 0.2
+    x = _x(1000, seed=4)
+    x_hat = np.asarray(_run(threshold(kappa), x)[0])
+    t = np.sqrt(np.mean(x**2)) * stats.norm.ppf(1 - kappa / 2)  # independent quantile
+    keep = np.abs(x) > t
+    np.testing.assert_array_equal(x_hat, np.where(keep, x, 0.0))
+
+
+@pytest.mark.parametrize("kappa", [0.01, 0.1, 0.5])
+def test_threshold_kept_fraction_matches_kappa_for_gaussian(kappa, key):
+    d, n = 100_000, 8
+    comp = threshold(kappa)
+    xs = jax.random.normal(key, (n, d))
+    kept = jax.jit(jax.vmap(lambda x: jnp.sum(comp.update(x, ())[0] != 0)))(xs)
+    frac = np.asarray(kept) / d
+    # SD of the kept fraction: binomial part plus the effect of estimating sigma
+    # (delta t = z * sigma / sqrt(2d), fraction moves by 2 phi(z) delta t).
+    z = stats.norm.ppf(1 - kappa / 2)
+    sd = math.sqrt(kappa * (1 - kappa) / d + (2 * stats.norm.pdf(z) * z) ** 2 / (2 * d))
+    assert abs(frac.mean() - kappa) <= N_SE * sd / math.sqrt(n), (frac.mean(), kappa)
+
+
+def test_top_k_sign_output_and_alpha_is_attained_within_factor_two():
+    x = _x()
+    k = 5
+    x_hat = np.asarray(_run(top_k_sign(k), x)[0])
+    keep = np.argsort(-np.abs(x))[:k]
+    scale = np.abs(x[keep]).mean()
+    expected = np.zeros_like(x)
+    expected[keep] = scale * np.sign(x[keep])
+    np.testing.assert_allclose(x_hat, expected, rtol=1e-15)
+    # x = (1, eps, ..., eps): contraction ~ 1/k; declared bound k/(k^2 + d - k) is below it.
+    d = 24
+    v = np.full(d, 1e-9)
+    v[0] = 1.0
+    err = float(((np.asarray(_run(top_k_sign(2), v)[0]) - v) ** 2).sum())
+    alpha_seen = 1 - err / float(v @ v)
+    alpha_decl = top_k_sign(2).facts.alpha(d)
+    assert alpha_decl <= alpha_seen <= 0.5 + 1e-6
+
+
+# ----------------------------------------------------------------------------- signs
+def test_sign_and_scaled_sign_exact():
+    x = np.array([1.5, -2.0, 0.0, -0.0, 3.0])
+    np.testing.assert_array_equal(np.asarray(_run(sign(), x)[0]), [1, -1, 1, 1, 1])
+    x = _x()
+    x_hat = np.asarray(_run(scaled_sign(), x)[0])
+    np.testing.assert_allclose(x_hat, np.abs(x).mean() * np.sign(x), rtol=1e-15)
+    err = ((x_hat - x) ** 2).sum()
+    # closed form ||x||^2 - ||x||_1^2 / d; 1e-12: float rounding of the sums
+    assert err == pytest.approx(x @ x - np.abs(x).sum() ** 2 / x.size, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- dense stochastic
+def _qsgd_var(x, s):
+    norm = np.linalg.norm(x)
+    r = s * np.abs(x) / norm
+    return (norm / s) ** 2 * np.sum((np.ceil(r) - r) * (r - np.floor(r)))
+
+
+def _terngrad_var(x):
+    return np.abs(x).max() * np.abs(x).sum() - x @ x
+
+
+def _natural_var(x):
+    a = np.abs(x)
+    lo = 2.0 ** np.floor(np.log2(a))
+    return np.sum((2 * lo - a) * (a - lo))
+
+
+def _nuqsgd_var(x, s):
+    levels = np.concatenate([[0.0], 2.0 ** -np.arange(s - 1, -1, -1)])
+    norm = np.linalg.norm(x)
+    r = np.abs(x) / norm
+    j = np.searchsorted(levels, r, side="right") - 1
+    j = np.minimum(j, s - 1)
+    lo, hi = levels[j], levels[j + 1]
+    return norm**2 * np.sum((hi - r) * (r - lo))
+
+
+@pytest.mark.parametrize(
+    ("comp", "exact_var"),
+    [
+        (qsgd(1), lambda x: _qsgd_var(x, 1)),
+        (qsgd(4), lambda x: _qsgd_var(x, 4)),
+        (nuqsgd(3), lambda x: _nuqsgd_var(x, 3)),
+        (terngrad(), _terngrad_var),
+        (natural(), _natural_var),
+        (rand_k_unbiased(3), lambda x: (24 / 3 - 1) * (x @ x)),
+        (rand_k(3), lambda x: (1 - 3 / 24) * (x @ x)),
+    ],
+    ids=["qsgd1", "qsgd4", "nuqsgd3", "terngrad", "natural", "randk-unb", "randk"],
+)
+def test_mean_squared_error_matches_closed_form(comp, exact_var, key):
+    x = _x(24, seed=7)
+    err = ((_mc(comp, x, key) - x[None, :]) ** 2).sum(1)
+    expected = exact_var(x)
+    assert abs(err.mean() - expected) <= N_SE * err.std(ddof=1) / math.sqrt(err.size)
+
+
+@pytest.mark.parametrize("comp", [qsgd(3), nuqsgd(4)], ids=["qsgd", "nuqsgd"])
+def test_qsgd_family_outputs_lie_on_the_level_grid(comp, key):
+    s = comp.facts.params["s"]
+    levels = (
+        np.arange(s + 1) / s
+        if comp.facts.name == "qsgd"
+        else np.concatenate([[0.0], 2.0 ** -np.arange(s - 1, -1, -1)])
+    )
+    x = _x()
+    out = _mc(comp, x, key, n=50)
+    r = np.abs(out) / np.linalg.norm(x)
+    assert np.all(np.min(np.abs(r[..., None] - levels), axis=-1) < 1e-12)
+    assert np.all((np.sign(out) == np.sign(x)) | (out == 0))
+
+
+def test_natural_outputs_are_neighbouring_powers_of_two(key):
+    x = _x()
+    out = _mc(natural(), x, key, n=50)
+    lo = 2.0 ** np.floor(np.log2(np.abs(x)))
+    assert np.all((np.abs(out) == lo) | (np.abs(out) == 2 * lo))
+    assert np.all(np.sign(out) == np.sign(x))
+
+
+def test_few_random_bits_round_with_documented_probability(key):
+    # P(up) = round(p 2^n) / 2^n for n = 8: 0.3 -> 77/256
+    p = jnp.full((200_000,), 0.3)
+    freq = float(jnp.mean(round_up(key, p, 8)))
+    se = math.sqrt(0.3 * 0.7 / p.size)
+    assert abs(freq - 77 / 256) <= N_SE * se
+    # and the 8-bit QSGD stays close to unbiased (bias <= 2^-9 of a level step)
+    assert not qsgd(4, rng_bits=8).facts.unbiased and qsgd(4).facts.unbiased
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "identity",
+        "scaled-sign",
+        "qsgd",
+        "nuqsgd",
+        "terngrad",
+        "natural",
+        "top-k",
+        "threshold",
+        "top-k-sign",
+    ],
+)
+def test_zero_vector_compresses_to_zero(name, key):
+    x_hat = np.asarray(_run(make(name), np.zeros(16), key=key)[0])
+    np.testing.assert_array_equal(x_hat, 0.0)
+
+
+# ----------------------------------------------------------------------------- scalar
+_Q = ScalarQuantizer.from_levels([-1.5, -0.5, 0.5, 1.5])
+
+
+def test_scalar_matches_the_quantizer_it_wraps(key):
+    x = jnp.asarray(_x(100, seed=2))
+    out = _run(scalar(_Q, normalize="none"), x)[0]
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(_Q(x)))
+    out = _run(scalar(_Q, rounding="stochastic", normalize="none"), x, key)[0]
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(_Q.stochastic(key, x)))
+    sigma = jnp.sqrt(jnp.mean(x * x))
+    out = _run(scalar(_Q), x)[0]
+    np.testing.assert_allclose(np.asarray(out), np.asarray(sigma * _Q(x / sigma)), rtol=1e-15)
+
+
+def test_scalar_from_a_design_method(key):
+    if "lloyd-max" not in DESIGNS:
+        pytest.skip("lloyd-max design not registered in this checkout")
+    comp = make("scalar:method=lloyd-max,bits=2")
+    x = jnp.asarray(_x(1000))
+    _, _, info = _run(comp, x, key)
+    assert float(info.value_bits) == 2 * 1000
+    assert comp.facts.params["rounding"] == "deterministic"
+    assert len(comp.facts.params["levels"]) == 4
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_update_rejects_bad_x_and_missing_key():
+    with pytest.raises(ValueError, match="x must"):
+        _run(top_k(2), np.zeros((3, 4)))
+    with pytest.raises(TypeError, match="x must"):
+        top_k(2).update(jnp.arange(5), (), key=None)
+    with pytest.raises(ValueError, match="k must"):
+        _run(top_k(10), np.ones(5))
+    with pytest.raises(ValueError, match="key"):
+        _run(qsgd(2), np.ones(5))
+    with pytest.raises(ValueError, match="key"):
+        _run(rand_k(2), np.ones(5))
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "exc", "arg"),
+    [
+        (top_k, {"k": 0}, ValueError, "k"),
+        (top_k, {"k": 1.5}, TypeError, "k"),
+        (rand_k, {"k": -1}, ValueError, "k"),
+        (top_k_sign, {"k": True}, TypeError, "k"),
+        (qsgd, {"s": 0}, ValueError, "s"),
+        (nuqsgd, {"s": "3"}, TypeError, "s"),
+        (qsgd, {"rng_bits": 12}, ValueError, "rng_bits"),
+        (threshold, {"kappa": 0.0}, ValueError, "kappa"),
+        (threshold, {"kappa": 1.5}, ValueError, "kappa"),
+        (threshold, {"kappa": float("nan")}, ValueError, "kappa"),
+        (scaled_sign, {"float_bits": 0}, ValueError, "float_bits"),
+        (terngrad, {"float_bits": 65}, ValueError, "float_bits"),
+        (scalar, {}, ValueError, "quantizer"),
+        (scalar, {"quantizer": [0, 1]}, TypeError, "quantizer"),
+        (scalar, {"quantizer": _Q, "rounding": "up"}, ValueError, "rounding"),
+        (scalar, {"quantizer": _Q, "normalize": "l1"}, ValueError, "normalize"),
+        (scalar, {"quantizer": _Q, "method": "uniform"}, ValueError, "method"),
+        (scalar, {"method": "no-such-design", "bits": 2}, ValueError, "method"),
+        (scalar, {"method": "uniform"}, ValueError, "bits"),
+        (error_feedback, {"inner": "top-k"}, TypeError, "inner"),
+    ],
+)
+def test_factories_reject_bad_parameters(factory, kwargs, exc, arg):
+    with pytest.raises(exc, match=arg):
+        factory(**kwargs)
