@@ -1,3 +1,88 @@
-"""ratedist: rate–distortion analysis of gradient compression in distributed SGD."""
+"""ratedist: rate–distortion analysis of gradient compression in distributed SGD.
+
+The light, always-needed names are re-exported here; the heavier subpackages
+(:mod:`ratedist.sim`, :mod:`ratedist.bounds`, :mod:`ratedist.validate`,
+:mod:`ratedist.symbolic`, :mod:`ratedist.plotting`) load on first attribute access::
+
+    import ratedist as rd
+    sol = rd.design("lloyd-max", rd.Gaussian(), bits=3)
+    comp = rd.make_compressor("top-k:k=10")
+    trace = rd.sim.run(...)
+"""
+
+import importlib
+from typing import Any
+
+from ratedist import compressors, quantizers, rd, sources
+from ratedist.compressors import COMPRESSORS, CompressInfo, Compressor, error_feedback
+from ratedist.compressors import make as make_compressor
+from ratedist.quantizers import (
+    DESIGNS,
+    ScalarQuantizer,
+    Solution,
+    design,
+    evaluate,
+    lloyd_max,
+    optimal_truncation,
+    tnq,
+    tuq,
+)
+from ratedist.rd import gap_to_shannon, gaussian_distortion, gaussian_rate, rd_point
+from ratedist.sources import (
+    Empirical,
+    Gaussian,
+    GeneralizedGaussian,
+    Laplace,
+    PowerLaw,
+    StudentT,
+    make_source,
+)
 
 __version__ = "0.1.0"
+
+_LAZY = ("sim", "bounds", "validate", "symbolic", "plotting")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"ratedist.{name}")
+    raise AttributeError(f"module 'ratedist' has no attribute {name!r}")
+
+
+__all__ = [
+    "COMPRESSORS",
+    "DESIGNS",
+    "CompressInfo",
+    "Compressor",
+    "Empirical",
+    "Gaussian",
+    "GeneralizedGaussian",
+    "Laplace",
+    "PowerLaw",
+    "ScalarQuantizer",
+    "Solution",
+    "StudentT",
+    "__version__",
+    "bounds",
+    "compressors",
+    "design",
+    "error_feedback",
+    "evaluate",
+    "gap_to_shannon",
+    "gaussian_distortion",
+    "gaussian_rate",
+    "lloyd_max",
+    "make_compressor",
+    "make_source",
+    "optimal_truncation",
+    "plotting",
+    "quantizers",
+    "rd",
+    "rd_point",
+    "sim",
+    "sources",
+    "symbolic",
+    "tnq",
+    "tuq",
+    "validate",
+]
