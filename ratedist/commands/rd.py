@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compressor",
         nargs="+",
         metavar="SPEC",
-        help="compressor specs such as top-k:k=10 qsgd:s=4 lattice:lattice=e8",
+        help="compressor specs such as top-k:k=10 qsgd:s=4 lattice:name=e8 "
+        "(lattice:name= is an alias of lattice:lattice=)",
     )
     group.add_argument(
         "--all", action="store_true", help="every registered compressor, default parameters"
@@ -53,6 +54,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the RD plot to this file")
+
+
+#: Parameter aliases accepted on the command line: ``lattice:name=e8`` = ``lattice:lattice=e8``.
+_ALIASES: dict[str, dict[str, str]] = {"lattice": {"name": "lattice"}}
+
+
+def _resolve_aliases(spec: str) -> str:
+    name, sep, rest = spec.partition(":")
+    aliases = _ALIASES.get(name.strip())
+    if not aliases or not sep:
+        return spec
+    tokens = []
+    for token in rest.split(","):
+        key, eq, value = token.partition("=")
+        tokens.append(f"{aliases.get(key.strip(), key.strip())}{eq}{value}")
+    return f"{name}:{','.join(tokens)}"
 
 
 def _with_float_bits(spec: str, float_bits: int) -> str:
@@ -124,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("trials must be 0 (closed form only) or >= 2, got 1")
     seed = check_int("seed", args.seed, min_value=0)
     float_bits = check_int("float_bits", args.float_bits, min_value=1, max_value=64)
-    specs = [_with_float_bits(s, float_bits) for s in _specs(args)]
+    specs = [_with_float_bits(_resolve_aliases(s), float_bits) for s in _specs(args)]
 
     import jax
 

@@ -58,9 +58,10 @@ def test_rd_float_bits_and_closed_form_only(capsys):
 
 def test_rd_no_closed_form_is_null_and_identity_has_no_infinite_gap(capsys):
     obj = _run_json(
-        capsys, "--dim", "64", "--compressor", "identity", "lattice:lattice=zn", "--trials", "4"
+        capsys, "--dim", "64", "--compressor", "identity", "lattice:name=zn", "--trials", "4"
     )
     ident, lat = obj["points"]
+    assert lat["params"]["lattice"] == "zn"  # name= is the command-line alias of lattice=
     assert ident["distortion"] == 0.0 and ident["gap_db"] is None
     assert lat["distortion"] is not None  # high-rate closed form registered for lattices
     assert lat["rate_bits"] > 0
