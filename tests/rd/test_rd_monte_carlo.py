@@ -198,3 +198,11 @@ def test_unmodelled_option_means_no_closed_form(key):
     # Quantized random rounding is modelled only approximately.
     assert closed_form(make("qsgd:s=4,rng_bits=8"), 100).exact is False
     assert closed_form(make("qsgd:s=4"), 100).exact is True
+
+
+def test_every_closed_form_is_checked_against_monte_carlo():
+    # The generic test above must cover every registered closed form ("scalar" has its own
+    # tests here and in test_rd_designs); a new closed form without an entry fails here.
+    covered = {spec.partition(":")[0] for spec in SPECS} | {"scalar"}
+    assert set(CLOSED_FORMS.names()) <= covered
+    assert set(CLOSED_FORMS.names()) <= set(COMPRESSORS.names())
