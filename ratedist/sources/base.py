@@ -96,7 +96,12 @@ class AbstractSource(abc.ABC):
         """``E[X^k; a < X < b] = int_a^b x^k p(x) dx`` (broadcasting over ``a``, ``b``).
 
         ``a`` and ``b`` may be infinite. Symmetric sources get this from :meth:`_half_moment`
-        and :meth:`_tail_moment`; others fall back to adaptive quadrature.
+        and :meth:`_tail_moment`; others fall back to adaptive quadrature, as do finite cells
+        of an order ``k`` whose absolute moment ``E|X|^k`` is infinite.
+
+        Raises:
+            ValueError: ``k < 0``, NaN ends, or an infinite end with ``E|X|^k`` infinite
+                (the message names ``k``).
         """
         k = check_int("k", k, min_value=0)
         a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
