@@ -111,6 +111,20 @@ def _rand_k_omega(d: int, k: int, **_: Any) -> float:
     return d / min(k, d) - 1.0
 
 
+def _random_subset(key: Any, d: int, k: int) -> jax.Array:
+    """``k`` distinct indices, uniformly random: the top ``k`` of ``d`` random sort keys.
+
+    The keys are 30 random bits mapped monotonically onto normal positive float32 numbers
+    (``jax.lax.top_k`` on float32 is ~10x faster on CPU than on integers and ~20x faster than
+    ``jax.random.choice(replace=False)``). Equal keys (probability ~ d 2^-30 that one pair
+    straddles the cut) go to the lower index, which moves an inclusion probability by
+    ~2^-30 at most: uniform to that resolution.
+    """
+    bits = jax.random.bits(key, (d,), jnp.uint32)
+    keys = jax.lax.bitcast_convert_type((bits >> 2) + jnp.uint32(0x00800000), jnp.float32)
+    return jax.lax.top_k(keys, k)[1]
+
+
 def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
     k = check_int("k", k, min_value=1)
     float_bits = check_float_bits(float_bits)
@@ -120,7 +134,7 @@ def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
         key = check_key(key, name)
         d = x.shape[0]
         check_k(k, d)
-        idx = jax.random.choice(key, d, (k,), replace=False)
+        idx = _random_subset(key, d, k)
         vals = x[idx] * jnp.asarray(d / k, x.dtype) if unbiased else x[idx]
         return _scatter(d, idx, vals), state, _k_info(d, k, float_bits)
 
