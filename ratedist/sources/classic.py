@@ -39,7 +39,8 @@ class Gaussian(AbstractSource):
         object.__setattr__(self, "sigma", check_positive("sigma", self.sigma))
 
     def pdf(self, x: Any) -> np.ndarray:
-        return stats.norm.pdf(np.asarray(x, np.float64), scale=self.sigma)
+        with np.errstate(over="ignore"):  # scipy squares x: |x| > 1e154 overflows to p = 0
+            return stats.norm.pdf(np.asarray(x, np.float64), scale=self.sigma)
 
     def cdf(self, x: Any) -> np.ndarray:
         return stats.norm.cdf(np.asarray(x, np.float64), scale=self.sigma)
@@ -61,10 +62,12 @@ class Gaussian(AbstractSource):
         return self.sigma**k * 2 ** (k / 2) * special.gamma((k + 1) / 2) / (2 * math.sqrt(math.pi))
 
     def _half_moment(self, k: int, u: np.ndarray) -> np.ndarray:
-        return self._const(k) * special.gammainc((k + 1) / 2, u**2 / (2 * self.sigma**2))
+        with np.errstate(over="ignore"):  # u^2 = inf past 1e154 sigma: P(., inf) = 1 is exact
+            return self._const(k) * special.gammainc((k + 1) / 2, u**2 / (2 * self.sigma**2))
 
     def _tail_moment(self, k: int, u: np.ndarray) -> np.ndarray:
-        return self._const(k) * special.gammaincc((k + 1) / 2, u**2 / (2 * self.sigma**2))
+        with np.errstate(over="ignore"):
+            return self._const(k) * special.gammaincc((k + 1) / 2, u**2 / (2 * self.sigma**2))
 
     def _abs_median(self) -> float:
         return 0.6744897501960817 * self.sigma

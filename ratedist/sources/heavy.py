@@ -19,7 +19,12 @@ Tails use the complementary functions evaluated at the complementary argument
 Where ``E|X|^k`` is infinite (Student-t with ``k >= nu``, power law with ``k >= a``) a cell with
 an infinite end raises ``ValueError`` and a finite cell falls back to adaptive quadrature
 (:data:`ratedist.sources.base.QUAD_TOL`): the incomplete beta with a non-positive second
-parameter has no stable library implementation.
+parameter has no stable library implementation. Near 0, where ``t`` or ``y`` underflows, the
+half moments switch to the two leading terms of the small-argument series.
+
+References:
+    Student-t and generalized-Gaussian entropies: S. Nadarajah, "A generalized normal
+    distribution", J. Appl. Stat. 32 (2005); power law: see :class:`PowerLaw`.
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ class StudentT(AbstractSource):
         return "student-t"
 
     def pdf(self, x: Any) -> np.ndarray:
-        return stats.t.pdf(np.asarray(x, np.float64), self.df, scale=self.scale)
+        with np.errstate(over="ignore"):  # scipy squares x: |x| > 1e154 overflows to p = 0
+            return stats.t.pdf(np.asarray(x, np.float64), self.df, scale=self.scale)
 
     def cdf(self, x: Any) -> np.ndarray:
         return stats.t.cdf(np.asarray(x, np.float64), self.df, scale=self.scale)
@@ -119,8 +125,8 @@ class StudentT(AbstractSource):
         return (self.scale * math.sqrt(nu)) ** k * math.exp(log_c) / 2
 
     def _t_and_1mt(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r2 = (np.asarray(u, np.float64) / (self.scale * math.sqrt(self.df))) ** 2
-        with np.errstate(invalid="ignore", over="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # r2 = inf for u > 1e154 s is fine
+            r2 = (np.asarray(u, np.float64) / (self.scale * math.sqrt(self.df))) ** 2
             t = np.where(np.isinf(r2), 1.0, r2 / (1.0 + r2))
         return t, 1.0 / (1.0 + r2)
 
@@ -134,8 +140,9 @@ class StudentT(AbstractSource):
         if np.any(small):
             u = np.asarray(u, np.float64)
             r = u / (self.scale * math.sqrt(self.df))
-            with np.errstate(divide="ignore"):
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
                 log_t = 2 * np.log(r) - np.log1p(r * r)
+            log_t = np.where(small, log_t, -np.inf)  # exp() only where the series is used
             series = np.exp(a * log_t - math.log(a) - special.betaln(a, b))
             out = np.where(small, series * (1 - (b - 1) * a * t / (a + 1)), out)
         return self._const(k) * out
@@ -176,7 +183,8 @@ class GeneralizedGaussian(AbstractSource):
         return "gen-gaussian"
 
     def _y(self, x: Any) -> np.ndarray:
-        return (np.abs(np.asarray(x, np.float64)) / self.scale) ** self.shape
+        with np.errstate(over="ignore"):  # y = inf far in the tail is exact enough: p = 0
+            return (np.abs(np.asarray(x, np.float64)) / self.scale) ** self.shape
 
     def pdf(self, x: Any) -> np.ndarray:
         log_norm = math.log(self.shape / (2 * self.scale)) - special.gammaln(1 / self.shape)
@@ -222,6 +230,7 @@ class GeneralizedGaussian(AbstractSource):
         if np.any(small):
             with np.errstate(divide="ignore"):
                 log_ya = (k + 1) * np.log(np.abs(np.asarray(u, np.float64)) / self.scale)
+            log_ya = np.where(small, log_ya, -np.inf)  # exp() only where the series is used
             series = np.exp(log_ya - special.gammaln(a + 1)) * (1 - a * y / (a + 1))
             out = np.where(small, series, out)
         return self._const(k) * out
