@@ -117,15 +117,9 @@ def empirical_entropy_bits(symbols: Any, n_symbols: int) -> jax.Array:
     """
     symbols = jnp.ravel(symbols)
     n = symbols.shape[0]
-    if n_symbols <= 16:
-        # A fused compare-and-count is faster than a scatter (bincount) on CPU for small alphabets.
-        counts = jnp.sum(
-            symbols[:, None] == jnp.arange(n_symbols, dtype=symbols.dtype)[None, :],
-            axis=0,
-            dtype=jnp.int32,
-        )
-    else:
-        counts = jnp.bincount(symbols, length=n_symbols)
+    # bincount (a scatter-add) measured faster on CPU than a fused compare-and-count even for
+    # 3 symbols at d = 10^7 (the latter reduces over the long leading axis).
+    counts = jnp.bincount(symbols, length=n_symbols)
     c = as_bits(counts)
     safe = jnp.where(c > 0, c, 1.0)
     return jnp.sum(jnp.where(c > 0, c * jnp.log2(as_bits(n) / safe), 0.0))

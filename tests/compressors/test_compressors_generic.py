@@ -29,6 +29,13 @@ def _cases() -> list:
 
 
 CASES = _cases()
+# Structural checks (dtype, jit/vmap, retrace, EF identity) compile one program per case and do
+# not depend much on the parameters: the first example of each compressor runs by default,
+# the others under ``-m slow``. Properties (unbiasedness, omega, alpha, bits) run on all.
+STRUCT_CASES = [
+    pytest.param(*c.values, id=c.id, marks=() if c.id.endswith("-0") else pytest.mark.slow)
+    for c in CASES
+]
 _COMPS: dict = {}
 
 
@@ -110,7 +117,7 @@ def test_facts_of_instance(name, params):
         assert 0 <= comp.facts.alpha(D) <= 1
 
 
-@pytest.mark.parametrize(("name", "params"), CASES)
+@pytest.mark.parametrize(("name", "params"), STRUCT_CASES)
 @pytest.mark.parametrize(("d", "dtype"), [(D, jnp.float64), (1000, jnp.float32)])
 def test_dtype_shape_and_info(name, params, d, dtype, key):
     comp = _comp(name, params)
@@ -131,7 +138,7 @@ def test_dtype_shape_and_info(name, params, d, dtype, key):
     assert np.all(np.isfinite(np.asarray(x_hat)))
 
 
-@pytest.mark.parametrize(("name", "params"), CASES)
+@pytest.mark.parametrize(("name", "params"), STRUCT_CASES)
 def test_zero_vector_gives_finite_output(name, params, key):
     comp = _comp(name, params)
     f, _ = _jit(comp)
@@ -141,7 +148,7 @@ def test_zero_vector_gives_finite_output(name, params, key):
     assert all(np.isfinite(float(v)) for v in info)
 
 
-@pytest.mark.parametrize(("name", "params"), CASES)
+@pytest.mark.parametrize(("name", "params"), STRUCT_CASES)
 def test_jit_and_vmap_agree(name, params, key):
     comp = _comp(name, params)
     f, _ = _jit(comp)
@@ -157,7 +164,7 @@ def test_jit_and_vmap_agree(name, params, key):
             np.testing.assert_allclose(float(fb[i]), float(fj), rtol=1e-10)
 
 
-@pytest.mark.parametrize(("name", "params"), CASES)
+@pytest.mark.parametrize(("name", "params"), STRUCT_CASES)
 def test_second_call_does_not_retrace(name, params, key):
     comp = _comp(name, params)
     f, traces = _jit(comp)
@@ -226,7 +233,7 @@ def test_contraction_alpha(name, params, seed, key):
             assert mean <= bound + N_SE * se + 1e-12 * float(v @ v), (label, mean, bound, se)
 
 
-@pytest.mark.parametrize(("name", "params"), CASES)
+@pytest.mark.parametrize(("name", "params"), STRUCT_CASES)
 def test_error_feedback_identity(name, params, key):
     dtype = np.float32  # where FMA contraction and rounding bite; float64 in the test below
     comp = error_feedback(make(name, **params))
