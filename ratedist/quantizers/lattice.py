@@ -41,6 +41,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import jax
@@ -84,7 +85,9 @@ class Lattice:
         _check_last_axis(x, self.dim)
         if not jnp.issubdtype(x.dtype, jnp.floating):
             x = x.astype(jax.dtypes.canonicalize_dtype(jnp.float64))
-        return self.closest_point(x)
+        # jit: one compiled program per shape instead of eager op-by-op dispatch (inlined
+        # when called inside a trace).
+        return jax.jit(self.closest_point)(x)
 
     @property
     def label_shift(self) -> np.ndarray:
@@ -335,6 +338,11 @@ def uniform_in_cell(lattice: Lattice, key: Any, shape: tuple[int, ...], dtype: A
     Voronoi cell (up to the measure-zero tie set). Used for subtractive dither.
     """
     dtype = dtype or jax.dtypes.canonicalize_dtype(jnp.float64)
+    return _uniform_in_cell(lattice, key, tuple(shape), jnp.dtype(dtype))
+
+
+@partial(jax.jit, static_argnums=(0, 2, 3))
+def _uniform_in_cell(lattice: Lattice, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     u = jax.random.uniform(key, (*shape, lattice.dim), dtype=dtype)
     v = u @ jnp.asarray(lattice.generator, dtype)
     return v - lattice.closest_point(v)

@@ -93,10 +93,9 @@ def test_idempotent_translation_covariant_and_jit_safe(name, dim):
     # Translation by a lattice vector v (exact in float64): Q(x + v) = Q(x) + v.
     v = np.array([3, -2, 1, 0, 5, -1, 2, 4][: lat.dim], np.float64) @ lat.generator
     np.testing.assert_allclose(np.asarray(lat(x + v[None, :])), q + v[None, :], atol=1e-12)
-    # Same function under jit and vmap; batch axes of any rank.
+    # lat(x) runs jitted; the bare function under vmap and batch axes of any rank agree.
     # (A2 outputs may differ in the last ulp between fused and unfused programs.)
     close = {"rtol": 0, "atol": 1e-12}
-    np.testing.assert_allclose(np.asarray(jax.jit(lat.closest_point)(x)), q, **close)
     np.testing.assert_allclose(np.asarray(jax.vmap(lat.closest_point)(x)), q, **close)
     batched = np.asarray(lat(x.reshape(5, 100, lat.dim))).reshape(q.shape)
     np.testing.assert_allclose(batched, q, **close)
@@ -219,7 +218,7 @@ def test_nsm_monte_carlo_three_digits(name, dim, n_samples):
 
 
 def test_nsm_se_scales_like_one_over_sqrt_n():
-    lat = get_lattice("e8")
+    lat = get_lattice("z1")
     _, se1 = normalized_second_moment(lat, 4096, jax.random.key(0))
     _, se4 = normalized_second_moment(lat, 4 * 4096, jax.random.key(1), chunk=1000)
     assert se1 / se4 == pytest.approx(2.0, rel=0.1)  # sample std estimates agree to ~5 %
