@@ -75,7 +75,7 @@ def test_monte_carlo_distortion_dithered_any_step(name, seed):
     # Subtractive dither: D = G step^2 exactly, here at a coarse step (low rate).
     step = 1.5
     p = lattice_rd_monte_carlo(
-        name, step, key=jax.random.key(seed), d=1024, n_trials=64, dither=True
+        name, step, key=jax.random.key(seed), d=512, n_trials=64, dither=True
     )
     assert abs(p.distortion - G_TABLE[name] * step**2) < 5 * p.distortion_se
 
@@ -84,7 +84,7 @@ def test_monte_carlo_distortion_dithered_any_step(name, seed):
 def test_monte_carlo_distortion_small_step(name, seed):
     # No dither at small step: D = G step^2 up to O(exp(-2 pi^2 / step^2)) terms.
     step = 0.25
-    p = lattice_rd_monte_carlo(name, step, key=jax.random.key(seed), d=1024, n_trials=64)
+    p = lattice_rd_monte_carlo(name, step, key=jax.random.key(seed), d=512, n_trials=64)
     assert abs(p.distortion - G_TABLE[name] * step**2) < 5 * p.distortion_se
     assert p.container_rate_bits > p.rate_bits > 0
 
