@@ -23,6 +23,10 @@ import time
 
 # Large fresh outputs are re-faulted page by page unless glibc keeps freed memory around.
 _ENV = {"MALLOC_TRIM_THRESHOLD_": "1000000000", "MALLOC_MMAP_THRESHOLD_": "1000000000"}
+# numpy is single-threaded; XLA's intra-op thread pool on 2 oversubscribed cores was measured
+# 2-4x SLOWER than one thread, so the default compares like with like (--multi-thread: XLA's).
+if "--multi-thread" not in sys.argv:
+    _ENV["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 if any(os.environ.get(k) != v for k, v in _ENV.items()):
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_ENV})
 
@@ -139,6 +143,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N in {8,32}, d in {1e4,1e5}")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--multi-thread", action="store_true", help="let XLA use its thread pool")
     ap.add_argument("--methods", default="ef21,ef_sign")
     ap.add_argument("--engines", default="loop,vmap", help="simulator engines to time")
     ap.add_argument("--sizes", default=None, help="explicit N:d list, e.g. 8:10000,32:100000")
@@ -149,7 +154,8 @@ def main(argv=None):
     if args.sizes:
         sizes = [tuple(int(float(v)) for v in item.split(":")) for item in args.sizes.split(",")]
     engines = args.engines.split(",")
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cpus, float32")
+    threads = "multi-threaded" if args.multi_thread else "single-threaded"
+    print(f"jax {jax.__version__} ({threads} XLA) on {os.cpu_count()} cpus, float32")
     head = f"{'method':8} {'N':>4} {'d':>8} {'numpy st/s':>10}"
     for e in engines:
         head += f" {e + ' st/s':>10} {'ratio':>6} {'compile':>7} {'@1000':>6}"

@@ -57,6 +57,8 @@ class Problem:
             (then the runs are deterministic).
         variance_fn: ``(x, data_i) -> E||g_i - grad f_i(x)||^2`` of the stochastic oracle
             (the known variance model), or None.
+        value_and_grad_fn: optional fused ``(x, data_i) -> (f_i(x), grad f_i(x))`` (one pass
+            over memory instead of two); must agree with ``loss_fn``/``grad_fn``.
         config: canonical JSON-able description (used for result hashing).
     """
 
@@ -76,6 +78,13 @@ class Problem:
     stochastic_grad_fn: Callable[[Any, Any, Any], Any] | None = None
     variance_fn: Callable[[Any, Any], Any] | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+    value_and_grad_fn: Callable[[Any, Any], Any] | None = None
+
+    def local_value_and_grad(self, x: Any, data_i: Any) -> tuple[Any, Any]:
+        """``(f_i(x), grad f_i(x))`` (JAX), sharing work when the problem provides it."""
+        if self.value_and_grad_fn is not None:
+            return self.value_and_grad_fn(x, data_i)
+        return self.loss_fn(x, data_i), self.grad_fn(x, data_i)
 
     @property
     def stochastic(self) -> bool:
@@ -238,6 +247,11 @@ def _tri_grad(x, data_i):
     return g.at[0].add(-data_i["b1"])  # b_i = b1_i e_1
 
 
+def _tri_value_and_grad(x, data_i):
+    Ax = (data_i["nu"] / 4) * _tridiag_matvec(x) + data_i["shift"] * x
+    return 0.5 * x @ Ax - data_i["b1"] * x[0], Ax.at[0].add(-data_i["b1"])
+
+
 def _tri_loss(x, data_i):
     Ax = (data_i["nu"] / 4) * _tridiag_matvec(x) + data_i["shift"] * x
     return 0.5 * x @ Ax - data_i["b1"] * x[0]
@@ -340,6 +354,7 @@ def tridiagonal_quadratic(
         data={"nu": nu, "shift": np.full(n, shift), "b1": b1},
         loss_fn=_tri_loss,
         grad_fn=_tri_grad,
+        value_and_grad_fn=_tri_value_and_grad,
         x0=x0,
         f_star=f_star,
         L_minus=L_minus,

@@ -199,7 +199,6 @@ def _worker_fns(
     under vmap/shard_map (collectives over the named axis) and under the sequential ``loop``
     engine (running sums over workers, one worker's temporaries at a time).
     """
-    loss_fn, grad_fn = problem.loss_fn, problem.grad_fn
     sgrad = problem.stochastic_grad_fn
     # The per-worker 3PC residual only makes sense for a 3PC (MARINA's inequality is on the
     # server estimator, not per worker): NaN otherwise.
@@ -213,9 +212,10 @@ def _worker_fns(
         return (g_i if keep_h else None, y if keep_y else None, ex, mstate)
 
     def grads(x, data_i, kg):
-        ex = grad_fn(x, data_i)
+        """(f_i(x), exact gradient, the gradient the algorithm sees)."""
+        f_i, ex = problem.local_value_and_grad(x, data_i)
         y = ex if sgrad is None else sgrad(x, data_i, kg)
-        return ex, y
+        return f_i, ex, y
 
     def keys(key, t, idx):
         sk = jax.random.fold_in(key, t)
@@ -228,11 +228,11 @@ def _worker_fns(
     def local_init(x0, data_i, idx, key):
         """-> ((h, y, ex, mstate), _Local, (err_i, bits))."""
         kg, kc, _ = keys(key, 0, idx)
-        ex, y = grads(x0, data_i, kg)
+        f_i, ex, y = grads(x0, data_i, kg)
         g_i, mstate, msg = algorithm.init(y, kc, gamma)
         nan = jnp.full((), jnp.nan, x0.dtype)
         err_i = jnp.sum((g_i - ex) ** 2)
-        loc = _Local(g_i, ex, jnp.stack([loss_fn(x0, data_i), err_i, nan, nan]), nan)
+        loc = _Local(g_i, ex, jnp.stack([f_i, err_i, nan, nan]), nan)
         part = pack(g_i, y, None, mstate)
         return part, loc, (err_i, tuple(msg[:6]))
 
@@ -240,7 +240,7 @@ def _worker_fns(
         """One worker's step at the new iterate ``x`` (already ``x^t − gamma g^t``)."""
         h, y, _, mstate = part
         kg, kc, coin = keys(key, t, idx)
-        ex, xg = grads(x, data_i, kg)
+        f_i, ex, xg = grads(x, data_i, kg)
         g_i, mstate, msg = algorithm.step(h, y, xg, mstate, kc, coin, gamma)
         if has_A:
             tpc_i = (
@@ -252,7 +252,7 @@ def _worker_fns(
             tpc_i = jnp.full((), jnp.nan, x.dtype)
         trig = msg.triggered if algorithm.has_trigger else jnp.full((), jnp.nan, x.dtype)
         err_i = jnp.sum((g_i - ex) ** 2)
-        loc = _Local(g_i, ex, jnp.stack([loss_fn(x, data_i), err_i, tpc_i, trig]), tpc_i)
+        loc = _Local(g_i, ex, jnp.stack([f_i, err_i, tpc_i, trig]), tpc_i)
         part = pack(g_i, xg, None, mstate)
         # this step's bits; cumulated on the host in float64
         return part, loc, (err_i, tuple(msg[:6]))
@@ -643,7 +643,7 @@ def _assemble(outs, replicas, problem, algorithm, gamma, A, B, steps, rtol, x_fi
     f_star = 0.0 if problem.f_star is None else problem.f_star
     f_gap = m["f"] - f_star
     E = m["server_error"] if algorithm.lyapunov == "server" else m["G"]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         phi = f_gap + gamma / (2 * A) * E if not math.isnan(A) else np.full_like(f_gap, np.nan)
         slack = np.full_like(phi, np.nan)
         slack[..., :-1] = phi[..., 1:] - phi[..., :-1] + gamma / 2 * m["grad_norm_sq"][..., :-1]

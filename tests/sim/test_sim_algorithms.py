@@ -148,6 +148,7 @@ def test_per_worker_randomness_differs_across_workers_and_is_reproducible(tri, k
     assert np.unique(np.round(a.worker_error[5], 12)).size > 1
 
 
+@pytest.mark.slow
 def test_replicas_equal_single_runs_with_folded_keys(tri, key):
     alg = marina(make("rand-k-unbiased:k=4"), 0.5)
     rep = run(alg, tri, steps=30, key=key, replicas=3)
@@ -165,6 +166,7 @@ def test_chunking_does_not_change_results(tri, key):
     np.testing.assert_array_equal(a.bits.container, b.bits.container)
 
 
+@pytest.mark.slow
 def test_stochastic_mlp_runs_and_measures_exact_gradients(key):
     prob = mlp(2, hidden=4, dim_in=3, n_samples=64, batch_size=8)
     tr = run(ef21(make("top-k:k=5")), prob, steps=40, key=key, gamma=0.05)

@@ -100,6 +100,7 @@ def test_shard_map_rejects_indivisible_worker_count(shard_results):
     assert "n_workers must be divisible" in shard_results["indivisible"]
 
 
+@pytest.mark.slow
 def test_vmap_psum_matches_gather(key):
     # in-process check of the two aggregation modes on one device
     prob = tridiagonal_quadratic(n_workers=5, dim=16, seed=2)
@@ -118,3 +119,15 @@ def test_shard_map_single_device_equals_vmap(key):
     b = run(alg, prob, steps=20, key=key, engine="shard_map", aggregate="gather")
     np.testing.assert_array_equal(a.x, b.x)
     np.testing.assert_array_equal(a.bits.container, b.bits.container)
+
+
+def test_loop_engine_matches_vmap(key):
+    # the sequential engine sums workers in order instead of the gather-matvec: rounding only
+    prob = tridiagonal_quadratic(n_workers=4, dim=12, seed=5)
+    alg = marina(make("rand-k-unbiased:k=3"), 0.4)
+    a = run(alg, prob, steps=30, key=key)
+    b = run(alg, prob, steps=30, key=key, engine="loop")
+    np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.f, a.f, rtol=1e-13)
+    np.testing.assert_array_equal(a.bits.container, b.bits.container)
+    assert b.worker_error.shape == a.worker_error.shape == (31, 4)

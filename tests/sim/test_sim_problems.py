@@ -78,6 +78,11 @@ def test_tridiagonal_constants_vs_dense_eigenvalues():
     np.testing.assert_allclose(
         prob.local_grads(x), A @ x - tridiagonal_linear_terms(prob), rtol=1e-12, atol=1e-12
     )
+    # the fused value-and-gradient used by the runner agrees with the separate functions
+    data0 = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0]), prob.data)
+    f0, g0 = prob.local_value_and_grad(jnp.asarray(x), data0)
+    assert float(f0) == pytest.approx(prob.local_losses(x)[0], rel=1e-13)
+    np.testing.assert_allclose(np.asarray(g0), prob.local_grads(x)[0], rtol=1e-13, atol=1e-14)
 
 
 def test_tridiagonal_nonconvex_has_no_fstar():
@@ -137,6 +142,7 @@ def test_least_squares_fstar_and_constants():
     assert prob.L_minus == pytest.approx(np.linalg.eigvalsh(X.T @ X / X.shape[0]).max(), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_minibatch_oracle_unbiased_with_known_variance():
     prob = least_squares(n_workers=2, n_samples=40, dim=3, seed=5, batch_size=4)
     x = jnp.asarray(np.array([0.3, -0.2, 0.5]))
