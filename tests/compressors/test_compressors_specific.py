@@ -37,8 +37,9 @@ def _x(d=24, seed=0):
 
 
 def _run(comp, x, key=None):
+    """One call under jit (op-by-op eager dispatch costs seconds for some compressors)."""
     x = jnp.asarray(x)
-    return comp.update(x, comp.init(x), key=key)
+    return jax.jit(lambda x, k: comp.update(x, comp.init(x), key=k))(x, key)
 
 
 def _mc(comp, x, key, n=4000):
