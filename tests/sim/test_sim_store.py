@@ -107,10 +107,10 @@ def test_cli_simulate_end_to_end(tmp_path, capsys):
     assert json.loads(json.dumps(c)) == c
 
 
-def test_example_config_parses():
+@pytest.mark.parametrize("name", ["ef21_lag_tridiagonal.toml", "logistic_3pc.toml"])
+def test_example_configs_parse(name):
     here = os.path.dirname(__file__)
-    path = os.path.join(here, "..", "..", "simulations", "ef21_lag_tridiagonal.toml")
-    cfgs = load_sweep(path)
+    cfgs = load_sweep(os.path.join(here, "..", "..", "simulations", name))
     assert len(cfgs) >= 5
 
 

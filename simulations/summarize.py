@@ -1,0 +1,45 @@
+"""Print one line per finished run of a results directory written by `ratedist simulate`.
+
+Usage: python simulations/summarize.py RESULTS_DIR [--bits container|entropy]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ratedist.sim.store import ResultStore
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results")
+    ap.add_argument("--bits", default="container", choices=["container", "entropy"])
+    args = ap.parse_args(argv)
+    rows = []
+    for tr, cfg, meta in ResultStore(args.results):
+        bits = tr.bits.total(args.bits)
+        rows.append(
+            (
+                meta.get("problem", "?"),
+                meta.get("algorithm", "?"),
+                cfg.get("seed"),
+                tr.gamma,
+                float(np.ravel(tr.grad_norm_sq)[-1]),
+                float(np.mean(bits[..., -1, :])),
+                int(np.sum(tr.violations)),
+                int(np.max(tr.diverged_at)),
+            )
+        )
+    print(
+        f"{'problem':24} {'algorithm':48} {'seed':>4} {'gamma':>9} {'|grad|^2 end':>12} "
+        f"{'Mbit/worker':>11} {'viol':>4} {'div':>4}"
+    )
+    for p, a, s, g, gn, b, v, dv in sorted(rows):
+        print(f"{p:24} {a:48} {s:4d} {g:9.3g} {gn:12.3e} {b / 1e6:11.3f} {v:4d} {dv:4d}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
