@@ -161,7 +161,7 @@ def test_replicas_equal_single_runs_with_folded_keys(tri, key):
 def test_chunking_does_not_change_results(tri, key):
     alg = ef21(make("top-k:k=2"))
     a = run(alg, tri, steps=50, key=key)
-    b = run(alg, tri, steps=50, key=key, chunk=7, progress=False)
+    b = run(alg, tri, steps=50, key=key, chunk=7, progress=True)
     np.testing.assert_array_equal(a.f, b.f)
     np.testing.assert_array_equal(a.bits.container, b.bits.container)
 
@@ -234,3 +234,13 @@ def test_algorithm_bad_inputs():
     with pytest.raises(ValueError, match="no parameter 'k'"):
         make_algorithm({"name": "ef21", "compressor": "top-k:k=1", "k": 3})
     assert {"gd", "ef21", "lag", "clag", "marina", "ef14", "tpc_v5"} <= set(ALGORITHMS.names())
+
+
+def test_compressed_sgd_with_scalar_quantizer_design(tri, key):
+    # the scalar(...) wrapper around a TNQ design (stochastic rounding) inside the simulator
+    comp = make("scalar:method=tnq,bits=2")
+    tr = run(compressed_sgd(comp), tri, steps=20, key=key, gamma=0.05)
+    assert np.all(np.isfinite(tr.f)) and tr.f[-1] < tr.f[0]
+    # per step and worker: the compressor's own count, charged every step
+    per_step = np.diff(tr.bits.container, axis=0)
+    assert np.all(per_step == per_step[0, 0]) and per_step[0, 0] > 0
