@@ -296,3 +296,31 @@ def test_update_rejects_bad_x_and_missing_key():
 def test_factories_reject_bad_parameters(factory, kwargs, exc, arg):
     with pytest.raises(exc, match=arg):
         factory(**kwargs)
+
+
+def test_error_feedback_under_vmap_and_scan_matches_a_python_loop(key):
+    """Workers under vmap, steps under lax.scan: same trajectory as an explicit loop."""
+    comp = error_feedback(qsgd(2))
+    n, steps, d = 3, 4, 16
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal((steps, n, d)))
+    keys = jax.random.split(key, steps * n).reshape(steps, n)
+    step = jax.vmap(lambda x, s, k: comp.update(x, s, key=k))
+
+    def body(state, inp):
+        x_hat, state, info = step(inp[0], state, inp[1])
+        return state, (x_hat, info.container_bits)
+
+    state0 = jax.vmap(comp.init)(xs[0])
+    _, (x_hats, bits) = jax.jit(lambda s: jax.lax.scan(body, s, (xs, keys)))(state0)
+    single = jax.jit(lambda x, s, k: comp.update(x, s, key=k))
+    state = state0
+    for t in range(steps):
+        for w in range(n):
+            s_w = jax.tree_util.tree_map(lambda a, w=w: a[w], state)
+            x_hat, _, info = single(xs[t, w], s_w, keys[t, w])
+            # 1e-12: scan/vmap may reorder the norm's float sums
+            np.testing.assert_allclose(
+                np.asarray(x_hats[t, w]), np.asarray(x_hat), rtol=1e-12, atol=1e-12
+            )
+            assert float(bits[t, w]) == float(info.container_bits)
+        state = step(xs[t], state, keys[t])[1]
