@@ -313,6 +313,7 @@ def test_error_feedback_under_vmap_and_scan_matches_a_python_loop(key):
     state0 = jax.vmap(comp.init)(xs[0])
     _, (x_hats, bits) = jax.jit(lambda s: jax.lax.scan(body, s, (xs, keys)))(state0)
     single = jax.jit(lambda x, s, k: comp.update(x, s, key=k))
+    jstep = jax.jit(step)
     state = state0
     for t in range(steps):
         for w in range(n):
@@ -323,4 +324,4 @@ def test_error_feedback_under_vmap_and_scan_matches_a_python_loop(key):
                 np.asarray(x_hats[t, w]), np.asarray(x_hat), rtol=1e-12, atol=1e-12
             )
             assert float(bits[t, w]) == float(info.container_bits)
-        state = step(xs[t], state, keys[t])[1]
+        state = jstep(xs[t], state, keys[t])[1]
