@@ -42,6 +42,10 @@ points ``p``, a bijection of the lattice onto Z^n, see
   not used because with many distinct blocks it collapses to ``log2 m`` per block, far below
   any achievable rate.
 
+Limits: since ``|x_i| / scale <= sqrt(d) V^(1/n) / step``, the lattice coordinates stay exact
+integers or half-integers in float32 (and the int32 labels do not overflow) while
+``sqrt(d) / step < 2^22``, e.g. ``d <= 10^7`` at ``step >= 0.001``.
+
 References:
     J. H. Conway, N. J. A. Sloane, "Fast quantizing and decoding algorithms for lattice
     quantizers and codes", IEEE Trans. Inf. Theory 28(2), 1982.
