@@ -5,9 +5,6 @@ factory is enrolled in :data:`COMPRESSORS` with its static facts (``unbiased``,
 ``deterministic``, ``params``, ``examples``, ``omega``/``alpha``).
 """
 
-import importlib
-import importlib.util
-
 from ratedist.compressors.base import (
     COMPRESSORS,
     FLOAT_BITS,
@@ -26,13 +23,10 @@ from ratedist.compressors.dense import (
     terngrad,
 )
 from ratedist.compressors.feedback import ErrorFeedbackState, error_feedback
+from ratedist.compressors.lattice import LatticeState, lattice
 from ratedist.compressors.scalar import scalar
 from ratedist.compressors.sparse import rand_k, rand_k_unbiased, threshold, top_k, top_k_sign
 from ratedist.compressors.spec import make, parse_spec
-
-# Lattice compressors live in their own module; enrol them when it is present.
-if importlib.util.find_spec("ratedist.compressors.lattice") is not None:
-    importlib.import_module("ratedist.compressors.lattice")
 
 __all__ = [
     "COMPRESSORS",
@@ -41,8 +35,10 @@ __all__ = [
     "Compressor",
     "ErrorFeedbackState",
     "Facts",
+    "LatticeState",
     "error_feedback",
     "identity",
+    "lattice",
     "make",
     "natural",
     "nuqsgd",
