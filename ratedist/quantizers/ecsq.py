@@ -34,7 +34,7 @@ from scipy import optimize
 
 from ratedist._validation import check_choice, check_int, check_nonnegative, check_positive
 from ratedist.quantizers import exact
-from ratedist.quantizers.companded import check_n_levels, check_source
+from ratedist.quantizers.companded import check_source
 from ratedist.quantizers.core import ScalarQuantizer, Solution
 from ratedist.quantizers.registry import DESIGNS
 from ratedist.sources.base import AbstractSource
@@ -143,12 +143,17 @@ def _uniform_start(source: AbstractSource, n_cells: int, entropy_bits: float) ->
     return (np.arange(n_cells) - 0.5 * (n_cells - 1)) * step
 
 
+#: Largest cap on the number of ECSQ cells (above the fixed-rate 65536: a 16-bit entropy
+#: target needs about 3.4·2^16 cells).
+MAX_CELLS = 2**20
+
+
 def auto_cells(entropy_bits: float) -> int:
-    """Default cap on the number of cells for a target entropy: ``min(65536, 2^(ceil H + 3))``.
+    """Default cap on the number of cells for a target entropy: ``min(2^20, 2^(ceil H + 3))``.
 
     At high rate a Gaussian needs about ``3.4·2^H`` cells with non-negligible mass (±7 std).
     """
-    return int(min(65536, 2 ** (math.ceil(entropy_bits) + 3)))
+    return int(min(MAX_CELLS, 2 ** (math.ceil(entropy_bits) + 3)))
 
 
 def uniform_threshold_quantizer(
@@ -186,7 +191,7 @@ def _utq_entropy_target(
     # With capped cells H(step) rises from ~1 bit (tiny steps: the two outer cells hold all the
     # mass), peaks, then falls to 0/1 bit (huge steps): bracket on the falling side of the peak.
     std = source.std()
-    grid = np.linspace(math.log(1e-3 * std * 8.0 / n_cells), math.log(20.0 * std), 64)
+    grid = np.linspace(math.log(1e-3 * std * 8.0 / n_cells), math.log(20.0 * std), 24)
     values = np.array([entropy(v) for v in grid])
     k = int(np.argmax(values))
     lo, hi = float(grid[k]), float(grid[-1])
@@ -227,7 +232,7 @@ def ecsq(
 
     Args:
         source: coordinate law (finite variance).
-        n_levels: cap on the number of cells, integer in ``[2, 65536]`` (cells whose
+        n_levels: cap on the number of cells, integer in ``[2, 2^20]`` (cells whose
             probability vanishes are dropped, so the result may have fewer levels).
         entropy_bits: target output entropy in bits, in ``(0, log2 n_levels)``.
         lam: fixed Lagrange multiplier (MSE per bit), >= 0 (requires ``structure="general"``).
@@ -249,7 +254,7 @@ def ecsq(
         Chou, Lookabaugh & Gray (1989); Gish & Pierce (1968); Farvardin & Modestino (1984).
     """
     source = check_source(source)
-    n_levels = check_n_levels(n_levels)
+    n_levels = check_int("n_levels", n_levels, min_value=2, max_value=MAX_CELLS)
     structure = check_choice("structure", structure, _STRUCTURES)
     tol = check_positive("tol", tol)
     max_iter = check_int("max_iter", max_iter, min_value=1)
