@@ -101,42 +101,43 @@ def build(method, prob, k):
     return compressed_sgd(error_feedback(make("scaled-sign")))
 
 
-def time_sim(alg, prob, gamma, engine, repeats, steps):
-    """(steps/s median, compile seconds) of the simulator on ``engine``."""
-    st = make_stepper(
-        alg, prob, gamma=gamma, key=jax.random.key(0), engine=engine, dtype=np.float32
-    )
-    t0 = time.perf_counter()
-    state, _ = st.init()
-    state, out = st.advance(state, 1, steps)
-    jax.block_until_ready(out)
-    first = time.perf_counter() - t0
-    times = []
-    t = 1 + steps
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        state, out = st.advance(state, t, steps)
-        jax.block_until_ready(out)
-        times.append(time.perf_counter() - t0)
-        t += steps
-    sim_rate = steps / float(np.median(times))
-    # first call = compile(init) + compile(chunk) + init + one chunk
-    return sim_rate, max(first - steps / sim_rate, 0.0)
-
-
 def bench(method, n, d, repeats, steps, engines):
+    """Median steps/s per engine and of numpy, plus compile seconds per engine.
+
+    Repeats are interleaved (each engine, then numpy, in turn) so that a change of machine
+    load hits all of them alike; ratios are taken of the medians.
+    """
     prob = tridiagonal_quadratic(n, d, seed=0)
     k = max(1, d // 100)
     alg = build(method, prob, k)
     gamma = theory_gamma(alg, prob)
-    sims = {e: time_sim(alg, prob, gamma, e, repeats, steps) for e in engines}
+    steppers, states, first = {}, {}, {}
+    for e in engines:
+        st = make_stepper(alg, prob, gamma=gamma, key=jax.random.key(0), engine=e, dtype=np.float32)
+        t0 = time.perf_counter()
+        state, _ = st.init()
+        state, out = st.advance(state, 1, steps)
+        jax.block_until_ready(out)
+        first[e] = time.perf_counter() - t0  # compile(init) + compile(chunk) + init + chunk
+        steppers[e], states[e] = st, state
+    times = {e: [] for e in engines}
     np_times = []
+    t = 1 + steps
     for _ in range(repeats):
+        for e in engines:
+            t0 = time.perf_counter()
+            states[e], out = steppers[e].advance(states[e], t, steps)
+            jax.block_until_ready(out)
+            times[e].append(time.perf_counter() - t0)
+        t += steps
         t0 = time.perf_counter()
         numpy_loop(method, prob, gamma, k, steps)
         np_times.append(time.perf_counter() - t0)
-    np_rate = steps / float(np.median(np_times))
-    return sims, np_rate
+    sims = {}
+    for e in engines:
+        rate = steps / float(np.median(times[e]))
+        sims[e] = (rate, max(first[e] - steps / rate, 0.0))
+    return sims, steps / float(np.median(np_times))
 
 
 def main(argv=None):
