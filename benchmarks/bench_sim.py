@@ -101,7 +101,7 @@ def build(method, prob, k):
     return compressed_sgd(error_feedback(make("scaled-sign")))
 
 
-def bench(method, n, d, repeats, steps, engines):
+def bench(method, n, d, repeats, steps, engines, check_3pc=True):
     """Median steps/s per engine and of numpy, plus compile seconds per engine.
 
     Repeats are interleaved (each engine, then numpy, in turn) so that a change of machine
@@ -113,7 +113,15 @@ def bench(method, n, d, repeats, steps, engines):
     gamma = theory_gamma(alg, prob)
     steppers, states, first = {}, {}, {}
     for e in engines:
-        st = make_stepper(alg, prob, gamma=gamma, key=jax.random.key(0), engine=e, dtype=np.float32)
+        st = make_stepper(
+            alg,
+            prob,
+            gamma=gamma,
+            key=jax.random.key(0),
+            engine=e,
+            dtype=np.float32,
+            check_3pc=check_3pc,
+        )
         t0 = time.perf_counter()
         state, _ = st.init()
         state, out = st.advance(state, 1, steps)
@@ -144,6 +152,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N in {8,32}, d in {1e4,1e5}")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--no-3pc-check", action="store_true", help="run(check_3pc=False): no 3PC residual"
+    )
     ap.add_argument("--multi-thread", action="store_true", help="let XLA use its thread pool")
     ap.add_argument("--methods", default="ef21,ef_sign")
     ap.add_argument("--engines", default="loop,vmap", help="simulator engines to time")
@@ -164,7 +175,7 @@ def main(argv=None):
     for method in args.methods.split(","):
         for n, d in sizes:
             steps = int(np.clip(4e8 / (n * d), 3, 200))
-            sims, ref = bench(method, n, d, args.repeats, steps, engines)
+            sims, ref = bench(method, n, d, args.repeats, steps, engines, not args.no_3pc_check)
             line = f"{method:8} {n:4d} {d:8d} {ref:10.2f}"
             for e in engines:
                 rate, comp = sims[e]
