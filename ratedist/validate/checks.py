@@ -64,7 +64,7 @@ class Sizes:
         self.d = 20 if quick else 100
         self.k = 2 if quick else 5
         self.steps = 300 if quick else 3000
-        self.replicas = 16 if quick else 64
+        self.replicas = 16 if quick else 32
         self.zeta = 4.0
 
 
