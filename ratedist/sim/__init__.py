@@ -39,7 +39,9 @@ from ratedist.sim.problems import (
     tridiagonal_matrices,
     tridiagonal_quadratic,
 )
-from ratedist.sim.runner import Bits, Trace, run, theory_gamma
+from ratedist.sim.runner import Bits, Stepper, Trace, make_stepper, run, theory_gamma
+from ratedist.sim.store import ResultStore, config_hash, load_trace, save_trace
+from ratedist.sim.sweep import expand_sweep, load_sweep, make_algorithm, run_config, run_sweep
 
 __all__ = [
     "ALGORITHMS",
@@ -48,23 +50,34 @@ __all__ = [
     "Bits",
     "Message",
     "Problem",
+    "ResultStore",
+    "Stepper",
     "Trace",
     "clag",
     "compressed_sgd",
+    "config_hash",
     "ef14",
     "ef21",
+    "expand_sweep",
     "gd",
     "lag",
     "least_squares",
     "load_libsvm",
+    "load_sweep",
+    "load_trace",
     "logistic_breast_cancer",
     "logistic_libsvm",
     "logistic_nonconvex",
+    "make_algorithm",
     "make_problem",
+    "make_stepper",
     "marina",
     "mlp",
     "quadratic",
     "run",
+    "run_config",
+    "run_sweep",
+    "save_trace",
     "theory_gamma",
     "tpc_v1",
     "tpc_v2",
