@@ -182,6 +182,18 @@ def _check_k(k: Any, d: int) -> int:
     return check_int("k", k, min_value=1, max_value=d)
 
 
+def _check_d_k(d: Any, k: Any) -> tuple[int, int]:
+    d = _check_d(d)
+    return d, _check_k(k, d)
+
+
+def _check_kappa_array(kappa: Any) -> np.ndarray:
+    kap = np.asarray(kappa, np.float64)
+    if np.any((kap <= 0) | (kap > 1)) or not np.all(np.isfinite(kap)):
+        raise ValueError(f"kappa must lie in (0, 1], got {kappa!r}")
+    return kap
+
+
 def top_k_threshold(kappa: Any) -> np.ndarray:
     """``t = Phi^-1(1 - kappa/2)`` computed as ``-Phi^-1(kappa/2)`` (no cancellation)."""
     return -special.ndtri(np.asarray(kappa, np.float64) / 2.0)
@@ -197,18 +209,14 @@ def top_k_distortion_large_d(kappa: Any) -> np.ndarray:
         arXiv 2108.09899 (Top-K through the threshold). Assumption: d -> inf at fixed kappa,
         so the K-th largest magnitude concentrates at t.
     """
-    kap = np.asarray(kappa, np.float64)
-    if np.any((kap <= 0) | (kap > 1)) or not np.all(np.isfinite(kap)):
-        raise ValueError(f"kappa must lie in (0, 1], got {kappa!r}")
+    kap = _check_kappa_array(kappa)
     t = top_k_threshold(kap)
     return np.maximum(1.0 - kap - 2.0 * t * stats.norm.pdf(t), 0.0)
 
 
 def top_k_sign_distortion_large_d(kappa: Any) -> np.ndarray:
     """Large-d distortion of Top-K + scaled sign: ``1 - 4 phi(t)^2 / kappa``."""
-    kap = np.asarray(kappa, np.float64)
-    if np.any((kap <= 0) | (kap > 1)) or not np.all(np.isfinite(kap)):
-        raise ValueError(f"kappa must lie in (0, 1], got {kappa!r}")
+    kap = _check_kappa_array(kappa)
     t = top_k_threshold(kap)
     return 1.0 - 4.0 * stats.norm.pdf(t) ** 2 / kap
 
@@ -257,8 +265,7 @@ def top_k_distortion(d: int, k: int) -> float:
         arXiv 2108.09899 (Top-K); David & Nagaraja, *Order Statistics*, Thm. 2.5 (given an
         order statistic the others are i.i.d. truncated). Assumption: i.i.d. Gaussian g.
     """
-    d = _check_d(d)
-    k = _check_k(k, d)
+    d, k = _check_d_k(d, k)
     m = d - k
     if m == 0:
         return 0.0
@@ -277,8 +284,7 @@ def top_k_distortion_binomial(d: int, k: int) -> float:
     A coordinate is dropped iff fewer than k of the other d-1 exceed it. Used to check
     :func:`top_k_distortion` (different integrand, different variable).
     """
-    d = _check_d(d)
-    k = _check_k(k, d)
+    d, k = _check_d_k(d, k)
     if k == d:
         return 0.0
 
@@ -301,8 +307,7 @@ def top_k_sign_distortion(d: int, k: int) -> float:
     References:
         arXiv 2108.09899 (Top-K + sign variant). Assumption: i.i.d. Gaussian g.
     """
-    d = _check_d(d)
-    k = _check_k(k, d)
+    d, k = _check_d_k(d, k)
     m = d - k
     if m == 0:
         return scaled_sign_distortion(d)
@@ -326,8 +331,7 @@ def top_k_rd(
 ) -> ClosedForm:
     """Top-K: exact order-statistics distortion; container ``k(ceil(log2 d) + b_v)/d``,
     entropy (enumerative index code) ``(log2 C(d,k) + k b_v)/d``."""
-    d = _check_d(d)
-    k = _check_k(k, d)
+    d, k = _check_d_k(d, k)
     r, h = _k_rates(d, k, float_bits)
     return ClosedForm(r, h, float(top_k_distortion(d, k)), True)
 
@@ -337,8 +341,7 @@ def top_k_sign_rd(
     d: int, *, sigma: float = 1.0, dtype: Any = "float32", k: int = 1, float_bits: int = FLOAT_BITS
 ) -> ClosedForm:
     """Top-K + scaled sign: exact distortion; rate ``(k + k ceil(log2 d) + b_v)/d``."""
-    d = _check_d(d)
-    k = _check_k(k, d)
+    d, k = _check_d_k(d, k)
     container = (k + k * _ceil_log2(d) + float_bits) / d
     # Kept signs are fair coins independent of the magnitudes.
     ent = (float(log2_binom(d, k)) + expected_empirical_binary_entropy_bits(k) + float_bits) / d
@@ -350,8 +353,7 @@ def rand_k_rd(
     d: int, *, sigma: float = 1.0, dtype: Any = "float32", k: int = 1, float_bits: int = FLOAT_BITS
 ) -> ClosedForm:
     """Rand-K (biased): ``D = 1 - k/d`` exactly; indices charged as for Top-K."""
-    d = _check_d(d)
-    k = _check_k(k, d)
+    d, k = _check_d_k(d, k)
     r, h = _k_rates(d, k, float_bits)
     return ClosedForm(r, h, 1.0 - k / d, True)
 
@@ -361,18 +363,22 @@ def rand_k_unbiased_rd(
     d: int, *, sigma: float = 1.0, dtype: Any = "float32", k: int = 1, float_bits: int = FLOAT_BITS
 ) -> ClosedForm:
     """Rand-K scaled by d/k: ``D = d/k - 1`` exactly (``k(d/k - 1)^2 + (d - k)`` over d)."""
-    d = _check_d(d)
-    k = _check_k(k, d)
+    d, k = _check_d_k(d, k)
     r, h = _k_rates(d, k, float_bits)
     return ClosedForm(r, h, d / k - 1.0, True)
 
 
 # ----------------------------------------------------------------------------- threshold
-def threshold_kept_fraction(d: int, kappa: float) -> float:
-    """Exact expected kept fraction of the threshold sparsifier: ``1 - I_{c^2/d}(1/2, (d-1)/2)``."""
+def _threshold_c2(d: Any, kappa: Any) -> tuple[int, float]:
+    """Checked ``d`` and the squared threshold multiplier ``c^2``, ``c = Phi^-1(1 - kappa/2)``."""
     d = _check_d(d)
     kappa = check_in_interval("kappa", kappa, 0.0, 1.0, closed=(False, True))
-    c2 = float(top_k_threshold(kappa)) ** 2
+    return d, float(top_k_threshold(kappa)) ** 2
+
+
+def threshold_kept_fraction(d: int, kappa: float) -> float:
+    """Exact expected kept fraction of the threshold sparsifier: ``1 - I_{c^2/d}(1/2, (d-1)/2)``."""
+    d, c2 = _threshold_c2(d, kappa)
     if d == 1:
         return 1.0 if c2 < 1 else 0.0
     return float(special.betaincc(0.5, (d - 1) / 2.0, min(c2 / d, 1.0)))
@@ -386,9 +392,7 @@ def threshold_distortion(d: int, kappa: float) -> float:
         Assumption: i.i.d. zero-mean Gaussian g (isotropy makes ``g/||g||`` independent of
         ``||g||``).
     """
-    d = _check_d(d)
-    kappa = check_in_interval("kappa", kappa, 0.0, 1.0, closed=(False, True))
-    c2 = float(top_k_threshold(kappa)) ** 2
+    d, c2 = _threshold_c2(d, kappa)
     if d == 1:
         return 0.0 if c2 < 1 else 1.0
     return float(special.betainc(1.5, (d - 1) / 2.0, min(c2 / d, 1.0)))
