@@ -21,15 +21,17 @@ import numpy as np
 from ratedist._validation import check_nonnegative, check_positive, check_real
 
 
-def _check_steps(T: Any) -> np.ndarray:
+def _check_steps(T: Any, lo: int = 1) -> np.ndarray:
+    """``T`` as float64 steps, each finite and ``>= lo`` (``lo`` is 0 or 1)."""
     arr = np.asarray(T)
     if arr.dtype == bool or not (
         np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
     ):
-        raise TypeError(f"T must be a positive number of steps, got {T!r}")
+        what = "a positive number of steps" if lo >= 1 else "a number of steps"
+        raise TypeError(f"T must be {what}, got {T!r}")
     arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 1):
-        raise ValueError(f"T must be >= 1 (number of steps), got {T!r}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < lo):
+        raise ValueError(f"T must be >= {lo} (number of steps), got {T!r}")
     return arr
 
 
@@ -143,14 +145,7 @@ class LinearBound(NamedTuple):
 
     def __call__(self, T: Any) -> Any:
         """The bound after ``T`` steps (``T = 0`` allowed: the Lyapunov value at start)."""
-        arr = np.asarray(T)
-        if arr.dtype == bool or not (
-            np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-        ):
-            raise TypeError(f"T must be a number of steps, got {T!r}")
-        arr = arr.astype(np.float64)
-        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-            raise ValueError(f"T must be >= 0 (number of steps), got {T!r}")
+        arr = _check_steps(T, lo=0)
         return _scalar_or_array(self.scale * self.rate**arr)
 
     def iterations_to(self, eps: Any) -> int:
@@ -176,6 +171,11 @@ def check_step_size(name: str, value: Any, limit: float) -> float:
     if out > limit * (1 + 1e-12):
         raise ValueError(f"{name} must be <= {limit!r} (the theorem's largest step), got {out!r}")
     return out
+
+
+def step_size_or_limit(name: str, value: Any, limit: float) -> float:
+    """``limit`` when ``value`` is None, else ``value`` checked by :func:`check_step_size`."""
+    return limit if value is None else check_step_size(name, value, limit)
 
 
 def check_fraction(name: str, value: Any, *, allow_zero: bool = False) -> float:

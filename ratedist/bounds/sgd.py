@@ -19,10 +19,32 @@ from __future__ import annotations
 from typing import Any
 
 from ratedist._validation import check_choice, check_int, check_nonnegative, check_positive
-from ratedist.bounds.core import SublinearBound, check_step_size
+from ratedist.bounds.core import SublinearBound, step_size_or_limit
 
 _SMOOTH = "f = (1/N) sum_i f_i is L-smooth and bounded below (Delta0 = f(x^0) - f*)"
 _SGD_NOISE = "E[g_i] = ∇f_i(x), E||g_i - ∇f_i(x)||^2 <= sigma^2, independent across workers"
+
+
+def _check_common(delta0: Any, L: Any, n_workers: Any) -> tuple[float, float, int]:
+    """Checked ``(delta0, L, N)``: the constants every compressed-SGD bound takes."""
+    return (
+        check_nonnegative("delta0", delta0),
+        check_positive("L", L),
+        check_int("n_workers", n_workers, min_value=1),
+    )
+
+
+def _descent_bound(
+    delta0: float, eta: float, *, floor: float, theorem: str, assumptions: tuple[str, ...]
+) -> SublinearBound:
+    """The descent-lemma bound ``2 Delta0/(eta T) + floor`` at step size ``eta``."""
+    return SublinearBound(
+        transient=2.0 * delta0 / eta,
+        floor=floor,
+        step_size=eta,
+        theorem=theorem,
+        assumptions=assumptions,
+    )
 
 
 def sgd_step_size(L: Any, *, omega: Any = 0.0, n_workers: Any = 1) -> float:
@@ -89,18 +111,16 @@ def sgd_unbiased_bound(
         constant step); in the quantised form used by TNQSGD, arXiv 2402.01160, Thm 1.
         Derivation: :func:`ratedist.symbolic.descent.sgd_bound`.
     """
-    delta0 = check_nonnegative("delta0", delta0)
-    L = check_positive("L", L)
-    n = check_int("n_workers", n_workers, min_value=1)
+    delta0, L, n = _check_common(delta0, L, n_workers)
     sigma_sq = check_nonnegative("sigma_sq", sigma_sq)
     eps_q = check_nonnegative("eps_q", eps_q)
     d = check_int("d", d, min_value=1)
     limit = sgd_step_size(L)
-    eta = limit if eta is None else check_step_size("eta", eta, limit)
-    return SublinearBound(
-        transient=2.0 * delta0 / eta,
+    eta = step_size_or_limit("eta", eta, limit)
+    return _descent_bound(
+        delta0,
+        eta,
         floor=eta * L * (sigma_sq + d * eps_q) / n,
-        step_size=eta,
         theorem="unbiased compressed SGD, absolute variance (descent lemma; arXiv 2402.01160 Thm 1)",
         assumptions=(
             _SMOOTH,
@@ -157,18 +177,16 @@ def sgd_relative_bound(
         Khaled & Richtárik, arXiv 2002.03329 (relative-variance compressors).
         Derivation: :func:`ratedist.symbolic.descent.relative_variance_bound`.
     """
-    delta0 = check_nonnegative("delta0", delta0)
-    L = check_positive("L", L)
-    n = check_int("n_workers", n_workers, min_value=1)
+    delta0, L, n = _check_common(delta0, L, n_workers)
     omega = check_nonnegative("omega", omega)
     sigma_sq = check_nonnegative("sigma_sq", sigma_sq)
     zeta_sq = check_nonnegative("dissimilarity_sq", dissimilarity_sq)
     limit = sgd_step_size(L, omega=omega, n_workers=n)
-    eta = limit if eta is None else check_step_size("eta", eta, limit)
-    return SublinearBound(
-        transient=2.0 * delta0 / eta,
+    eta = step_size_or_limit("eta", eta, limit)
+    return _descent_bound(
+        delta0,
+        eta,
         floor=eta * L * ((1.0 + omega) * sigma_sq + omega * zeta_sq) / n,
-        step_size=eta,
         theorem="unbiased compressed SGD, relative variance omega (descent lemma)",
         assumptions=(
             _SMOOTH,
@@ -229,19 +247,17 @@ def sgd_biased_bound(
         arXiv 2008.00051, Thm 4 (with ``M = 0``, ``zeta^2 = bias_sq``).
         Derivation: :func:`ratedist.symbolic.descent.biased_bound`.
     """
-    delta0 = check_nonnegative("delta0", delta0)
-    L = check_positive("L", L)
-    n = check_int("n_workers", n_workers, min_value=1)
+    delta0, L, n = _check_common(delta0, L, n_workers)
     bias_sq = check_nonnegative("bias_sq", bias_sq)
     sigma_sq = check_nonnegative("sigma_sq", sigma_sq)
     eps_var = check_nonnegative("eps_var", eps_var)
     d = check_int("d", d, min_value=1)
     limit = sgd_step_size(L)
-    eta = limit if eta is None else check_step_size("eta", eta, limit)
-    return SublinearBound(
-        transient=2.0 * delta0 / eta,
+    eta = step_size_or_limit("eta", eta, limit)
+    return _descent_bound(
+        delta0,
+        eta,
         floor=eta * L * (sigma_sq + d * eps_var) / n + bias_sq,
-        step_size=eta,
         theorem="biased compressed SGD with bias floor (descent lemma; arXiv 2008.00051 Thm 4)",
         assumptions=(
             _SMOOTH,

@@ -23,7 +23,12 @@ import numpy as np
 
 from ratedist._registry import Registry
 from ratedist._validation import check_array, check_int, check_nonnegative, check_positive
-from ratedist.bounds.core import LinearBound, SublinearBound, check_fraction, check_step_size
+from ratedist.bounds.core import (
+    LinearBound,
+    SublinearBound,
+    check_fraction,
+    step_size_or_limit,
+)
 
 REF = "Richtárik et al., 3PC: Three Point Compressors, arXiv 2202.00998"
 
@@ -216,20 +221,22 @@ def _ab(A: Any, B: Any) -> tuple[float, float]:
     return check_fraction("A", A), check_nonnegative("B", B)
 
 
-def m1(L_minus: Any, L_plus: Any, A: Any, B: Any) -> float:
-    """``M1 = L_- + L_+ sqrt(B/A)`` (arXiv 2202.00998, Section 5, nonconvex case)."""
+def _l_minus_plus_sqrt(L_minus: Any, L_plus: Any, A: Any, B: Any, factor: float) -> float:
+    """``L_- + L_+ sqrt(factor B/A)`` with every argument checked."""
     A, B = _ab(A, B)
     return check_positive("L_minus", L_minus) + check_nonnegative("L_plus", L_plus) * math.sqrt(
-        B / A
+        factor * B / A
     )
+
+
+def m1(L_minus: Any, L_plus: Any, A: Any, B: Any) -> float:
+    """``M1 = L_- + L_+ sqrt(B/A)`` (arXiv 2202.00998, Section 5, nonconvex case)."""
+    return _l_minus_plus_sqrt(L_minus, L_plus, A, B, 1.0)
 
 
 def m2(L_minus: Any, L_plus: Any, A: Any, B: Any) -> float:
     """``M2 = L_- + L_+ sqrt(2B/A)`` (PL case)."""
-    A, B = _ab(A, B)
-    return check_positive("L_minus", L_minus) + check_nonnegative("L_plus", L_plus) * math.sqrt(
-        2.0 * B / A
-    )
+    return _l_minus_plus_sqrt(L_minus, L_plus, A, B, 2.0)
 
 
 def three_pc_step_size(L_minus: Any, L_plus: Any, A: Any, B: Any) -> float:
@@ -299,7 +306,7 @@ def three_pc_bound(
     A, B = _ab(A, B)
     G0 = check_nonnegative("G0", G0)
     limit = three_pc_step_size(L_minus, L_plus, A, B)
-    gamma = limit if gamma is None else check_step_size("gamma", gamma, limit)
+    gamma = step_size_or_limit("gamma", gamma, limit)
     return SublinearBound(
         transient=2.0 * delta0 / gamma + G0 / A,
         floor=0.0,
@@ -358,7 +365,7 @@ def three_pc_pl_bound(
     mu = check_positive("mu", mu)
     G0 = check_nonnegative("G0", G0)
     limit = min(1.0 / m2(L_minus, L_plus, A, B), A / (2.0 * mu))
-    gamma = limit if gamma is None else check_step_size("gamma", gamma, limit)
+    gamma = step_size_or_limit("gamma", gamma, limit)
     return LinearBound(
         scale=delta0 + gamma * G0 / A,
         rate=1.0 - gamma * mu,
