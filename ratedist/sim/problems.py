@@ -412,6 +412,28 @@ def _minibatch_oracle(sample_grad: Callable, batch_size: int):
     return sgrad, var
 
 
+def _optional_minibatch_oracle(
+    sample_grad: Callable, batch_size: Any
+) -> tuple[Callable | None, Callable | None, dict[str, int]]:
+    """``(sgrad, var, config entries)`` of :func:`_minibatch_oracle`; all empty for None."""
+    if batch_size is None:
+        return None, None, {}
+    b = check_int("batch_size", batch_size, min_value=1)
+    sgrad, var = _minibatch_oracle(sample_grad, b)
+    return sgrad, var, {"batch_size": b}
+
+
+def _check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """User-supplied data: ``X`` of shape ``(M, d)`` and ``y`` of shape ``(M,)``."""
+    X = check_array("X", X, ndim=2)
+    if y is None:
+        raise ValueError("y must be given with X")
+    y = check_array("y", y, ndim=1)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have {X.shape[0]} entries (rows of X), got {y.shape[0]}")
+    return X, y
+
+
 def _reg_grad(x, data_i):
     lam = data_i["lam"]
     return lam * 2 * x / (1 + x * x) ** 2
@@ -475,12 +497,7 @@ def least_squares(
         y = X @ rng.standard_normal(d) + 0.1 * rng.standard_normal(M)
         source = {"data": "synthetic", "n_samples": M, "dim": d, "seed": int(seed)}
     else:
-        X = check_array("X", X, ndim=2)
-        if y is None:
-            raise ValueError("y must be given with X")
-        y = check_array("y", y, ndim=1)
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"y must have {X.shape[0]} entries (rows of X), got {y.shape[0]}")
+        X, y = _check_xy(X, y)
         source = {"data": "user-supplied", "n_samples": X.shape[0], "dim": X.shape[1]}
     Xs, ys = _split(X, y, n)
     m, d = Xs.shape[1], Xs.shape[2]
@@ -490,13 +507,8 @@ def least_squares(
     w, *_ = np.linalg.lstsq(Xall, yall, rcond=None)
     f_star = float(0.5 * np.mean((Xall @ w - yall) ** 2))
     data = {"X": Xs, "y": ys, "lam": np.zeros(n)}
-    sgrad = var = None
-    cfg = {"problem": "least_squares", "n_workers": n, **source}
-    if batch_size is not None:
-        sgrad, var = _minibatch_oracle(
-            _ls_sample_grad, check_int("batch_size", batch_size, min_value=1)
-        )
-        cfg["batch_size"] = int(batch_size)
+    sgrad, var, batch_cfg = _optional_minibatch_oracle(_ls_sample_grad, batch_size)
+    cfg = {"problem": "least_squares", "n_workers": n, **source, **batch_cfg}
     return Problem(
         name="least_squares",
         n_workers=n,
@@ -607,12 +619,7 @@ def logistic_nonconvex(
         X, y = _synthetic_classification(M, d, seed)
         src = {"data": "synthetic", "n_samples": M, "dim": d, "seed": seed}
     else:
-        X = check_array("X", X, ndim=2)
-        if y is None:
-            raise ValueError("y must be given with X")
-        y = check_array("y", y, ndim=1)
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"y must have {X.shape[0]} entries (rows of X), got {y.shape[0]}")
+        X, y = _check_xy(X, y)
         labels = set(np.unique(y).tolist())
         if labels <= {0.0, 1.0}:
             y = 2 * y - 1
@@ -651,11 +658,10 @@ def logistic_nonconvex(
     )
     if solve_f_star:
         prob = _with_numeric_fstar(prob)
-    if batch_size is not None:
-        b = check_int("batch_size", batch_size, min_value=1)
-        sgrad, var = _minibatch_oracle(_logistic_sample_grad, b)
+    sgrad, var, batch_cfg = _optional_minibatch_oracle(_logistic_sample_grad, batch_size)
+    if batch_cfg:
         prob = dataclasses.replace(
-            prob, stochastic_grad_fn=sgrad, variance_fn=var, config={**prob.config, "batch_size": b}
+            prob, stochastic_grad_fn=sgrad, variance_fn=var, config={**prob.config, **batch_cfg}
         )
     return prob
 
@@ -898,12 +904,8 @@ def mlp(
     grad_fn = jax.grad(loss_fn)
     Xs, ys = _split(X, y, n)
     cfg = {"problem": "mlp", "n_workers": n, "hidden": h, "dim_in": p, "n_samples": M, "seed": seed}
-    sgrad = var = None
-    if batch_size is not None:
-        sgrad, var = _minibatch_oracle(
-            jax.grad(sample_loss), check_int("batch_size", batch_size, min_value=1)
-        )
-        cfg["batch_size"] = int(batch_size)
+    sgrad, var, batch_cfg = _optional_minibatch_oracle(jax.grad(sample_loss), batch_size)
+    cfg.update(batch_cfg)
     return Problem(
         name="mlp",
         n_workers=n,
