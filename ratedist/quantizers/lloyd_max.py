@@ -91,8 +91,16 @@ def _symmetrize(x: np.ndarray, source: AbstractSource) -> np.ndarray:
     return 0.5 * (x - x[::-1]) if source.symmetric else x
 
 
-def _check_tol(tol: Any) -> float:
-    return check_positive("tol", tol)
+def _check_iteration_args(
+    source: Any, n_levels: Any, tol: Any, max_iter: Any
+) -> tuple[AbstractSource, int, float, int]:
+    """Checked ``(source, n_levels, tol, max_iter)`` of an iterative quantizer design."""
+    return (
+        check_source(source),
+        check_n_levels(n_levels),
+        check_positive("tol", tol),
+        check_int("max_iter", max_iter, min_value=1),
+    )
 
 
 def lloyd(
@@ -124,10 +132,7 @@ def lloyd(
     Raises:
         ValueError/TypeError: on bad arguments.
     """
-    source = check_source(source)
-    n_levels = check_n_levels(n_levels)
-    tol = _check_tol(tol)
-    max_iter = check_int("max_iter", max_iter, min_value=1)
+    source, n_levels, tol, max_iter = _check_iteration_args(source, n_levels, tol, max_iter)
     if time_limit_s is not None:
         time_limit_s = check_positive("time_limit_s", time_limit_s)
     levels = _initial_levels(source, n_levels, init)
@@ -226,10 +231,7 @@ def lloyd_max(
         Max (1960); Lloyd (1982). The Newton formulation on thresholds is standard (e.g.
         Gersho & Gray 1992, Sec. 6.2, Problem 6.8); derivative formulas in the module docstring.
     """
-    source = check_source(source)
-    n_levels = check_n_levels(n_levels)
-    tol = _check_tol(tol)
-    max_iter = check_int("max_iter", max_iter, min_value=1)
+    source, n_levels, tol, max_iter = _check_iteration_args(source, n_levels, tol, max_iter)
     warm_sweeps = check_int("warm_sweeps", warm_sweeps, min_value=0)
     levels = _initial_levels(source, n_levels, init)
     for _ in range(warm_sweeps):

@@ -33,10 +33,9 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
-from ratedist._validation import check_int, check_positive
-from ratedist.quantizers.companded import check_n_levels, check_source, companded_levels
 from ratedist.quantizers.core import ScalarQuantizer, Solution
 from ratedist.quantizers.exact import stochastic_error
+from ratedist.quantizers.lloyd_max import _check_iteration_args, _initial_levels, _symmetrize
 from ratedist.quantizers.registry import DESIGNS
 from ratedist.sources.base import AbstractSource
 
@@ -78,10 +77,6 @@ def stochastic_gradient_hessian(
     return g, ab
 
 
-def _symmetrize(x: np.ndarray, source: AbstractSource) -> np.ndarray:
-    return 0.5 * (x - x[::-1]) if source.symmetric else x
-
-
 def _residual(g: np.ndarray, ab: np.ndarray, std: float) -> float:
     return float(np.max(np.abs(g / ab[1])) / std)
 
@@ -119,18 +114,8 @@ def variance_optimal(
     References:
         Faghri et al., arXiv 2010.12460, Sec. 3 (ALQ); arXiv 2402.01160 (error of Q(T(g))).
     """
-    source = check_source(source)
-    n_levels = check_n_levels(n_levels)
-    tol = check_positive("tol", tol)
-    max_iter = check_int("max_iter", max_iter, min_value=1)
-    if init is None:
-        lv = companded_levels(source, n_levels)
-    else:
-        from ratedist._validation import check_increasing
-
-        lv = check_increasing("init", init)
-        if lv.size != n_levels:
-            raise ValueError(f"init must have n_levels = {n_levels} entries, got {lv.size}")
+    source, n_levels, tol, max_iter = _check_iteration_args(source, n_levels, tol, max_iter)
+    lv = _initial_levels(source, n_levels, init)
     std = source.std()
     noise = 64 * np.finfo(float).eps * source.variance()
     f = stochastic_objective(source, lv)
