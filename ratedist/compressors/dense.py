@@ -24,6 +24,7 @@ A 1-bit sign cannot code 0: ``sign`` and ``scaled-sign`` send ``+1`` for ``x_i =
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -78,6 +79,26 @@ def _facts_rng(name: str, params: dict[str, Any], rng_bits: int, omega: Any) -> 
     """Facts of a stochastic-rounding compressor: unbiased (with omega) only at 32 RNG bits."""
     exact = rng_bits == 32
     return _facts(name, params, unbiased=exact, deterministic=False, omega=omega if exact else None)
+
+
+def _rng_compressor(
+    name: str,
+    params: dict[str, Any],
+    rng_bits: int,
+    omega: Any,
+    core: Callable[[Any, Any], tuple[Any, Any]],
+) -> Compressor:
+    """Stateless stochastic-rounding compressor from ``core(x, key) -> (x_hat, info)``.
+
+    ``update`` checks ``x`` and refuses a missing ``key`` before calling ``core``.
+    """
+
+    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+        x = check_vector(x)
+        x_hat, info = core(x, check_key(key, name))
+        return x_hat, state, info
+
+    return Compressor(_init, update, _facts_rng(name, params, rng_bits, omega))
 
 
 def _sign_pm1(x: jax.Array) -> jax.Array:
@@ -263,18 +284,7 @@ def qsgd(s: int = 1, float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compre
         Alistarh et al., "QSGD", arXiv 1610.02132, Lemma 3.1 (unbiasedness and the variance
         bound; assumptions: none on x beyond finiteness).
     """
-    s = check_int("s", s, min_value=1)
-    float_bits = check_float_bits(float_bits)
-    rng_bits = check_rng_bits(rng_bits)
-    levels = np.arange(s + 1, dtype=np.float64) / s
-    return _norm_level_compressor(
-        "qsgd",
-        {"s": s, "float_bits": float_bits, "rng_bits": rng_bits},
-        levels,
-        float_bits,
-        rng_bits,
-        _qsgd_omega,
-    )
+    return _norm_level_compressor("qsgd", s, float_bits, rng_bits, _qsgd_omega, _qsgd_levels)
 
 
 def _nuqsgd_omega(d: int, s: int, **_: Any) -> float:
@@ -313,35 +323,38 @@ def nuqsgd(s: int = 3, float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Comp
         Ramezani-Kebrya et al., "NUQSGD: Provably Communication-efficient Data-parallel SGD
         via Nonuniform Quantization", arXiv 1908.06077.
     """
-    s = check_int("s", s, min_value=1)
-    float_bits = check_float_bits(float_bits)
-    rng_bits = check_rng_bits(rng_bits)
-    levels = np.concatenate([[0.0], 2.0 ** -np.arange(s - 1, -1, -1, dtype=np.float64)])
-    return _norm_level_compressor(
-        "nuqsgd",
-        {"s": s, "float_bits": float_bits, "rng_bits": rng_bits},
-        levels,
-        float_bits,
-        rng_bits,
-        _nuqsgd_omega,
-    )
+    return _norm_level_compressor("nuqsgd", s, float_bits, rng_bits, _nuqsgd_omega, _nuqsgd_levels)
+
+
+def _qsgd_levels(s: int) -> np.ndarray:
+    return np.arange(s + 1, dtype=np.float64) / s
+
+
+def _nuqsgd_levels(s: int) -> np.ndarray:
+    return np.concatenate([[0.0], 2.0 ** -np.arange(s - 1, -1, -1, dtype=np.float64)])
 
 
 def _norm_level_compressor(
     name: str,
-    params: dict[str, Any],
-    levels: np.ndarray,
-    float_bits: int,
-    rng_bits: int,
+    s: Any,
+    float_bits: Any,
+    rng_bits: Any,
     omega: Any,
+    levels_of: Callable[[int], np.ndarray],
 ) -> Compressor:
-    """``||x||_2 sign(x) L[xi]`` with ``xi`` the stochastic rounding of ``|x|/||x||_2`` on L."""
-    s = levels.size - 1
+    """``||x||_2 sign(x) L[xi]`` with ``xi`` the stochastic rounding of ``|x|/||x||_2`` on L.
+
+    ``s``, ``float_bits`` and ``rng_bits`` are checked here; ``L = levels_of(s)``
+    (``s + 1`` increasing levels from 0 to 1).
+    """
+    s = check_int("s", s, min_value=1)
+    float_bits = check_float_bits(float_bits)
+    rng_bits = check_rng_bits(rng_bits)
+    levels = levels_of(s)
+    params = {"s": s, "float_bits": float_bits, "rng_bits": rng_bits}
     value_bits_per_coord = 1 + (s).bit_length()  # 1 + ceil(log2(s + 1))
 
-    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
-        x = check_vector(x)
-        key = check_key(key, name)
+    def core(x: Any, key: Any) -> tuple[Any, Any]:
         d = x.shape[0]
         norm = jnp.sqrt(jnp.sum(x * x))
         r = safe_div(jnp.abs(x), norm)
@@ -351,10 +364,9 @@ def _norm_level_compressor(
         x_hat = norm * jnp.where(neg, -lv[idx], lv[idx])
         signed = jnp.where(neg, s - idx, s + idx)  # in [0, 2s]; both zeros map to s
         ent = empirical_entropy_bits(signed, 2 * s + 1) + float_bits
-        info = make_info(d * value_bits_per_coord, 0, float_bits, ent)
-        return x_hat, state, info
+        return x_hat, make_info(d * value_bits_per_coord, 0, float_bits, ent)
 
-    return Compressor(_init, update, _facts_rng(name, params, rng_bits, omega))
+    return _rng_compressor(name, params, rng_bits, omega, core)
 
 
 # ----------------------------------------------------------------------------- TernGrad
@@ -390,9 +402,7 @@ def terngrad(float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
     float_bits = check_float_bits(float_bits)
     rng_bits = check_rng_bits(rng_bits)
 
-    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
-        x = check_vector(x)
-        key = check_key(key, "terngrad")
+    def core(x: Any, key: Any) -> tuple[Any, Any]:
         d = x.shape[0]
         ax = jnp.abs(x)
         st = jnp.max(ax)
@@ -400,14 +410,10 @@ def terngrad(float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
         tern = jnp.where(b, jnp.where(x < 0, -1, 1), 0).astype(jnp.int32)
         x_hat = st * tern.astype(x.dtype)
         ent = empirical_entropy_bits(tern + 1, 3) + float_bits
-        return x_hat, state, make_info(2 * d, 0, float_bits, ent)
+        return x_hat, make_info(2 * d, 0, float_bits, ent)
 
     params = {"float_bits": float_bits, "rng_bits": rng_bits}
-    return Compressor(
-        _init,
-        update,
-        _facts_rng("terngrad", params, rng_bits, _terngrad_omega),
-    )
+    return _rng_compressor("terngrad", params, rng_bits, _terngrad_omega, core)
 
 
 # ----------------------------------------------------------------------------- natural
@@ -451,9 +457,7 @@ def natural(rng_bits: int = 32) -> Compressor:
     """
     rng_bits = check_rng_bits(rng_bits)
 
-    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
-        x = check_vector(x)
-        key = check_key(key, "natural")
+    def core(x: Any, key: Any) -> tuple[Any, Any]:
         d = x.shape[0]
         ax = jnp.abs(x)
         _, e = jnp.frexp(ax)  # ax = m 2^e, m in [1/2, 1)
@@ -468,10 +472,6 @@ def natural(rng_bits: int = 32) -> Compressor:
         sym = jnp.where(ax > 0, jnp.where(x < 0, 1 + e_out, 1 + n_exp + e_out), 0)
         ent = empirical_entropy_bits(sym, 2 * n_exp + 1)
         exp_bits = int(np.finfo(np.dtype(x.dtype)).nexp)
-        return x_hat, state, make_info(d * (1 + exp_bits), 0, 0, ent)
+        return x_hat, make_info(d * (1 + exp_bits), 0, 0, ent)
 
-    return Compressor(
-        _init,
-        update,
-        _facts_rng("natural", {"rng_bits": rng_bits}, rng_bits, _natural_omega),
-    )
+    return _rng_compressor("natural", {"rng_bits": rng_bits}, rng_bits, _natural_omega, core)
