@@ -100,11 +100,16 @@ def _rd_section(dim: int, trials: int, seed: int, out: Path) -> tuple[str, list[
     points = [
         rd_point(s, dim, trials=trials, key=jax.random.fold_in(key, i)) for i, s in enumerate(specs)
     ]
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    plot_rd(ax, points, title=f"Gaussian gradients, d = {dim}, {trials} trials")
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    plot_rd(
+        ax,
+        points,
+        title=f"Gaussian gradients, d = {dim}, {trials} trials",
+        legend_kw={"loc": "center left", "bbox_to_anchor": (1.02, 0.5), "fontsize": 8},
+    )
     fig.tight_layout()
     tmp = out / ".rd_gaussian.png.tmp.png"
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, out / "rd_gaussian.png")
     return _table(points), [p.to_json() for p in points]
