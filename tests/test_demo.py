@@ -7,7 +7,7 @@ from ratedist import cli
 
 def test_demo_writes_levels_rd_figure_and_json(tmp_path, capsys):
     out = tmp_path / "demo"
-    rc = cli.main(["demo", "--out", str(out), "--dim", "64", "--trials", "4", "--skip-validate"])
+    rc = cli.main(["demo", "--out", str(out), "--dim", "256", "--trials", "4", "--skip-validate"])
     assert rc == 0
     report = json.loads((out / "demo.json").read_text())
     methods = {row["method"] for row in report["levels"]}
@@ -22,3 +22,5 @@ def test_demo_writes_levels_rd_figure_and_json(tmp_path, capsys):
 def test_demo_rejects_bad_arguments(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path), "--bits", "0"]) == 2
     assert "bits" in capsys.readouterr().err
+    assert cli.main(["demo", "--out", str(tmp_path), "--dim", "64"]) == 2
+    assert "dim must be >= 256" in capsys.readouterr().err

@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", default="ratedist-demo", help="output folder (default ratedist-demo)"
     )
     parser.add_argument("--bits", type=int, default=3, help="bit budget of the designs (default 3)")
-    parser.add_argument("--dim", type=int, default=1000, help="gradient dimension d (default 1000)")
+    parser.add_argument(
+        "--dim", type=int, default=1000, help="gradient dimension d >= 256 (default 1000)"
+    )
     parser.add_argument("--trials", type=int, default=32, help="Monte Carlo trials per RD point")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     parser.add_argument("--skip-validate", action="store_true", help="skip the simulation table")
@@ -119,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     from ratedist._validation import check_int
 
     bits = check_int("bits", args.bits, min_value=1, max_value=8)
-    dim = check_int("dim", args.dim, min_value=8)
+    # The default RD parameter sets keep up to K = 200 coordinates.
+    dim = check_int("dim", args.dim, min_value=256)
     trials = check_int("trials", args.trials, min_value=2)
     seed = check_int("seed", args.seed, min_value=0)
     out = Path(args.out)
