@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ratedist._validation import check_nonnegative, check_positive, check_real
+from ratedist._validation import check_in_interval, check_nonnegative, check_positive
 
 
 def _check_steps(T: Any, lo: int = 1) -> np.ndarray:
@@ -180,8 +180,4 @@ def step_size_or_limit(name: str, value: Any, limit: float) -> float:
 
 def check_fraction(name: str, value: Any, *, allow_zero: bool = False) -> float:
     """A float in ``(0, 1]`` (or ``[0, 1]``)."""
-    out = check_real(name, value)
-    if not ((0 <= out if allow_zero else 0 < out) and out <= 1):
-        left = "[" if allow_zero else "("
-        raise ValueError(f"{name} must lie in {left}0, 1], got {out!r}")
-    return out
+    return check_in_interval(name, value, 0, 1, closed=(allow_zero, True))
