@@ -140,6 +140,13 @@ def three_pc_lyapunov_residual() -> sp.Expr:
     return sp.expand(phi_change + gamma / 2 * g2)
 
 
+def _positive_gamma_root(coef: sp.Expr) -> sp.Expr:
+    """The root of ``coef = 0`` in gamma that is positive (checked at ``A = B = L_± = 1``)."""
+    roots = [r for r in sp.solve(sp.Eq(coef, 0), gamma) if r.is_positive is not False]
+    (root,) = [r for r in roots if sp.simplify(r.subs({A: 1, B: 1, L_minus: 1, L_plus: 1})) > 0]
+    return sp.simplify(root)
+
+
 @expression("descent.three_pc_step_exact")
 def three_pc_step_condition() -> sp.Expr:
     """Positive root of the R coefficient of :func:`three_pc_lyapunov_residual` in gamma.
@@ -148,9 +155,7 @@ def three_pc_step_condition() -> sp.Expr:
     negative, and ``1/M1`` is one such gamma.
     """
     coef = three_pc_lyapunov_residual().coeff(R)
-    roots = [r for r in sp.solve(sp.Eq(coef, 0), gamma) if r.is_positive is not False]
-    (root,) = [r for r in roots if sp.simplify(r.subs({A: 1, B: 1, L_minus: 1, L_plus: 1})) > 0]
-    return sp.simplify(root)
+    return _positive_gamma_root(coef)
 
 
 @expression("descent.three_pc_m1_slack")
@@ -191,9 +196,7 @@ def three_pc_pl_step_from_R() -> sp.Expr:
     """Positive root of the R coefficient: ``2/(L_- + sqrt(L_-^2 + 8 B L_+^2/A))``
     (``>= 1/M2`` with ``M2 = L_- + L_+ sqrt(2B/A)``)."""
     coef = three_pc_pl_residual().coeff(R)
-    roots = [r for r in sp.solve(sp.Eq(coef, 0), gamma) if r.is_positive is not False]
-    (root,) = [r for r in roots if sp.simplify(r.subs({A: 1, B: 1, L_minus: 1, L_plus: 1})) > 0]
-    return sp.simplify(root)
+    return _positive_gamma_root(coef)
 
 
 # --- step size for a target -----------------------------------------------------------------
