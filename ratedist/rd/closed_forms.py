@@ -63,6 +63,7 @@ from scipy import integrate, special, stats
 
 from ratedist._registry import Registry
 from ratedist._validation import check_in_interval, check_int, check_positive
+from ratedist.compressors._common import ceil_log2
 from ratedist.compressors.base import FLOAT_BITS
 from ratedist.quantizers import exact as qexact
 from ratedist.quantizers.core import ScalarQuantizer
@@ -92,10 +93,6 @@ class ClosedForm(NamedTuple):
 
 #: Registry: compressor name -> ``f(d, *, sigma, dtype, **compressor_params) -> ClosedForm``.
 CLOSED_FORMS: Registry[Callable[..., ClosedForm]] = Registry("closed form")
-
-
-def _ceil_log2(n: int) -> int:
-    return (int(n) - 1).bit_length()
 
 
 def log2_binom(d: int, k: Any) -> Any:
@@ -128,7 +125,7 @@ def _check_d(d: Any) -> int:
 
 
 def _k_rates(d: int, k: int, float_bits: int) -> tuple[float, float]:
-    container = k * (_ceil_log2(d) + float_bits) / d
+    container = k * (ceil_log2(d) + float_bits) / d
     entropy = (float(log2_binom(d, k)) + k * float_bits) / d
     return container, entropy
 
@@ -342,7 +339,7 @@ def top_k_sign_rd(
 ) -> ClosedForm:
     """Top-K + scaled sign: exact distortion; rate ``(k + k ceil(log2 d) + b_v)/d``."""
     d, k = _check_d_k(d, k)
-    container = (k + k * _ceil_log2(d) + float_bits) / d
+    container = (k + k * ceil_log2(d) + float_bits) / d
     # Kept signs are fair coins independent of the magnitudes.
     ent = (float(log2_binom(d, k)) + expected_empirical_binary_entropy_bits(k) + float_bits) / d
     return ClosedForm(container, ent, top_k_sign_distortion(d, k), True)
@@ -415,7 +412,7 @@ def threshold_rd(
     """
     d = _check_d(d)
     kap_d = threshold_kept_fraction(d, kappa)
-    container = kap_d * (_ceil_log2(d) + float_bits) + float_bits / d
+    container = kap_d * (ceil_log2(d) + float_bits) + float_bits / d
     m = np.arange(d + 1)
     e_log2c = float(np.sum(stats.binom.pmf(m, d, kap_d) * log2_binom(d, m)))
     ent = (e_log2c + d * kap_d * float_bits + float_bits) / d
@@ -628,7 +625,7 @@ def scalar_rd(
         probs = qexact.deterministic_probabilities(q, src)
     dist = mse if rms else mse / sigma**2
     side = float_bits if rms else 0
-    container = _ceil_log2(q.n_levels) + side / d
+    container = ceil_log2(q.n_levels) + side / d
     ent = qexact.entropy_bits(probs) + side / d
     return ClosedForm(container, ent, float(dist), not rms and rng_bits == 32)
 
