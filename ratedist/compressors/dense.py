@@ -44,7 +44,7 @@ from ratedist.compressors._common import (
     round_up,
     safe_div,
 )
-from ratedist.compressors.base import FLOAT_BITS, Compressor, Facts, register
+from ratedist.compressors.base import COMPRESSORS, FLOAT_BITS, Compressor, Facts, register
 
 
 class EmptyState(NamedTuple):
@@ -55,42 +55,38 @@ def _init(x: Any) -> EmptyState:
     return EmptyState()
 
 
-def _facts(
-    name: str,
-    params: dict[str, Any],
-    *,
-    unbiased: bool,
-    deterministic: bool,
-    omega: Any = None,
-    alpha: Any = None,
-) -> Facts:
-    """Instance facts: bind ``params`` into the registry's ``omega(d, **params)``."""
+def _facts(name: str, params: dict[str, Any], **overrides: Any) -> Facts:
+    """Instance facts: the registry's facts of ``name``, ``overrides`` winning.
+
+    ``params`` are bound into the registry's ``omega(d, **params)`` and ``alpha(d, **params)``.
+    """
+    f = {**COMPRESSORS.facts(name), **overrides}
+    omega, alpha = f.get("omega"), f.get("alpha")
     return Facts(
         name=name,
         params=dict(params),
-        unbiased=unbiased,
-        deterministic=deterministic,
+        unbiased=f["unbiased"],
+        deterministic=f["deterministic"],
         omega=None if omega is None else partial(omega, **params),
         alpha=None if alpha is None else partial(alpha, **params),
     )
 
 
-def _facts_rng(name: str, params: dict[str, Any], rng_bits: int, omega: Any) -> Facts:
-    """Facts of a stochastic-rounding compressor: unbiased (with omega) only at 32 RNG bits."""
-    exact = rng_bits == 32
-    return _facts(name, params, unbiased=exact, deterministic=False, omega=omega if exact else None)
+def _stateless(name: str, params: dict[str, Any], update: Any, **overrides: Any) -> Compressor:
+    """A stateless :class:`Compressor` of ``update`` with the facts :func:`_facts` gives."""
+    return Compressor(_init, update, _facts(name, params, **overrides))
 
 
 def _rng_compressor(
     name: str,
     params: dict[str, Any],
     rng_bits: int,
-    omega: Any,
     core: Callable[[Any, Any], tuple[Any, Any]],
 ) -> Compressor:
     """Stateless stochastic-rounding compressor from ``core(x, key) -> (x_hat, info)``.
 
-    ``update`` checks ``x`` and refuses a missing ``key`` before calling ``core``.
+    ``update`` checks ``x`` and refuses a missing ``key`` before calling ``core``. Unbiased
+    (with the registry's omega) only at 32 RNG bits.
     """
 
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
@@ -98,7 +94,8 @@ def _rng_compressor(
         x_hat, info = core(x, check_key(key, name))
         return x_hat, state, info
 
-    return Compressor(_init, update, _facts_rng(name, params, rng_bits, omega))
+    inexact = {} if rng_bits == 32 else {"unbiased": False, "omega": None}
+    return _stateless(name, params, update, **inexact)
 
 
 def _sign_pm1(x: jax.Array) -> jax.Array:
@@ -141,18 +138,7 @@ def identity(float_bits: int = FLOAT_BITS) -> Compressor:
         bits = d * float_bits
         return x, state, make_info(bits, 0, 0, bits)
 
-    return Compressor(
-        _init,
-        update,
-        _facts(
-            "identity",
-            {"float_bits": float_bits},
-            unbiased=True,
-            deterministic=True,
-            omega=_identity_omega,
-            alpha=_identity_alpha,
-        ),
-    )
+    return _stateless("identity", {"float_bits": float_bits}, update)
 
 
 # ----------------------------------------------------------------------------- signs
@@ -181,7 +167,7 @@ def sign() -> Compressor:
         n_pos = jnp.sum(x >= 0, dtype=jnp.int32)
         return s, state, make_info(d, 0, 0, binary_entropy_bits(n_pos, d))
 
-    return Compressor(_init, update, _facts("sign", {}, unbiased=False, deterministic=True))
+    return _stateless("sign", {}, update)
 
 
 def _scaled_sign_alpha(d: int, **_: Any) -> float:
@@ -222,17 +208,7 @@ def scaled_sign(float_bits: int = FLOAT_BITS) -> Compressor:
         ent = binary_entropy_bits(n_pos, d) + float_bits
         return x_hat, state, make_info(d, 0, float_bits, ent)
 
-    return Compressor(
-        _init,
-        update,
-        _facts(
-            "scaled-sign",
-            {"float_bits": float_bits},
-            unbiased=False,
-            deterministic=True,
-            alpha=_scaled_sign_alpha,
-        ),
-    )
+    return _stateless("scaled-sign", {"float_bits": float_bits}, update)
 
 
 # ----------------------------------------------------------------------------- QSGD-family
@@ -284,7 +260,7 @@ def qsgd(s: int = 1, float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compre
         Alistarh et al., "QSGD", arXiv 1610.02132, Lemma 3.1 (unbiasedness and the variance
         bound; assumptions: none on x beyond finiteness).
     """
-    return _norm_level_compressor("qsgd", s, float_bits, rng_bits, _qsgd_omega, _qsgd_levels)
+    return _norm_level_compressor("qsgd", s, float_bits, rng_bits, _qsgd_levels)
 
 
 def _nuqsgd_omega(d: int, s: int, **_: Any) -> float:
@@ -323,7 +299,7 @@ def nuqsgd(s: int = 3, float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Comp
         Ramezani-Kebrya et al., "NUQSGD: Provably Communication-efficient Data-parallel SGD
         via Nonuniform Quantization", arXiv 1908.06077.
     """
-    return _norm_level_compressor("nuqsgd", s, float_bits, rng_bits, _nuqsgd_omega, _nuqsgd_levels)
+    return _norm_level_compressor("nuqsgd", s, float_bits, rng_bits, _nuqsgd_levels)
 
 
 def _qsgd_levels(s: int) -> np.ndarray:
@@ -339,7 +315,6 @@ def _norm_level_compressor(
     s: Any,
     float_bits: Any,
     rng_bits: Any,
-    omega: Any,
     levels_of: Callable[[int], np.ndarray],
 ) -> Compressor:
     """``||x||_2 sign(x) L[xi]`` with ``xi`` the stochastic rounding of ``|x|/||x||_2`` on L.
@@ -366,7 +341,7 @@ def _norm_level_compressor(
         ent = empirical_entropy_bits(signed, 2 * s + 1) + float_bits
         return x_hat, make_info(d * value_bits_per_coord, 0, float_bits, ent)
 
-    return _rng_compressor(name, params, rng_bits, omega, core)
+    return _rng_compressor(name, params, rng_bits, core)
 
 
 # ----------------------------------------------------------------------------- TernGrad
@@ -413,7 +388,7 @@ def terngrad(float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
         return x_hat, make_info(2 * d, 0, float_bits, ent)
 
     params = {"float_bits": float_bits, "rng_bits": rng_bits}
-    return _rng_compressor("terngrad", params, rng_bits, _terngrad_omega, core)
+    return _rng_compressor("terngrad", params, rng_bits, core)
 
 
 # ----------------------------------------------------------------------------- natural
@@ -474,4 +449,4 @@ def natural(rng_bits: int = 32) -> Compressor:
         exp_bits = int(np.finfo(np.dtype(x.dtype)).nexp)
         return x_hat, make_info(d * (1 + exp_bits), 0, 0, ent)
 
-    return _rng_compressor("natural", {"rng_bits": rng_bits}, rng_bits, _natural_omega, core)
+    return _rng_compressor("natural", {"rng_bits": rng_bits}, rng_bits, core)

@@ -20,7 +20,7 @@ from ratedist.compressors._common import (
     safe_div,
 )
 from ratedist.compressors.base import FLOAT_BITS, Compressor, register
-from ratedist.compressors.dense import _facts, _init
+from ratedist.compressors.dense import _stateless
 from ratedist.quantizers.core import ScalarQuantizer
 
 _EXAMPLE_Q4 = ScalarQuantizer.from_levels([-1.5, -0.5, 0.5, 1.5])
@@ -162,6 +162,4 @@ def scalar(
     }
     if method is not None:
         params.update(method=method, bits=bits)
-    return Compressor(
-        _init, update, _facts("scalar", params, unbiased=False, deterministic=not stochastic)
-    )
+    return _stateless("scalar", params, update, deterministic=not stochastic)

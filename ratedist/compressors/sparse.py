@@ -41,7 +41,7 @@ from ratedist.compressors._common import (
     make_info,
 )
 from ratedist.compressors.base import FLOAT_BITS, Compressor, register
-from ratedist.compressors.dense import _facts, _init
+from ratedist.compressors.dense import _stateless
 
 
 def _scatter(d: int, idx: jax.Array, vals: jax.Array) -> jax.Array:
@@ -88,17 +88,7 @@ def top_k(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
         x_hat = _scatter(d, idx, x[idx])
         return x_hat, state, _k_info(d, k, float_bits)
 
-    return Compressor(
-        _init,
-        update,
-        _facts(
-            "top-k",
-            {"k": k, "float_bits": float_bits},
-            unbiased=False,
-            deterministic=True,
-            alpha=_kd_alpha,
-        ),
-    )
+    return _stateless("top-k", {"k": k, "float_bits": float_bits}, update)
 
 
 def _k_info(d: int, k: int, float_bits: int) -> Any:
@@ -138,15 +128,7 @@ def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
         vals = x[idx] * jnp.asarray(d / k, x.dtype) if unbiased else x[idx]
         return _scatter(d, idx, vals), state, _k_info(d, k, float_bits)
 
-    facts = _facts(
-        name,
-        {"k": k, "float_bits": float_bits},
-        unbiased=unbiased,
-        deterministic=False,
-        omega=_rand_k_omega if unbiased else None,
-        alpha=None if unbiased else _kd_alpha,
-    )
-    return Compressor(_init, update, facts)
+    return _stateless(name, {"k": k, "float_bits": float_bits}, update)
 
 
 @register(
@@ -238,16 +220,7 @@ def threshold(kappa: float = 0.01, float_bits: int = FLOAT_BITS) -> Compressor:
         ent = log2_binom_traced(d, m) + vb + float_bits
         return x_hat, state, make_info(vb, m * ceil_log2(d), float_bits, ent)
 
-    return Compressor(
-        _init,
-        update,
-        _facts(
-            "threshold",
-            {"kappa": kappa, "float_bits": float_bits},
-            unbiased=False,
-            deterministic=True,
-        ),
-    )
+    return _stateless("threshold", {"kappa": kappa, "float_bits": float_bits}, update)
 
 
 # ----------------------------------------------------------------------------- Top-K + sign
@@ -296,17 +269,7 @@ def top_k_sign(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
         ent = log2_binom(d, k) + binary_entropy_bits(n_pos, k) + float_bits
         return x_hat, state, make_info(k, k * ceil_log2(d), float_bits, ent)
 
-    return Compressor(
-        _init,
-        update,
-        _facts(
-            "top-k-sign",
-            {"k": k, "float_bits": float_bits},
-            unbiased=False,
-            deterministic=True,
-            alpha=_top_k_sign_alpha,
-        ),
-    )
+    return _stateless("top-k-sign", {"k": k, "float_bits": float_bits}, update)
 
 
 __all__ = ["rand_k", "rand_k_unbiased", "threshold", "top_k", "top_k_sign"]
