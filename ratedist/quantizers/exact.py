@@ -67,13 +67,17 @@ def stochastic_error(quantizer: ScalarQuantizer, source: AbstractSource) -> Stoc
     lv = quantizer.levels
     m0, m1, m2 = _moments(source, lv[:-1], lv[1:])
     var = float(np.sum(-m2 + (lv[:-1] + lv[1:]) * m1 - lv[:-1] * lv[1:] * m0))
-    lo, hi = lv[0], lv[-1]
+    bias = truncation_bias(source, lv[0], lv[-1])
+    return StochasticError(var, bias, var + bias)
+
+
+def truncation_bias(source: AbstractSource, lo: float, hi: float) -> float:
+    """Clipping error ``E[(X - hi)^2; X > hi] + E[(X - lo)^2; X < lo]`` from partial moments."""
     up = source.partial_moment(2, hi, np.inf) - 2 * hi * source.partial_moment(1, hi, np.inf)
     up = up + hi**2 * source.partial_moment(0, hi, np.inf)
     dn = source.partial_moment(2, -np.inf, lo) - 2 * lo * source.partial_moment(1, -np.inf, lo)
     dn = dn + lo**2 * source.partial_moment(0, -np.inf, lo)
-    bias = float(up + dn)
-    return StochasticError(var, bias, var + bias)
+    return float(up + dn)
 
 
 def stochastic_probabilities(quantizer: ScalarQuantizer, source: AbstractSource) -> np.ndarray:

@@ -68,7 +68,7 @@ from scipy import integrate, optimize
 from ratedist._registry import Registry
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.quantizers.core import ScalarQuantizer, Solution
-from ratedist.quantizers.exact import StochasticError, stochastic_error
+from ratedist.quantizers.exact import StochasticError, stochastic_error, truncation_bias
 from ratedist.quantizers.registry import DESIGNS
 from ratedist.sources.base import QUAD_TOL, AbstractSource
 
@@ -145,12 +145,8 @@ MODELS: Registry[TruncationModel] = Registry("truncation model")
 
 # ----------------------------------------------------------------------------- generic numerics
 def _bias(source: AbstractSource, alpha: float) -> float:
-    """``E[(X - alpha)^2; X > alpha] + E[(X + alpha)^2; X < -alpha]`` from partial moments."""
-    m = [float(source.partial_moment(k, alpha, np.inf)) for k in range(3)]
-    n = [float(source.partial_moment(k, -np.inf, -alpha)) for k in range(3)]
-    up = m[2] - 2 * alpha * m[1] + alpha**2 * m[0]
-    dn = n[2] + 2 * alpha * n[1] + alpha**2 * n[0]
-    return up + dn
+    """``E[(X - alpha)^2; X > alpha] + E[(X + alpha)^2; X < -alpha]``."""
+    return truncation_bias(source, -alpha, alpha)
 
 
 def _bias_slope(source: AbstractSource, alpha: float) -> float:
