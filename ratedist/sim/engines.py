@@ -123,7 +123,6 @@ def run_on_engine(
             f"n_workers must be divisible by the number of devices {n_dev} for engine "
             f"'shard_map', got {n_workers}"
         )
-    local = n_workers // n_dev
     mesh = Mesh(devs.reshape(n_dev), (AXIS,))
     to_spec = lambda a: PartitionSpec(AXIS) if a == 0 else PartitionSpec()  # noqa: E731
     is_leaf = lambda a: a is None or isinstance(a, int)  # noqa: E731
@@ -132,5 +131,4 @@ def run_on_engine(
     axes = (LOCAL_AXIS, AXIS)
     agg = make_aggregator(aggregate, axes, n_workers)
     inner = jax.vmap(fn_factory(agg), in_axes=in_axes, out_axes=out_axes, axis_name=LOCAL_AXIS)
-    del local
     return jax.shard_map(inner, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
