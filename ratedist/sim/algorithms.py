@@ -180,14 +180,6 @@ def _ef21_AB(alpha: float | None) -> tuple[float | None, float | None]:
     return 1.0 - r, (1.0 - alpha) / (1.0 - r)
 
 
-def _register(name: str, **facts):
-    def deco(fn):
-        ALGORITHMS.add(name, fn, **facts)
-        return fn
-
-    return deco
-
-
 def _full_init(grad0, key, gamma):
     return grad0, (), _full_msg(grad0)
 
@@ -204,7 +196,7 @@ def _comp_init(comp):
 # --------------------------------------------------------------------------- algorithms
 
 
-@_register("gd", args=())
+@ALGORITHMS.register("gd", args=())
 def gd() -> Algorithm:
     """Distributed gradient descent: every worker sends its full gradient (A = 1, B = 0)."""
 
@@ -222,7 +214,7 @@ def gd() -> Algorithm:
     )
 
 
-@_register("compressed_sgd", args=("compressor",))
+@ALGORITHMS.register("compressed_sgd", args=("compressor",))
 def compressed_sgd(compressor: Compressor) -> Algorithm:
     """Compressed (S)GD: ``g_i^{t+1} = C(grad_i(x^{t+1}))``; not a 3PC (``A = B = None``).
 
@@ -250,7 +242,7 @@ def compressed_sgd(compressor: Compressor) -> Algorithm:
     )
 
 
-@_register("ef14", args=("compressor",))
+@ALGORITHMS.register("ef14", args=("compressor",))
 def ef14(compressor: Compressor) -> Algorithm:
     """Classic error feedback (Seide et al. 2014; Stich et al. 2018, arXiv 1809.07599).
 
@@ -282,7 +274,7 @@ def ef14(compressor: Compressor) -> Algorithm:
     )
 
 
-@_register("ef21", args=("compressor",))
+@ALGORITHMS.register("ef21", args=("compressor",))
 def ef21(compressor: Compressor) -> Algorithm:
     """EF21 (arXiv 2106.05203): ``g_i^{t+1} = h + C(x − h)``.
 
@@ -311,13 +303,13 @@ def _trigger(h, y, x, zeta):
     return jnp.sum((x - h) ** 2) > zeta * jnp.sum((x - y) ** 2)
 
 
-def _flag_msg(x, fired, msg: Message) -> Message:
+def _flag_msg(fired, msg: Message) -> Message:
     t = fired.astype(bits_dtype())
     out = _scale(msg, t)
     return out._replace(flag_bits=out.flag_bits + 1)
 
 
-@_register("lag", args=("zeta",))
+@ALGORITHMS.register("lag", args=("zeta",))
 def lag(zeta: float) -> Algorithm:
     """Lazily aggregated gradient (LAG; arXiv 1805.09965 in the 3PC form of arXiv 2202.00998).
 
@@ -331,7 +323,7 @@ def lag(zeta: float) -> Algorithm:
 
     def step(h, y, x, mstate, key, coin, gamma):
         fired = _trigger(h, y, x, z)
-        return jnp.where(fired, x, h), mstate, _flag_msg(x, fired, _full_msg(x))
+        return jnp.where(fired, x, h), mstate, _flag_msg(fired, _full_msg(x))
 
     return Algorithm(
         f"lag[zeta={z:g}]",
@@ -344,7 +336,7 @@ def lag(zeta: float) -> Algorithm:
     )
 
 
-@_register("clag", args=("compressor", "zeta"))
+@ALGORITHMS.register("clag", args=("compressor", "zeta"))
 def clag(compressor: Compressor, zeta: float) -> Algorithm:
     """Compressed LAG (arXiv 2202.00998, §3.4): ``h + C(x − h)`` if triggered, else ``h``.
 
@@ -361,7 +353,7 @@ def clag(compressor: Compressor, zeta: float) -> Algorithm:
         fired = _trigger(h, y, x, z)
         c, new_cstate, msg = _compress(comp, x - h, cstate, key)
         g = jnp.where(fired, h + c, h)
-        return g, _select(fired, new_cstate, cstate), _flag_msg(x, fired, msg)
+        return g, _select(fired, new_cstate, cstate), _flag_msg(fired, msg)
 
     def B(d, n):
         b = _ef21_AB(_alpha(comp, d))[1]
@@ -378,7 +370,7 @@ def clag(compressor: Compressor, zeta: float) -> Algorithm:
     )
 
 
-@_register("tpc_v1", args=("compressor",))
+@ALGORITHMS.register("tpc_v1", args=("compressor",))
 def tpc_v1(compressor: Compressor) -> Algorithm:
     """3PCv1: ``y + C(x − y)``; ``A = 1``, ``B = 1 − alpha``.
 
@@ -406,7 +398,7 @@ def tpc_v1(compressor: Compressor) -> Algorithm:
     )
 
 
-@_register("tpc_v2", args=("compressor", "compressor"))
+@ALGORITHMS.register("tpc_v2", args=("compressor", "compressor"))
 def tpc_v2(compressor: Compressor, unbiased: Compressor) -> Algorithm:
     """3PCv2: ``b = h + Q(x − y)``, ``g = b + C(x − b)``; ``A = alpha``, ``B = (1 − alpha) omega``.
 
@@ -445,7 +437,7 @@ def tpc_v2(compressor: Compressor, unbiased: Compressor) -> Algorithm:
     )
 
 
-@_register("tpc_v3", args=("compressor", "algorithm"))
+@ALGORITHMS.register("tpc_v3", args=("compressor", "algorithm"))
 def tpc_v3(compressor: Compressor, inner: Algorithm) -> Algorithm:
     """3PCv3: ``b = inner 3PC(h, y, x)``, ``g = b + C(x − b)``.
 
@@ -490,7 +482,7 @@ def tpc_v3(compressor: Compressor, inner: Algorithm) -> Algorithm:
     )
 
 
-@_register("tpc_v4", args=("compressor", "compressor"))
+@ALGORITHMS.register("tpc_v4", args=("compressor", "compressor"))
 def tpc_v4(compressor: Compressor, compressor2: Compressor) -> Algorithm:
     """3PCv4: ``b = h + C2(x − h)``, ``g = b + C1(x − b)``.
 
@@ -526,7 +518,7 @@ def tpc_v4(compressor: Compressor, compressor2: Compressor) -> Algorithm:
     )
 
 
-def _coin_method(comp: Compressor, p: float):
+def _coin_method(comp: Compressor):
     """``x`` (full send) if the shared coin is 1, else ``h + C(x − y)``."""
 
     def step(h, y, x, cstate, key, coin, gamma):
@@ -539,7 +531,7 @@ def _coin_method(comp: Compressor, p: float):
     return step
 
 
-@_register("tpc_v5", args=("compressor", "p"))
+@ALGORITHMS.register("tpc_v5", args=("compressor", "p"))
 def tpc_v5(compressor: Compressor, p: float) -> Algorithm:
     """3PCv5: w.p. ``p`` (coin shared by all workers) send ``x``, else ``h + C(x − y)``.
 
@@ -561,7 +553,7 @@ def tpc_v5(compressor: Compressor, p: float) -> Algorithm:
     return Algorithm(
         f"tpc_v5[{_label(comp)},p={p:g}]",
         _comp_init(comp),
-        _coin_method(comp, p),
+        _coin_method(comp),
         lambda d, n: 1.0 - math.sqrt(1.0 - p),
         B,
         coin_p=p,
@@ -569,7 +561,7 @@ def tpc_v5(compressor: Compressor, p: float) -> Algorithm:
     )
 
 
-@_register("marina", args=("compressor", "p"))
+@ALGORITHMS.register("marina", args=("compressor", "p"))
 def marina(compressor: Compressor, p: float) -> Algorithm:
     """MARINA (arXiv 2102.07845): w.p. ``p`` (shared coin) send ``x``, else ``h + Q(x − y)``.
 
@@ -589,7 +581,7 @@ def marina(compressor: Compressor, p: float) -> Algorithm:
     return Algorithm(
         f"marina[{_label(comp)},p={p:g}]",
         _comp_init(comp),
-        _coin_method(comp, p),
+        _coin_method(comp),
         lambda d, n: p,
         B,
         coin_p=p,
