@@ -138,14 +138,6 @@ class Problem:
         return dataclasses.replace(self, stochastic_grad_fn=sgrad, variance_fn=var, config=cfg)
 
 
-def _register(name: str):
-    def deco(fn):
-        PROBLEMS.add(name, fn)
-        return fn
-
-    return deco
-
-
 def _spectral_constants(mats: np.ndarray) -> tuple[float, float, float, np.ndarray]:
     """``(L_-, L_+, sqrt(mean L_i^2), L_i)`` of symmetric Hessians ``mats`` (n, d, d)."""
     mean = mats.mean(axis=0)
@@ -176,7 +168,7 @@ def _dense_quad_grad(x, data_i):
     return data_i["A"] @ x - data_i["b"]
 
 
-@_register("quadratic")
+@PROBLEMS.register("quadratic")
 def quadratic(A: Any, b: Any, *, c: Any = None, x0: Any = None) -> Problem:
     """User-supplied quadratics ``f_i(x) = ½ xᵀA_i x − xᵀb_i + c_i``.
 
@@ -242,19 +234,22 @@ def _tridiag_matvec(x):
     return 2 * x - left - right
 
 
+def _tri_Ax(x, data_i):
+    """``A_i x`` in O(d)."""
+    return (data_i["nu"] / 4) * _tridiag_matvec(x) + data_i["shift"] * x
+
+
 def _tri_grad(x, data_i):
-    g = (data_i["nu"] / 4) * _tridiag_matvec(x) + data_i["shift"] * x
-    return g.at[0].add(-data_i["b1"])  # b_i = b1_i e_1
+    return _tri_Ax(x, data_i).at[0].add(-data_i["b1"])  # b_i = b1_i e_1
 
 
 def _tri_value_and_grad(x, data_i):
-    Ax = (data_i["nu"] / 4) * _tridiag_matvec(x) + data_i["shift"] * x
+    Ax = _tri_Ax(x, data_i)
     return 0.5 * x @ Ax - data_i["b1"] * x[0], Ax.at[0].add(-data_i["b1"])
 
 
 def _tri_loss(x, data_i):
-    Ax = (data_i["nu"] / 4) * _tridiag_matvec(x) + data_i["shift"] * x
-    return 0.5 * x @ Ax - data_i["b1"] * x[0]
+    return 0.5 * x @ _tri_Ax(x, data_i) - data_i["b1"] * x[0]
 
 
 def tridiagonal_matrices(problem: Problem) -> np.ndarray:
@@ -275,7 +270,7 @@ def tridiagonal_linear_terms(problem: Problem) -> np.ndarray:
     return b
 
 
-@_register("tridiagonal_quadratic")
+@PROBLEMS.register("tridiagonal_quadratic")
 def tridiagonal_quadratic(
     n_workers: int = 10,
     dim: int = 100,
@@ -461,7 +456,7 @@ def _ls_grad(x, data_i):
     return X.T @ (X @ x - data_i["y"]) / X.shape[0] + _reg_grad(x, data_i)
 
 
-@_register("least_squares")
+@PROBLEMS.register("least_squares")
 def least_squares(
     X: Any = None,
     y: Any = None,
@@ -559,7 +554,7 @@ def _synthetic_classification(n_samples: int, dim: int, seed: int):
     return X, y
 
 
-@_register("logistic_nonconvex")
+@PROBLEMS.register("logistic_nonconvex")
 def logistic_nonconvex(
     X: Any = None,
     y: Any = None,
@@ -760,7 +755,7 @@ def _standardize(X: np.ndarray) -> np.ndarray:
     return (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
-@_register("logistic_libsvm")
+@PROBLEMS.register("logistic_libsvm")
 def logistic_libsvm(
     path: Any,
     *,
@@ -796,7 +791,7 @@ def logistic_libsvm(
     )
 
 
-@_register("logistic_breast_cancer")
+@PROBLEMS.register("logistic_breast_cancer")
 def logistic_breast_cancer(
     *,
     n_workers: int = 20,
@@ -847,7 +842,7 @@ def _mlp_unravel(x, dim_in: int, hidden: int):
     return out
 
 
-@_register("mlp")
+@PROBLEMS.register("mlp")
 def mlp(
     n_workers: int = 4,
     *,
