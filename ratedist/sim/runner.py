@@ -257,8 +257,9 @@ def _worker_fns(
         # this step's bits; cumulated on the host in float64
         return part, loc, (err_i, tuple(msg[:6]))
 
-    def finish(x, g, gfull, scal, tpc_max, *, initial):
-        m = {
+    def finish(g, gfull, scal, tpc_max):
+        # trigger_rate is NaN at t = 0 and for trigger-free methods: the workers report NaN
+        return {
             "f": scal[0],
             "grad_norm_sq": jnp.sum(gfull**2),
             "G": scal[1],
@@ -267,9 +268,6 @@ def _worker_fns(
             "tpc_residual_max": tpc_max,
             "trigger_rate": scal[3],
         }
-        if initial or not algorithm.has_trigger:
-            m["trigger_rate"] = jnp.full((), jnp.nan, x.dtype)
-        return m
 
     return local_init, local_step, finish
 
@@ -278,23 +276,20 @@ def _collective_factory(local_init, local_step, finish, gamma):
     """``agg -> (init_w, chunk_w)`` for the vmap/shard_map engines."""
 
     def factory(agg: Aggregator):
-        def combine(x, loc: _Local, initial):
+        def combine(loc: _Local):
             g = agg.mean(loc.g_i)
-            m = finish(
-                x, g, agg.mean(loc.ex), agg.mean(loc.scal), agg.max(loc.tpc), initial=initial
-            )
-            return g, m
+            return g, finish(g, agg.mean(loc.ex), agg.mean(loc.scal), agg.max(loc.tpc))
 
         def init_w(x0, data_i, idx, key):
             part, loc, per = local_init(x0, data_i, idx, key)
-            g, m = combine(x0, loc, True)
+            g, m = combine(loc)
             return SimState(x0, g, *part), (m, *per)
 
         def chunk_w(state, ts, data_i, idx, key):
             def body(s, t):
                 x = s.x - gamma * s.g
                 part, loc, per = local_step((s.h, s.y, s.ex, s.mstate), x, t, data_i, idx, key)
-                g, m = combine(x, loc, False)
+                g, m = combine(loc)
                 return SimState(x, g, *part), (m, *per)
 
             return lax.scan(body, state, ts)
@@ -338,15 +333,15 @@ def _loop_fns(local_init, local_step, finish, n, gamma):
             jnp.full((), -jnp.inf, x.dtype),
         )
 
-    def reduce(x, acc, initial):
+    def reduce(acc):
         g, gfull, scal, tpc = acc[0] / n, acc[1] / n, acc[2] / n, acc[3]
-        return g, finish(x, g, gfull, scal, tpc, initial=initial)
+        return g, finish(g, gfull, scal, tpc)
 
     def init(x0, data, idx, key):
         acc, parts, per = scan_workers(
             lambda d_i, i: local_init(x0, d_i, i, key), zeros(x0), (data, idx)
         )
-        g, m = reduce(x0, acc, True)
+        g, m = reduce(acc)
         return SimState(x0, g, *parts), (m, *per)
 
     def chunk(state, ts, data, idx, key):
@@ -357,7 +352,7 @@ def _loop_fns(local_init, local_step, finish, n, gamma):
                 zeros(x),
                 ((s.h, s.y, s.ex, s.mstate), data, idx),
             )
-            g, m = reduce(x, acc, False)
+            g, m = reduce(acc)
             return SimState(x, g, *parts), (m, *per)
 
         state, (m, err, bits) = lax.scan(body, state, ts)
@@ -566,9 +561,9 @@ def run(
             done += take
             if bar is not None:
                 bar.update(take)
-            if not np.all(np.isfinite(_health(host))):
-                if replicas is None or np.all(~np.isfinite(_health(host)).any(axis=-1)):
-                    break
+            bad = ~np.isfinite(_health(host))
+            if bad.any() and (replicas is None or bad.any(axis=-1).all()):
+                break
     finally:
         if bar is not None:
             bar.close()
@@ -621,7 +616,7 @@ def _assemble(outs, replicas, problem, algorithm, gamma, A, B, steps, rtol, x_fi
     m = {k: cat(*(o[0][k] for o in outs)) for k in outs[0][0]}
     err = cat(*(o[1] for o in outs))
     bits = [np.cumsum(cat(*(o[2][i] for o in outs)), axis=ax) for i in range(6)]
-    bad = ~np.isfinite(m["f"] + m["grad_norm_sq"])
+    bad = ~np.isfinite(_health((m,)))
     first = np.where(bad.any(axis=-1), bad.argmax(axis=-1), -1)
     if np.any(first >= 0):
         warnings.warn(
