@@ -38,7 +38,7 @@ import jax
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.sim.algorithms import ALGORITHMS, Algorithm
 from ratedist.sim.problems import PROBLEMS, Problem
-from ratedist.sim.runner import Trace, run
+from ratedist.sim.runner import Trace, run, theory_gamma
 from ratedist.sim.store import ResultStore
 
 _COMPRESSOR_KEYS = ("compressor", "unbiased", "compressor2")
@@ -202,8 +202,6 @@ def run_config(
     algorithm = make_algorithm(cfg["algorithm"])
     gamma = cfg["gamma"]
     if gamma == "theory":
-        from ratedist.sim.runner import theory_gamma
-
         gamma = theory_gamma(algorithm, problem)
     gamma = float(gamma) * float(cfg["gamma_multiplier"])
     trace = run(
