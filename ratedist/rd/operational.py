@@ -26,7 +26,7 @@ import numpy as np
 from ratedist._validation import check_int, check_positive
 from ratedist.compressors import COMPRESSORS, Compressor, make
 from ratedist.rd.closed_forms import CLOSED_FORMS, ClosedForm
-from ratedist.rd.shannon import gaussian_distortion, gaussian_rate
+from ratedist.rd.shannon import gap_to_shannon, gaussian_distortion
 
 
 class RDPoint(NamedTuple):
@@ -201,8 +201,7 @@ def _point(
     d_used = dist if dist is not None else mc["distortion_mc"]
     d_sh = float(gaussian_distortion(rate))
     if d_used > 0:
-        gap_db = 10.0 * math.log10(d_used / d_sh)
-        gap_bits = float(rate - gaussian_rate(d_used))
+        gap_db, gap_bits = (float(v) for v in gap_to_shannon(rate, d_used, variance=1.0))
     else:
         gap_db = gap_bits = None
     return RDPoint(
