@@ -27,7 +27,7 @@ from ratedist.quantizers import (
     tnq,
     tuq,
 )
-from ratedist.rd import gap_to_shannon, gaussian_distortion, gaussian_rate, rd_point
+from ratedist.rd import gap_to_shannon, gaussian_distortion, gaussian_rate
 from ratedist.sources import (
     Empirical,
     Gaussian,
@@ -46,6 +46,8 @@ _LAZY = ("sim", "bounds", "validate", "symbolic", "plotting")
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return importlib.import_module(f"ratedist.{name}")
+    if name == "rd_point":  # loads the closed forms (and scipy.stats) on first use
+        return rd.rd_point
     raise AttributeError(f"module 'ratedist' has no attribute {name!r}")
 
 

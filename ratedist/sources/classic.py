@@ -19,7 +19,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from scipy import special, stats
+from scipy import special  # scipy.stats is imported in the methods: it is slow to load
 
 from ratedist._validation import check_positive
 from ratedist.sources.base import AbstractSource, check_q, jax_float
@@ -39,13 +39,19 @@ class Gaussian(AbstractSource):
         object.__setattr__(self, "sigma", check_positive("sigma", self.sigma))
 
     def pdf(self, x: Any) -> np.ndarray:
+        from scipy import stats
+
         with np.errstate(over="ignore"):  # scipy squares x: |x| > 1e154 overflows to p = 0
             return stats.norm.pdf(np.asarray(x, np.float64), scale=self.sigma)
 
     def cdf(self, x: Any) -> np.ndarray:
+        from scipy import stats
+
         return stats.norm.cdf(np.asarray(x, np.float64), scale=self.sigma)
 
     def ppf(self, q: Any) -> np.ndarray:
+        from scipy import stats
+
         return stats.norm.ppf(check_q(q), scale=self.sigma)
 
     def variance(self) -> float:
@@ -87,12 +93,18 @@ class Laplace(AbstractSource):
         object.__setattr__(self, "scale", check_positive("scale", self.scale))
 
     def pdf(self, x: Any) -> np.ndarray:
+        from scipy import stats
+
         return stats.laplace.pdf(np.asarray(x, np.float64), scale=self.scale)
 
     def cdf(self, x: Any) -> np.ndarray:
+        from scipy import stats
+
         return stats.laplace.cdf(np.asarray(x, np.float64), scale=self.scale)
 
     def ppf(self, q: Any) -> np.ndarray:
+        from scipy import stats
+
         return stats.laplace.ppf(check_q(q), scale=self.scale)
 
     def variance(self) -> float:

@@ -37,7 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import special, stats
+from scipy import special  # scipy.stats is imported in the methods: it is slow to load
 
 from ratedist._validation import check_positive
 from ratedist.sources.base import AbstractSource, as_shape, check_q, jax_float
@@ -72,13 +72,19 @@ class StudentT(AbstractSource):
         return "student-t"
 
     def pdf(self, x: Any) -> np.ndarray:
+        from scipy import stats
+
         with np.errstate(over="ignore"):  # scipy squares x: |x| > 1e154 overflows to p = 0
             return stats.t.pdf(np.asarray(x, np.float64), self.df, scale=self.scale)
 
     def cdf(self, x: Any) -> np.ndarray:
+        from scipy import stats
+
         return stats.t.cdf(np.asarray(x, np.float64), self.df, scale=self.scale)
 
     def ppf(self, q: Any) -> np.ndarray:
+        from scipy import stats
+
         return stats.t.ppf(check_q(q), self.df, scale=self.scale)
 
     def variance(self) -> float:
@@ -152,6 +158,8 @@ class StudentT(AbstractSource):
         return self._const(k) * special.betainc((self.df - k) / 2, (k + 1) / 2, c)
 
     def _abs_median(self) -> float:
+        from scipy import stats
+
         return float(stats.t.ppf(0.75, self.df)) * self.scale
 
 
