@@ -69,6 +69,18 @@ def level_equation(p_half: sp.Expr) -> sp.Eq:
     return sp.Eq(half_cube_root_mass(p_half, level), t * half_cube_root_mass(p_half))
 
 
+def solve_level(p_half: sp.Expr) -> sp.Expr:
+    """The level magnitude ``l(t)`` solving :func:`level_equation`, simplified.
+
+    Raises:
+        RuntimeError: if sympy's ``solve`` does not return exactly one solution.
+    """
+    sols = sp.solve(level_equation(p_half), level)
+    if len(sols) != 1:  # pragma: no cover - guards a change in sympy's solver
+        raise RuntimeError(f"expected one level solution, got {sols}")
+    return sp.simplify(sols[0])
+
+
 def select_root(roots: list[sp.Expr], lo: float, hi: float, at: dict[sp.Symbol, float]) -> sp.Expr:
     """The unique root lying in ``(lo, hi)`` at the sample parameter point(s) ``at``.
 

@@ -145,11 +145,7 @@ def uniform_objective_derivative() -> sp.Expr:
 @expression("powerlaw.level_derived")
 def level_derived() -> sp.Expr:
     """Level magnitude ``l(t)`` as sympy's ``solve`` returns it from the quantile equation."""
-    eq = C.level_equation(density_half())
-    sols = sp.solve(eq, C.level)
-    if len(sols) != 1:  # pragma: no cover - guards a change in sympy's solver
-        raise RuntimeError(f"expected one level solution, got {sols}")
-    return sp.simplify(sols[0])
+    return C.solve_level(density_half())
 
 
 @expression("powerlaw.level")

@@ -82,11 +82,7 @@ def uniform_objective_derivative() -> sp.Expr:
 @expression("tnq_gaussian.level")
 def level() -> sp.Expr:
     """Level magnitude ``l(t) = sqrt(6) sigma erfinv(t erf(alpha/(sqrt 6 sigma)))``."""
-    eq = C.level_equation(density_half())
-    sols = sp.solve(eq, C.level)
-    if len(sols) != 1:  # pragma: no cover - guards a change in sympy's solver
-        raise RuntimeError(f"expected one level solution, got {sols}")
-    return sp.simplify(sols[0])
+    return C.solve_level(density_half())
 
 
 _DERIVATIVES = {"nonuniform": objective_derivative, "uniform": uniform_objective_derivative}
