@@ -62,7 +62,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ratedist._validation import check_choice, check_int, check_positive
+from ratedist._validation import check_choice, check_positive
+from ratedist.compressors._common import check_float_bits, info_dtype, make_info
 from ratedist.compressors.base import FLOAT_BITS, CompressInfo, Compressor, Facts, register
 from ratedist.quantizers.lattice import (
     Lattice,
@@ -88,10 +89,6 @@ def compressor_lattice(name: str) -> Lattice:
     return get_lattice("z1" if name == "zn" else name)
 
 
-def _bits_dtype() -> Any:
-    return jax.dtypes.canonicalize_dtype(jnp.float64)
-
-
 def _bit_width(v: jax.Array) -> jax.Array:
     """Bits to write an integer ``0 <= v < 2^31``: ``ceil(log2(v + 1))`` (exact, via clz)."""
     return 32 - jax.lax.clz(v.astype(jnp.int32))
@@ -103,7 +100,7 @@ def _column_entropy_bits(col: jax.Array) -> jax.Array:
     srt = jnp.sort(col)
     new = jnp.concatenate([jnp.ones((1,), bool), srt[1:] != srt[:-1]])
     seg = jnp.cumsum(new.astype(jnp.int32)) - 1
-    counts = jax.ops.segment_sum(jnp.ones((m,), _bits_dtype()), seg, num_segments=m)
+    counts = jax.ops.segment_sum(jnp.ones((m,), info_dtype()), seg, num_segments=m)
     safe = jnp.where(counts > 0, counts, 1.0)
     return jnp.sum(jnp.where(counts > 0, counts * jnp.log2(m / safe), 0.0))
 
@@ -181,7 +178,7 @@ def lattice(
     step = check_positive("step", step)
     if not isinstance(dither, bool):
         raise TypeError(f"dither must be a bool, got {dither!r} ({type(dither).__name__})")
-    float_bits = check_int("float_bits", float_bits, min_value=1, max_value=64)
+    float_bits = check_float_bits(float_bits)
     lat = compressor_lattice(name)
     n = lat.dim
     header_bits = n * (float_bits + (float_bits).bit_length())  # lo_j and w_j per coordinate
@@ -221,12 +218,9 @@ def lattice(
         labels = lattice_labels(lat, p)
         lo = jnp.min(labels, axis=0)
         widths = _bit_width(jnp.max(labels, axis=0) - lo)
-        bt = _bits_dtype()
-        value_bits = jnp.asarray(m, bt) * jnp.sum(widths).astype(bt)
-        side_bits = jnp.asarray(float_bits + header_bits, bt)
+        value_bits = m * jnp.sum(widths).astype(info_dtype())
         entropy = jnp.sum(jax.vmap(_column_entropy_bits, in_axes=1)(labels)) + float_bits
-        info = CompressInfo(value_bits, jnp.zeros((), bt), side_bits, entropy.astype(bt))
-        return x_hat, state, info
+        return x_hat, state, make_info(value_bits, 0, float_bits + header_bits, entropy)
 
     def init(x: Any) -> LatticeState:
         return LatticeState()
