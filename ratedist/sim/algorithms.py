@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 from ratedist._registry import Registry
 from ratedist._validation import check_in_interval, check_nonnegative
+from ratedist.bounds.three_pc import three_pc_constants
 from ratedist.compressors.base import FLOAT_BITS, Compressor
 
 #: Registry of algorithm constructors (used by configs and the CLI); fact ``args`` lists the
@@ -170,14 +171,11 @@ def _omega(comp: Compressor, d: int) -> float | None:
     return None if comp.facts.omega is None else float(comp.facts.omega(d))
 
 
-def _ef21_AB(alpha: float | None) -> tuple[float | None, float | None]:
-    """EF21 constants: A = 1 − sqrt(1 − alpha), B = (1 − alpha)/(1 − sqrt(1 − alpha))."""
-    if alpha is None:
+def _theory(name: str, **params: float | None) -> tuple[float | None, float | None]:
+    """``(A, B)`` of :func:`ratedist.bounds.three_pc.three_pc_constants`; Nones if a param is."""
+    if any(v is None for v in params.values()):
         return None, None
-    if alpha >= 1.0:
-        return 1.0, 0.0  # C = identity: EF21 is GD
-    r = math.sqrt(1.0 - alpha)
-    return 1.0 - r, (1.0 - alpha) / (1.0 - r)
+    return tuple(three_pc_constants(name, **params))
 
 
 def _full_init(grad0, key, gamma):
@@ -291,8 +289,8 @@ def ef21(compressor: Compressor) -> Algorithm:
         f"ef21[{_label(comp)}]",
         _comp_init(comp),
         step,
-        lambda d, n: _ef21_AB(_alpha(comp, d))[0],
-        lambda d, n: _ef21_AB(_alpha(comp, d))[1],
+        lambda d, n: _theory("ef21", alpha=_alpha(comp, d))[0],
+        lambda d, n: _theory("ef21", alpha=_alpha(comp, d))[1],
         config={"algorithm": "ef21", "compressor": _label(comp)},
         needs=("h",),
     )
@@ -355,16 +353,12 @@ def clag(compressor: Compressor, zeta: float) -> Algorithm:
         g = jnp.where(fired, h + c, h)
         return g, _select(fired, new_cstate, cstate), _flag_msg(fired, msg)
 
-    def B(d, n):
-        b = _ef21_AB(_alpha(comp, d))[1]
-        return None if b is None else max(b, z)
-
     return Algorithm(
         f"clag[{_label(comp)},zeta={z:g}]",
         _comp_init(comp),
         step,
-        lambda d, n: _ef21_AB(_alpha(comp, d))[0],
-        B,
+        lambda d, n: _theory("clag", alpha=_alpha(comp, d), zeta=z)[0],
+        lambda d, n: _theory("clag", alpha=_alpha(comp, d), zeta=z)[1],
         has_trigger=True,
         config={"algorithm": "clag", "compressor": _label(comp), "zeta": z},
     )
@@ -383,16 +377,12 @@ def tpc_v1(compressor: Compressor) -> Algorithm:
         c, cstate, msg = _compress(comp, x - y, cstate, key)
         return y + c, cstate, msg
 
-    def B(d, n):
-        a = _alpha(comp, d)
-        return None if a is None else 1.0 - a
-
     return Algorithm(
         f"tpc_v1[{_label(comp)}]",
         _comp_init(comp),
         step,
-        lambda d, n: None if _alpha(comp, d) is None else 1.0,
-        B,
+        lambda d, n: _theory("tpc_v1", alpha=_alpha(comp, d))[0],
+        lambda d, n: _theory("tpc_v1", alpha=_alpha(comp, d))[1],
         config={"algorithm": "tpc_v1", "compressor": _label(comp)},
         needs=("y",),
     )
@@ -424,8 +414,7 @@ def tpc_v2(compressor: Compressor, unbiased: Compressor) -> Algorithm:
         return _alpha(comp, d)
 
     def B(d, n):
-        a, w = _alpha(comp, d), _omega(q, d)
-        return None if a is None or w is None else (1.0 - a) * w
+        return _theory("tpc_v2", alpha=_alpha(comp, d), omega=_omega(q, d))[1]
 
     return Algorithm(
         f"tpc_v2[{_label(comp)},{_label(q)}]",
@@ -469,8 +458,7 @@ def tpc_v3(compressor: Compressor, inner: Algorithm) -> Algorithm:
         return None if a is None or a1 is None else 1.0 - (1.0 - a) * (1.0 - a1)
 
     def B(d, n):
-        a, b1 = _alpha(comp, d), inner.B(d, n)
-        return None if a is None or b1 is None else (1.0 - a) * b1
+        return _theory("tpc_v3", alpha=_alpha(comp, d), A1=inner.A(d, n), B1=inner.B(d, n))[1]
 
     return Algorithm(
         f"tpc_v3[{_label(comp)},{inner.name}]",
@@ -503,16 +491,15 @@ def tpc_v4(compressor: Compressor, compressor2: Compressor) -> Algorithm:
         c, s1, m1 = _compress(c1, x - b, s1, k1)
         return b + c, (s1, s2), _add(m1, m2)
 
-    def abar(d):
-        a1, a2 = _alpha(c1, d), _alpha(c2, d)
-        return None if a1 is None or a2 is None else 1.0 - (1.0 - a1) * (1.0 - a2)
+    def AB(d):
+        return _theory("tpc_v4", alpha1=_alpha(c1, d), alpha2=_alpha(c2, d))
 
     return Algorithm(
         f"tpc_v4[{_label(c1)},{_label(c2)}]",
         init,
         step,
-        lambda d, n: _ef21_AB(abar(d))[0],
-        lambda d, n: _ef21_AB(abar(d))[1],
+        lambda d, n: AB(d)[0],
+        lambda d, n: AB(d)[1],
         config={"algorithm": "tpc_v4", "compressor": _label(c1), "compressor2": _label(c2)},
         needs=("h",),
     )
@@ -543,19 +530,12 @@ def tpc_v5(compressor: Compressor, p: float) -> Algorithm:
     comp = _check_compressor("compressor", compressor)
     p = check_in_interval("p", p, 0.0, 1.0, closed=(False, True))
 
-    def B(d, n):
-        a = _alpha(comp, d)
-        if a is None:
-            return None
-        r = math.sqrt(1.0 - p)
-        return (1.0 - p) * (1.0 - a) / (1.0 - r)
-
     return Algorithm(
         f"tpc_v5[{_label(comp)},p={p:g}]",
         _comp_init(comp),
         _coin_method(comp),
         lambda d, n: 1.0 - math.sqrt(1.0 - p),
-        B,
+        lambda d, n: _theory("tpc_v5", alpha=_alpha(comp, d), p=p)[1],
         coin_p=p,
         config={"algorithm": "tpc_v5", "compressor": _label(comp), "p": p},
     )
@@ -574,16 +554,12 @@ def marina(compressor: Compressor, p: float) -> Algorithm:
     comp = _check_compressor("compressor", compressor)
     p = check_in_interval("p", p, 0.0, 1.0, closed=(False, True))
 
-    def B(d, n):
-        w = _omega(comp, d)
-        return None if w is None else (1.0 - p) * w / n
-
     return Algorithm(
         f"marina[{_label(comp)},p={p:g}]",
         _comp_init(comp),
         _coin_method(comp),
         lambda d, n: p,
-        B,
+        lambda d, n: _theory("marina", p=p, omega=_omega(comp, d), n_workers=n)[1],
         coin_p=p,
         lyapunov="server",
         config={"algorithm": "marina", "compressor": _label(comp), "p": p},
