@@ -664,6 +664,13 @@ DESIGNS.add("tuq", tuq, rounding="stochastic", truncated=True, level_rule="unifo
 
 
 # ----------------------------------------------------------------------------- power law
+def _check_tail_index(tail_index: Any) -> float:
+    a = check_positive("tail_index", tail_index)
+    if a <= 2:
+        raise ValueError(f"tail_index must be > 2 for a finite truncation bias, got {a!r}")
+    return a
+
+
 def powerlaw_growth_exponent(tail_index: float, *, levels: str = "nonuniform") -> float:
     """Exponent ``e`` of ``alpha* ~ C s^e`` for a power-law tail ``P(|X| > x) ~ x^-a``.
 
@@ -674,9 +681,7 @@ def powerlaw_growth_exponent(tail_index: float, *, levels: str = "nonuniform") -
     Raises:
         ValueError: ``tail_index <= 2`` or unknown ``levels``.
     """
-    a = check_positive("tail_index", tail_index)
-    if a <= 2:
-        raise ValueError(f"tail_index must be > 2 for a finite truncation bias, got {a!r}")
+    a = _check_tail_index(tail_index)
     levels = check_choice("levels", levels, LEVEL_RULES)
     return 3.0 / (a - 2.0) if levels == "nonuniform" else 2.0 / a
 
@@ -716,8 +721,6 @@ def powerlaw_design(
     """
     from ratedist.sources.heavy import PowerLaw
 
-    a = check_positive("tail_index", tail_index)
-    if a <= 2:
-        raise ValueError(f"tail_index must be > 2 for a finite truncation bias, got {a!r}")
+    a = _check_tail_index(tail_index)
     source = PowerLaw(a, check_positive("scale", scale))
     return optimal_truncation(source, s, levels=levels, objective=objective, code=code)
