@@ -16,11 +16,10 @@ from ratedist.compressors._common import (
     check_vector,
     empirical_entropy_bits,
     make_info,
-    round_up,
     safe_div,
 )
 from ratedist.compressors.base import FLOAT_BITS, Compressor, register
-from ratedist.compressors.dense import _stateless
+from ratedist.compressors.dense import _stateless, _stochastic_levels
 from ratedist.quantizers.core import ScalarQuantizer
 
 _EXAMPLE_Q4 = ScalarQuantizer.from_levels([-1.5, -0.5, 0.5, 1.5])
@@ -138,16 +137,12 @@ def scalar(
             y = safe_div(x, sigma)
         else:
             sigma, y = None, x
-        lv = jnp.asarray(levels, x.dtype)
         if stochastic:
-            yc = jnp.clip(y, lv[0], lv[-1])
-            lo = jnp.sum(yc[:, None] >= lv[None, 1:-1], axis=1, dtype=jnp.int32)
-            l_lo, l_hi = lv[lo], lv[lo + 1]
-            idx = lo + round_up(key, (yc - l_lo) / (l_hi - l_lo), rng_bits).astype(jnp.int32)
+            idx = _stochastic_levels(key, y, levels, rng_bits)
         else:
             th = jnp.asarray(thresholds, x.dtype)
             idx = jnp.sum(y[:, None] > th[None, :], axis=1, dtype=jnp.int32)
-        q = lv[idx]
+        q = jnp.asarray(levels, x.dtype)[idx]
         x_hat = q if sigma is None else sigma * q
         ent = empirical_entropy_bits(idx, n) + side
         return x_hat, state, make_info(d * ceil_log2(n), 0, side, ent)
