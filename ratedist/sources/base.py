@@ -103,12 +103,7 @@ class AbstractSource(abc.ABC):
             ValueError: ``k < 0``, NaN ends, or an infinite end with ``E|X|^k`` infinite
                 (the message names ``k``).
         """
-        k = check_int("k", k, min_value=0)
-        a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
-        if np.any(np.isnan(a)) or np.any(np.isnan(b)):
-            raise ValueError("a and b must not be NaN")
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        sign = np.where(b >= a, 1.0, -1.0)
+        k, lo, hi, sign = check_cells(k, a, b)
         if not self._moment_exists(k):
             # E|X|^k is infinite: only cells with two finite ends have a finite moment, and the
             # half-line closed forms (which go through the infinite total) do not apply.
@@ -203,6 +198,20 @@ def as_shape(shape: Any) -> tuple[int, ...]:
     if isinstance(shape, int | np.integer):
         return (int(shape),)
     return tuple(int(s) for s in shape)
+
+
+def check_cells(k: Any, a: Any, b: Any) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked ``(k, lo, hi, sign)`` of :meth:`AbstractSource.partial_moment`'s arguments:
+    ``lo``/``hi`` the broadcast ends in order, ``sign`` ``-1`` where ``b < a``.
+
+    Raises:
+        ValueError: ``k < 0`` or NaN ends.
+    """
+    k = check_int("k", k, min_value=0)
+    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    if np.any(np.isnan(a)) or np.any(np.isnan(b)):
+        raise ValueError("a and b must not be NaN")
+    return k, np.minimum(a, b), np.maximum(a, b), np.where(b >= a, 1.0, -1.0)
 
 
 def check_q(q: Any) -> np.ndarray:

@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from ratedist._validation import check_array, check_int, check_positive
-from ratedist.sources.base import AbstractSource, as_shape, check_q, jax_float
+from ratedist._validation import check_array, check_positive
+from ratedist.sources.base import AbstractSource, as_shape, check_cells, check_q, jax_float
 
 #: Kernels farther than this many bandwidths are skipped in pdf/cdf (exact in float64).
 _WINDOW = 40.0
@@ -215,12 +215,8 @@ class Empirical(AbstractSource):
         Raises:
             ValueError: ``k < 0`` or NaN ends.
         """
-        k = check_int("k", k, min_value=0)
-        a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
-        if np.any(np.isnan(a)) or np.any(np.isnan(b)):
-            raise ValueError("a and b must not be NaN")
-        lo, hi = np.minimum(a, b).ravel(), np.maximum(a, b).ravel()
-        sign = np.where(b >= a, 1.0, -1.0)
+        k, lo, hi, sign = check_cells(k, a, b)
+        lo, hi = lo.ravel(), hi.ravel()
         m, h, n = self.samples, self.bandwidth, self.samples.size
         coef = [math.comb(k, j) * h**j for j in range(k + 1)]
         out = np.empty(lo.size)
