@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import linalg
 
-from ratedist._validation import check_int, check_positive
+from ratedist._validation import check_increasing, check_int, check_positive
 from ratedist.quantizers.companded import check_n_levels, check_source, companded_levels
 from ratedist.quantizers.core import ScalarQuantizer, Solution
 from ratedist.quantizers.registry import DESIGNS
@@ -155,8 +155,6 @@ def lloyd(
 def _initial_levels(source: AbstractSource, n_levels: int, init: Any) -> np.ndarray:
     if init is None:
         return companded_levels(source, n_levels)
-    from ratedist._validation import check_increasing
-
     levels = check_increasing("init", init)
     if levels.size != n_levels:
         raise ValueError(f"init must have n_levels = {n_levels} entries, got {levels.size}")
