@@ -52,6 +52,7 @@ def _kd_alpha(d: int, k: int, **_: Any) -> float:
     return min(k, d) / d
 
 
+_K_PARAMS = {"k": (int, 1), "float_bits": (int, FLOAT_BITS)}
 _K_EXAMPLES = [{"k": 1}, {"k": 3}, {"k": 5, "float_bits": 16}]
 
 
@@ -60,7 +61,7 @@ _K_EXAMPLES = [{"k": 1}, {"k": 3}, {"k": 5, "float_bits": 16}]
     "top-k",
     unbiased=False,
     deterministic=True,
-    params={"k": (int, 1), "float_bits": (int, FLOAT_BITS)},
+    params=_K_PARAMS,
     examples=_K_EXAMPLES,
     alpha=_kd_alpha,
 )
@@ -135,7 +136,7 @@ def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
     "rand-k",
     unbiased=False,
     deterministic=False,
-    params={"k": (int, 1), "float_bits": (int, FLOAT_BITS)},
+    params=_K_PARAMS,
     examples=_K_EXAMPLES,
     alpha=_kd_alpha,
 )
@@ -159,7 +160,7 @@ def rand_k(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
     "rand-k-unbiased",
     unbiased=True,
     deterministic=False,
-    params={"k": (int, 1), "float_bits": (int, FLOAT_BITS)},
+    params=_K_PARAMS,
     examples=_K_EXAMPLES,
     omega=_rand_k_omega,
 )
@@ -233,7 +234,7 @@ def _top_k_sign_alpha(d: int, k: int, **_: Any) -> float:
     "top-k-sign",
     unbiased=False,
     deterministic=True,
-    params={"k": (int, 1), "float_bits": (int, FLOAT_BITS)},
+    params=_K_PARAMS,
     examples=_K_EXAMPLES,
     alpha=_top_k_sign_alpha,
 )
