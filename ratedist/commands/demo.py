@@ -13,6 +13,7 @@ and ``os.replace``, so an interrupted demo never leaves a half-written result.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import tempfile
@@ -110,10 +111,10 @@ def _rd_section(dim: int, trials: int, seed: int, out: Path) -> tuple[str, list[
         legend_kw={"loc": "center left", "bbox_to_anchor": (1.02, 0.5), "fontsize": 8},
     )
     fig.tight_layout()
-    tmp = out / ".rd_gaussian.png.tmp.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, out / "rd_gaussian.png")
+    _atomic_write(out / "rd_gaussian.png", buf.getvalue())
     return _table(points), [p.to_json() for p in points]
 
 
