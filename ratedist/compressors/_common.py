@@ -119,7 +119,11 @@ def empirical_entropy_bits(symbols: Any, n_symbols: int) -> jax.Array:
     n = symbols.shape[0]
     # bincount (a scatter-add) measured faster on CPU than a fused compare-and-count even for
     # 3 symbols at d = 10^7 (the latter reduces over the long leading axis).
-    counts = jnp.bincount(symbols, length=n_symbols)
+    return counts_entropy_bits(jnp.bincount(symbols, length=n_symbols), n)
+
+
+def counts_entropy_bits(counts: Any, n: Any) -> jax.Array:
+    """``sum_j c_j log2(n / c_j)`` bits (``0 log 0 = 0``) of symbol counts summing to ``n``."""
     c = as_bits(counts)
     safe = jnp.where(c > 0, c, 1.0)
     return jnp.sum(jnp.where(c > 0, c * jnp.log2(as_bits(n) / safe), 0.0))
@@ -128,13 +132,7 @@ def empirical_entropy_bits(symbols: Any, n_symbols: int) -> jax.Array:
 def binary_entropy_bits(n_ones: Any, n: int) -> jax.Array:
     """``N * H(n_ones / N)`` bits for a binary sequence of length ``n`` (static)."""
     c1 = as_bits(n_ones)
-    c0 = as_bits(n) - c1
-    nn = as_bits(n)
-
-    def term(c: jax.Array) -> jax.Array:
-        return jnp.where(c > 0, c * jnp.log2(nn / jnp.where(c > 0, c, 1.0)), 0.0)
-
-    return term(c0) + term(c1)
+    return counts_entropy_bits(jnp.stack([as_bits(n) - c1, c1]), n)
 
 
 def random_uints(key: Any, n: int, rng_bits: int) -> jax.Array:

@@ -63,7 +63,12 @@ import jax
 import jax.numpy as jnp
 
 from ratedist._validation import check_choice, check_positive
-from ratedist.compressors._common import check_float_bits, info_dtype, make_info
+from ratedist.compressors._common import (
+    check_float_bits,
+    counts_entropy_bits,
+    info_dtype,
+    make_info,
+)
 from ratedist.compressors.base import FLOAT_BITS, CompressInfo, Compressor, Facts, register
 from ratedist.quantizers.lattice import (
     Lattice,
@@ -100,9 +105,9 @@ def _column_entropy_bits(col: jax.Array) -> jax.Array:
     srt = jnp.sort(col)
     new = jnp.concatenate([jnp.ones((1,), bool), srt[1:] != srt[:-1]])
     seg = jnp.cumsum(new.astype(jnp.int32)) - 1
-    counts = jax.ops.segment_sum(jnp.ones((m,), info_dtype()), seg, num_segments=m)
-    safe = jnp.where(counts > 0, counts, 1.0)
-    return jnp.sum(jnp.where(counts > 0, counts * jnp.log2(m / safe), 0.0))
+    return counts_entropy_bits(
+        jax.ops.segment_sum(jnp.ones((m,), info_dtype()), seg, num_segments=m), m
+    )
 
 
 def _normalized_covering_sq(lat: Lattice) -> float:
