@@ -37,6 +37,7 @@ import jax
 
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.sim.algorithms import ALGORITHMS, Algorithm
+from ratedist.sim.engines import ENGINES
 from ratedist.sim.problems import PROBLEMS, Problem
 from ratedist.sim.runner import Trace, run, theory_gamma
 from ratedist.sim.store import ResultStore
@@ -134,7 +135,7 @@ def _check_run_config(cfg: Mapping[str, Any]) -> None:
             raise ValueError(f"gamma must be a positive number or 'theory', got {g!r}")
         check_positive("gamma", g)
     check_positive("gamma_multiplier", cfg["gamma_multiplier"])
-    check_choice("engine", cfg["engine"], ("vmap", "shard_map"))
+    check_choice("engine", cfg["engine"], ENGINES)
     check_choice("dtype", cfg["dtype"], ("float32", "float64"))
     if cfg["replicas"] is not None:
         check_int("replicas", cfg["replicas"], min_value=1)
@@ -153,7 +154,8 @@ def make_algorithm(config: Mapping[str, Any]) -> Algorithm:
     cfg = dict(config)
     name = cfg.pop("name", None)
     factory = ALGORITHMS.get(name)
-    allowed = list(inspect.signature(factory).parameters)
+    params = inspect.signature(factory).parameters
+    allowed = list(params)
     kwargs = {}
     for k, v in cfg.items():
         if k not in allowed:
@@ -166,7 +168,7 @@ def make_algorithm(config: Mapping[str, Any]) -> Algorithm:
             kwargs[k] = v
     missing = [
         p.name
-        for p in inspect.signature(factory).parameters.values()
+        for p in params.values()
         if p.default is inspect.Parameter.empty and p.name not in kwargs
     ]
     if missing:
