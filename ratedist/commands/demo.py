@@ -13,13 +13,12 @@ and ``os.replace``, so an interrupted demo never leaves a half-written result.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from ratedist._io import atomic_write
 
 HELP = "Run the main job: optimal levels, an RD figure and a theory-vs-simulation table."
 
@@ -35,17 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=32, help="Monte Carlo trials per RD point")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     parser.add_argument("--skip-validate", action="store_true", help="skip the simulation table")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _levels_section(bits: int) -> tuple[str, list[dict[str, Any]]]:
@@ -111,10 +99,11 @@ def _rd_section(dim: int, trials: int, seed: int, out: Path) -> tuple[str, list[
         legend_kw={"loc": "center left", "bbox_to_anchor": (1.02, 0.5), "fontsize": 8},
     )
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write(
+        out / "rd_gaussian.png",
+        lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"),
+    )
     plt.close(fig)
-    _atomic_write(out / "rd_gaussian.png", buf.getvalue())
     return _table(points), [p.to_json() for p in points]
 
 
@@ -149,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(results), end="\n\n")
 
     report["seconds"] = round(time.perf_counter() - t0, 2)
-    _atomic_write(out / "demo.json", json.dumps(report, indent=1, default=str).encode())
+    payload = json.dumps(report, indent=1, default=str).encode()
+    atomic_write(out / "demo.json", lambda fh: fh.write(payload))
     print(f"wrote {out / 'demo.json'} and {out / 'rd_gaussian.png'} in {report['seconds']} s")
     return 0

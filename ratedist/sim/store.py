@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ratedist._io import atomic_write
 from ratedist.sim.runner import Bits, Trace
 
 _FORMAT = 1
@@ -42,21 +41,6 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, writer) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_trace(
     path: Any, trace: Trace, config: Mapping[str, Any], meta: Mapping[str, Any] | None = None
 ) -> Path:
@@ -76,7 +60,7 @@ def save_trace(
     arrays["config_json"] = np.asarray(canonical_json(config))
     arrays["meta_json"] = np.asarray(json.dumps(dict(meta or {}), sort_keys=True, default=str))
     arrays["format"] = np.asarray(_FORMAT)
-    _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
     return path
 
 
