@@ -78,11 +78,18 @@ class Facts(NamedTuple):
 
 
 class Compressor(NamedTuple):
-    """``init(x) -> state`` and ``update(x, state, *, key) -> (x_hat, state, info)``."""
+    """``init(x) -> state`` and ``update(x, state, *, key) -> (x_hat, state, info)``.
+
+    Sparsifiers also offer ``sparse(x, state, *, key) -> (values, indices, state, info)``:
+    the same call before densification, ``x_hat = zeros(d).at[indices].set(values)`` with
+    ``indices`` distinct int32. A caller that only adds ``x_hat`` to a d-vector (EF21's
+    ``h + C(x − h)``) can then touch the K sent entries instead of all d. None otherwise.
+    """
 
     init: Callable[[Any], Any]
     update: Callable[..., tuple[Any, Any, CompressInfo]]
     facts: Facts
+    sparse: Callable[..., tuple[Any, Any, Any, CompressInfo]] | None = None
 
 
 #: Registry of compressor factories; facts: ``unbiased``, ``deterministic``, ``params``

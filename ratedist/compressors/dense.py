@@ -72,9 +72,11 @@ def _facts(name: str, params: dict[str, Any], **overrides: Any) -> Facts:
     )
 
 
-def _stateless(name: str, params: dict[str, Any], update: Any, **overrides: Any) -> Compressor:
+def _stateless(
+    name: str, params: dict[str, Any], update: Any, sparse: Any = None, **overrides: Any
+) -> Compressor:
     """A stateless :class:`Compressor` of ``update`` with the facts :func:`_facts` gives."""
-    return Compressor(_init, update, _facts(name, params, **overrides))
+    return Compressor(_init, update, _facts(name, params, **overrides), sparse)
 
 
 def _rng_compressor(

@@ -42,10 +42,22 @@ from ratedist.compressors._common import (
 )
 from ratedist.compressors.base import FLOAT_BITS, Compressor, register
 from ratedist.compressors.dense import _stateless
+from ratedist.compressors.select import top_k_abs
 
 
 def _scatter(d: int, idx: jax.Array, vals: jax.Array) -> jax.Array:
     return jnp.zeros((d,), vals.dtype).at[idx].set(vals, unique_indices=True)
+
+
+def _sparsifier(name: str, params: dict[str, Any], sparse: Any) -> Compressor:
+    """A stateless compressor whose ``update`` densifies ``sparse`` (one source of truth)."""
+
+    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+        x = check_vector(x)
+        vals, idx, state, info = sparse(x, state, key=key)
+        return _scatter(x.shape[0], idx, vals), state, info
+
+    return _stateless(name, params, update, sparse=sparse)
 
 
 def _kd_alpha(d: int, k: int, **_: Any) -> float:
@@ -66,7 +78,11 @@ _K_EXAMPLES = [{"k": 1}, {"k": 3}, {"k": 5, "float_bits": 16}]
     alpha=_kd_alpha,
 )
 def top_k(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
-    """Keep the ``k`` largest ``|x_i|`` (``jax.lax.top_k``; ties go to the lower index).
+    """Keep the ``k`` largest ``|x_i|`` (ties go to the lower index).
+
+    Selection by :func:`ratedist.compressors.select.top_k_abs` (an O(d) native kernel on CPU,
+    ``jax.lax.top_k`` elsewhere; the same set either way). ``sparse`` returns the kept values
+    and their indices in increasing order.
 
     Deterministic and contractive with ``alpha = k/d``:
     ``||x - TopK(x)||^2 <= (1 - k/d) ||x||^2`` on every x.
@@ -81,15 +97,14 @@ def top_k(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
     k = check_int("k", k, min_value=1)
     float_bits = check_float_bits(float_bits)
 
-    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+    def sparse(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
         check_k(k, d)
-        _, idx = jax.lax.top_k(jnp.abs(x), k)
-        x_hat = _scatter(d, idx, x[idx])
-        return x_hat, state, _k_info(d, k, float_bits)
+        vals, idx = top_k_abs(x, k)
+        return vals, idx, state, _k_info(d, k, float_bits)
 
-    return _stateless("top-k", {"k": k, "float_bits": float_bits}, update)
+    return _sparsifier("top-k", {"k": k, "float_bits": float_bits}, sparse)
 
 
 def _k_info(d: int, k: int, float_bits: int) -> Any:
@@ -103,33 +118,34 @@ def _rand_k_omega(d: int, k: int, **_: Any) -> float:
 
 
 def _random_subset(key: Any, d: int, k: int) -> jax.Array:
-    """``k`` distinct indices, uniformly random: the top ``k`` of ``d`` random sort keys.
+    """``k`` distinct indices, increasing, uniformly random: the top ``k`` of ``d`` random keys.
 
-    The keys are 30 random bits mapped monotonically onto normal positive float32 numbers
-    (``jax.lax.top_k`` on float32 is ~10x faster on CPU than on integers and ~20x faster than
-    ``jax.random.choice(replace=False)``). Equal keys (probability ~ d 2^-30 that one pair
+    The keys are 30 random bits mapped monotonically onto normal positive float32 numbers and
+    selected with :func:`~ratedist.compressors.select.top_k_abs` (``jax.lax.top_k`` on
+    float32 is ~10x faster on CPU than on integers and ~20x faster than
+    ``jax.random.choice(replace=False)``; the native kernel is faster still). Equal keys (probability ~ d 2^-30 that one pair
     straddles the cut) go to the lower index, which moves an inclusion probability by
     ~2^-30 at most: uniform to that resolution.
     """
     bits = jax.random.bits(key, (d,), jnp.uint32)
     keys = jax.lax.bitcast_convert_type((bits >> 2) + jnp.uint32(0x00800000), jnp.float32)
-    return jax.lax.top_k(keys, k)[1]
+    return top_k_abs(keys, k)[1]
 
 
 def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
     k = check_int("k", k, min_value=1)
     float_bits = check_float_bits(float_bits)
 
-    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+    def sparse(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any, Any]:
         x = check_vector(x)
         key = check_key(key, name)
         d = x.shape[0]
         check_k(k, d)
         idx = _random_subset(key, d, k)
         vals = x[idx] * jnp.asarray(d / k, x.dtype) if unbiased else x[idx]
-        return _scatter(d, idx, vals), state, _k_info(d, k, float_bits)
+        return vals, idx, state, _k_info(d, k, float_bits)
 
-    return _stateless(name, {"k": k, "float_bits": float_bits}, update)
+    return _sparsifier(name, {"k": k, "float_bits": float_bits}, sparse)
 
 
 @register(
@@ -257,20 +273,18 @@ def top_k_sign(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
     k = check_int("k", k, min_value=1)
     float_bits = check_float_bits(float_bits)
 
-    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+    def sparse(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
         check_k(k, d)
-        mags, idx = jax.lax.top_k(jnp.abs(x), k)
-        scale = jnp.sum(mags) / k
-        kept = x[idx]
+        kept, idx = top_k_abs(x, k)
+        scale = jnp.sum(jnp.abs(kept)) / k
         vals = jnp.where(kept < 0, -scale, scale).astype(x.dtype)
-        x_hat = _scatter(d, idx, vals)
         n_pos = jnp.sum(kept >= 0, dtype=jnp.int32)
         ent = log2_binom(d, k) + binary_entropy_bits(n_pos, k) + float_bits
-        return x_hat, state, make_info(k, k * ceil_log2(d), float_bits, ent)
+        return vals, idx, state, make_info(k, k * ceil_log2(d), float_bits, ent)
 
-    return _stateless("top-k-sign", {"k": k, "float_bits": float_bits}, update)
+    return _sparsifier("top-k-sign", {"k": k, "float_bits": float_bits}, sparse)
 
 
 __all__ = ["rand_k", "rand_k_unbiased", "threshold", "top_k", "top_k_sign"]

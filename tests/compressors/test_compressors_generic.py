@@ -164,6 +164,23 @@ def test_jit_and_vmap_agree(name, params, key):
             np.testing.assert_allclose(float(fb[i]), float(fj), rtol=1e-10)
 
 
+@pytest.mark.parametrize(("name", "params"), CASES)
+def test_sparse_form_densifies_to_update(name, params, key):
+    comp = _comp(name, params)
+    if comp.sparse is None:
+        pytest.skip(f"{name} offers no sparse form")
+    for v in _inputs(seed=5).values():
+        x = jnp.asarray(v)
+        x_hat, _, info = comp.update(x, comp.init(x), key=key)
+        vals, idx, _, sinfo = comp.sparse(x, comp.init(x), key=key)
+        idx = np.asarray(idx)
+        assert idx.dtype == np.int32 and np.all(np.diff(idx) > 0)  # distinct, increasing
+        dense = np.zeros(D)
+        dense[idx] = np.asarray(vals)
+        np.testing.assert_array_equal(np.asarray(x_hat), dense)
+        assert [float(a) for a in info] == [float(b) for b in sinfo]
+
+
 @pytest.mark.parametrize(("name", "params"), STRUCT_CASES)
 def test_second_call_does_not_retrace(name, params, key):
     comp = _comp(name, params)

@@ -1,0 +1,139 @@
+"""Native CPU kernels, compiled on first use and called through JAX's FFI.
+
+One kernel today: exact Top-K by magnitude in O(d) (``select.cc``), which
+:func:`ratedist.compressors.select.top_k_abs` uses on CPU. XLA's CPU ``TopK`` costs a
+multiple of ``numpy.argpartition`` at K = d/100 (``benchmarks/README.md``); the kernel is
+2-10x faster than either.
+
+Build: the C++ source ships inside the package and is compiled the first time it is needed
+with the system C++ compiler (``$CXX``, else ``c++``) against the XLA FFI headers that come
+with ``jaxlib`` (``jax.ffi.include_dir()``). The shared library is cached in
+``$RATEDIST_CACHE_DIR`` (default ``$XDG_CACHE_HOME/ratedist`` or ``~/.cache/ratedist``) under
+a name that hashes the source, the jaxlib version and the compiler command, and is written
+atomically (compile to a temporary name, then ``os.replace``), so concurrent first uses are
+safe. ``RATEDIST_NATIVE=0`` switches the kernels off.
+
+Nothing depends on the kernels for correctness: callers fall back to pure-JAX code with the
+same results (see :func:`ratedist.compressors.select.top_k_abs`), and a failed build is
+reported once through the ``ratedist`` logger with the compiler's message.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+
+_LOG = logging.getLogger("ratedist")
+
+#: FFI target names registered for the CPU platform, by JAX dtype name.
+TOP_K_ABS_TARGETS = {
+    "float32": ("ratedist_top_k_abs_f32", "RatedistTopKAbsF32"),
+    "float64": ("ratedist_top_k_abs_f64", "RatedistTopKAbsF64"),
+}
+
+_CXXFLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-w")
+_BUILD_TIMEOUT_S = 300
+
+
+class NativeStatus(NamedTuple):
+    """Whether the native kernels are in use, and why not when they are not.
+
+    Attributes:
+        available: the library is built, loaded and its FFI targets are registered.
+        reason: ``"ok"``, or why the pure-JAX fallback is used.
+        library: path of the shared library (None when not built).
+    """
+
+    available: bool
+    reason: str
+    library: str | None = None
+
+
+def cache_dir() -> Path:
+    """Where built kernels are cached (``$RATEDIST_CACHE_DIR`` or the XDG cache)."""
+    env = os.environ.get("RATEDIST_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ratedist"
+
+
+def _compiler() -> list[str]:
+    return shlex.split(os.environ.get("CXX", "c++"))
+
+
+def _source() -> str:
+    return resources.files(__name__).joinpath("select.cc").read_text(encoding="utf-8")
+
+
+def _library_path(source: str, cxx: list[str]) -> Path:
+    import jaxlib
+
+    tag = "\0".join([source, jaxlib.__version__, " ".join(cxx), " ".join(_CXXFLAGS), sys.platform])
+    digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
+    return cache_dir() / f"select-{digest}.so"
+
+
+def _build(source: str, cxx: list[str], out: Path) -> None:
+    """Compile ``source`` into ``out`` atomically; raises RuntimeError with the compiler's words."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        src = Path(tmp) / "select.cc"
+        src.write_text(source, encoding="utf-8")
+        lib = Path(tmp) / out.name
+        cmd = [*cxx, *_CXXFLAGS, f"-I{jax.ffi.include_dir()}", str(src), "-o", str(lib)]
+        try:
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"{shlex.join(cmd[:1])} could not run: {exc}") from None
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            raise RuntimeError(
+                f"{shlex.join(cmd[:1])} exited {done.returncode}: " + " | ".join(tail)
+            )
+        os.replace(lib, out)
+
+
+@functools.cache
+def status() -> NativeStatus:
+    """Build (once, cached on disk), load and register the kernels; never raises.
+
+    Returns:
+        A :class:`NativeStatus`. When ``available`` is False the callers use their pure-JAX
+        fallback; the reason is also logged once as a warning (except for ``RATEDIST_NATIVE=0``).
+    """
+    if os.environ.get("RATEDIST_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return NativeStatus(False, "switched off by RATEDIST_NATIVE")
+    cxx = _compiler()
+    try:
+        source = _source()
+        path = _library_path(source, cxx)
+        if not path.exists():
+            _build(source, cxx, path)
+        lib = ctypes.cdll.LoadLibrary(str(path))
+        for target, symbol in TOP_K_ABS_TARGETS.values():
+            jax.ffi.register_ffi_target(
+                target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu"
+            )
+    except Exception as exc:  # any failure means: use the fallback, and say why once
+        reason = f"native Top-K kernel unavailable, using jax.lax.top_k: {exc}"
+        _LOG.warning("%s", reason)
+        return NativeStatus(False, reason)
+    return NativeStatus(True, "ok", str(path))
+
+
+__all__ = ["TOP_K_ABS_TARGETS", "NativeStatus", "cache_dir", "status"]

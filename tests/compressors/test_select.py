@@ -1,0 +1,177 @@
+"""Exact Top-K by magnitude: the native CPU kernel against ``jax.lax.top_k``.
+
+The reference is the pure-JAX path (``jax.lax.top_k`` on the magnitudes, indices sorted),
+an independent implementation; the native kernel must select the same SET on every input,
+including ties, NaN, infinities and signed zeros, and return values and indices bit for bit.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ratedist import _native
+from ratedist.compressors import make
+from ratedist.compressors.select import _lax, native_available, top_k_abs
+
+native = pytest.mark.skipif(
+    not _native.status().available, reason=f"native kernel: {_native.status().reason}"
+)
+
+
+def _reference(x, k):
+    """numpy: stable sort of -|x| (NaN first, ties to the lower index), indices increasing."""
+    a = np.abs(np.asarray(x))
+    order = np.lexsort((np.arange(a.shape[-1]), -np.nan_to_num(a, nan=0.0), ~np.isnan(a)))
+    idx = np.sort(order[:k])
+    return np.asarray(x)[idx], idx
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    yield "gaussian", rng.standard_normal(1000), 10
+    yield "k=1", rng.standard_normal(257), 1
+    yield "k=d", rng.standard_normal(64), 64
+    yield "all equal", np.full(300, -2.5), 7
+    yield "all zero, signed", np.where(rng.random(200) < 0.5, -0.0, 0.0), 5
+    yield (
+        "ties at the cut",
+        np.repeat(np.arange(50.0), 20) * np.where(rng.random(1000) < 0.5, -1, 1),
+        33,
+    )
+    yield (
+        "inf and nan",
+        np.concatenate([[np.nan, -np.inf, 3.0, np.inf], rng.standard_normal(96)]),
+        3,
+    )
+    yield "few distinct", rng.integers(-3, 4, 5000).astype(float), 1234
+    yield "heavy tail", rng.standard_cauchy(20000), 200
+    yield "sorted", np.linspace(-1, 1, 10001), 100
+    # large values exactly on the sampling grid: the sample bracket misses, fallback path
+    bracket_miss = np.ones(100_000)
+    bracket_miss[np.arange(1024) * 100_000 // 1024] = 10.0
+    yield "bracket miss", bracket_miss, 2000
+    yield "tiny d", np.array([0.5]), 1
+
+
+CASES = list(_cases())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("name", "x", "k"), CASES, ids=[c[0] for c in CASES])
+def test_top_k_abs_matches_independent_reference(name, x, k, dtype):
+    x = np.asarray(x, dtype)
+    vals, idx = jax.jit(lambda v: top_k_abs(v, k))(jnp.asarray(x))
+    ref_vals, ref_idx = _reference(x, k)
+    np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+    np.testing.assert_array_equal(np.asarray(vals).view(np.uint8), ref_vals.view(np.uint8))
+    assert idx.dtype == jnp.int32 and vals.dtype == x.dtype
+
+
+@pytest.mark.parametrize(("name", "x", "k"), CASES, ids=[c[0] for c in CASES])
+def test_lax_path_matches_independent_reference(name, x, k):
+    vals, idx = _lax(jnp.asarray(x), k)
+    ref_vals, ref_idx = _reference(x, k)
+    np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+    np.testing.assert_array_equal(np.asarray(vals), ref_vals)
+
+
+@native
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_is_used_on_cpu(dtype):
+    assert native_available(dtype)
+    text = jax.jit(lambda v: top_k_abs(v, 3)).lower(jnp.zeros(10, dtype)).as_text()
+    assert _native.TOP_K_ABS_TARGETS[np.dtype(dtype).name][0] in text
+
+
+def test_other_dtypes_use_lax():
+    assert not native_available(jnp.bfloat16)
+    x = jnp.asarray([1.0, -4.0, 2.0, 3.0], jnp.bfloat16)
+    vals, idx = top_k_abs(x, 2)
+    np.testing.assert_array_equal(np.asarray(idx), [1, 3])
+    np.testing.assert_array_equal(np.asarray(vals, np.float32), [-4.0, 3.0])
+
+
+def test_batched_under_vmap_and_2d(key):
+    x = jax.random.normal(key, (6, 3, 500))
+    v1, i1 = jax.jit(jax.vmap(jax.vmap(lambda r: top_k_abs(r, 9))))(x)
+    v2, i2 = jax.jit(lambda a: top_k_abs(a, 9))(x)
+    for r in range(6):
+        for c in range(3):
+            rv, ri = _reference(np.asarray(x[r, c]), 9)
+            np.testing.assert_array_equal(np.asarray(i1[r, c]), ri)
+            np.testing.assert_array_equal(np.asarray(v1[r, c]), rv)
+    np.testing.assert_array_equal(np.asarray(i1), np.asarray(i2))
+    np.testing.assert_array_equal(np.asarray(v1), np.asarray(v2))
+
+
+@pytest.mark.parametrize(
+    ("x", "k", "exc", "words"),
+    [
+        (np.arange(5), 2, TypeError, "floating"),
+        (np.ones(5), 2.0, TypeError, "k must be an int"),
+        (np.ones(5), True, TypeError, "k must be an int"),
+        (np.ones(5), 0, ValueError, "1 <= k <= d = 5"),
+        (np.ones(5), 6, ValueError, "got k=6"),
+        (np.float32(1.0), 1, ValueError, "at least one dimension"),
+    ],
+)
+def test_bad_input(x, k, exc, words):
+    with pytest.raises(exc, match=words):
+        top_k_abs(x, k)
+
+
+def test_top_k_compressor_sparse_and_dense_agree(key):
+    comp = make("top-k:k=17")
+    x = jax.random.normal(key, (400,))
+    st = comp.init(x)
+    x_hat, _, info = comp.update(x, st)
+    vals, idx, _, info2 = comp.sparse(x, st)
+    dense = np.zeros(400)
+    dense[np.asarray(idx)] = np.asarray(vals)
+    np.testing.assert_array_equal(np.asarray(x_hat), dense)
+    assert np.all(np.diff(np.asarray(idx)) > 0)
+    assert [float(v) for v in info] == [float(v) for v in info2]
+
+
+_FALLBACK = textwrap.dedent(
+    """
+    import json, logging, os, sys
+    logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="LOG %(message)s")
+    import jax, jax.numpy as jnp, numpy as np
+    from ratedist import _native
+    from ratedist.compressors.select import top_k_abs
+    st = _native.status()
+    v, i = jax.jit(lambda a: top_k_abs(a, 2))(jnp.asarray([1.0, -5.0, 2.0, 5.0]))
+    print("RESULT" + json.dumps({"available": st.available, "reason": st.reason,
+                                 "idx": np.asarray(i).tolist()}))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"RATEDIST_NATIVE": "0"}, "switched off"),
+        ({"CXX": "/nonexistent/c++"}, "could not run"),
+        ({"CXX": "false"}, "exited 1"),
+    ],
+)
+def test_fallback_when_native_is_off_or_cannot_build(tmp_path, env, reason):
+    full = {**os.environ, "RATEDIST_CACHE_DIR": str(tmp_path), **env}
+    proc = subprocess.run(
+        [sys.executable, "-c", _FALLBACK], capture_output=True, text=True, env=full, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(next(s for s in proc.stdout.splitlines() if s.startswith("RESULT"))[6:])
+    assert out["available"] is False and reason in out["reason"]
+    assert out["idx"] == [1, 3]  # same answer from the fallback
+    logged = [s for s in proc.stdout.splitlines() if s.startswith("LOG")]
+    assert bool(logged) == ("RATEDIST_NATIVE" not in env)  # a failed build is reported once
+    assert len(logged) <= 1
