@@ -277,11 +277,16 @@ def ef21(compressor: Compressor) -> Algorithm:
     """EF21 (arXiv 2106.05203): ``g_i^{t+1} = h + C(x − h)``.
 
     ``A = 1 − sqrt(1 − alpha)``, ``B = (1 − alpha)/(1 − sqrt(1 − alpha))`` (arXiv 2202.00998,
-    Lemma 3.3), ``alpha`` from the compressor's facts.
+    Lemma 3.3), ``alpha`` from the compressor's facts. A sparsifier's ``sparse`` form is
+    used when it has one: ``h`` is then updated at the K sent entries only (the same numbers
+    as ``h + C(x − h)``, except that an untouched ``h_i = -0.0`` stays ``-0.0``).
     """
     comp = _check_compressor("compressor", compressor)
 
     def step(h, y, x, cstate, key, coin, gamma):
+        if comp.sparse is not None:
+            vals, idx, cstate, info = comp.sparse(x - h, cstate, key=key)
+            return h.at[idx].add(vals, unique_indices=True), cstate, _info_msg(info)
         c, cstate, msg = _compress(comp, x - h, cstate, key)
         return h + c, cstate, msg
 

@@ -103,6 +103,19 @@ def test_deterministic_3pc_lyapunov_holds_on_every_step(tri, key, name):
     assert np.mean(tr.grad_norm_sq[:T]) <= bound * (1 + 1e-9)
 
 
+@pytest.mark.parametrize("spec", ["top-k:k=3", "rand-k:k=4", "top-k-sign:k=2"])
+def test_ef21_sparse_update_equals_dense_update(tri, key, spec):
+    # EF21 updates h at the K sent entries when the compressor has a sparse form; the
+    # dense h + C(x - h) (the same compressor with the sparse form removed) is the reference
+    comp = make(spec)
+    assert comp.sparse is not None
+    sparse = run(ef21(comp), tri, steps=80, key=key, gamma=0.05)
+    dense = run(ef21(comp._replace(sparse=None)), tri, steps=80, key=key, gamma=0.05)
+    for name in ("x", "f", "G", "grad_norm_sq", "tpc_residual"):
+        np.testing.assert_array_equal(getattr(sparse, name), getattr(dense, name), err_msg=name)
+    np.testing.assert_array_equal(sparse.bits.container, dense.bits.container)
+
+
 def test_lag_triggers_and_flag_bits(tri, key):
     tr = run(lag(4.0), tri, steps=100, key=key)
     rate = tr.trigger_rate[1:]
