@@ -136,7 +136,7 @@ class SimState(NamedTuple):
     g: Any
     h: Any
     y: Any
-    ex: Any  # reserved (None): exact gradients are recomputed, never stored
+    dist: Any  # ||g_i^t - y^t||^2 per worker, carried for the 3PC residual (else None)
     mstate: Any
 
 
@@ -207,9 +207,12 @@ def _worker_fns(
     keep_h = has_A or "h" in algorithm.needs
     keep_y = has_A or "y" in algorithm.needs
 
-    def pack(g_i, y, ex, mstate):
-        # state not read by the next step is not stored (saves N x d traffic per step)
-        return (g_i if keep_h else None, y if keep_y else None, ex, mstate)
+    def pack(g_i, y, mstate):
+        # State not read by the next step is not stored (saves N x d traffic per step). The
+        # residual's ||h - y||^2 at step t+1 is this step's ||g_i - y||^2, carried as a scalar:
+        # the next step then reads h only to update it, which lets XLA update h in place.
+        dist = jnp.sum((g_i - y) ** 2) if has_A else None
+        return (g_i if keep_h else None, y if keep_y else None, dist, mstate)
 
     def grads(x, data_i, kg):
         """(f_i(x), exact gradient, the gradient the algorithm sees)."""
@@ -233,27 +236,23 @@ def _worker_fns(
         nan = jnp.full((), jnp.nan, x0.dtype)
         err_i = jnp.sum((g_i - ex) ** 2)
         loc = _Local(g_i, ex, jnp.stack([f_i, err_i, nan, nan]), nan)
-        part = pack(g_i, y, None, mstate)
+        part = pack(g_i, y, mstate)
         return part, loc, (err_i, tuple(msg[:6]))
 
     def local_step(part, x, t, data_i, idx, key):
         """One worker's step at the new iterate ``x`` (already ``x^t − gamma g^t``)."""
-        h, y, _, mstate = part
+        h, y, dist, mstate = part
         kg, kc, coin = keys(key, t, idx)
         f_i, ex, xg = grads(x, data_i, kg)
         g_i, mstate, msg = algorithm.step(h, y, xg, mstate, kc, coin, gamma)
-        if has_A:
-            tpc_i = (
-                jnp.sum((g_i - xg) ** 2)
-                - (1 - A_) * jnp.sum((h - y) ** 2)
-                - B_ * jnp.sum((xg - y) ** 2)
-            )
+        part = pack(g_i, xg, mstate)
+        if has_A:  # part[2] = ||g_i - xg||^2, dist = ||h - y||^2
+            tpc_i = part[2] - (1 - A_) * dist - B_ * jnp.sum((xg - y) ** 2)
         else:
             tpc_i = jnp.full((), jnp.nan, x.dtype)
         trig = msg.triggered if algorithm.has_trigger else jnp.full((), jnp.nan, x.dtype)
         err_i = jnp.sum((g_i - ex) ** 2)
         loc = _Local(g_i, ex, jnp.stack([f_i, err_i, tpc_i, trig]), tpc_i)
-        part = pack(g_i, xg, None, mstate)
         # this step's bits; cumulated on the host in float64
         return part, loc, (err_i, tuple(msg[:6]))
 
@@ -288,7 +287,7 @@ def _collective_factory(local_init, local_step, finish, gamma):
         def chunk_w(state, ts, data_i, idx, key):
             def body(s, t):
                 x = s.x - gamma * s.g
-                part, loc, per = local_step((s.h, s.y, s.ex, s.mstate), x, t, data_i, idx, key)
+                part, loc, per = local_step((s.h, s.y, s.dist, s.mstate), x, t, data_i, idx, key)
                 g, m = combine(loc)
                 return SimState(x, g, *part), (m, *per)
 
@@ -299,7 +298,7 @@ def _collective_factory(local_init, local_step, finish, gamma):
     return factory
 
 
-_STATE_AXES = SimState(x=None, g=None, h=0, y=0, ex=0, mstate=0)
+_STATE_AXES = SimState(x=None, g=None, h=0, y=0, dist=0, mstate=0)
 _OUT_AXES = ({k: None for k in _METRICS}, 0, 0)
 
 
@@ -350,7 +349,7 @@ def _loop_fns(local_init, local_step, finish, n, gamma):
             acc, parts, per = scan_workers(
                 lambda p, d_i, i: local_step(p, x, t, d_i, i, key),
                 zeros(x),
-                ((s.h, s.y, s.ex, s.mstate), data, idx),
+                ((s.h, s.y, s.dist, s.mstate), data, idx),
             )
             g, m = reduce(acc)
             return SimState(x, g, *parts), (m, *per)
