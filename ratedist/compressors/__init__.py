@@ -25,7 +25,14 @@ from ratedist.compressors.dense import (
 from ratedist.compressors.feedback import ErrorFeedbackState, error_feedback
 from ratedist.compressors.lattice import LatticeState, lattice
 from ratedist.compressors.scalar import scalar
-from ratedist.compressors.sparse import rand_k, rand_k_unbiased, threshold, top_k, top_k_sign
+from ratedist.compressors.sparse import (
+    perm_k,
+    rand_k,
+    rand_k_unbiased,
+    threshold,
+    top_k,
+    top_k_sign,
+)
 from ratedist.compressors.spec import make, parse_spec
 
 __all__ = [
@@ -43,6 +50,7 @@ __all__ = [
     "natural",
     "nuqsgd",
     "parse_spec",
+    "perm_k",
     "qsgd",
     "rand_k",
     "rand_k_unbiased",

@@ -67,6 +67,9 @@ class Facts(NamedTuple):
         deterministic: ``C`` uses no randomness (pathwise 3PC checks apply).
         omega: ``d -> omega`` with ``E||C(x) - x||^2 <= omega ||x||^2`` (unbiased ones), or None.
         alpha: ``d -> alpha`` with ``E||C(x) - x||^2 <= (1 - alpha) ||x||^2``, or None.
+        shared: the compressor uses randomness SHARED by the workers (PermK): ``update``
+            wants the same ``key`` on every worker plus ``worker=i``; the simulator passes
+            them. False: ``key`` is the worker's own.
     """
 
     name: str
@@ -75,6 +78,7 @@ class Facts(NamedTuple):
     deterministic: bool
     omega: Callable[[int], float] | None = None
     alpha: Callable[[int], float] | None = None
+    shared: bool = False
 
 
 class Compressor(NamedTuple):

@@ -69,6 +69,7 @@ def _facts(name: str, params: dict[str, Any], **overrides: Any) -> Facts:
         deterministic=f["deterministic"],
         omega=None if omega is None else partial(omega, **params),
         alpha=None if alpha is None else partial(alpha, **params),
+        shared=f.get("shared", False),
     )
 
 

@@ -195,6 +195,82 @@ def rand_k_unbiased(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
     return _rand_k("rand-k-unbiased", k, float_bits, unbiased=True)
 
 
+# ----------------------------------------------------------------------------- PermK
+def _check_worker(worker: Any, n_workers: int) -> Any:
+    if isinstance(worker, bool) or not (
+        isinstance(worker, int)
+        or (hasattr(worker, "dtype") and jnp.issubdtype(worker.dtype, jnp.integer))
+    ):
+        raise TypeError(f"worker must be an integer index, got {type(worker).__name__}")
+    if isinstance(worker, int) and not 0 <= worker < n_workers:
+        raise ValueError(
+            f"worker must be in [0, {n_workers - 1}] for n_workers={n_workers}, got {worker}"
+        )
+    return worker
+
+
+@register(
+    "perm-k",
+    unbiased=True,
+    deterministic=False,
+    shared=True,
+    params={"n_workers": (int, 2), "float_bits": (int, FLOAT_BITS)},
+    examples=[{"n_workers": 2}, {"n_workers": 4}, {"n_workers": 8, "float_bits": 16}],
+    omega=lambda d, n_workers, **_: n_workers - 1.0,
+)
+def perm_k(n_workers: int = 2, float_bits: int = FLOAT_BITS) -> Compressor:
+    """PermK: the workers split ONE random permutation of the coordinates into blocks.
+
+    With ``q = d / n`` (``d`` must be a multiple of ``n = n_workers``), a permutation ``pi``
+    shared by all workers, and worker ``i`` keeping block ``pi[i q : (i + 1) q]`` scaled by
+    ``n``: each ``C_i`` is unbiased with ``E||C_i(x) - x||^2 = (n - 1) ||x||^2`` exactly
+    (omega = n - 1), and the blocks partition the coordinates, so for equal inputs the server
+    average ``(1/n) sum_i C_i(x)`` is ``x`` itself (up to the rounding of ``n x_j / n``).
+    The workers' compressors are therefore correlated; MARINA's independent-compressor
+    theory does not apply to it (arXiv 2110.03300 gives the "AB" theory, not implemented here).
+
+    Call: ``update(x, state, key=shared_key, worker=i)``; the key must be the SAME on every
+    worker (the simulator passes its shared step key and the worker index); ``worker``
+    defaults to 0. Bits: ``q * float_bits`` values and NO index bits: the receiver regenerates
+    the permutation from the shared key, whose agreement is a one-off, not a per-message, cost.
+
+    Args:
+        n_workers: number of workers ``n`` (>= 1).
+        float_bits: width of one sent value.
+
+    Raises:
+        ValueError: at call time, if ``d`` is not a positive multiple of ``n_workers`` or
+            ``worker`` is out of range.
+
+    References:
+        Szlendak, Tyurin, Richtárik, "Permutation Compressors for Provably Faster Distributed
+        Nonconvex Optimization", arXiv 2110.03300 (Def. 2, case d >= n).
+    """
+    n = check_int("n_workers", n_workers, min_value=1)
+    float_bits = check_float_bits(float_bits)
+
+    def sparse(x: Any, state: Any, *, key: Any = None, worker: Any = 0) -> tuple[Any, ...]:
+        x = check_vector(x)
+        key = check_key(key, "perm-k")
+        worker = _check_worker(worker, n)
+        d = x.shape[0]
+        if d % n:
+            raise ValueError(f"perm-k needs d divisible by n_workers, got d={d}, n_workers={n}")
+        q = d // n
+        perm = jax.random.permutation(key, d)
+        idx = jnp.sort(jax.lax.dynamic_slice(perm, (worker * q,), (q,))).astype(jnp.int32)
+        vals = x[idx] * jnp.asarray(n, x.dtype)
+        vb = q * float_bits
+        return vals, idx, state, make_info(vb, 0, 0, vb)
+
+    def update(x: Any, state: Any, *, key: Any = None, worker: Any = 0) -> tuple[Any, Any, Any]:
+        x = check_vector(x)
+        vals, idx, state, info = sparse(x, state, key=key, worker=worker)
+        return _scatter(x.shape[0], idx, vals), state, info
+
+    return _stateless("perm-k", {"n_workers": n, "float_bits": float_bits}, update, sparse=sparse)
+
+
 # ----------------------------------------------------------------------------- threshold
 @register(
     "threshold",
@@ -287,4 +363,4 @@ def top_k_sign(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
     return _sparsifier("top-k-sign", {"k": k, "float_bits": float_bits}, sparse)
 
 
-__all__ = ["rand_k", "rand_k_unbiased", "threshold", "top_k", "top_k_sign"]
+__all__ = ["perm_k", "rand_k", "rand_k_unbiased", "threshold", "top_k", "top_k_sign"]

@@ -8,16 +8,18 @@ Every method here is written for ONE worker and follows the same outer loop (run
 
 so an :class:`Algorithm` is a pair of pure per-worker functions
 
-    init(grad0, key, gamma) -> (g_i^0, mstate, Message)
-    step(h, y, x, mstate, key, coin, gamma) -> (g_i^{t+1}, mstate, Message)
+    init(grad0, key, shared, gamma) -> (g_i^0, mstate, Message)
+    step(h, y, x, mstate, key, shared, gamma) -> (g_i^{t+1}, mstate, Message)
 
 plus its theory: ``A`` and ``B`` (callables ``(dim, n_workers) -> float``, None when the
 method is not a three point compressor), the probability ``coin_p`` of a coin shared by all
 workers (3PCv5, MARINA) and whether it has a trigger (LAG, CLAG).
 
-Randomness: ``key`` is the worker's own key, ``jax.random.fold_in(step_key, worker_index)``;
-``coin`` is one Bernoulli(``coin_p``) draw from the step key itself, identical on every worker
-(shared randomness). Both engines therefore draw the same numbers.
+Randomness is explicit and of two kinds. ``key`` is the worker's own key,
+``jax.random.fold_in(step_key, worker_index)``. ``shared`` (:class:`Shared`) is identical on
+every worker: ``shared.coin``, one Bernoulli(``coin_p``) draw from the step key (3PCv5,
+MARINA), and ``shared.key``, which compressors declaring ``facts.shared`` (PermK) receive
+together with ``shared.worker``, the worker's index. All engines draw the same numbers.
 
 Bits: a :class:`Message` carries what one worker sends in one step as raw counts: the
 compressor's :class:`~ratedist.compressors.CompressInfo` fields (zeroed when a trigger
@@ -57,13 +59,27 @@ class Message(NamedTuple):
     triggered: Any
 
 
+class Shared(NamedTuple):
+    """Randomness and context common to all workers in one step.
+
+    Attributes:
+        coin: the shared Bernoulli(``coin_p``) draw (None when the method has no coin).
+        key: a PRNG key equal on every worker (for ``facts.shared`` compressors, e.g. PermK).
+        worker: this worker's index (uint32 scalar).
+    """
+
+    coin: Any
+    key: Any
+    worker: Any
+
+
 class Algorithm(NamedTuple):
     """A distributed method as per-worker ``init``/``step`` functions plus its theory.
 
     Attributes:
         name: label, e.g. ``"ef21[top-k:k=10]"``.
-        init: ``(grad0, key, gamma) -> (g_i^0, mstate, Message)``.
-        step: ``(h, y, x, mstate, key, coin, gamma) -> (g_i^{t+1}, mstate, Message)``.
+        init: ``(grad0, key, shared, gamma) -> (g_i^0, mstate, Message)``.
+        step: ``(h, y, x, mstate, key, shared, gamma) -> (g_i^{t+1}, mstate, Message)``.
         A: ``(dim, n_workers) -> A`` of the 3PC inequality (None: not a 3PC); returns None
             when a compressor does not declare the constant it needs.
         B: same for ``B``.
@@ -142,8 +158,21 @@ def _select(pred, a, b):
     return jax.tree_util.tree_map(lambda u, v: jnp.where(pred, u, v), a, b)
 
 
-def _compress(comp: Compressor, v, cstate, key):
-    v_hat, cstate, info = comp.update(v, cstate, key=key)
+def _call_keys(comp: Compressor, key, shared: Shared) -> dict[str, Any]:
+    """The randomness a compressor gets: its worker's key, or the shared key and the index."""
+    if comp.facts.shared:
+        return {"key": shared.key, "worker": shared.worker}
+    return {"key": key}
+
+
+def _split_shared(shared: Shared) -> tuple[Shared, Shared]:
+    """Two independent shared streams (one per compressor of a two-compressor method)."""
+    k1, k2 = jax.random.split(shared.key)
+    return shared._replace(key=k1), shared._replace(key=k2)
+
+
+def _compress(comp: Compressor, v, cstate, key, shared: Shared):
+    v_hat, cstate, info = comp.update(v, cstate, **_call_keys(comp, key, shared))
     return v_hat, cstate, _info_msg(info)
 
 
@@ -178,14 +207,14 @@ def _theory(name: str, **params: float | None) -> tuple[float | None, float | No
     return tuple(three_pc_constants(name, **params))
 
 
-def _full_init(grad0, key, gamma):
+def _full_init(grad0, key, shared, gamma):
     return grad0, (), _full_msg(grad0)
 
 
 def _comp_init(comp):
     """Mechanism state = compressor state, initial estimator = the full local gradient."""
 
-    def init(grad0, key, gamma):
+    def init(grad0, key, shared, gamma):
         return grad0, comp.init(grad0), _full_msg(grad0)
 
     return init
@@ -198,7 +227,7 @@ def _comp_init(comp):
 def gd() -> Algorithm:
     """Distributed gradient descent: every worker sends its full gradient (A = 1, B = 0)."""
 
-    def step(h, y, x, mstate, key, coin, gamma):
+    def step(h, y, x, mstate, key, shared, gamma):
         return x, mstate, _full_msg(x)
 
     return Algorithm(
@@ -221,13 +250,13 @@ def compressed_sgd(compressor: Compressor) -> Algorithm:
     """
     comp = _check_compressor("compressor", compressor)
 
-    def init(grad0, key, gamma):
+    def init(grad0, key, shared, gamma):
         cstate = comp.init(grad0)
-        g, cstate, msg = _compress(comp, grad0, cstate, key)
+        g, cstate, msg = _compress(comp, grad0, cstate, key, shared)
         return g, cstate, msg
 
-    def step(h, y, x, cstate, key, coin, gamma):
-        return _compress(comp, x, cstate, key)
+    def step(h, y, x, cstate, key, shared, gamma):
+        return _compress(comp, x, cstate, key, shared)
 
     return Algorithm(
         f"compressed_sgd[{_label(comp)}]",
@@ -250,15 +279,15 @@ def ef14(compressor: Compressor) -> Algorithm:
     """
     comp = _check_compressor("compressor", compressor)
 
-    def init(grad0, key, gamma):
+    def init(grad0, key, shared, gamma):
         cstate = comp.init(grad0)
-        m, cstate, msg = _compress(comp, gamma * grad0, cstate, key)
+        m, cstate, msg = _compress(comp, gamma * grad0, cstate, key, shared)
         return m / gamma, (gamma * grad0 - m, cstate), msg
 
-    def step(h, y, x, mstate, key, coin, gamma):
+    def step(h, y, x, mstate, key, shared, gamma):
         e, cstate = mstate
         v = e + gamma * x
-        m, cstate, msg = _compress(comp, v, cstate, key)
+        m, cstate, msg = _compress(comp, v, cstate, key, shared)
         return m / gamma, (v - m, cstate), msg
 
     return Algorithm(
@@ -283,11 +312,11 @@ def ef21(compressor: Compressor) -> Algorithm:
     """
     comp = _check_compressor("compressor", compressor)
 
-    def step(h, y, x, cstate, key, coin, gamma):
+    def step(h, y, x, cstate, key, shared, gamma):
         if comp.sparse is not None:
-            vals, idx, cstate, info = comp.sparse(x - h, cstate, key=key)
+            vals, idx, cstate, info = comp.sparse(x - h, cstate, **_call_keys(comp, key, shared))
             return h.at[idx].add(vals, unique_indices=True), cstate, _info_msg(info)
-        c, cstate, msg = _compress(comp, x - h, cstate, key)
+        c, cstate, msg = _compress(comp, x - h, cstate, key, shared)
         return h + c, cstate, msg
 
     return Algorithm(
@@ -324,7 +353,7 @@ def lag(zeta: float) -> Algorithm:
     """
     z = check_nonnegative("zeta", zeta)
 
-    def step(h, y, x, mstate, key, coin, gamma):
+    def step(h, y, x, mstate, key, shared, gamma):
         fired = _trigger(h, y, x, z)
         return jnp.where(fired, x, h), mstate, _flag_msg(fired, _full_msg(x))
 
@@ -352,9 +381,9 @@ def clag(compressor: Compressor, zeta: float) -> Algorithm:
     comp = _check_compressor("compressor", compressor)
     z = check_nonnegative("zeta", zeta)
 
-    def step(h, y, x, cstate, key, coin, gamma):
+    def step(h, y, x, cstate, key, shared, gamma):
         fired = _trigger(h, y, x, z)
-        c, new_cstate, msg = _compress(comp, x - h, cstate, key)
+        c, new_cstate, msg = _compress(comp, x - h, cstate, key, shared)
         g = jnp.where(fired, h + c, h)
         return g, _select(fired, new_cstate, cstate), _flag_msg(fired, msg)
 
@@ -378,8 +407,8 @@ def tpc_v1(compressor: Compressor) -> Algorithm:
     """
     comp = _check_compressor("compressor", compressor)
 
-    def step(h, y, x, cstate, key, coin, gamma):
-        c, cstate, msg = _compress(comp, x - y, cstate, key)
+    def step(h, y, x, cstate, key, shared, gamma):
+        c, cstate, msg = _compress(comp, x - y, cstate, key, shared)
         return y + c, cstate, msg
 
     return Algorithm(
@@ -404,15 +433,16 @@ def tpc_v2(compressor: Compressor, unbiased: Compressor) -> Algorithm:
     comp = _check_compressor("compressor", compressor)
     q = _check_compressor("unbiased", unbiased)
 
-    def init(grad0, key, gamma):
+    def init(grad0, key, shared, gamma):
         return grad0, (comp.init(grad0), q.init(grad0)), _full_msg(grad0)
 
-    def step(h, y, x, mstate, key, coin, gamma):
+    def step(h, y, x, mstate, key, shared, gamma):
         cs, qs = mstate
         k1, k2 = jax.random.split(key)
-        qv, qs, m1 = _compress(q, x - y, qs, k1)
+        s1, s2 = _split_shared(shared)
+        qv, qs, m1 = _compress(q, x - y, qs, k1, s1)
         b = h + qv
-        c, cs, m2 = _compress(comp, x - b, cs, k2)
+        c, cs, m2 = _compress(comp, x - b, cs, k2, s2)
         return b + c, (cs, qs), _add(m1, m2)
 
     def A(d, n):
@@ -447,15 +477,16 @@ def tpc_v3(compressor: Compressor, inner: Algorithm) -> Algorithm:
     if inner.A is None or inner.coin_p is not None or inner.has_trigger:
         raise ValueError(f"inner must be a coin-free, trigger-free 3PC, got {inner.name!r}")
 
-    def init(grad0, key, gamma):
-        g, ist, msg = inner.init(grad0, key, gamma)
+    def init(grad0, key, shared, gamma):
+        g, ist, msg = inner.init(grad0, key, shared, gamma)
         return g, (comp.init(grad0), ist), msg
 
-    def step(h, y, x, mstate, key, coin, gamma):
+    def step(h, y, x, mstate, key, shared, gamma):
         cs, ist = mstate
         k1, k2 = jax.random.split(key)
-        b, ist, m1 = inner.step(h, y, x, ist, k1, coin, gamma)
-        c, cs, m2 = _compress(comp, x - b, cs, k2)
+        s1, s2 = _split_shared(shared)
+        b, ist, m1 = inner.step(h, y, x, ist, k1, s1, gamma)
+        c, cs, m2 = _compress(comp, x - b, cs, k2, s2)
         return b + c, (cs, ist), _add(m1, m2)
 
     def A(d, n):
@@ -485,15 +516,16 @@ def tpc_v4(compressor: Compressor, compressor2: Compressor) -> Algorithm:
     c1 = _check_compressor("compressor", compressor)
     c2 = _check_compressor("compressor2", compressor2)
 
-    def init(grad0, key, gamma):
+    def init(grad0, key, shared, gamma):
         return grad0, (c1.init(grad0), c2.init(grad0)), _full_msg(grad0)
 
-    def step(h, y, x, mstate, key, coin, gamma):
+    def step(h, y, x, mstate, key, shared, gamma):
         s1, s2 = mstate
         k1, k2 = jax.random.split(key)
-        v, s2, m2 = _compress(c2, x - h, s2, k2)
+        r1, r2 = _split_shared(shared)
+        v, s2, m2 = _compress(c2, x - h, s2, k2, r2)
         b = h + v
-        c, s1, m1 = _compress(c1, x - b, s1, k1)
+        c, s1, m1 = _compress(c1, x - b, s1, k1, r1)
         return b + c, (s1, s2), _add(m1, m2)
 
     def AB(d):
@@ -513,12 +545,12 @@ def tpc_v4(compressor: Compressor, compressor2: Compressor) -> Algorithm:
 def _coin_method(comp: Compressor):
     """``x`` (full send) if the shared coin is 1, else ``h + C(x − y)``."""
 
-    def step(h, y, x, cstate, key, coin, gamma):
-        c, new_cs, msg = _compress(comp, x - y, cstate, key)
-        g = jnp.where(coin, x, h + c)
-        cs = _select(coin, cstate, new_cs)
+    def step(h, y, x, cstate, key, shared, gamma):
+        c, new_cs, msg = _compress(comp, x - y, cstate, key, shared)
+        g = jnp.where(shared.coin, x, h + c)
+        cs = _select(shared.coin, cstate, new_cs)
         full = _full_msg(x)
-        return g, cs, _select(coin, full, msg)
+        return g, cs, _select(shared.coin, full, msg)
 
     return step
 
@@ -551,7 +583,10 @@ def marina(compressor: Compressor, p: float) -> Algorithm:
     """MARINA (arXiv 2102.07845): w.p. ``p`` (shared coin) send ``x``, else ``h + Q(x − y)``.
 
     Not a 3PC; its Lyapunov function uses the server error ``||g^t − grad f(x^t)||^2`` with
-    ``A = p``, ``B = (1 − p) omega / n`` (Thm 2.1), ``omega`` of the unbiased ``Q``.
+    ``A = p``, ``B = (1 − p) omega / n`` (Thm 2.1), ``omega`` of the unbiased ``Q``. The
+    ``1/n`` assumes the workers' compressors are independent; for a compressor with shared
+    randomness (PermK, ``facts.shared``) ``B`` is None (its "AB" theory, arXiv 2110.03300,
+    is not implemented), so ``gamma`` must be given.
 
     Raises:
         ValueError: ``p`` not in (0, 1].
@@ -559,12 +594,16 @@ def marina(compressor: Compressor, p: float) -> Algorithm:
     comp = _check_compressor("compressor", compressor)
     p = check_in_interval("p", p, 0.0, 1.0, closed=(False, True))
 
+    def B(d, n):
+        omega = None if comp.facts.shared else _omega(comp, d)
+        return _theory("marina", p=p, omega=omega, n_workers=n)[1]
+
     return Algorithm(
         f"marina[{_label(comp)},p={p:g}]",
         _comp_init(comp),
         _coin_method(comp),
         lambda d, n: p,
-        lambda d, n: _theory("marina", p=p, omega=_omega(comp, d), n_workers=n)[1],
+        B,
         coin_p=p,
         lyapunov="server",
         config={"algorithm": "marina", "compressor": _label(comp), "p": p},

@@ -23,12 +23,13 @@ import numpy as np
 from jax import lax
 
 from ratedist._validation import check_choice, check_int, check_positive
-from ratedist.sim.algorithms import Algorithm
+from ratedist.sim.algorithms import Algorithm, Shared
 from ratedist.sim.engines import AGGREGATIONS, ENGINES, Aggregator, run_on_engine
 from ratedist.sim.problems import Problem
 
-#: fold_in index of the shared coin (never a worker index).
+#: fold_in indices of the shared coin and of the shared key (never worker indices).
 _COIN = 0x7FFFFFFF
+_SHARED = 0x7FFFFFFE
 
 
 class Bits(NamedTuple):
@@ -161,8 +162,8 @@ def theory_gamma(algorithm: Algorithm, problem: Problem) -> float:
     A, B = algorithm.constants(problem.dim, problem.n_workers)
     if A is None or B is None:
         raise ValueError(
-            f"gamma must be a number for algorithm {algorithm.name!r}: its compressor declares "
-            "no alpha/omega, so A and B are unknown"
+            f"gamma must be a number for algorithm {algorithm.name!r}: its A and B are unknown "
+            "(the compressor declares no alpha/omega, or shares randomness across workers)"
         )
     L_plus = problem.L_plus if problem.L_plus is not None else problem.L_plus_upper
     if L_plus is None:
@@ -226,13 +227,13 @@ def _worker_fns(
         coin = None
         if algorithm.coin_p is not None:
             coin = jax.random.bernoulli(jax.random.fold_in(sk, _COIN), algorithm.coin_p)
-        return kg, kc, coin
+        return kg, kc, Shared(coin, jax.random.fold_in(sk, _SHARED), idx)
 
     def local_init(x0, data_i, idx, key):
         """-> ((h, y, ex, mstate), _Local, (err_i, bits))."""
-        kg, kc, _ = keys(key, 0, idx)
+        kg, kc, shared = keys(key, 0, idx)
         f_i, ex, y = grads(x0, data_i, kg)
-        g_i, mstate, msg = algorithm.init(y, kc, gamma)
+        g_i, mstate, msg = algorithm.init(y, kc, shared, gamma)
         nan = jnp.full((), jnp.nan, x0.dtype)
         err_i = jnp.sum((g_i - ex) ** 2)
         loc = _Local(g_i, ex, jnp.stack([f_i, err_i, nan, nan]), nan)
@@ -242,9 +243,9 @@ def _worker_fns(
     def local_step(part, x, t, data_i, idx, key):
         """One worker's step at the new iterate ``x`` (already ``x^t − gamma g^t``)."""
         h, y, dist, mstate = part
-        kg, kc, coin = keys(key, t, idx)
+        kg, kc, shared = keys(key, t, idx)
         f_i, ex, xg = grads(x, data_i, kg)
-        g_i, mstate, msg = algorithm.step(h, y, xg, mstate, kc, coin, gamma)
+        g_i, mstate, msg = algorithm.step(h, y, xg, mstate, kc, shared, gamma)
         part = pack(g_i, xg, mstate)
         if has_A:  # part[2] = ||g_i - xg||^2, dist = ||h - y||^2
             tpc_i = part[2] - (1 - A_) * dist - B_ * jnp.sum((xg - y) ** 2)
@@ -494,7 +495,8 @@ def run(
         problem: a :class:`~ratedist.sim.problems.Problem`.
         steps: number of steps T (>= 1); the trace has T + 1 entries.
         key: a JAX PRNG key; step t uses ``fold_in(key, t)``, worker i
-            ``fold_in(fold_in(key, t), i)``, the shared coin ``fold_in(fold_in(key, t), 2^31−1)``.
+            ``fold_in(fold_in(key, t), i)``, the shared coin ``fold_in(fold_in(key, t), 2^31−1)``,
+            the shared key of PermK-like compressors ``fold_in(fold_in(key, t), 2^31−2)``.
         engine: "vmap" (one device, workers batched), "shard_map" (all ``jax.devices()``;
             N must be a multiple of the device count) or "loop" (one device, a ``lax.scan``
             over workers inside each step: one worker's temporaries at a time; same numbers

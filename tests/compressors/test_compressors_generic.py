@@ -348,6 +348,13 @@ EXPECTED_BITS = {
     "top-k": _sparse,
     "rand-k": _sparse,
     "rand-k-unbiased": _sparse,
+    # PermK: d/n values, no index bits (the permutation comes from the shared key)
+    "perm-k": lambda x, xh, p, d: (
+        d // p["n_workers"] * p["float_bits"],
+        0,
+        0,
+        d // p["n_workers"] * p["float_bits"],
+    ),
     "threshold": _threshold,
     "top-k-sign": _top_k_sign,
     "qsgd": _dense_levels,

@@ -18,6 +18,7 @@ from ratedist.sim import (
     lag,
     marina,
     mlp,
+    quadratic,
     run,
     theory_gamma,
     tpc_v1,
@@ -150,6 +151,27 @@ def test_shared_coin_is_common_to_all_workers(tri, key):
     assert np.all(full_steps == full_steps[:, :1])  # same coin on every worker
     frac = full_steps[:, 0].mean()
     assert abs(frac - 0.3) < 5 * math.sqrt(0.3 * 0.7 / 200)
+
+
+def test_perm_k_shared_permutation_makes_marina_exact_on_identical_workers(key):
+    # identical workers: with PermK the n blocks of ONE shared permutation partition the
+    # coordinates, so (1/n) sum_i Q_i(delta) = delta and g^t stays the exact gradient;
+    # independent Rand-K (same omega = n - 1) leaves a server error of the order of delta
+    n, d = 4, 16
+    rng = np.random.default_rng(1)
+    M = rng.standard_normal((d, d))
+    A = np.broadcast_to(M @ M.T / d + np.eye(d), (n, d, d))
+    b = np.broadcast_to(rng.standard_normal(d), (n, d))
+    prob = quadratic(A, b)
+    shared = run(marina(make("perm-k:n_workers=4"), 0.1), prob, steps=60, key=key, gamma=0.05)
+    indep = run(marina(make("rand-k-unbiased:k=4"), 0.1), prob, steps=60, key=key, gamma=0.05)
+    scale = np.max(shared.grad_norm_sq)
+    assert np.max(shared.server_error) <= 1e-24 * max(scale, 1.0)
+    assert np.max(indep.server_error[1:]) > 1e-6 * scale
+    # PermK sends d/n values per worker and no indices
+    np.testing.assert_array_equal(np.diff(shared.bits.index, axis=0), 0)
+    with pytest.raises(ValueError, match="shares randomness across workers"):
+        run(marina(make("perm-k:n_workers=4"), 0.1), prob, steps=2, key=key)
 
 
 def test_per_worker_randomness_differs_across_workers_and_is_reproducible(tri, key):

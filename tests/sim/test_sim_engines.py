@@ -37,8 +37,10 @@ _SCRIPT = textwrap.dedent(
             "marina": marina(make("rand-k-unbiased:k=4"), 0.3),
             "ef_sign": compressed_sgd(error_feedback(make("scaled-sign"))),
         }
+        if 24 % n == 0:  # PermK: shared permutation, d must be a multiple of n
+            algs["marina_perm"] = marina(make(f"perm-k:n_workers={n}"), 0.3)
         for name, alg in algs.items():
-            gamma = None if name != "ef_sign" else 0.05
+            gamma = None if name not in ("ef_sign", "marina_perm") else 0.05
             v = run(alg, prob, steps=60, key=key, gamma=gamma)
             sg = run(alg, prob, steps=60, key=key, gamma=gamma, engine="shard_map",
                      aggregate="gather")
@@ -74,7 +76,9 @@ def shard_results():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["ef21/8", "marina/8", "ef_sign/8", "ef21/16", "marina/16"])
+@pytest.mark.parametrize(
+    "case", ["ef21/8", "marina/8", "ef_sign/8", "marina_perm/8", "ef21/16", "marina/16"]
+)
 def test_shard_map_gather_matches_vmap_bitwise(shard_results, case):
     # iterates and bits agree bit for bit; per-worker losses f_i are dot products that XLA
     # vectorizes differently for a batch of N (vmap) and of N/8 (one device), so f differs
