@@ -69,3 +69,23 @@ def test_spec_string_and_bad_input(key):
         comp.update(jnp.ones(8), comp.init(x))
     with pytest.raises(ValueError, match="n_workers"):
         perm_k(n_workers=0)
+
+
+def test_server_average_variance_identity(key):
+    # E||(1/n) sum_i C_i(a_i) - mean_i a_i||^2 = (1/n) sum_i ||a_i||^2 - ||mean_i a_i||^2
+    # (docs/theory/bounds.md): Monte Carlo over shared permutations, within 5 SE
+    n, d = 4, 8
+    a = jnp.asarray(np.random.default_rng(3).standard_normal((n, d)))
+    comp = perm_k(n_workers=n)
+
+    def server_err(k):
+        outs = jax.vmap(lambda w, ai: comp.update(ai, comp.init(ai), key=k, worker=w)[0])(
+            jnp.arange(n), a
+        )
+        return jnp.sum((outs.mean(0) - a.mean(0)) ** 2)
+
+    errs = np.asarray(jax.vmap(server_err)(jax.random.split(key, 20000)))
+    a_np = np.asarray(a)
+    exact = np.mean(np.sum(a_np**2, 1)) - np.sum(a_np.mean(0) ** 2)
+    se = errs.std(ddof=1) / np.sqrt(len(errs))
+    assert abs(errs.mean() - exact) < 5 * se
