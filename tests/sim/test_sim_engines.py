@@ -53,6 +53,16 @@ _SCRIPT = textwrap.dedent(
                 "psum_maxdiff_f": float(np.max(np.abs(v.f - sp.f))),
                 "bits_equal": bool(np.array_equal(v.bits.container, sp.bits.container)),
             }
+    prob = tridiagonal_quadratic(n_workers=8, dim=24, seed=5)
+    alg = marina(make("rand-k-unbiased:k=4"), 0.3)
+    rv = run(alg, prob, steps=30, key=key, replicas=3)
+    rs = run(alg, prob, steps=30, key=key, replicas=3, engine="shard_map", aggregate="gather")
+    out["replicas"] = {
+        "equal": bool(np.array_equal(rv.x, rs.x)
+                      and np.array_equal(rv.bits.container, rs.bits.container)),
+        "shape": list(rs.x.shape),
+        "distinct": bool(not np.array_equal(rs.x[0], rs.x[1])),
+    }
     try:
         run(ef21(make("top-k:k=3")), tridiagonal_quadratic(n_workers=12, dim=8), steps=2,
             key=key, engine="shard_map")
@@ -97,6 +107,13 @@ def test_shard_map_psum_matches_vmap_to_rounding(shard_results, case):
     assert r["psum_maxdiff_x"] <= 1e-12
     assert r["psum_maxdiff_f"] <= 1e-12
     assert r["bits_equal"]
+
+
+@pytest.mark.slow
+def test_shard_map_with_replicas_matches_vmap(shard_results):
+    r = shard_results["replicas"]
+    assert r["shape"] == [3, 24] and r["distinct"]  # three independent replicas
+    assert r["equal"]
 
 
 @pytest.mark.slow
