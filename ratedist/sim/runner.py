@@ -530,7 +530,8 @@ def run(
         engine: "vmap" (one device, workers batched), "shard_map" (all ``jax.devices()``;
             N must be a multiple of the device count) or "loop" (one device, a ``lax.scan``
             over workers inside each step: one worker's temporaries at a time; same numbers
-            to float rounding).
+            to float rounding). On CPU, "loop" is the faster one once N x d no longer fits
+            in cache (measured: from N x d ≈ 3e6 at d = 1e5; ``benchmarks/README.md``).
         replicas: run this many independent copies (keys ``fold_in(key, r)`` vmapped) for
             expectations of randomized methods; adds a leading replica axis to the trace.
         chunk: steps per jitted ``lax.scan`` call (default: ≤ 1000, balanced); a tqdm bar
