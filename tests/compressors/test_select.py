@@ -175,3 +175,15 @@ def test_fallback_when_native_is_off_or_cannot_build(tmp_path, env, reason):
     logged = [s for s in proc.stdout.splitlines() if s.startswith("LOG")]
     assert bool(logged) == ("RATEDIST_NATIVE" not in env)  # a failed build is reported once
     assert len(logged) <= 1
+
+
+@pytest.mark.parametrize("platforms", [["cuda"], ["tpu"], ["cuda", "tpu"]])
+def test_lowering_for_accelerators_uses_lax_top_k(platforms):
+    # cross-platform lowering (no accelerator needed): the CPU-only custom call must not be
+    # emitted for GPU/TPU, which get jax.lax.top_k
+    exported = jax.export.export(jax.jit(lambda v: top_k_abs(v, 3)), platforms=platforms)(
+        jax.ShapeDtypeStruct((2, 50), jnp.float32)
+    )
+    text = exported.mlir_module()
+    assert "ratedist_top_k" not in text
+    assert "top_k" in text or "TopK" in text
