@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import jax
@@ -441,6 +442,31 @@ def _check_args(algorithm, problem, steps, gamma, replicas, chunk):
     return steps, gamma, replicas, chunk
 
 
+#: The last few jitted (init, chunk) pairs, so that runs of the SAME algorithm and problem
+#: objects (other keys, steps or chunk sizes) reuse XLA's compilation. Entries hold strong
+#: references and are matched by identity, so a recycled ``id`` can never alias.
+_JIT_CACHE: OrderedDict = OrderedDict()
+_JIT_CACHE_SIZE = 4
+
+
+def _jitted(algorithm, problem, gamma, A, B, engine, aggregate, n, check_3pc, replicas):
+    ck = (id(algorithm), id(problem), float(gamma), engine, aggregate, check_3pc, replicas)
+    hit = _JIT_CACHE.get(ck)
+    if hit is not None and hit[0] is algorithm and hit[1] is problem:
+        _JIT_CACHE.move_to_end(ck)
+        return hit[2], hit[3]
+    init, chunk_fn = _build(algorithm, problem, gamma, A, B, engine, aggregate, n, check_3pc)
+    if replicas is not None:
+        init = jax.vmap(init, in_axes=(None, None, None, 0))
+        chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, None, None, 0))
+    init_j = jax.jit(init)
+    chunk_j = jax.jit(chunk_fn, donate_argnums=(0,))
+    _JIT_CACHE[ck] = (algorithm, problem, init_j, chunk_j)
+    while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
+        _JIT_CACHE.popitem(last=False)
+    return init_j, chunk_j
+
+
 class Stepper(NamedTuple):
     """Compiled pieces of a run (what :func:`run` drives; exposed for benchmarks).
 
@@ -482,15 +508,13 @@ def make_stepper(
     data = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), problem.data)
     x0 = jnp.asarray(problem.x0, dtype)
     idx = jnp.arange(n, dtype=jnp.uint32)
-    init, chunk_fn = _build(algorithm, problem, gamma, A, B, engine, aggregate, n, check_3pc)
+    init_j, chunk_j = _jitted(
+        algorithm, problem, gamma, A, B, engine, aggregate, n, check_3pc, replicas
+    )
     if replicas is not None:
         run_key = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicas))
-        init = jax.vmap(init, in_axes=(None, None, None, 0))
-        chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, None, None, 0))
     else:
         run_key = key
-    init_j = jax.jit(init)
-    chunk_j = jax.jit(chunk_fn, donate_argnums=(0,))
 
     def do_init():
         return init_j(x0, data, idx, run_key)

@@ -1,5 +1,6 @@
 """Runner: GD reference runs, sanity identities of the 3PC family, traces and bit counts."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -98,3 +99,22 @@ def test_tpc_residual_matches_numpy_reimplementation(key):
     scale = np.abs(tr.G).max()
     np.testing.assert_allclose(tr.tpc_residual[1:], res[1:], rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(tr.x, x, rtol=0, atol=1e-12)
+
+
+def test_repeated_runs_reuse_the_compiled_step(tri, key, monkeypatch):
+    from ratedist.sim import runner
+
+    builds = []
+    real = runner._build
+    monkeypatch.setattr(runner, "_build", lambda *a, **k: builds.append(1) or real(*a, **k))
+    monkeypatch.setattr(runner, "_JIT_CACHE", type(runner._JIT_CACHE)())
+    alg = ef21(make("top-k:k=2"))
+    a = run(alg, tri, steps=30, key=key)
+    b = run(alg, tri, steps=45, key=key, chunk=7)  # other steps and chunking: same program
+    c = run(alg, tri, steps=30, key=jax.random.fold_in(key, 1))
+    assert len(builds) == 1
+    np.testing.assert_array_equal(a.f, b.f[:31])
+    np.testing.assert_array_equal(a.x, c.x)  # deterministic method: the key does not matter
+    run(alg, tri, steps=5, key=key, gamma=0.01)  # another step size: a new program
+    run(ef21(make("top-k:k=2")), tri, steps=5, key=key)  # an equal but new algorithm object
+    assert len(builds) == 3
