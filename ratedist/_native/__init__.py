@@ -11,7 +11,7 @@ with ``jaxlib`` (``jax.ffi.include_dir()``). The shared library is cached in
 ``$RATEDIST_CACHE_DIR`` (default ``$XDG_CACHE_HOME/ratedist`` or ``~/.cache/ratedist``) under
 a name that hashes the source, the jaxlib version and the compiler command, and is written
 atomically (compile to a temporary name, then ``os.replace``), so concurrent first uses are
-safe. ``RATEDIST_NATIVE=0`` switches the kernels off.
+safe. ``RATEDIST_NATIVE=0`` switches the kernels off (read once, at first use in a process).
 
 Nothing depends on the kernels for correctness: callers fall back to pure-JAX code with the
 same results (see :func:`ratedist.compressors.select.top_k_abs`), and a failed build is
@@ -25,6 +25,7 @@ import functools
 import hashlib
 import logging
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -81,7 +82,16 @@ def _source() -> str:
 def _library_path(source: str, cxx: list[str]) -> Path:
     import jaxlib
 
-    tag = "\0".join([source, jaxlib.__version__, " ".join(cxx), " ".join(_CXXFLAGS), sys.platform])
+    tag = "\0".join(
+        [
+            source,
+            jaxlib.__version__,
+            " ".join(cxx),
+            " ".join(_CXXFLAGS),
+            sys.platform,
+            platform.machine(),
+        ]
+    )
     digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
     return cache_dir() / f"select-{digest}.so"
 

@@ -16,7 +16,10 @@ Implementations (same results, bit for bit):
   ``jax.lax.top_k`` on the magnitudes, indices then sorted.
 
 The CPU/other choice is made per lowering platform with ``jax.lax.platform_dependent``, so
-one jitted function is correct on every backend.
+one jitted function is correct on every backend. The values are gathered from ``x`` in JAX,
+so ``jax.grad`` flows through them (the indices are piecewise constant). Limitation:
+``jax.export`` for CPU refuses the kernel's custom call (it has no serialization-compatibility
+guarantee); export with ``RATEDIST_NATIVE=0`` (or for GPU/TPU only).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ratedist import _native
 
@@ -35,24 +39,23 @@ def _check(x: Any, k: Any) -> tuple[jax.Array, int]:
         raise ValueError(f"x must have at least one dimension, got shape {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"x must be a floating-point array, got dtype {x.dtype}")
-    if isinstance(k, bool) or not isinstance(k, int):
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
         raise TypeError(f"k must be an int, got {type(k).__name__}")
+    k = int(k)
     d = x.shape[-1]
     if not 1 <= k <= d:
         raise ValueError(f"k must satisfy 1 <= k <= d = {d}, got k={k}")
     return x, k
 
 
-def _lax(x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+def _lax(x: jax.Array, k: int) -> jax.Array:
     _, idx = jax.lax.top_k(jnp.abs(x), k)
-    idx = jnp.sort(idx, axis=-1).astype(jnp.int32)
-    return jnp.take_along_axis(x, idx, axis=-1), idx
+    return jnp.sort(idx, axis=-1).astype(jnp.int32)
 
 
-def _ffi(x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+def _ffi(x: jax.Array, k: int) -> jax.Array:
     target, _ = _native.TOP_K_ABS_TARGETS[x.dtype.name]
-    shape = (*x.shape[:-1], k)
-    out = (jax.ShapeDtypeStruct(shape, x.dtype), jax.ShapeDtypeStruct(shape, jnp.int32))
+    out = jax.ShapeDtypeStruct((*x.shape[:-1], k), jnp.int32)
     return jax.ffi.ffi_call(target, out, vmap_method="broadcast_all")(x)
 
 
@@ -78,9 +81,13 @@ def top_k_abs(x: Any, k: int) -> tuple[jax.Array, jax.Array]:
         ValueError: ``x`` is a scalar, or ``k`` is outside ``[1, d]``.
     """
     x, k = _check(x, k)
-    if not native_available(x.dtype):
-        return _lax(x, k)
-    return jax.lax.platform_dependent(x, cpu=lambda v: _ffi(v, k), default=lambda v: _lax(v, k))
+    # indices carry no derivative: select on a stopped copy, gather the values from x itself
+    v = jax.lax.stop_gradient(x)
+    if native_available(x.dtype):
+        idx = jax.lax.platform_dependent(v, cpu=lambda a: _ffi(a, k), default=lambda a: _lax(a, k))
+    else:
+        idx = _lax(v, k)
+    return jnp.take_along_axis(x, idx, axis=-1), idx
 
 
 __all__ = ["native_available", "top_k_abs"]
