@@ -35,7 +35,8 @@ def error_feedback(inner: Compressor) -> Compressor:
 
     Returns:
         A compressor with state :class:`ErrorFeedbackState`; its ``info`` is the inner one
-        (error feedback sends nothing extra). Facts: biased, ``deterministic`` as the inner.
+        (error feedback sends nothing extra). Facts: biased, ``deterministic`` and ``shared``
+        as the inner; extra keywords of ``update`` (PermK's ``worker``) go to the inner.
 
     Raises:
         TypeError: if ``inner`` is not a :class:`Compressor`.
@@ -51,10 +52,12 @@ def error_feedback(inner: Compressor) -> Compressor:
         x = check_vector(x)
         return ErrorFeedbackState(jnp.zeros_like(x), inner.init(x))
 
-    def update(x: Any, state: ErrorFeedbackState, *, key: Any = None) -> tuple[Any, Any, Any]:
+    def update(
+        x: Any, state: ErrorFeedbackState, *, key: Any = None, **kw: Any
+    ) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         v = x + state.error
-        x_hat, inner_state, info = inner.update(v, state.inner, key=key)
+        x_hat, inner_state, info = inner.update(v, state.inner, key=key, **kw)
         return x_hat, ErrorFeedbackState(v - x_hat, inner_state), info
 
     facts = Facts(
@@ -65,5 +68,6 @@ def error_feedback(inner: Compressor) -> Compressor:
         },
         unbiased=False,
         deterministic=inner.facts.deterministic,
+        shared=inner.facts.shared,
     )
     return Compressor(init, update, facts)

@@ -22,6 +22,7 @@ shared seed; we charge them anyway (the honest default when seeds are not shared
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import jax
@@ -202,9 +203,13 @@ def _check_worker(worker: Any, n_workers: int) -> Any:
         or (hasattr(worker, "dtype") and jnp.issubdtype(worker.dtype, jnp.integer))
     ):
         raise TypeError(f"worker must be an integer index, got {type(worker).__name__}")
-    if isinstance(worker, int) and not 0 <= worker < n_workers:
+    try:  # concrete indices (Python, numpy or JAX scalars) are range-checked; traced ones not
+        concrete = operator.index(worker)
+    except Exception:
+        return worker
+    if not 0 <= concrete < n_workers:
         raise ValueError(
-            f"worker must be in [0, {n_workers - 1}] for n_workers={n_workers}, got {worker}"
+            f"worker must be in [0, {n_workers - 1}] for n_workers={n_workers}, got {concrete}"
         )
     return worker
 

@@ -66,11 +66,13 @@ class Shared(NamedTuple):
         coin: the shared Bernoulli(``coin_p``) draw (None when the method has no coin).
         key: a PRNG key equal on every worker (for ``facts.shared`` compressors, e.g. PermK).
         worker: this worker's index (uint32 scalar).
+        n_workers: the number of workers (a Python int).
     """
 
     coin: Any
     key: Any
     worker: Any
+    n_workers: int
 
 
 class Algorithm(NamedTuple):
@@ -159,10 +161,21 @@ def _select(pred, a, b):
 
 
 def _call_keys(comp: Compressor, key, shared: Shared) -> dict[str, Any]:
-    """The randomness a compressor gets: its worker's key, or the shared key and the index."""
-    if comp.facts.shared:
-        return {"key": shared.key, "worker": shared.worker}
-    return {"key": key}
+    """The randomness a compressor gets: its worker's key, or the shared key and the index.
+
+    Raises:
+        ValueError: a shared compressor configured for another number of workers (its
+            blocks would overlap or leave coordinates out).
+    """
+    if not comp.facts.shared:
+        return {"key": key}
+    n = comp.facts.params.get("n_workers")
+    if n is not None and n != shared.n_workers:
+        raise ValueError(
+            f"compressor {comp.facts.name!r} is configured for n_workers={n}, but the problem "
+            f"has {shared.n_workers} workers"
+        )
+    return {"key": shared.key, "worker": shared.worker}
 
 
 def _split_shared(shared: Shared) -> tuple[Shared, Shared]:

@@ -228,10 +228,10 @@ def _worker_fns(
         coin = None
         if algorithm.coin_p is not None:
             coin = jax.random.bernoulli(jax.random.fold_in(sk, _COIN), algorithm.coin_p)
-        return kg, kc, Shared(coin, jax.random.fold_in(sk, _SHARED), idx)
+        return kg, kc, Shared(coin, jax.random.fold_in(sk, _SHARED), idx, problem.n_workers)
 
     def local_init(x0, data_i, idx, key):
-        """-> ((h, y, ex, mstate), _Local, (err_i, bits))."""
+        """-> ((h, y, dist, mstate), _Local, (err_i, bits))."""
         kg, kc, shared = keys(key, 0, idx)
         f_i, ex, y = grads(x0, data_i, kg)
         g_i, mstate, msg = algorithm.init(y, kc, shared, gamma)
@@ -465,6 +465,11 @@ def _jitted(algorithm, problem, gamma, A, B, engine, aggregate, n, check_3pc, re
     while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
         _JIT_CACHE.popitem(last=False)
     return init_j, chunk_j
+
+
+def clear_compiled_cache() -> None:
+    """Forget the cached compiled steps (and the algorithm/problem objects they hold)."""
+    _JIT_CACHE.clear()
 
 
 class Stepper(NamedTuple):

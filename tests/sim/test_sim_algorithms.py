@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from ratedist.compressors import make
+from ratedist.compressors import error_feedback, make
 from ratedist.sim import (
     ALGORITHMS,
     clag,
@@ -172,6 +172,25 @@ def test_perm_k_shared_permutation_makes_marina_exact_on_identical_workers(key):
     np.testing.assert_array_equal(np.diff(shared.bits.index, axis=0), 0)
     with pytest.raises(ValueError, match="shares randomness across workers"):
         run(marina(make("perm-k:n_workers=4"), 0.1), prob, steps=2, key=key)
+    with pytest.raises(ValueError, match="configured for n_workers=2, but the problem has 4"):
+        run(marina(make("perm-k:n_workers=2"), 0.1), prob, steps=2, key=key, gamma=0.05)
+
+
+def test_error_feedback_keeps_perm_k_shared(key):
+    # EF around PermK: the workers still split ONE permutation each step (the wrapper forwards
+    # the shared key and the worker index), so on identical workers the first compressed
+    # average is the exact gradient, unlike independent per-worker draws
+    n, d = 4, 16
+    rng = np.random.default_rng(2)
+    M = rng.standard_normal((d, d))
+    prob = quadratic(
+        np.broadcast_to(M @ M.T / d + np.eye(d), (n, d, d)),
+        np.broadcast_to(rng.standard_normal(d), (n, d)),
+    )
+    comp = error_feedback(make("perm-k:n_workers=4"))
+    assert comp.facts.shared
+    tr = run(compressed_sgd(comp), prob, steps=3, key=key, gamma=0.05)
+    assert tr.server_error[0] <= 1e-24 * tr.grad_norm_sq[0]
 
 
 def test_per_worker_randomness_differs_across_workers_and_is_reproducible(tri, key):
