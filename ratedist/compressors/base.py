@@ -68,8 +68,8 @@ class Facts(NamedTuple):
         omega: ``d -> omega`` with ``E||C(x) - x||^2 <= omega ||x||^2`` (unbiased ones), or None.
         alpha: ``d -> alpha`` with ``E||C(x) - x||^2 <= (1 - alpha) ||x||^2``, or None.
         shared: the compressor uses randomness SHARED by the workers (PermK): ``update``
-            wants the same ``key`` on every worker plus ``worker=i``; the simulator passes
-            them. False: ``key`` is the worker's own.
+            wants the same ``key`` on every worker plus ``worker=i`` and ``n_workers=N``; the
+            simulator passes them. False: ``key`` is the worker's own.
     """
 
     name: str

@@ -51,11 +51,12 @@ def _scatter(d: int, idx: jax.Array, vals: jax.Array) -> jax.Array:
 
 
 def _sparsifier(name: str, params: dict[str, Any], sparse: Any) -> Compressor:
-    """A stateless compressor whose ``update`` densifies ``sparse`` (one source of truth)."""
+    """A stateless compressor whose ``update`` densifies ``sparse`` (one source of truth);
+    call keywords (``key``, PermK's ``worker``/``n_workers``) are passed through."""
 
-    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+    def update(x: Any, state: Any, **kw: Any) -> tuple[Any, Any, Any]:
         x = check_vector(x)
-        vals, idx, state, info = sparse(x, state, key=key)
+        vals, idx, state, info = sparse(x, state, **kw)
         return _scatter(x.shape[0], idx, vals), state, info
 
     return _stateless(name, params, update, sparse=sparse)
@@ -124,9 +125,9 @@ def _random_subset(key: Any, d: int, k: int) -> jax.Array:
     The keys are 30 random bits mapped monotonically onto normal positive float32 numbers and
     selected with :func:`~ratedist.compressors.select.top_k_abs` (``jax.lax.top_k`` on
     float32 is ~10x faster on CPU than on integers and ~20x faster than
-    ``jax.random.choice(replace=False)``; the native kernel is faster still). Equal keys (probability ~ d 2^-30 that one pair
-    straddles the cut) go to the lower index, which moves an inclusion probability by
-    ~2^-30 at most: uniform to that resolution.
+    ``jax.random.choice(replace=False)``; the native kernel is faster still). Equal keys
+    (probability ~ d 2^-30 that one pair straddles the cut) go to the lower index, which
+    moves an inclusion probability by ~2^-30 at most: uniform to that resolution.
     """
     bits = jax.random.bits(key, (d,), jnp.uint32)
     keys = jax.lax.bitcast_convert_type((bits >> 2) + jnp.uint32(0x00800000), jnp.float32)
@@ -234,9 +235,9 @@ def perm_k(n_workers: int = 2, float_bits: int = FLOAT_BITS) -> Compressor:
     The workers' compressors are therefore correlated; MARINA's independent-compressor
     theory does not apply to it (arXiv 2110.03300 gives the "AB" theory, not implemented here).
 
-    Call: ``update(x, state, key=shared_key, worker=i)``; the key must be the SAME on every
-    worker (the simulator passes its shared step key and the worker index); ``worker``
-    defaults to 0. Bits: ``q * float_bits`` values and NO index bits: the receiver regenerates
+    Call: ``update(x, state, key=shared_key, worker=i, n_workers=N)``; the key must be the
+    SAME on every worker (the simulator passes its shared step key, the worker index and the
+    worker count); ``worker`` defaults to 0, ``n_workers`` (checked when given) to unchecked. Bits: ``q * float_bits`` values and NO index bits: the receiver regenerates
     the permutation from the shared key, whose agreement is a one-off, not a per-message, cost.
 
     Args:
@@ -244,8 +245,8 @@ def perm_k(n_workers: int = 2, float_bits: int = FLOAT_BITS) -> Compressor:
         float_bits: width of one sent value.
 
     Raises:
-        ValueError: at call time, if ``d`` is not a positive multiple of ``n_workers`` or
-            ``worker`` is out of range.
+        ValueError: at call time, if ``d`` is not a positive multiple of ``n_workers``,
+            ``worker`` is out of range, or the caller's ``n_workers`` differs.
 
     References:
         Szlendak, Tyurin, Richtárik, "Permutation Compressors for Provably Faster Distributed
@@ -254,10 +255,17 @@ def perm_k(n_workers: int = 2, float_bits: int = FLOAT_BITS) -> Compressor:
     n = check_int("n_workers", n_workers, min_value=1)
     float_bits = check_float_bits(float_bits)
 
-    def sparse(x: Any, state: Any, *, key: Any = None, worker: Any = 0) -> tuple[Any, ...]:
+    def sparse(
+        x: Any, state: Any, *, key: Any = None, worker: Any = 0, n_workers: int | None = None
+    ) -> tuple[Any, ...]:
         x = check_vector(x)
         key = check_key(key, "perm-k")
         worker = _check_worker(worker, n)
+        if n_workers is not None and n_workers != n:
+            raise ValueError(
+                f"perm-k is configured for n_workers={n}, but the problem has {n_workers} "
+                "workers (the blocks would overlap or leave coordinates out)"
+            )
         d = x.shape[0]
         if d % n:
             raise ValueError(f"perm-k needs d divisible by n_workers, got d={d}, n_workers={n}")
@@ -268,12 +276,7 @@ def perm_k(n_workers: int = 2, float_bits: int = FLOAT_BITS) -> Compressor:
         vb = q * float_bits
         return vals, idx, state, make_info(vb, 0, 0, vb)
 
-    def update(x: Any, state: Any, *, key: Any = None, worker: Any = 0) -> tuple[Any, Any, Any]:
-        x = check_vector(x)
-        vals, idx, state, info = sparse(x, state, key=key, worker=worker)
-        return _scatter(x.shape[0], idx, vals), state, info
-
-    return _stateless("perm-k", {"n_workers": n, "float_bits": float_bits}, update, sparse=sparse)
+    return _sparsifier("perm-k", {"n_workers": n, "float_bits": float_bits}, sparse)
 
 
 # ----------------------------------------------------------------------------- threshold

@@ -161,21 +161,11 @@ def _select(pred, a, b):
 
 
 def _call_keys(comp: Compressor, key, shared: Shared) -> dict[str, Any]:
-    """The randomness a compressor gets: its worker's key, or the shared key and the index.
-
-    Raises:
-        ValueError: a shared compressor configured for another number of workers (its
-            blocks would overlap or leave coordinates out).
-    """
+    """The randomness a compressor gets: its worker's key, or the shared key, the worker's
+    index and the number of workers (which a shared compressor checks against its own)."""
     if not comp.facts.shared:
         return {"key": key}
-    n = comp.facts.params.get("n_workers")
-    if n is not None and n != shared.n_workers:
-        raise ValueError(
-            f"compressor {comp.facts.name!r} is configured for n_workers={n}, but the problem "
-            f"has {shared.n_workers} workers"
-        )
-    return {"key": shared.key, "worker": shared.worker}
+    return {"key": shared.key, "worker": shared.worker, "n_workers": shared.n_workers}
 
 
 def _split_shared(shared: Shared) -> tuple[Shared, Shared]:
