@@ -1,0 +1,226 @@
+"""Quadratic problems: user-supplied dense quadratics and the 3PC/EF21 tridiagonal family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from ratedist._validation import check_array, check_int, check_real
+from ratedist.sim.problems.core import PROBLEMS, Problem, _quadratic_fstar, _spectral_constants
+
+
+def _dense_quad_loss(x, data_i):
+    A, b, c = data_i["A"], data_i["b"], data_i["c"]
+    return 0.5 * x @ (A @ x) - b @ x + c
+
+
+def _dense_quad_grad(x, data_i):
+    return data_i["A"] @ x - data_i["b"]
+
+
+@PROBLEMS.register("quadratic")
+def quadratic(A: Any, b: Any, *, c: Any = None, x0: Any = None) -> Problem:
+    """User-supplied quadratics ``f_i(x) = ½ xᵀA_i x − xᵀb_i + c_i``.
+
+    Args:
+        A: ``(n, d, d)`` symmetric matrices (one per worker).
+        b: ``(n, d)`` linear terms.
+        c: optional ``(n,)`` constants (default 0).
+        x0: starting point (default zeros).
+
+    Returns:
+        The problem with exact ``L_-`` (spectral norm of the mean Hessian), exact ``L_+``
+        (``sqrt(lambda_max((1/n) sum A_i^2))``), ``L_plus_upper`` and closed-form ``f*`` (when
+        the mean Hessian is positive definite; None otherwise).
+
+    Raises:
+        ValueError: shapes inconsistent, non-finite entries or non-symmetric ``A_i``.
+    """
+    A = check_array("A", A, ndim=3)
+    n, d, d2 = A.shape
+    if d != d2:
+        raise ValueError(f"A must have shape (n, d, d), got {A.shape}")
+    if not np.allclose(A, np.swapaxes(A, 1, 2), rtol=1e-12, atol=1e-12):
+        raise ValueError("A must hold symmetric matrices A_i = A_i^T")
+    b = check_array("b", b, ndim=2)
+    if b.shape != (n, d):
+        raise ValueError(f"b must have shape (n_workers, d) = {(n, d)}, got {b.shape}")
+    c = np.zeros(n) if c is None else check_array("c", c, ndim=1)
+    if c.shape != (n,):
+        raise ValueError(f"c must have shape (n_workers,) = {(n,)}, got {c.shape}")
+    x0 = np.zeros(d) if x0 is None else check_array("x0", x0, ndim=1)
+    if x0.shape != (d,):
+        raise ValueError(f"x0 must have shape (d,) = {(d,)}, got {x0.shape}")
+    L_minus, L_plus, L_up, L_i = _spectral_constants(A)
+    f_star, f_label = _quadratic_fstar(A.mean(0), b.mean(0), float(c.mean()))
+    return Problem(
+        name="quadratic",
+        n_workers=n,
+        dim=d,
+        data={"A": A, "b": b, "c": c},
+        loss_fn=_dense_quad_loss,
+        grad_fn=_dense_quad_grad,
+        x0=x0,
+        f_star=f_star,
+        L_minus=L_minus,
+        L_plus=L_plus,
+        L_plus_upper=L_up,
+        L_i=L_i,
+        labels={
+            "f_star": f_label,
+            "L_minus": "exact: ||mean_i A_i||_2",
+            "L_plus": "exact: sqrt(lambda_max(mean_i A_i^2))",
+            "L_plus_upper": "bound: sqrt(mean_i ||A_i||_2^2)",
+        },
+        config={"problem": "quadratic", "n_workers": n, "dim": d, "data": "user-supplied"},
+    )
+
+
+def _tridiag_matvec(x):
+    """``tridiag(-1, 2, -1) @ x`` in O(d) (Dirichlet ends)."""
+    z = jnp.zeros((1,), x.dtype)
+    left = jnp.concatenate([z, x[:-1]])
+    right = jnp.concatenate([x[1:], z])
+    return 2 * x - left - right
+
+
+def _tri_Ax(x, data_i):
+    """``A_i x`` in O(d)."""
+    return (data_i["nu"] / 4) * _tridiag_matvec(x) + data_i["shift"] * x
+
+
+def _tri_grad(x, data_i):
+    return _tri_Ax(x, data_i).at[0].add(-data_i["b1"])  # b_i = b1_i e_1
+
+
+def _tri_value_and_grad(x, data_i):
+    Ax = _tri_Ax(x, data_i)
+    return 0.5 * x @ Ax - data_i["b1"] * x[0], Ax.at[0].add(-data_i["b1"])
+
+
+def _tri_loss(x, data_i):
+    return 0.5 * x @ _tri_Ax(x, data_i) - data_i["b1"] * x[0]
+
+
+def tridiagonal_matrices(problem: Problem) -> np.ndarray:
+    """Dense ``A_i`` of a :func:`tridiagonal_quadratic` problem, numpy ``(n, d, d)``.
+
+    The linear terms are ``b_i = data["b1"][i] e_1`` (see :func:`tridiagonal_linear_terms`).
+    """
+    d = problem.dim
+    T = 2 * np.eye(d) - np.eye(d, k=1) - np.eye(d, k=-1)
+    nu, shift = problem.data["nu"], problem.data["shift"]
+    return (nu[:, None, None] / 4) * T[None, :, :] + shift[:, None, None] * np.eye(d)[None, :, :]
+
+
+def tridiagonal_linear_terms(problem: Problem) -> np.ndarray:
+    """Dense ``b_i`` of a :func:`tridiagonal_quadratic` problem, numpy ``(n, d)``."""
+    b = np.zeros((problem.n_workers, problem.dim))
+    b[:, 0] = problem.data["b1"]
+    return b
+
+
+@PROBLEMS.register("tridiagonal_quadratic")
+def tridiagonal_quadratic(
+    n_workers: int = 10,
+    dim: int = 100,
+    *,
+    noise_scale: float = 0.5,
+    lambda_min: float = 1e-2,
+    seed: int = 0,
+    x0_scale: float = 1.0,
+) -> Problem:
+    """The 3PC/EF21 tridiagonal quadratic family (SPEC §3).
+
+    ``f_i(x) = ½ xᵀA_i x − xᵀb_i`` with ``A_i = (nu_i/4) tridiag(−1, 2, −1) + lambda I``.
+
+    Construction (the family of arXiv 2202.00998 §D / 2106.05203 §5; the exact random draws
+    of the papers are not published, these are ours): ``nu_i = 1 + noise_scale * |xi_i|``,
+    ``xi_i ~ N(0, 1)`` i.i.d. per worker; ``b_i = (nu_i/4) (−1 + noise_scale * zeta_i) e_1``
+    (stored as the scalars ``data["b1"]``),
+    ``zeta_i ~ N(0, 1)``; one common shift ``lambda`` chosen so that the smallest eigenvalue of
+    the mean Hessian ``mean_i A_i`` equals ``lambda_min`` (negative values give an indefinite,
+    nonconvex problem). All ``A_i`` share the eigenvectors of ``tridiag(−1, 2, −1)`` with
+    eigenvalues ``mu_k = 2 − 2 cos(k pi/(d + 1))``, so the constants are exact closed forms:
+    ``L_- = max_k |nu_bar mu_k/4 + lambda|``, ``L_+^2 = max_k mean_i (nu_i mu_k/4 + lambda)^2``,
+    ``L_i = max_k |nu_i mu_k/4 + lambda|``. ``x0`` is a fixed standard Gaussian draw times
+    ``x0_scale``. Gradients cost O(d) (no matrix is stored), so d = 10^6 is fine.
+
+    Args:
+        n_workers: number of workers (>= 1).
+        dim: dimension (>= 2).
+        noise_scale: heterogeneity of the workers (>= 0).
+        lambda_min: smallest eigenvalue of the mean Hessian after the shift.
+        seed: numpy seed of the draws.
+        x0_scale: scale of the random starting point.
+
+    Returns:
+        The problem; ``f*`` is closed form when ``lambda_min > 0``.
+
+    Raises:
+        ValueError: bad sizes or scales.
+
+    References:
+        Richtárik, Sokolov, Fatkhullin, "EF21", arXiv 2106.05203; Richtárik et al., "3PC",
+        arXiv 2202.00998.
+    """
+    n = check_int("n_workers", n_workers, min_value=1)
+    d = check_int("dim", dim, min_value=2)
+    s = check_real("noise_scale", noise_scale)
+    if s < 0:
+        raise ValueError(f"noise_scale must be >= 0, got {s!r}")
+    lam_min = check_real("lambda_min", lambda_min)
+    x0_scale = check_real("x0_scale", x0_scale)
+    seed = check_int("seed", seed, min_value=0)
+    rng = np.random.default_rng(seed)
+    nu = 1.0 + s * np.abs(rng.standard_normal(n))
+    zeta = rng.standard_normal(n)
+    b1 = (nu / 4) * (-1.0 + s * zeta)  # b_i = b1_i e_1, stored as (n,) to keep data O(n)
+    x0 = x0_scale * rng.standard_normal(d)
+    mu = 2 - 2 * np.cos(np.arange(1, d + 1) * np.pi / (d + 1))
+    shift = lam_min - nu.mean() / 4 * mu.min()
+    eig_i = (nu[:, None] / 4) * mu[None, :] + shift  # (n, d) eigenvalues of each A_i
+    L_minus = float(np.max(np.abs(eig_i.mean(0))))
+    L_plus = float(np.sqrt(np.max(np.mean(eig_i**2, axis=0))))
+    L_i = np.max(np.abs(eig_i), axis=1)
+    if lam_min > 0:
+        # f* = -½ b̄ᵀ Ā⁻¹ b̄ with Ā diagonal in the sine basis V_jk = sqrt(2/(d+1)) sin(jk pi/(d+1));
+        # b̄ = mean(b1) e_1, so (Vᵀ b̄)_k = sqrt(2/(d+1)) sin(k pi/(d+1)) mean(b1).
+        k = np.arange(1, d + 1)
+        bb = np.sqrt(2 / (d + 1)) * np.sin(k * np.pi / (d + 1)) * b1.mean()
+        f_star = float(-0.5 * np.sum(bb**2 / eig_i.mean(0)))
+        f_label = "exact: -b^T A^-1 b / 2 in the sine eigenbasis"
+    else:
+        f_star, f_label = None, "unbounded below (lambda_min <= 0)"
+    return Problem(
+        name="tridiagonal_quadratic",
+        n_workers=n,
+        dim=d,
+        data={"nu": nu, "shift": np.full(n, shift), "b1": b1},
+        loss_fn=_tri_loss,
+        grad_fn=_tri_grad,
+        value_and_grad_fn=_tri_value_and_grad,
+        x0=x0,
+        f_star=f_star,
+        L_minus=L_minus,
+        L_plus=L_plus,
+        L_plus_upper=float(np.sqrt(np.mean(L_i**2))),
+        L_i=L_i,
+        labels={
+            "f_star": f_label,
+            "L_minus": "exact: max_k |mean_i eig_k(A_i)| (shared eigenbasis)",
+            "L_plus": "exact: sqrt(max_k mean_i eig_k(A_i)^2) (shared eigenbasis)",
+            "L_plus_upper": "bound: sqrt(mean_i L_i^2)",
+        },
+        config={
+            "problem": "tridiagonal_quadratic",
+            "n_workers": n,
+            "dim": d,
+            "noise_scale": s,
+            "lambda_min": lam_min,
+            "seed": seed,
+            "x0_scale": x0_scale,
+        },
+    )
