@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax.numpy as jnp
@@ -122,65 +123,118 @@ def tridiagonal_linear_terms(problem: Problem) -> np.ndarray:
     return b
 
 
+#: Defaults of :func:`tridiagonal_quadratic`: ours, and those of the 3PC experiment code.
+_TRIDIAGONAL_DEFAULTS = {
+    False: {"dim": 100, "lambda_min": 1e-2, "seed": 0},
+    True: {"dim": 1000, "lambda_min": 1e-6, "seed": 12345},
+}
+
+
 @PROBLEMS.register("tridiagonal_quadratic")
 def tridiagonal_quadratic(
     n_workers: int = 10,
-    dim: int = 100,
+    dim: int | None = None,
     *,
     noise_scale: float = 0.5,
-    lambda_min: float = 1e-2,
-    seed: int = 0,
+    lambda_min: float | None = None,
+    seed: int | None = None,
     x0_scale: float = 1.0,
+    paper: bool = False,
 ) -> Problem:
     """The 3PC/EF21 tridiagonal quadratic family (SPEC §3).
 
-    ``f_i(x) = ½ xᵀA_i x − xᵀb_i`` with ``A_i = (nu_i/4) tridiag(−1, 2, −1) + lambda I``.
+    ``f_i(x) = ½ xᵀA_i x − xᵀb_i`` with ``A_i = (nu_i/4) tridiag(−1, 2, −1) + lambda I`` and
+    ``b_i = (nu_i/4) (−1 + noise_scale * zeta_i) e_1`` (stored as the scalars ``data["b1"]``);
+    one common shift ``lambda`` makes the smallest eigenvalue of the mean Hessian
+    ``mean_i A_i`` equal ``lambda_min`` (negative values give an indefinite, nonconvex
+    problem). All ``A_i`` share the eigenvectors of ``tridiag(−1, 2, −1)`` with eigenvalues
+    ``mu_k = 2 − 2 cos(k pi/(d + 1)) = 4 sin^2(k pi/(2(d + 1)))``, so the constants are exact
+    closed forms: ``L_- = max_k |nu_bar mu_k/4 + lambda|``,
+    ``L_+^2 = max_k mean_i (nu_i mu_k/4 + lambda)^2``, ``L_i = max_k |nu_i mu_k/4 + lambda|``.
+    Gradients cost O(d) (no matrix is stored), so d = 10^6 is fine.
 
-    Construction (the family of arXiv 2202.00998 §D / 2106.05203 §5; the exact random draws
-    of the papers are not published, these are ours): ``nu_i = 1 + noise_scale * |xi_i|``,
-    ``xi_i ~ N(0, 1)`` i.i.d. per worker; ``b_i = (nu_i/4) (−1 + noise_scale * zeta_i) e_1``
-    (stored as the scalars ``data["b1"]``),
-    ``zeta_i ~ N(0, 1)``; one common shift ``lambda`` chosen so that the smallest eigenvalue of
-    the mean Hessian ``mean_i A_i`` equals ``lambda_min`` (negative values give an indefinite,
-    nonconvex problem). All ``A_i`` share the eigenvectors of ``tridiag(−1, 2, −1)`` with
-    eigenvalues ``mu_k = 2 − 2 cos(k pi/(d + 1))``, so the constants are exact closed forms:
-    ``L_- = max_k |nu_bar mu_k/4 + lambda|``, ``L_+^2 = max_k mean_i (nu_i mu_k/4 + lambda)^2``,
-    ``L_i = max_k |nu_i mu_k/4 + lambda|``. ``x0`` is a fixed standard Gaussian draw times
-    ``x0_scale``. Gradients cost O(d) (no matrix is stored), so d = 10^6 is fine.
+    Two instances of the random draws (``xi_i, zeta_i ~ N(0, 1)`` i.i.d.):
+
+    * ``paper=False`` (default, ours): ``numpy.random.default_rng(seed)`` draws all ``xi``, then
+      all ``zeta``, then ``x0``; ``nu_i = 1 + noise_scale * |xi_i|`` (so every ``A_i`` is
+      positive semidefinite before the shift); ``x0`` is a standard Gaussian vector times
+      ``x0_scale``. Defaults ``dim = 100``, ``lambda_min = 1e-2``, ``seed = 0``.
+    * ``paper=True``: the draws of the authors' public experiment code for arXiv 2202.00998
+      (github.com/IgorSokoloff/3pc_experiments_source_code, file
+      ``quadratic loss/quad_preprocessing.py``, commit 2790da0): ``RandomState(seed)`` and, for
+      each worker in turn, ``xi_i = normal(0, 1)`` then ``zeta_i = normal(0, 1)``;
+      ``nu_i = 1 + noise_scale * xi_i`` without an absolute value (``nu_i < 0``, an indefinite
+      ``A_i``, when ``xi_i < −1/noise_scale``); the same ``b_i`` as above;
+      ``x0 = x0_scale * sqrt(d) e_1``. Defaults become the script's: ``dim = 1000``,
+      ``lambda_min = 1e-6``, ``seed = 12345`` (the script re-seeds for every
+      ``(n_workers, noise_scale)``; it runs ``n_workers`` in {10, 100, 1000} and
+      ``noise_scale`` in {0.05, 0.1}). The script finds the shift from a dense numerical
+      eigenvalue of ``mean_i A_i``; here it is the closed form, which agrees to about 1e-16
+      absolute, and ``mu_k`` is evaluated as ``4 sin^2`` because ``2 − 2 cos`` loses about
+      1e-10 relative accuracy at ``lambda_min = 1e-6``, d = 1000. ``f*`` is the exact minimum
+      of ``f``; the script's own function values are ``½ xᵀ(Āx − b̄)``, not ``f``, and the
+      paper's quadratic plots use ``||grad f||^2`` only.
 
     Args:
         n_workers: number of workers (>= 1).
-        dim: dimension (>= 2).
+        dim: dimension (>= 2); default 100, or 1000 with ``paper=True``.
         noise_scale: heterogeneity of the workers (>= 0).
-        lambda_min: smallest eigenvalue of the mean Hessian after the shift.
-        seed: numpy seed of the draws.
-        x0_scale: scale of the random starting point.
+        lambda_min: smallest eigenvalue of the mean Hessian after the shift; default 1e-2,
+            or 1e-6 with ``paper=True``.
+        seed: numpy seed of the draws (>= 0); default 0, or 12345 with ``paper=True``.
+        x0_scale: scale of the starting point.
+        paper: use the random draws and starting point of the 3PC experiment code.
 
     Returns:
-        The problem; ``f*`` is closed form when ``lambda_min > 0``.
+        The problem; ``f*`` is closed form when ``lambda_min > 0``. ``config`` holds the
+        resolved ``dim``, ``lambda_min`` and ``seed``, and ``"paper": True`` only for the
+        paper instance (so the default's configuration, and its result hash, is unchanged).
 
     Raises:
         ValueError: bad sizes or scales.
+        TypeError: ``paper`` not a bool.
 
     References:
-        Richtárik, Sokolov, Fatkhullin, "EF21", arXiv 2106.05203; Richtárik et al., "3PC",
-        arXiv 2202.00998.
+        Richtárik, Sokolov, Fatkhullin, "EF21", arXiv 2106.05203; Richtárik, Sokolov,
+        Gasanov, Fatkhullin, Li, Gorbunov, "3PC: Three Point Compressors", arXiv 2202.00998,
+        §5 and App. D; their code: github.com/IgorSokoloff/3pc_experiments_source_code.
     """
+    if not isinstance(paper, bool | np.bool_):
+        raise TypeError(f"paper must be a bool, got {paper!r} ({type(paper).__name__})")
+    paper = bool(paper)
+    defaults = _TRIDIAGONAL_DEFAULTS[paper]
     n = check_int("n_workers", n_workers, min_value=1)
-    d = check_int("dim", dim, min_value=2)
+    d = check_int("dim", defaults["dim"] if dim is None else dim, min_value=2)
     s = check_real("noise_scale", noise_scale)
     if s < 0:
         raise ValueError(f"noise_scale must be >= 0, got {s!r}")
-    lam_min = check_real("lambda_min", lambda_min)
+    lam_min = check_real("lambda_min", defaults["lambda_min"] if lambda_min is None else lambda_min)
     x0_scale = check_real("x0_scale", x0_scale)
-    seed = check_int("seed", seed, min_value=0)
-    rng = np.random.default_rng(seed)
-    nu = 1.0 + s * np.abs(rng.standard_normal(n))
-    zeta = rng.standard_normal(n)
+    seed = check_int(
+        "seed",
+        defaults["seed"] if seed is None else seed,
+        min_value=0,
+        max_value=2**32 - 1 if paper else None,  # the range RandomState accepts
+    )
+    if paper:
+        # One (n, 2) call draws the same stream as the script's per-worker
+        # normal(size=1) calls for xi_i then zeta_i (the legacy generator caches its second
+        # Gaussian in the state, so chunking does not change the sequence).
+        xi, zeta = np.random.RandomState(seed).normal(0.0, 1.0, size=(n, 2)).T
+        nu = 1 + s * xi
+        x0 = np.zeros(d)
+        x0[0] = x0_scale * math.sqrt(d)
+        mu = 4 * np.sin(np.arange(1, d + 1) * np.pi / (2 * (d + 1))) ** 2
+    else:
+        rng = np.random.default_rng(seed)
+        nu = 1.0 + s * np.abs(rng.standard_normal(n))
+        zeta = rng.standard_normal(n)
+        x0 = x0_scale * rng.standard_normal(d)
+        mu = 2 - 2 * np.cos(np.arange(1, d + 1) * np.pi / (d + 1))
     b1 = (nu / 4) * (-1.0 + s * zeta)  # b_i = b1_i e_1, stored as (n,) to keep data O(n)
-    x0 = x0_scale * rng.standard_normal(d)
-    mu = 2 - 2 * np.cos(np.arange(1, d + 1) * np.pi / (d + 1))
-    shift = lam_min - nu.mean() / 4 * mu.min()
+    # min over k, not mu.min(): with paper=True the mean nu can be negative (then the smallest
+    # eigenvalue sits at the largest mu_k); for nu_bar > 0 both give the same float.
+    shift = lam_min - np.min(nu.mean() / 4 * mu)
     eig_i = (nu[:, None] / 4) * mu[None, :] + shift  # (n, d) eigenvalues of each A_i
     L_minus = float(np.max(np.abs(eig_i.mean(0))))
     L_plus = float(np.sqrt(np.max(np.mean(eig_i**2, axis=0))))
@@ -194,6 +248,17 @@ def tridiagonal_quadratic(
         f_label = "exact: -b^T A^-1 b / 2 in the sine eigenbasis"
     else:
         f_star, f_label = None, "unbounded below (lambda_min <= 0)"
+    config = {
+        "problem": "tridiagonal_quadratic",
+        "n_workers": n,
+        "dim": d,
+        "noise_scale": s,
+        "lambda_min": lam_min,
+        "seed": seed,
+        "x0_scale": x0_scale,
+    }
+    if paper:
+        config["paper"] = True
     return Problem(
         name="tridiagonal_quadratic",
         n_workers=n,
@@ -214,13 +279,5 @@ def tridiagonal_quadratic(
             "L_plus": "exact: sqrt(max_k mean_i eig_k(A_i)^2) (shared eigenbasis)",
             "L_plus_upper": "bound: sqrt(mean_i L_i^2)",
         },
-        config={
-            "problem": "tridiagonal_quadratic",
-            "n_workers": n,
-            "dim": d,
-            "noise_scale": s,
-            "lambda_min": lam_min,
-            "seed": seed,
-            "x0_scale": x0_scale,
-        },
+        config=config,
     )
