@@ -17,8 +17,11 @@ tests can read them without running anything.
 
 from __future__ import annotations
 
+import inspect
+import types
+import typing
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax.numpy as jnp
 
@@ -96,7 +99,70 @@ class Compressor(NamedTuple):
     sparse: Callable[..., tuple[Any, Any, Any, CompressInfo]] | None = None
 
 
-#: Registry of compressor factories; facts: ``unbiased``, ``deterministic``, ``params``
-#: (name -> (type, default)), ``examples`` (parameter sets used by generic tests).
+#: Registry of compressor factories, the one place a compressor is enrolled (use
+#: :func:`register`). Facts: ``unbiased``, ``deterministic``, ``params`` (name -> (type,
+#: default), read from the factory's signature), ``examples`` (parameter sets used by the
+#: generic tests), ``rd_sweep`` (parameter sets of the default rate–distortion curve,
+#: ``ratedist rd --all``; the examples where absent), ``omega``/``alpha``/``shared`` where
+#: declared. A closed form, where one exists, registers itself against the same name in
+#: :data:`ratedist.rd.CLOSED_FORMS` (the rd layer sits above this one).
 COMPRESSORS: Registry[Callable[..., Compressor]] = Registry("compressor")
-register = COMPRESSORS.register
+
+
+def _plain_type(annotation: Any) -> Any:
+    """``X`` from ``X | None`` (the optional parameters); other annotations unchanged."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def signature_params(factory: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
+    """``name -> (type, default)`` of a factory's parameters, from its signature.
+
+    The type is the annotation (``X`` for ``X | None``); the default is None for a required
+    parameter.
+    """
+    out = {}
+    for name, p in inspect.signature(factory, eval_str=True).parameters.items():
+        default = None if p.default is inspect.Parameter.empty else p.default
+        out[name] = (_plain_type(p.annotation), default)
+    return out
+
+
+F = TypeVar("F", bound=Callable[..., Compressor])
+
+
+def register(name: str, **facts: Any) -> Callable[[F], F]:
+    """Decorator enrolling a compressor factory in :data:`COMPRESSORS` under ``name``.
+
+    The ``params`` fact is read from the factory's signature; ``examples`` and ``rd_sweep``
+    are checked against it.
+
+    Args:
+        name: registry name (the spec-string name, e.g. ``"top-k"``).
+        **facts: static facts (see :data:`COMPRESSORS`), not ``params``.
+
+    Raises:
+        TypeError: ``params`` given as a fact.
+        ValueError: ``name`` already registered, or an example/sweep entry names a parameter
+            the factory does not take.
+    """
+    if "params" in facts:
+        raise TypeError(f"compressor {name!r}: params are read from the factory signature")
+
+    def deco(factory: F) -> F:
+        params = signature_params(factory)
+        for fact in ("examples", "rd_sweep"):
+            for entry in facts.get(fact, ()):
+                unknown = sorted(set(entry) - set(params))
+                if unknown:
+                    raise ValueError(
+                        f"compressor {name!r}: {fact} entry {entry!r} names unknown "
+                        f"parameter(s) {', '.join(unknown)}; allowed: {', '.join(params)}"
+                    )
+        COMPRESSORS.add(name, factory, params=params, **facts)
+        return factory
+
+    return deco

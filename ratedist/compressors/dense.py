@@ -119,7 +119,7 @@ def _identity_alpha(d: int, **_: Any) -> float:
     "identity",
     unbiased=True,
     deterministic=True,
-    params={"float_bits": (int, FLOAT_BITS)},
+    rd_sweep=[{}],
     examples=[{}, {"float_bits": 16}],
     omega=_identity_omega,
     alpha=_identity_alpha,
@@ -149,7 +149,7 @@ def identity(float_bits: int = FLOAT_BITS) -> Compressor:
     "sign",
     unbiased=False,
     deterministic=True,
-    params={},
+    rd_sweep=[{}],
     examples=[{}],
 )
 def sign() -> Compressor:
@@ -182,7 +182,7 @@ def _scaled_sign_alpha(d: int, **_: Any) -> float:
     "scaled-sign",
     unbiased=False,
     deterministic=True,
-    params={"float_bits": (int, FLOAT_BITS)},
+    rd_sweep=[{}],
     examples=[{}],
     alpha=_scaled_sign_alpha,
 )
@@ -237,7 +237,7 @@ def _qsgd_omega(d: int, s: int, **_: Any) -> float:
     "qsgd",
     unbiased=True,
     deterministic=False,
-    params={"s": (int, 1), "float_bits": (int, FLOAT_BITS), "rng_bits": (int, 32)},
+    rd_sweep=[{"s": 1}, {"s": 4}, {"s": 16}, {"s": 64}],
     examples=[{"s": 1}, {"s": 4}, {"s": 15, "float_bits": 16}, {"s": 4, "rng_bits": 8}],
     omega=_qsgd_omega,
 )
@@ -275,7 +275,7 @@ def _nuqsgd_omega(d: int, s: int, **_: Any) -> float:
     "nuqsgd",
     unbiased=True,
     deterministic=False,
-    params={"s": (int, 3), "float_bits": (int, FLOAT_BITS), "rng_bits": (int, 32)},
+    rd_sweep=[{"s": 3}, {"s": 6}, {"s": 8}],
     examples=[{"s": 1}, {"s": 3}, {"s": 8}],
     omega=_nuqsgd_omega,
 )
@@ -356,7 +356,7 @@ def _terngrad_omega(d: int, **_: Any) -> float:
     "terngrad",
     unbiased=True,
     deterministic=False,
-    params={"float_bits": (int, FLOAT_BITS), "rng_bits": (int, 32)},
+    rd_sweep=[{}],
     examples=[{}, {"rng_bits": 16}],
     omega=_terngrad_omega,
 )
@@ -409,7 +409,7 @@ def _exponent_range(dtype: Any) -> tuple[int, int]:
     "natural",
     unbiased=True,
     deterministic=False,
-    params={"rng_bits": (int, 32)},
+    rd_sweep=[{}],
     examples=[{}],
     omega=_natural_omega,
 )

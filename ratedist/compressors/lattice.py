@@ -135,12 +135,7 @@ def _lattice_alpha(d: int, *, lattice: str, step: float, **_: Any) -> float:
     "lattice",
     unbiased=False,
     deterministic=True,
-    params={
-        "lattice": (str, "e8"),
-        "step": (float, DEFAULT_STEP),
-        "dither": (bool, False),
-        "float_bits": (int, FLOAT_BITS),
-    },
+    rd_sweep=[{"lattice": "e8"}, {"lattice": "d4"}, {"lattice": "a2"}, {"lattice": "zn"}],
     examples=[
         {},
         {"lattice": "zn", "step": 0.25},

@@ -21,6 +21,8 @@ from ratedist.compressors._common import (
 from ratedist.compressors.base import FLOAT_BITS, Compressor, register
 from ratedist.compressors.dense import _stateless, _stochastic_levels
 from ratedist.quantizers.core import ScalarQuantizer
+from ratedist.quantizers.registry import DESIGNS
+from ratedist.sources.classic import Gaussian
 
 _EXAMPLE_Q4 = ScalarQuantizer.from_levels([-1.5, -0.5, 0.5, 1.5])
 _EXAMPLE_Q3 = ScalarQuantizer.from_levels([-2.0, 0.0, 2.0])
@@ -28,9 +30,6 @@ _EXAMPLE_Q3 = ScalarQuantizer.from_levels([-2.0, 0.0, 2.0])
 
 def _design(method: Any, bits: Any) -> tuple[ScalarQuantizer, str]:
     """Design ``2**bits`` levels for a unit Gaussian with ``DESIGNS[method]``."""
-    from ratedist.quantizers.registry import DESIGNS  # designers may register late
-    from ratedist.sources.classic import Gaussian
-
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {method!r}")
     if method not in DESIGNS:
@@ -46,15 +45,12 @@ def _design(method: Any, bits: Any) -> tuple[ScalarQuantizer, str]:
     "scalar",
     unbiased=False,
     deterministic=None,  # depends on ``rounding``; see the instance facts
-    params={
-        "quantizer": (ScalarQuantizer, None),
-        "rounding": (str, None),
-        "normalize": (str, "rms"),
-        "float_bits": (int, FLOAT_BITS),
-        "method": (str, None),
-        "bits": (int, None),
-        "rng_bits": (int, 32),
-    },
+    rd_sweep=[
+        {"method": "lloyd-max", "bits": 1},
+        {"method": "lloyd-max", "bits": 2},
+        {"method": "lloyd-max", "bits": 3},
+        {"method": "lloyd-max", "bits": 4},
+    ],
     examples=[
         {"quantizer": _EXAMPLE_Q4},
         {"quantizer": _EXAMPLE_Q4, "rounding": "stochastic"},

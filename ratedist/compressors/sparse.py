@@ -75,7 +75,7 @@ _K_EXAMPLES = [{"k": 1}, {"k": 3}, {"k": 5, "float_bits": 16}]
     "top-k",
     unbiased=False,
     deterministic=True,
-    params=_K_PARAMS,
+    rd_sweep=[{"k": 10}, {"k": 50}, {"k": 200}],
     examples=_K_EXAMPLES,
     alpha=_kd_alpha,
 )
@@ -154,7 +154,7 @@ def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
     "rand-k",
     unbiased=False,
     deterministic=False,
-    params=_K_PARAMS,
+    rd_sweep=[{"k": 10}, {"k": 50}, {"k": 200}],
     examples=_K_EXAMPLES,
     alpha=_kd_alpha,
 )
@@ -178,7 +178,7 @@ def rand_k(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
     "rand-k-unbiased",
     unbiased=True,
     deterministic=False,
-    params=_K_PARAMS,
+    rd_sweep=[{"k": 50}, {"k": 200}],
     examples=_K_EXAMPLES,
     omega=_rand_k_omega,
 )
@@ -220,7 +220,6 @@ def _check_worker(worker: Any, n_workers: int) -> Any:
     unbiased=True,
     deterministic=False,
     shared=True,
-    params={"n_workers": (int, 2), "float_bits": (int, FLOAT_BITS)},
     examples=[{"n_workers": 2}, {"n_workers": 4}, {"n_workers": 8, "float_bits": 16}],
     omega=lambda d, n_workers, **_: n_workers - 1.0,
 )
@@ -284,7 +283,7 @@ def perm_k(n_workers: int = 2, float_bits: int = FLOAT_BITS) -> Compressor:
     "threshold",
     unbiased=False,
     deterministic=True,
-    params={"kappa": (float, 0.01), "float_bits": (int, FLOAT_BITS)},
+    rd_sweep=[{"kappa": 0.01}, {"kappa": 0.05}, {"kappa": 0.2}],
     examples=[{"kappa": 0.1}, {"kappa": 0.5, "float_bits": 16}],
 )
 def threshold(kappa: float = 0.01, float_bits: int = FLOAT_BITS) -> Compressor:
@@ -334,7 +333,7 @@ def _top_k_sign_alpha(d: int, k: int, **_: Any) -> float:
     "top-k-sign",
     unbiased=False,
     deterministic=True,
-    params=_K_PARAMS,
+    rd_sweep=[{"k": 10}, {"k": 50}, {"k": 200}],
     examples=_K_EXAMPLES,
     alpha=_top_k_sign_alpha,
 )
