@@ -1,7 +1,7 @@
 """ratedist: rate–distortion analysis of gradient compression in distributed SGD.
 
 The light, always-needed names are re-exported here; the heavier subpackages
-(:mod:`ratedist.sim`, :mod:`ratedist.bounds`, :mod:`ratedist.validate`,
+(:mod:`ratedist.rd`, :mod:`ratedist.sim`, :mod:`ratedist.bounds`, :mod:`ratedist.validate`,
 :mod:`ratedist.symbolic`, :mod:`ratedist.plotting`) load on first attribute access::
 
     import ratedist as rd
@@ -13,9 +13,10 @@ The light, always-needed names are re-exported here; the heavier subpackages
 import importlib
 from typing import Any
 
-from ratedist import compressors, quantizers, rd, sources
+from ratedist import compressors, quantizers, sources
 from ratedist.compressors import COMPRESSORS, CompressInfo, Compressor, error_feedback
 from ratedist.compressors import make as make_compressor
+from ratedist.infotheory import gap_to_shannon, gaussian_distortion, gaussian_rate
 from ratedist.quantizers import (
     DESIGNS,
     ScalarQuantizer,
@@ -27,7 +28,6 @@ from ratedist.quantizers import (
     tnq,
     tuq,
 )
-from ratedist.rd import gap_to_shannon, gaussian_distortion, gaussian_rate
 from ratedist.sources import (
     Empirical,
     Gaussian,
@@ -40,14 +40,18 @@ from ratedist.sources import (
 
 __version__ = "0.1.0"
 
-_LAZY = ("sim", "bounds", "validate", "symbolic", "plotting")
+# The lazy names below are for import time only (``ratedist.rd`` alone loads scipy.stats and
+# the closed forms, about 1 s; sim, validate, symbolic and plotting load sympy, matplotlib
+# and the simulator). They hide no import cycle: every subpackage imports its dependencies
+# at module level, and tests/test_imports.py checks the graph.
+_LAZY = ("rd", "sim", "bounds", "validate", "symbolic", "plotting")
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return importlib.import_module(f"ratedist.{name}")
-    if name == "rd_point":  # loads the closed forms (and scipy.stats) on first use
-        return rd.rd_point
+    if name == "rd_point":
+        return importlib.import_module("ratedist.rd").rd_point
     raise AttributeError(f"module 'ratedist' has no attribute {name!r}")
 
 

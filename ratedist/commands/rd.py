@@ -19,6 +19,9 @@ import json
 import sys
 from typing import Any
 
+from ratedist._validation import check_choice, check_int, check_positive
+from ratedist.compressors import COMPRESSORS, parse_spec
+
 HELP = "Rate-distortion points (closed form + Monte Carlo) of compressors on Gaussian gradients."
 
 _SOURCES = ("gaussian",)
@@ -73,28 +76,22 @@ def _resolve_aliases(spec: str) -> str:
 
 
 def _with_float_bits(spec: str, float_bits: int) -> str:
-    from ratedist.compressors import COMPRESSORS, parse_spec
-
     name, params = parse_spec(spec)
     if "float_bits" in COMPRESSORS.facts(name).get("params", {}) and "float_bits" not in params:
         return f"{spec}{',' if ':' in spec else ':'}float_bits={float_bits}"
     return spec
 
 
-def _specs(args: argparse.Namespace) -> list[str]:
-    from ratedist.rd.operational import default_specs
-
+def _specs(args: argparse.Namespace, operational: Any) -> list[str]:
     if args.all:
-        return [s for specs in default_specs().values() for s in specs]
+        return [s for specs in operational.default_specs().values() for s in specs]
     if not args.compressor:
         raise ValueError("give --compressor SPEC ... or --all")
     return list(args.compressor)
 
 
-def _has_closed_rate(comp: Any, dim: int, sigma: float) -> bool:
-    from ratedist.rd.operational import closed_form
-
-    cf = closed_form(comp, dim, sigma=sigma)
+def _has_closed_rate(operational: Any, comp: Any, dim: int, sigma: float) -> bool:
+    cf = operational.closed_form(comp, dim, sigma=sigma)
     return cf is not None and cf.rate_bits is not None
 
 
@@ -131,8 +128,6 @@ def _table(points: list[Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ratedist._validation import check_choice, check_int, check_positive
-
     check_choice("source", args.source, _SOURCES)
     dim = check_int("dim", args.dim, min_value=1)
     sigma = check_positive("sigma", args.sigma)
@@ -141,16 +136,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("trials must be 0 (closed form only) or >= 2, got 1")
     seed = check_int("seed", args.seed, min_value=0)
     float_bits = check_int("float_bits", args.float_bits, min_value=1, max_value=64)
-    specs = [_with_float_bits(_resolve_aliases(s), float_bits) for s in _specs(args)]
-
+    # Loaded here, not at the top: the closed forms pull in scipy.stats (about 1 s), which
+    # `ratedist --help` and argument errors should not pay for.
     import jax
 
-    from ratedist.rd.operational import as_compressor, rd_point
+    from ratedist.rd import operational
 
-    comps = [as_compressor(s) for s in specs]  # every spec validated before any work
+    specs = [_with_float_bits(_resolve_aliases(s), float_bits) for s in _specs(args, operational)]
+    comps = [operational.as_compressor(s) for s in specs]  # every spec validated before any work
     if trials == 0 and args.all:
         # Closed forms only: leave out what has no closed-form container rate (lattices).
-        kept = [c for c in comps if _has_closed_rate(c, dim, sigma)]
+        kept = [c for c in comps if _has_closed_rate(operational, c, dim, sigma)]
         skipped = sorted({c.facts.name for c in comps} - {c.facts.name for c in kept})
         if skipped:
             print(f"ratedist rd: no closed form, skipped: {', '.join(skipped)}", file=sys.stderr)
@@ -159,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
     points = []
     for i, comp in enumerate(comps):
         points.append(
-            rd_point(comp, dim, trials=trials, key=jax.random.fold_in(key, i), sigma=sigma)
+            operational.rd_point(
+                comp, dim, trials=trials, key=jax.random.fold_in(key, i), sigma=sigma
+            )
         )
     if args.plot:
         # A bare Figure renders to a file without pyplot, so no backend is chosen here.

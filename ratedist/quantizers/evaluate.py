@@ -20,11 +20,12 @@ import math
 from typing import Any, NamedTuple
 
 from ratedist._validation import check_choice, check_int
+from ratedist.infotheory.shannon import gap_to_shannon
 from ratedist.quantizers import exact as _exact
 from ratedist.quantizers.companded import MAX_LEVELS, check_source
 from ratedist.quantizers.core import ScalarQuantizer, Solution
+from ratedist.quantizers.ecsq import auto_cells
 from ratedist.quantizers.registry import DESIGNS
-from ratedist.rd.shannon import gap_to_shannon
 from ratedist.sources.base import AbstractSource
 from ratedist.sources.classic import Gaussian
 
@@ -161,8 +162,6 @@ def design(
     if levels is not None:
         levels = check_int("levels", levels, min_value=2, max_value=MAX_LEVELS)
     if entry.facts.get("rate") == "entropy":
-        from ratedist.quantizers.ecsq import auto_cells
-
         if bits is None and levels is None:
             raise ValueError(f"method {method!r} needs bits (target entropy) and/or levels")
         if exact:

@@ -1,43 +1,36 @@
 """Shannon theory and operational rate–distortion points.
 
-The Shannon tools are imported eagerly; the operational layer (closed forms and Monte Carlo
-of the compressors) is imported on first use, because it depends on
-:mod:`ratedist.compressors` and :mod:`ratedist.quantizers`, which themselves use
-:mod:`ratedist.rd.shannon` (an eager import would be circular).
+Layering (no cycles, nothing deferred): the Shannon tools live in :mod:`ratedist.infotheory`,
+below :mod:`ratedist.quantizers` and :mod:`ratedist.compressors`, and are re-exported here; the
+closed forms (:mod:`ratedist.rd.closed_forms`) and the operational points
+(:mod:`ratedist.rd.operational`) sit above the quantizers and the compressors and import them.
+A closed form registers itself against its compressor's registry name, so the compressors
+never import this package.
 """
 
-import importlib
-from typing import Any
-
-from ratedist.rd.blahut import BlahutArimoto, blahut_arimoto, grid_probabilities
-from ratedist.rd.shannon import (
+from ratedist.infotheory import (
+    BlahutArimoto,
+    WaterFilling,
+    blahut_arimoto,
     gap_to_shannon,
     gaussian_distortion,
     gaussian_rate,
+    grid_probabilities,
+    reverse_water_filling,
     shannon_lower_bound_distortion,
     shannon_lower_bound_rate,
 )
-from ratedist.rd.waterfilling import WaterFilling, reverse_water_filling
-
-_LAZY = {
-    "CLOSED_FORMS": "ratedist.rd.closed_forms",
-    "ClosedForm": "ratedist.rd.closed_forms",
-    "DEFAULT_PARAMS": "ratedist.rd.operational",
-    "RDPoint": "ratedist.rd.operational",
-    "closed_form": "ratedist.rd.operational",
-    "closed_form_point": "ratedist.rd.operational",
-    "default_specs": "ratedist.rd.operational",
-    "design_point": "ratedist.rd.operational",
-    "monte_carlo_point": "ratedist.rd.operational",
-    "rd_point": "ratedist.rd.operational",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ratedist.rd' has no attribute {name!r}")
-
+from ratedist.rd.closed_forms import CLOSED_FORMS, ClosedForm, register_closed_form
+from ratedist.rd.operational import (
+    DEFAULT_PARAMS,
+    RDPoint,
+    closed_form,
+    closed_form_point,
+    default_specs,
+    design_point,
+    monte_carlo_point,
+    rd_point,
+)
 
 __all__ = [
     "CLOSED_FORMS",
@@ -57,6 +50,7 @@ __all__ = [
     "grid_probabilities",
     "monte_carlo_point",
     "rd_point",
+    "register_closed_form",
     "reverse_water_filling",
     "shannon_lower_bound_distortion",
     "shannon_lower_bound_rate",

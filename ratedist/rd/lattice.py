@@ -32,7 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ratedist._validation import check_int, check_positive
-from ratedist.rd.shannon import gap_to_shannon
+from ratedist.compressors.base import FLOAT_BITS
+from ratedist.compressors.lattice import compressor_lattice
+from ratedist.compressors.lattice import lattice as make_lattice
+from ratedist.infotheory.shannon import gap_to_shannon
+from ratedist.quantizers.lattice import Lattice
+from ratedist.rd.closed_form_base import ClosedForm, _check_d, register_closed_form
 
 #: Differential entropy of a standard Gaussian, bits: (1/2) log2(2 pi e).
 GAUSSIAN_ENTROPY_BITS = 0.5 * math.log2(2 * math.pi * math.e)
@@ -64,9 +69,6 @@ def lattice_gap_bits(nsm: float) -> float:
 def _nsm_of(lattice: Any, nsm: float | None) -> float:
     if nsm is not None:
         return check_positive("nsm", nsm)
-    from ratedist.compressors.lattice import compressor_lattice
-    from ratedist.quantizers.lattice import Lattice
-
     lat = lattice if isinstance(lattice, Lattice) else compressor_lattice(lattice)
     if lat.nsm_reference is None:
         raise ValueError(f"lattice {lat.name!r} has no tabulated G; pass nsm= (e.g. Monte Carlo)")
@@ -99,6 +101,28 @@ def lattice_high_rate_point(
     sigma = check_positive("sigma", sigma)
     g = _nsm_of(lattice, nsm)
     return GAUSSIAN_ENTROPY_BITS - math.log2(step), g * step**2 * sigma**2
+
+
+@register_closed_form("lattice")
+def lattice_rd(
+    d: int,
+    *,
+    sigma: float = 1.0,
+    dtype: Any = "float32",
+    lattice: str = "e8",
+    step: float = 0.5,
+    dither: bool = False,
+    float_bits: int = FLOAT_BITS,
+) -> ClosedForm:
+    """Entropy-coded lattice quantizer, high-rate theory (module docstring).
+
+    ``D = G step^2`` (exact at every step with subtractive dither, high-rate otherwise);
+    entropy rate ``h - log2(step) + float_bits/d`` (high rate, ideal coder, the scale charged);
+    the container rate (bit-packed label ranges) has no closed form (``rate_bits=None``).
+    """
+    d = _check_d(d)
+    rate, mse = lattice_high_rate_point(lattice, step, 1.0)
+    return ClosedForm(None, rate + float_bits / d, float(mse), False)
 
 
 def step_for_rate(rate_bits: float) -> float:
@@ -166,8 +190,6 @@ def lattice_rd_monte_carlo(
     Raises:
         ValueError: bad ``lattice``, ``step``, ``d``, ``n_trials``, ``sigma``, ``float_bits``.
     """
-    from ratedist.compressors.lattice import lattice as make_lattice
-
     comp = make_lattice(lattice, step=step, dither=dither, float_bits=float_bits)
     d = check_int("d", d, min_value=1)
     n_trials = check_int("n_trials", n_trials, min_value=2)

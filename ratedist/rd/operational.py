@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -25,8 +26,10 @@ import numpy as np
 
 from ratedist._validation import check_int, check_positive
 from ratedist.compressors import COMPRESSORS, Compressor, make
+from ratedist.infotheory.shannon import gap_to_shannon, gaussian_distortion
+from ratedist.quantizers import DESIGNS, ScalarQuantizer
 from ratedist.rd.closed_forms import CLOSED_FORMS, ClosedForm
-from ratedist.rd.shannon import gap_to_shannon, gaussian_distortion
+from ratedist.sources.classic import Gaussian
 
 
 class RDPoint(NamedTuple):
@@ -321,9 +324,6 @@ def design_point(
     Raises:
         ValueError: unknown method or bad design options.
     """
-    from ratedist.quantizers import DESIGNS, ScalarQuantizer
-    from ratedist.sources.classic import Gaussian
-
     n_levels = check_int("n_levels", n_levels, min_value=2)
     sol = DESIGNS.get(method)(Gaussian(1.0), n_levels, **options)
     q = sol.value if isinstance(sol.value, ScalarQuantizer) else sol.value.quantizer
@@ -334,56 +334,52 @@ def design_point(
     return p._replace(params=params)
 
 
+def _spec_string(name: str, params: Mapping[str, Any]) -> str | None:
+    """``"name:key=value,..."`` for plain parameter values; None if one is not writable."""
+    if not all(isinstance(v, int | float | str | bool) for v in params.values()):
+        return None
+    body = ",".join(
+        f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in params.items()
+    )
+    return f"{name}:{body}" if body else name
+
+
 def default_specs() -> dict[str, list[str]]:
     """Default parameter sets per registered compressor, as spec strings (for ``--all``).
 
-    Uses :data:`DEFAULT_PARAMS` where a compressor is listed, else the registry's ``examples``
-    facts that can be written as spec strings.
+    Read from the registry: each compressor's ``rd_sweep`` fact (its RD-curve sweep), else
+    its ``examples`` that can be written as spec strings. A compressor registered later
+    (a plugin, a test) is included from then on.
     """
     out: dict[str, list[str]] = {}
     for name in COMPRESSORS.names():
-        if name in DEFAULT_PARAMS:
-            out[name] = list(DEFAULT_PARAMS[name])
-            continue
-        specs = []
-        for ex in COMPRESSORS.facts(name).get("examples", [{}]):
-            if all(isinstance(v, int | float | str | bool) for v in ex.values()):
-                body = ",".join(
-                    f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in ex.items()
-                )
-                specs.append(f"{name}:{body}" if body else name)
+        facts = COMPRESSORS.facts(name)
+        sweep = facts.get("rd_sweep", facts.get("examples", [{}]))
+        specs = [s for s in (_spec_string(name, p) for p in sweep) if s is not None]
         if specs:
             out[name] = specs
     return out
 
 
-#: Parameter sets used by ``ratedist rd --all`` and the RD figure (d around 10^3).
-DEFAULT_PARAMS: dict[str, list[str]] = {
-    "identity": ["identity"],
-    "sign": ["sign"],
-    "scaled-sign": ["scaled-sign"],
-    "top-k": ["top-k:k=10", "top-k:k=50", "top-k:k=200"],
-    "top-k-sign": ["top-k-sign:k=10", "top-k-sign:k=50", "top-k-sign:k=200"],
-    "rand-k": ["rand-k:k=10", "rand-k:k=50", "rand-k:k=200"],
-    "rand-k-unbiased": ["rand-k-unbiased:k=50", "rand-k-unbiased:k=200"],
-    "threshold": ["threshold:kappa=0.01", "threshold:kappa=0.05", "threshold:kappa=0.2"],
-    "qsgd": ["qsgd:s=1", "qsgd:s=4", "qsgd:s=16", "qsgd:s=64"],
-    "nuqsgd": ["nuqsgd:s=3", "nuqsgd:s=6", "nuqsgd:s=8"],
-    "terngrad": ["terngrad"],
-    "natural": ["natural"],
-    "scalar": [
-        "scalar:method=lloyd-max,bits=1",
-        "scalar:method=lloyd-max,bits=2",
-        "scalar:method=lloyd-max,bits=3",
-        "scalar:method=lloyd-max,bits=4",
-    ],
-    "lattice": [
-        "lattice:lattice=e8",
-        "lattice:lattice=d4",
-        "lattice:lattice=a2",
-        "lattice:lattice=zn",
-    ],
-}
+class _DefaultParams(Mapping[str, list[str]]):
+    """Read-only live view ``name -> default spec strings`` (:func:`default_specs`)."""
+
+    def __getitem__(self, name: str) -> list[str]:
+        return default_specs()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(default_specs())
+
+    def __len__(self) -> int:
+        return len(default_specs())
+
+    def __repr__(self) -> str:
+        return f"DEFAULT_PARAMS({default_specs()!r})"
+
+
+#: Parameter sets used by ``ratedist rd --all`` and the RD figure (d around 10^3): a live
+#: view of the registry's ``rd_sweep`` facts (kept for existing imports; see default_specs).
+DEFAULT_PARAMS: Mapping[str, list[str]] = _DefaultParams()
 
 
 __all__ = [
