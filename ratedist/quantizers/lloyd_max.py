@@ -13,9 +13,14 @@ Newton method. The Jacobian is tridiagonal with closed-form entries, since the c
 
     dc/db = p(b) (b - c) / P(a < X < b),      dc/da = p(a) (c - a) / P(a < X < b),
 
-so each Newton step is one banded solve (``O(n)``). Both methods stop on the same criterion:
-``max_j |l_j - c_j(mid(l))| / std(X) <= tol`` (the size of one Lloyd update, relative to the
-source scale), reported as ``Solution.residual``.
+so each Newton step is one banded solve (``O(n)``). The Jacobian can be singular: for a Laplace
+source with an even number of levels ``(1, …, 1)`` is in its null space (every cell lies on one
+half-line, where shifting a cell shifts its centroid by the same amount), so where the banded LU
+fails :func:`ratedist.quantizers.banded.newton_direction` takes the Levenberg–Marquardt step.
+Both methods stop on the same criterion: ``max_j |l_j - c_j(mid(l))| / max(std(X), |l_j|) <= tol``
+(the size of one Lloyd update, relative to the source scale, or to the level itself where that is
+larger, since a float64 level far in a heavy tail is only known to ``eps |l_j|``), reported as
+``Solution.residual``.
 
 For log-concave densities (Gaussian, Laplace, generalized Gaussian with shape >= 1) the
 stationary point is unique and is the global optimum (Fleischer 1964; Trushkin 1982).
@@ -33,9 +38,9 @@ import time
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import linalg
 
 from ratedist._validation import check_increasing, check_int, check_positive
+from ratedist.quantizers.banded import MAX_STEP_FACTOR, newton_direction
 from ratedist.quantizers.companded import check_n_levels, check_source, companded_levels
 from ratedist.quantizers.core import ScalarQuantizer, Solution
 from ratedist.quantizers.registry import DESIGNS
@@ -79,8 +84,11 @@ def midpoints(levels: np.ndarray) -> np.ndarray:
 
 
 def lloyd_residual(source: AbstractSource, levels: np.ndarray) -> float:
-    """``max_j |l_j - c_j(mid(l))| / std``: the size of one Lloyd update, relative to scale."""
-    return float(np.max(np.abs(centroids(source, midpoints(levels)) - levels)) / source.std())
+    """``max_j |l_j - c_j(mid(l))| / max(std, |l_j|)``: the size of one Lloyd update, relative
+    to the source scale (or to the level where it is larger: the resolution of a float64 level
+    ``10^5 std`` out in a Student-t(3) tail is ``eps |l_j| ≈ 10^-11 std``)."""
+    step = np.abs(centroids(source, midpoints(levels)) - levels)
+    return float(np.max(step / np.maximum(source.std(), np.abs(levels))))
 
 
 #: Newton steps without halving the residual after which lloyd_max stops (not converged).
@@ -120,7 +128,7 @@ def lloyd(
     Args:
         source: coordinate law (finite variance).
         n_levels: number of levels, integer in ``[2, 65536]``.
-        tol: stop when one sweep moves no level by more than ``tol * std``.
+        tol: stop when one sweep moves no level ``l_j`` by more than ``tol * max(std, |l_j|)``.
         max_iter: maximum number of sweeps (>= 1).
         init: optional initial levels (ascending, ``n_levels`` entries); default: companded.
         time_limit_s: optional wall-clock cap in seconds (the result then reports
@@ -142,7 +150,7 @@ def lloyd(
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
         new = _symmetrize(centroids(source, midpoints(levels)), source)
-        residual = float(np.max(np.abs(new - levels)) / std)
+        residual = float(np.max(np.abs(new - levels) / np.maximum(std, np.abs(levels))))
         levels = new
         if residual <= tol:
             break
@@ -213,7 +221,7 @@ def lloyd_max(
     Args:
         source: coordinate law (finite variance).
         n_levels: number of levels, integer in ``[2, 65536]``.
-        tol: stop when ``max_j |l_j - c_j(mid(l))| / std <= tol`` (default 1e-12).
+        tol: stop when ``max_j |l_j - c_j(mid(l))| / max(std, |l_j|) <= tol`` (default 1e-12).
         max_iter: maximum Newton steps.
         warm_sweeps: Lloyd sweeps before Newton (>= 0).
         init: optional initial levels (ascending, ``n_levels`` entries).
@@ -232,6 +240,7 @@ def lloyd_max(
     source, n_levels, tol, max_iter = _check_iteration_args(source, n_levels, tol, max_iter)
     warm_sweeps = check_int("warm_sweeps", warm_sweeps, min_value=0)
     levels = _initial_levels(source, n_levels, init)
+    std = source.std()
     for _ in range(warm_sweeps):
         levels = _symmetrize(centroids(source, midpoints(levels)), source)
     t = midpoints(levels)
@@ -240,10 +249,7 @@ def lloyd_max(
     it, best, stalled = 0, residual, 0
     while residual > tol and it < max_iter and stalled < _STALL_STEPS:
         it += 1
-        if t.size == 1:
-            step = -f / ab[1]
-        else:
-            step = linalg.solve_banded((1, 1), ab, -f)
+        step = newton_direction(ab, f, max_step=MAX_STEP_FACTOR * (np.max(np.abs(t)) + std))
         norm0 = np.max(np.abs(f))
         lam = 1.0
         accepted = False

@@ -8,7 +8,8 @@ rounding stochastically (unbiased) between neighbouring levels is (arXiv 2402.01
 
 ALQ (Faghri et al., arXiv 2010.12460, Sec. 3) minimizes the variance term by coordinate
 descent; here the full objective (variance + truncation bias) is minimized by a damped Newton
-method. Differentiating under the integral (the integrands vanish at the cell ends):
+method (Levenberg–Marquardt where the Hessian is singular: :mod:`ratedist.quantizers.banded`).
+Differentiating under the integral (the integrands vanish at the cell ends):
 
     df/dl_j = A(l_{j-1}, l_j) - B(l_j, l_{j+1}),    A(a, b) = E[X - a; a<X<b],
                                                   B(a, b) = E[b - X; a<X<b],
@@ -31,8 +32,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import linalg
 
+from ratedist.quantizers.banded import MAX_STEP_FACTOR, newton_direction
 from ratedist.quantizers.core import ScalarQuantizer, Solution
 from ratedist.quantizers.exact import stochastic_error
 from ratedist.quantizers.lloyd_max import _check_iteration_args, _initial_levels, _symmetrize
@@ -124,7 +125,9 @@ def variance_optimal(
     it = 0
     while residual > tol and it < max_iter:
         it += 1
-        step = linalg.solve_banded((1, 1), ab, -g)
+        # The Hessian may be singular (see ratedist.quantizers.banded): then the
+        # Levenberg–Marquardt step, and a gradient step if that is not a descent direction.
+        step = newton_direction(ab, g, max_step=MAX_STEP_FACTOR * (np.max(np.abs(lv)) + std))
         if not np.all(np.isfinite(step)) or step @ g >= 0:
             step = -g / ab[1]  # Jacobi-scaled gradient step
         slope = float(step @ g)
