@@ -104,7 +104,8 @@ class Compressor(NamedTuple):
 #: default), read from the factory's signature), ``examples`` (parameter sets used by the
 #: generic tests), ``rd_sweep`` (parameter sets of the default rate–distortion curve,
 #: ``ratedist rd --all``; the examples where absent), ``omega``/``alpha``/``shared`` where
-#: declared. A closed form, where one exists, registers itself against the same name in
+#: declared, ``selects`` (every output entry is 0 or the input entry: a pure selection).
+#: A closed form, where one exists, registers itself against the same name in
 #: :data:`ratedist.rd.CLOSED_FORMS` (the rd layer sits above this one).
 COMPRESSORS: Registry[Callable[..., Compressor]] = Registry("compressor")
 

@@ -117,6 +117,7 @@ def _identity_alpha(d: int, **_: Any) -> float:
 
 @register(
     "identity",
+    selects=True,
     unbiased=True,
     deterministic=True,
     rd_sweep=[{}],

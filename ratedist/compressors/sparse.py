@@ -73,6 +73,7 @@ _K_EXAMPLES = [{"k": 1}, {"k": 3}, {"k": 5, "float_bits": 16}]
 # ----------------------------------------------------------------------------- Top-K
 @register(
     "top-k",
+    selects=True,
     unbiased=False,
     deterministic=True,
     rd_sweep=[{"k": 10}, {"k": 50}, {"k": 200}],
@@ -152,6 +153,7 @@ def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
 
 @register(
     "rand-k",
+    selects=True,
     unbiased=False,
     deterministic=False,
     rd_sweep=[{"k": 10}, {"k": 50}, {"k": 200}],
@@ -281,6 +283,7 @@ def perm_k(n_workers: int = 2, float_bits: int = FLOAT_BITS) -> Compressor:
 # ----------------------------------------------------------------------------- threshold
 @register(
     "threshold",
+    selects=True,
     unbiased=False,
     deterministic=True,
     rd_sweep=[{"kappa": 0.01}, {"kappa": 0.05}, {"kappa": 0.2}],

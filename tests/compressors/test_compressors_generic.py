@@ -284,11 +284,15 @@ def test_error_feedback_identity(name, params, key):
         assert np.all(np.abs(back - v) <= 2 * eps * (np.abs(e_new) + np.abs(v) + np.abs(x_hat)))
 
 
-@pytest.mark.parametrize("name", ["identity", "top-k", "rand-k", "threshold"])
+@pytest.mark.parametrize(("name", "params"), STRUCT_CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_error_feedback_identity_bitwise_for_sparsifiers(name, dtype, key):
-    """x_hat_i in {0, v_i}: ``x_hat + e_new == x + e_old`` holds bitwise on every coordinate."""
-    params = {"identity": {}, "threshold": {"kappa": 0.3}}.get(name, {"k": 5})
+def test_error_feedback_identity_bitwise_where_entries_are_kept_or_dropped(
+    name, params, dtype, key
+):
+    """Where ``x_hat_i`` is 0 or ``v_i``, ``x_hat + e_new == x + e_old`` holds bitwise on that
+    coordinate; a compressor declared a pure selection (``selects`` fact: identity, Top-K,
+    Rand-K, threshold) is 0 or ``v_i`` on every coordinate."""
+    selects = COMPRESSORS.facts(name).get("selects", False)
     comp = error_feedback(make(name, **params))
     xs = np.random.default_rng(9).standard_normal((5, D)).astype(dtype)
     step = jax.jit(lambda x, s, k: comp.update(x, s, key=k))
@@ -296,7 +300,11 @@ def test_error_feedback_identity_bitwise_for_sparsifiers(name, dtype, key):
     for t in range(xs.shape[0]):
         e_old = np.asarray(state.error)
         x_hat, state, _ = step(jnp.asarray(xs[t]), state, jax.random.fold_in(key, t))
-        np.testing.assert_array_equal(np.asarray(x_hat) + np.asarray(state.error), xs[t] + e_old)
+        x_hat, v = np.asarray(x_hat), xs[t] + e_old
+        kept_or_dropped = (x_hat == 0) | (x_hat == v)
+        assert kept_or_dropped.all() or not selects, np.flatnonzero(~kept_or_dropped)
+        back = x_hat + np.asarray(state.error)
+        np.testing.assert_array_equal(back[kept_or_dropped], v[kept_or_dropped])
 
 
 # ----------------------------------------------------------------------------- bits
