@@ -20,7 +20,8 @@ Designs are chosen by minimising either
   of the design whose levels are placed by the same rule for the given ``alpha`` (1-D numeric
   minimisation over ``alpha``).
 
-How ``alpha*`` of the bound is found (see :data:`MODELS`):
+How ``alpha*`` of the bound is found (see :mod:`ratedist.quantizers.truncation_models`, whose
+:data:`MODELS` registry holds the closed forms per source family):
 
 * Laplace(gamma): closed forms — non-uniform ``3 gamma log(1 + 2 s/(3 sqrt 6))`` with optimal
   bound ``27 gamma^2/(s + 3 sqrt(6)/2)^2``; uniform ``gamma W0(s^2)`` (Lambert W).
@@ -60,30 +61,57 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-from scipy import integrate, optimize
+from scipy import optimize
 
-from ratedist._registry import Registry
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.quantizers.core import ScalarQuantizer, Solution
-from ratedist.quantizers.exact import StochasticError, stochastic_error, truncation_bias
+from ratedist.quantizers.exact import StochasticError, stochastic_error
 from ratedist.quantizers.registry import DESIGNS
-from ratedist.sources.base import QUAD_TOL, AbstractSource
+from ratedist.quantizers.truncation_models import (
+    MODELS,
+    ROOT_RTOL,
+    TruncationModel,
+    cube_root_quantiles,
+    generic_bound,
+    generic_bound_slope,
+    model_for,
+)
+from ratedist.sources.base import AbstractSource
+from ratedist.sources.heavy import PowerLaw
 
 LEVEL_RULES = ("nonuniform", "uniform")
 OBJECTIVES = ("bound", "exact")
 CODES = ("full_range", "sign_magnitude")
 ROUNDINGS = ("stochastic",)
 
-#: Relative tolerance of every root search for ``alpha*`` of the bound.
-ROOT_RTOL = 1e-14
 #: Absolute tolerance (relative to the bound-optimal alpha) of the exact-error minimisation.
 EXACT_XATOL = 1e-10
-#: Panels and Gauss–Legendre nodes of the generic level solver (quantiles of ``p^(1/3)``).
-_N_PANELS = 128
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(20)
+
+#: Re-exported from :mod:`ratedist.quantizers.truncation_models` (they used to live here).
+__all__ = [
+    "CODES",
+    "EXACT_XATOL",
+    "LEVEL_RULES",
+    "MODELS",
+    "OBJECTIVES",
+    "ROOT_RTOL",
+    "ROUNDINGS",
+    "TruncationDesign",
+    "TruncationModel",
+    "cube_root_quantiles",
+    "generic_bound",
+    "generic_bound_slope",
+    "optimal_truncation",
+    "powerlaw_design",
+    "powerlaw_growth_exponent",
+    "tnq",
+    "truncation_design",
+    "truncation_levels",
+    "tuq",
+]
 
 
 @dataclass(frozen=True)
@@ -119,146 +147,6 @@ class TruncationDesign:
     code: str
     rate_bits: float
     solver: str
-
-
-class TruncationModel(NamedTuple):
-    """How one (source family, level rule) pair is designed.
-
-    Attributes:
-        bound: ``(source, s_eff, alpha) -> F(alpha)``, the bound objective.
-        alpha_opt: ``(source, s_eff) -> (alpha*, n_iter, residual)``.
-        magnitudes: ``(source, s_eff, alpha, t) -> l(t)`` level magnitudes for quantile
-            fractions ``t`` in ``[0, 1]`` (``None``: uniform levels).
-        solver: description of how ``alpha_opt`` works.
-    """
-
-    bound: Callable[[AbstractSource, int, float], float]
-    alpha_opt: Callable[[AbstractSource, int], tuple[float, int, float]]
-    magnitudes: Callable[[AbstractSource, int, float, np.ndarray], np.ndarray] | None
-    solver: str
-
-
-#: Closed-form / semi-closed-form models keyed ``"<source.name>/<level_rule>"``; any other
-#: source uses the generic numeric model of its level rule.
-MODELS: Registry[TruncationModel] = Registry("truncation model")
-
-
-# ----------------------------------------------------------------------------- generic numerics
-def _bias(source: AbstractSource, alpha: float) -> float:
-    """``E[(X - alpha)^2; X > alpha] + E[(X + alpha)^2; X < -alpha]``."""
-    return truncation_bias(source, -alpha, alpha)
-
-
-def _bias_slope(source: AbstractSource, alpha: float) -> float:
-    """``dB/dalpha = -2 E[X - alpha; X > alpha] - 2 E[-alpha - X; X < -alpha]``."""
-    up = float(source.partial_moment(1, alpha, np.inf)) - alpha * float(
-        source.partial_moment(0, alpha, np.inf)
-    )
-    dn = -float(source.partial_moment(1, -np.inf, -alpha)) - alpha * float(
-        source.partial_moment(0, -np.inf, -alpha)
-    )
-    return -2.0 * (up + dn)
-
-
-def _cbrt_pdf(source: AbstractSource, x: Any) -> np.ndarray:
-    return np.cbrt(np.asarray(source.pdf(x), np.float64))
-
-
-def _cbrt_mass(source: AbstractSource, lo: float, hi: float) -> float:
-    """``int_lo^hi p^(1/3)`` by adaptive quadrature, split at 0 (where Laplace-type laws kink)."""
-    pieces = [(lo, min(hi, 0.0)), (max(lo, 0.0), hi)]
-    total = 0.0
-    for a, b in pieces:
-        if b > a:
-            val, _ = integrate.quad(
-                lambda v: float(_cbrt_pdf(source, v)), a, b, epsabs=0.0, epsrel=QUAD_TOL, limit=500
-            )
-            total += val
-    return total
-
-
-def generic_bound(source: AbstractSource, s_eff: int, alpha: float, level_rule: str) -> float:
-    """Bound objective by quadrature: ``(int p^(1/3))^3/(4 s^2)`` or ``alpha^2/s^2``, + bias."""
-    if level_rule == "uniform":
-        return alpha**2 / s_eff**2 + _bias(source, alpha)
-    return _cbrt_mass(source, -alpha, alpha) ** 3 / (4 * s_eff**2) + _bias(source, alpha)
-
-
-def generic_bound_slope(source: AbstractSource, s_eff: int, alpha: float, level_rule: str) -> float:
-    """``dF/dalpha`` by Leibniz's rule (quadrature for the mass of ``p^(1/3)``)."""
-    if level_rule == "uniform":
-        return 2 * alpha / s_eff**2 + _bias_slope(source, alpha)
-    mass = _cbrt_mass(source, -alpha, alpha)
-    edge = float(_cbrt_pdf(source, alpha) + _cbrt_pdf(source, -alpha))
-    return 3 * mass**2 * edge / (4 * s_eff**2) + _bias_slope(source, alpha)
-
-
-def _scale_of(source: AbstractSource) -> float:
-    try:
-        scale = source.std()
-    except ValueError:
-        scale = float("nan")
-    if not math.isfinite(scale) or scale <= 0:
-        scale = float(source.ppf(0.75)) - float(source.ppf(0.25))
-    return scale
-
-
-def _root_of_slope(slope: Callable[[float], float], scale: float) -> tuple[float, int, float]:
-    """Root of an increasing-through-zero ``F'`` (negative near 0, positive far out)."""
-    lo, hi = 0.0, scale
-    n = 0
-    while slope(hi) <= 0.0:
-        lo, hi = hi, 2.0 * hi
-        n += 1
-        if n > 200:
-            raise RuntimeError("no sign change of dF/dalpha found while bracketing alpha*")
-    root, info = optimize.brentq(
-        slope, lo, hi, xtol=1e-300, rtol=ROOT_RTOL, maxiter=500, full_output=True
-    )
-    return float(root), int(info.iterations) + n, abs(float(slope(root)))
-
-
-def _generic_alpha_opt(
-    level_rule: str,
-) -> Callable[[AbstractSource, int], tuple[float, int, float]]:
-    def alpha_opt(source: AbstractSource, s_eff: int) -> tuple[float, int, float]:
-        return _root_of_slope(
-            lambda a: generic_bound_slope(source, s_eff, a, level_rule), _scale_of(source)
-        )
-
-    return alpha_opt
-
-
-def _gl_integral(source: AbstractSource, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``int_a^b p^(1/3)`` for short intervals, vectorised 20-node Gauss–Legendre."""
-    half = 0.5 * (b - a)
-    mid = 0.5 * (b + a)
-    nodes = mid[:, None] + half[:, None] * _GL_X[None, :]
-    return half * np.sum(_GL_W[None, :] * _cbrt_pdf(source, nodes), axis=1)
-
-
-def cube_root_quantiles(source: AbstractSource, alpha: float, fractions: Any) -> np.ndarray:
-    """Points ``l`` in ``[-alpha, alpha]`` with ``Lambda(l) = fraction``, ``Lambda`` the cdf of
-    ``lambda* ∝ p^(1/3)`` on ``[-alpha, alpha]`` (generic sources).
-
-    The cumulative mass is tabulated on :data:`_N_PANELS` panels per half-line (20-node
-    Gauss–Legendre per panel; 0 is a panel edge), then each quantile is refined by Newton steps
-    whose function values are panel-start mass + Gauss–Legendre on the remainder.
-    """
-    fr = np.asarray(fractions, np.float64)
-    edges = np.concatenate(
-        [np.linspace(-alpha, 0.0, _N_PANELS + 1), np.linspace(0.0, alpha, _N_PANELS + 1)[1:]]
-    )
-    panel = _gl_integral(source, edges[:-1], edges[1:])
-    cum = np.concatenate([[0.0], np.cumsum(panel)])
-    target = fr * cum[-1]
-    k = np.clip(np.searchsorted(cum, target, side="right") - 1, 0, edges.size - 2)
-    x = edges[k] + (target - cum[k]) / np.maximum(panel[k], 1e-300) * (edges[k + 1] - edges[k])
-    for _ in range(8):
-        val = cum[k] + _gl_integral(source, edges[k], x)
-        dens = np.maximum(_cbrt_pdf(source, x), 1e-300)
-        x = np.clip(x - (val - target) / dens, edges[k], edges[k + 1])
-    return x
 
 
 # ----------------------------------------------------------------------------- level placement
@@ -298,7 +186,7 @@ def _levels(source: AbstractSource, s_eff: int, alpha: float, level_rule: str) -
     if level_rule == "uniform":
         lv = -alpha + 2.0 * alpha * fr
     else:
-        model = _model(source, level_rule)
+        model = model_for(source, level_rule)
         if model.magnitudes is None:
             lv = cube_root_quantiles(source, alpha, fr)
         else:
@@ -308,135 +196,6 @@ def _levels(source: AbstractSource, s_eff: int, alpha: float, level_rule: str) -
     if s_eff % 2 == 0 and (level_rule == "uniform" or source.symmetric):
         lv[s_eff // 2] = 0.0  # exact zero level (a quadrature quantile would be ~1e-17 off)
     return lv
-
-
-# ----------------------------------------------------------------------------- models
-def _lam(name: str, args: tuple[str, ...]) -> Callable[..., Any]:
-    import ratedist.symbolic  # noqa: F401  (registers the expression builders)
-    from ratedist.symbolic.lambdify import lambdified
-
-    return lambdified(name, args)
-
-
-def _closed(value: float) -> tuple[float, int, float]:
-    return float(value), 0, 0.0
-
-
-def _laplace_models() -> None:
-    def nonuniform_alpha(src: Any, s: int) -> tuple[float, int, float]:
-        return _closed(_lam("tnq_laplace.alpha_opt", ("s", "gamma"))(s, src.scale))
-
-    def nonuniform_bound(src: Any, s: int, alpha: float) -> float:
-        return float(_lam("tnq_laplace.objective", ("alpha", "gamma", "s"))(alpha, src.scale, s))
-
-    def nonuniform_mag(src: Any, s: int, alpha: float, t: np.ndarray) -> np.ndarray:
-        return _lam("tnq_laplace.level", ("t", "alpha", "gamma"))(t, alpha, src.scale)
-
-    def uniform_alpha(src: Any, s: int) -> tuple[float, int, float]:
-        return _closed(_lam("tuq_laplace.alpha_opt", ("s", "gamma"))(s, src.scale))
-
-    def uniform_bound(src: Any, s: int, alpha: float) -> float:
-        return float(_lam("tuq_laplace.objective", ("alpha", "gamma", "s"))(alpha, src.scale, s))
-
-    MODELS.add(
-        "laplace/nonuniform",
-        TruncationModel(nonuniform_bound, nonuniform_alpha, nonuniform_mag, "closed form"),
-    )
-    MODELS.add(
-        "laplace/uniform",
-        TruncationModel(uniform_bound, uniform_alpha, None, "closed form (Lambert W)"),
-    )
-
-
-def _gaussian_models() -> None:
-    def alpha_opt(rule: str) -> Callable[[Any, int], tuple[float, int, float]]:
-        def f(src: Any, s: int) -> tuple[float, int, float]:
-            name = {"nonuniform": "tnq_gaussian", "uniform": "tuq_gaussian"}[rule]
-            slope = _lam(f"{name}.objective_derivative", ("alpha", "sigma", "s"))
-            return _root_of_slope(lambda a: float(slope(a, src.sigma, s)), src.sigma)
-
-        return f
-
-    def bound(rule: str) -> Callable[[Any, int, float], float]:
-        def f(src: Any, s: int, alpha: float) -> float:
-            name = {"nonuniform": "tnq_gaussian", "uniform": "tuq_gaussian"}[rule]
-            return float(_lam(f"{name}.objective", ("alpha", "sigma", "s"))(alpha, src.sigma, s))
-
-        return f
-
-    def mag(src: Any, s: int, alpha: float, t: np.ndarray) -> np.ndarray:
-        return _lam("tnq_gaussian.level", ("t", "alpha", "sigma"))(t, alpha, src.sigma)
-
-    solver = "root of closed-form F'"
-    MODELS.add(
-        "gaussian/nonuniform",
-        TruncationModel(bound("nonuniform"), alpha_opt("nonuniform"), mag, solver),
-    )
-    MODELS.add(
-        "gaussian/uniform", TruncationModel(bound("uniform"), alpha_opt("uniform"), None, solver)
-    )
-
-
-def _check_powerlaw(src: Any) -> None:
-    if src.tail_index <= 2:
-        raise ValueError(
-            f"source.tail_index must be > 2 for a finite truncation bias, got {src.tail_index!r}"
-        )
-
-
-def _powerlaw_models() -> None:
-    def nonuniform_alpha(src: Any, s: int) -> tuple[float, int, float]:
-        _check_powerlaw(src)
-        fn = _lam("powerlaw.alpha_opt", ("s", "sigma", "b"))
-        return _closed(fn(s, src.scale, src.tail_index - 2.0))
-
-    def nonuniform_bound(src: Any, s: int, alpha: float) -> float:
-        _check_powerlaw(src)
-        fn = _lam("powerlaw.objective", ("alpha", "sigma", "b", "s"))
-        return float(fn(alpha, src.scale, src.tail_index - 2.0, s))
-
-    def nonuniform_mag(src: Any, s: int, alpha: float, t: np.ndarray) -> np.ndarray:
-        fn = _lam("powerlaw.level", ("t", "alpha", "sigma", "b"))
-        return fn(t, alpha, src.scale, src.tail_index - 2.0)
-
-    def uniform_alpha(src: Any, s: int) -> tuple[float, int, float]:
-        _check_powerlaw(src)
-        slope = _lam("powerlaw.uniform_objective_derivative", ("alpha", "sigma", "b", "s"))
-        b = src.tail_index - 2.0
-        return _root_of_slope(lambda a: float(slope(a, src.scale, b, s)), src.scale)
-
-    def uniform_bound(src: Any, s: int, alpha: float) -> float:
-        _check_powerlaw(src)
-        fn = _lam("powerlaw.uniform_objective", ("alpha", "sigma", "b", "s"))
-        return float(fn(alpha, src.scale, src.tail_index - 2.0, s))
-
-    MODELS.add(
-        "power-law/nonuniform",
-        TruncationModel(nonuniform_bound, nonuniform_alpha, nonuniform_mag, "closed form"),
-    )
-    MODELS.add(
-        "power-law/uniform",
-        TruncationModel(uniform_bound, uniform_alpha, None, "root of closed-form F'"),
-    )
-
-
-_laplace_models()
-_gaussian_models()
-_powerlaw_models()
-
-
-def _generic_model(level_rule: str) -> TruncationModel:
-    return TruncationModel(
-        lambda src, s, a: generic_bound(src, s, a, level_rule),
-        _generic_alpha_opt(level_rule),
-        None,
-        "root of F' (quadrature)",
-    )
-
-
-def _model(source: AbstractSource, level_rule: str) -> TruncationModel:
-    key = f"{source.name}/{level_rule}"
-    return MODELS.get(key) if key in MODELS else _generic_model(level_rule)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -471,7 +230,7 @@ def _build(
     s_eff = _s_eff(s, code)
     levels = _levels(source, s_eff, alpha, level_rule)
     quantizer = ScalarQuantizer.from_levels(levels)
-    bound = _model(source, level_rule).bound(source, s_eff, alpha)
+    bound = model_for(source, level_rule).bound(source, s_eff, alpha)
     return TruncationDesign(
         quantizer=quantizer,
         alpha=float(alpha),
@@ -522,7 +281,7 @@ def _optimal(
     source: AbstractSource, s: int, levels: str, objective: str, code: str
 ) -> tuple[TruncationDesign, int, float]:
     s_eff = _s_eff(s, code)
-    model = _model(source, levels)
+    model = model_for(source, levels)
     alpha_b, n_iter, residual = model.alpha_opt(source, s_eff)
     if objective == "bound":
         design = _build(
@@ -719,8 +478,6 @@ def powerlaw_design(
     References:
         arXiv:2402.01798 Sec. IV-V (truncation for power-law tails).
     """
-    from ratedist.sources.heavy import PowerLaw
-
     a = _check_tail_index(tail_index)
     source = PowerLaw(a, check_positive("scale", scale))
     return optimal_truncation(source, s, levels=levels, objective=objective, code=code)
