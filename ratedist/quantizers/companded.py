@@ -60,11 +60,15 @@ def check_n_levels(n_levels: Any) -> int:
 
 
 def check_source(source: Any) -> AbstractSource:
-    """Validate that ``source`` is an :class:`AbstractSource` with finite variance."""
+    """Validate that ``source`` is an :class:`AbstractSource` with finite variance whose
+    parameters lie in its :attr:`~AbstractSource.DESIGN_RANGES` (``ValueError`` naming the
+    parameter otherwise: e.g. Student-t with ``df = 2.0001`` has a finite variance, but its
+    ``p^(1/3)`` compander law puts levels past 1e150)."""
     if not isinstance(source, AbstractSource):
         raise TypeError(f"source must be an AbstractSource, got {type(source).__name__}")
     if not source._finite_variance():
         raise ValueError(f"source must have a finite variance, got {source!r}")
+    source.check_designable()
     return source
 
 

@@ -15,22 +15,65 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import integrate, optimize
 
-from ratedist._validation import check_int
+from ratedist._validation import check_int, check_real
 
 #: Relative/absolute tolerance of quadrature fallbacks (documented so tests can use 10x it).
 QUAD_TOL = 1e-12
 
 
+@dataclasses.dataclass(frozen=True)
+class ParamRange:
+    """Supported closed interval ``[lo, hi]`` of one source parameter, and why it ends there.
+
+    Attributes:
+        lo: smallest supported value.
+        hi: largest supported value.
+        why: the reason for the ends, appended to the error message.
+    """
+
+    lo: float
+    hi: float
+    why: str = ""
+
+    def __str__(self) -> str:
+        return f"[{self.lo:g}, {self.hi:g}]"
+
+    def check(self, name: str, value: Any, *, purpose: str = "") -> float:
+        """``value`` as a float, or ``TypeError``/``ValueError`` naming ``name``, the value and
+        the range (``purpose`` says what needs the range, e.g. ``"for quantizer design"``)."""
+        out = check_real(name, value)
+        if not self.lo <= out <= self.hi:
+            what = f" {purpose}" if purpose else ""
+            why = f" ({self.why})" if self.why else ""
+            raise ValueError(f"{name} must lie in {self}{what}, got {out!r}{why}")
+        return out
+
+
+#: Every scale parameter: ``scale^k`` stays a finite, normal float64 for moments up to
+#: order 4 (``1e75^4 = 1e300``), so variances, partial moments and kurtoses never overflow.
+SCALE_RANGE = ParamRange(1e-75, 1e75, "scale^4 must be a finite normal float64")
+
+
 class AbstractSource(abc.ABC):
     """Law of one gradient coordinate (numpy in, numpy out; ``sample`` is JAX).
 
-    Subclasses are frozen dataclasses that validate their parameters in ``__post_init__``.
+    Subclasses are frozen dataclasses that validate their parameters in ``__post_init__``
+    (usually by :meth:`_check_params` against :attr:`PARAM_RANGES`).
     """
+
+    #: Supported range of each constructor parameter (checked by :meth:`_check_params`).
+    PARAM_RANGES: ClassVar[Mapping[str, ParamRange]] = MappingProxyType({})
+    #: Narrower ranges within which the quantizer designs that start from the ``p^(1/3)``
+    #: compander (uniform, lloyd-max, companded, ecsq, variance-optimal) converge, checked by
+    #: :meth:`check_designable`; parameters not listed here may take their whole range.
+    DESIGN_RANGES: ClassVar[Mapping[str, ParamRange]] = MappingProxyType({})
 
     # ----------------------------------------------------------------- required
     @abc.abstractmethod
@@ -142,7 +185,18 @@ class AbstractSource(abc.ABC):
             return 0.0
         return float(self.partial_moment(1, -np.inf, np.inf))
 
+    def check_designable(self) -> None:
+        """Raise ``ValueError`` (naming the parameter, its value and the range) when a
+        parameter lies outside :attr:`DESIGN_RANGES`, where quantizer designs break down."""
+        for name, rng in self.DESIGN_RANGES.items():
+            rng.check(name, getattr(self, name), purpose="for quantizer design")
+
     # ----------------------------------------------------------------- helpers
+    def _check_params(self) -> None:
+        """Check (and convert to float) every field listed in :attr:`PARAM_RANGES`."""
+        for name, rng in self.PARAM_RANGES.items():
+            object.__setattr__(self, name, rng.check(name, getattr(self, name)))
+
     def _moment_exists(self, k: int) -> bool:
         """True when ``E|X|^k`` is finite; heavy-tailed sources override."""
         return True

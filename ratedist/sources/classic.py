@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import jax
 import numpy as np
 from scipy import special  # scipy.stats is imported in the methods: it is slow to load
 
-from ratedist._validation import check_positive
-from ratedist.sources.base import AbstractSource, check_q, jax_float
+from ratedist.sources.base import SCALE_RANGE, AbstractSource, check_q, jax_float
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,18 @@ class Gaussian(AbstractSource):
     """Zero-mean Gaussian ``N(0, sigma^2)``.
 
     Args:
-        sigma: standard deviation, > 0.
+        sigma: standard deviation, in ``[1e-75, 1e75]`` (:data:`SCALE_RANGE`).
+
+    Raises:
+        ValueError: ``sigma`` outside its range (TypeError: not a real number).
     """
+
+    PARAM_RANGES: ClassVar = MappingProxyType({"sigma": SCALE_RANGE})
 
     sigma: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sigma", check_positive("sigma", self.sigma))
+        self._check_params()
 
     def pdf(self, x: Any) -> np.ndarray:
         from scipy import stats
@@ -84,13 +89,19 @@ class Laplace(AbstractSource):
     """Zero-mean Laplace with density ``exp(-|x|/scale) / (2 scale)`` (variance ``2 scale^2``).
 
     Args:
-        scale: the scale ``gamma`` of arXiv 2402.01160, > 0.
+        scale: the scale ``gamma`` of arXiv 2402.01160, in ``[1e-75, 1e75]``
+            (:data:`SCALE_RANGE`).
+
+    Raises:
+        ValueError: ``scale`` outside its range (TypeError: not a real number).
     """
+
+    PARAM_RANGES: ClassVar = MappingProxyType({"scale": SCALE_RANGE})
 
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scale", check_positive("scale", self.scale))
+        self._check_params()
 
     def pdf(self, x: Any) -> np.ndarray:
         from scipy import stats
