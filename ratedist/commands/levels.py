@@ -6,7 +6,9 @@ Example::
     ratedist levels --source laplace --scale 0.5 --levels 16 --method tnq --exact --json
     ratedist levels --source gaussian --bits 4 --method ecsq --json   # 4 bits of entropy
 
-Budget: exactly one of ``--bits B`` (integer 1..16, ``levels = 2^B``) or ``--levels N``
+Sources and their parameter flags come from :data:`ratedist.sources.SOURCES` (``--scale``,
+``--df``, ``--shape`` for the built-in ones; each flag is checked against the parameter's
+supported range, named in the error). Budget: exactly one of ``--bits B`` (integer 1..16, ``levels = 2^B``) or ``--levels N``
 (integer 2..65536). For ``tnq``/``tuq``, ``N = s + 1`` levels on ``[-alpha, alpha]``. For
 ``ecsq``, ``--bits B`` is the target output *entropy* and ``--levels N`` caps the number of
 cells; both may be given; ``--levels N`` alone targets ``log2 N`` bits of entropy.
@@ -34,24 +36,43 @@ import math
 import sys
 from typing import Any
 
+from ratedist._validation import check_real
+from ratedist.quantizers import DESIGNS
+from ratedist.quantizers import exact as exact_mod
+from ratedist.quantizers.evaluate import as_quantizer, design, evaluate
+from ratedist.sources import SOURCES, AbstractSource
+from ratedist.sources.registry import SourceSpec
+
 HELP = "Design an optimal scalar quantizer (levels, thresholds, MSE, entropy, gap to Shannon)."
 
-#: Kept literal so that ``ratedist levels --help`` does not import the designers; a test
-#: checks these equal the registries.
-METHODS = ("companded", "ecsq", "lloyd-max", "tnq", "tuq", "uniform", "variance-optimal")
-SOURCE_NAMES = ("gaussian", "gen-gaussian", "laplace", "power-law", "student-t")
+
+def _option_help(option: str) -> str:
+    """``--OPTION`` help from the registry: which parameter of which source it sets."""
+    uses = []
+    for name in SOURCES.names():
+        spec = SOURCES.get(name)
+        param = spec.options.get(option)
+        if param is None:
+            continue
+        rng = spec.cls.DESIGN_RANGES.get(param, spec.cls.PARAM_RANGES.get(param))
+        default = spec.defaults.get(param)
+        text = f"{name}: {param}"
+        if rng is not None:
+            text += f" in {rng}"
+        text += f", default {default:g}" if default is not None else ", required"
+        uses.append(text)
+    return "; ".join(uses)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, choices=SOURCE_NAMES, help="gradient model")
-    parser.add_argument("--scale", type=float, help="scale of the source (default 1)")
-    parser.add_argument("--df", type=float, help="degrees of freedom (student-t; > 2)")
-    parser.add_argument(
-        "--shape", type=float, help="shape (gen-gaussian) or tail index (power-law)"
-    )
+    # Choices and parameter flags come from the sources registry at parser-build time, so a
+    # source registered later (a plugin, a test) is usable without editing this module.
+    parser.add_argument("--source", required=True, choices=SOURCES.names(), help="gradient model")
+    for option in SOURCES.option_names():
+        parser.add_argument(f"--{option}", type=float, help=_option_help(option))
     parser.add_argument("--bits", type=int, help="bits per coordinate, 1..16 (levels = 2^bits)")
     parser.add_argument("--levels", type=int, help="number of levels, 2..65536")
-    parser.add_argument("--method", required=True, choices=METHODS, help="design method")
+    parser.add_argument("--method", required=True, choices=DESIGNS.names(), help="design method")
     parser.add_argument(
         "--exact",
         action="store_true",
@@ -68,28 +89,44 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--bits must be an integer in 1..16, got {args.bits}")
     if args.levels is not None and not 2 <= args.levels <= 65536:
         raise ValueError(f"--levels must be an integer in 2..65536, got {args.levels}")
-    for flag in ("scale", "df", "shape"):
-        value = getattr(args, flag)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"--{flag} must be finite and > 0, got {value!r}")
-    if args.df is not None and args.df <= 2:
-        raise ValueError(f"--df must be > 2 (the designs need a finite variance), got {args.df!r}")
+
+
+def _source_options(args: argparse.Namespace) -> dict[str, float | None]:
+    return {opt: getattr(args, opt.replace("-", "_"), None) for opt in SOURCES.option_names()}
+
+
+def _make_source(spec: SourceSpec, options: dict[str, float | None]) -> AbstractSource:
+    """The source, with every error naming the flag: ``--df (student-t df) must lie in ...``."""
+    given = {opt: v for opt, v in options.items() if v is not None}
+    for opt, value in given.items():
+        if opt not in spec.options:
+            raise ValueError(
+                f"--{opt}: source {spec.name!r} does not take it (got {value!r}); it takes "
+                + ", ".join(f"--{o}" for o in spec.options)
+            )
+        param = spec.options[opt]
+        flag = f"--{opt}" if param == opt else f"--{opt} ({spec.name} {param})"
+        check_real(flag, value)
+        # The design range (narrower, where one exists) is the one that matters here.
+        design_rng = spec.cls.DESIGN_RANGES.get(param)
+        if design_rng is not None:
+            design_rng.check(flag, value, purpose="for quantizer design")
+        elif (rng := spec.cls.PARAM_RANGES.get(param)) is not None:
+            rng.check(flag, value)
+    for param in spec.required:
+        if spec.option_of(param) not in given:
+            raise ValueError(f"source {spec.name!r} requires --{spec.option_of(param)}")
+    return spec.from_options(**given)
 
 
 def _result(args: argparse.Namespace) -> dict[str, Any]:
-    from ratedist.quantizers import DESIGNS
-    from ratedist.quantizers.evaluate import as_quantizer, design, evaluate
-    from ratedist.sources import make_source
-
     _check_args(args)
-    source = make_source(args.source, scale=args.scale, df=args.df, shape=args.shape)
+    source = _make_source(SOURCES.get(args.source), _source_options(args))
     facts = DESIGNS.facts(args.method)
     sol = design(args.method, source, bits=args.bits, levels=args.levels, exact=args.exact)
     q = as_quantizer(sol.value)
     rounding = str(facts["rounding"])
     ev = evaluate(q, source, rounding=rounding)
-    from ratedist.quantizers import exact as exact_mod
-
     probs = (
         exact_mod.deterministic_probabilities(q, source)
         if rounding == "deterministic"

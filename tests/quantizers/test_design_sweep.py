@@ -1,5 +1,9 @@
 """Every design method on every scalable source, over scales and level counts: none fails.
 
+The sources are read from the registry (:data:`ratedist.sources.SOURCES`): every example
+parameter set the designs accept, plus the lower end of each ``DESIGN_RANGES`` (Student-t
+``df = 3``, power-law tail index 3), each rescaled to every scale below.
+
 A design is scale-equivariant (``X -> c X`` maps the optimal quantizer of ``X`` to ``c`` times
 it), so ``mse / scale^2`` must not depend on the scale. The check compares each design with
 the one at scale 1.
@@ -23,24 +27,38 @@ import math
 import pytest
 
 from ratedist.quantizers import DESIGNS, design, evaluate, lloyd, lloyd_max
-from ratedist.sources import make_source
+from ratedist.sources import SOURCES, make_source
 
 SCALE_RTOL = 1e-9
 
-#: (registry name, parameters other than the scale): every registered source that takes a
-#: scale, with a few shapes of the heavy-tailed families (all with a finite variance).
-FAMILIES = [
-    ("gaussian", {}),
-    ("laplace", {}),
-    ("student-t", {"df": 3.0}),
-    ("student-t", {"df": 5.0}),
-    ("student-t", {"df": 30.0}),
-    ("gen-gaussian", {"shape": 0.5}),
-    ("gen-gaussian", {"shape": 1.5}),
-    ("gen-gaussian", {"shape": 4.0}),
-    ("power-law", {"shape": 3.5}),
-    ("power-law", {"shape": 8.0}),
-]
+
+def _families() -> list[tuple[str, dict]]:
+    """``(registry name, constructor parameters other than the scale)`` for every registered
+    source with a ``scale`` option: each example parameter set that the designs accept
+    (finite variance, inside ``DESIGN_RANGES``), plus the lower end of each design range."""
+    out: list[tuple[str, dict]] = []
+    for name in SOURCES.names():
+        spec = SOURCES.get(name)
+        if "scale" not in spec.options:
+            continue
+        scale_param = spec.options["scale"]
+        candidates = [dict(ex) for ex in spec.examples.values()]
+        for param, rng in spec.cls.DESIGN_RANGES.items():
+            candidates.append({param: rng.lo})
+        for params in candidates:
+            params.pop(scale_param, None)
+            src = spec.build(**params)
+            try:
+                src.variance()
+                src.check_designable()
+            except ValueError:
+                continue
+            if (name, params) not in out:
+                out.append((name, params))
+    return out
+
+
+FAMILIES = _families()
 SCALES = [1e-3, 1e-1, math.sqrt(0.5), 1e1, 1e3]
 LEVELS = [2, 3, 4, 8, 16, 64, 256]
 METHODS = DESIGNS.names()  # every method takes a number of levels (ecsq: a cap on cells)
@@ -53,7 +71,8 @@ def _family_id(family: tuple[str, dict]) -> str:
 
 def _normalized(method: str, family: tuple[str, dict], scale: float, n: int):
     name, params = family
-    src = make_source(name, scale=scale, **params)
+    spec = SOURCES.get(name)
+    src = spec.build(**params, **{spec.options["scale"]: scale})
     sol = design(method, src, levels=n)
     ev = evaluate(sol.value, src, rounding=DESIGNS.facts(method)["rounding"])
     return sol, ev.mse / scale**2

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from ratedist import cli
-from ratedist.commands import levels as levels_cmd
 from ratedist.quantizers import DESIGNS, design, evaluate
 from ratedist.sources import SOURCES, make_source
 
@@ -21,12 +20,17 @@ def run_json(capsys, *argv):
     return json.loads(capsys.readouterr().out)
 
 
-def test_static_name_lists_match_registries():
-    assert sorted(levels_cmd.METHODS) == DESIGNS.names()
-    assert sorted(levels_cmd.SOURCE_NAMES) == SOURCES.names()
+def test_choices_and_flags_come_from_the_registries():
+    parser = cli.build_parser(only="levels")
+    sub = next(a for a in parser._actions if a.dest == "command").choices["levels"]
+    actions = {a.dest: a for a in sub._actions}
+    assert list(actions["source"].choices) == SOURCES.names()
+    assert list(actions["method"].choices) == DESIGNS.names()
+    for option in SOURCES.option_names():
+        assert option in actions and actions[option].type is float
 
 
-@pytest.mark.parametrize("method", levels_cmd.METHODS)
+@pytest.mark.parametrize("method", DESIGNS.names())
 def test_json_contract_for_every_method(method, capsys):
     res = run_json(
         capsys, "--source", "laplace", "--scale", "0.5", "--bits", "2", "--method", method
@@ -122,14 +126,34 @@ def test_bad_arguments_exit_2_naming_the_argument(argv, flag, capsys):
     assert code == 2 and flag in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("df", ["2", "1.5", "-3"])
-def test_student_t_needs_df_above_2(df, capsys):
+@pytest.mark.parametrize("df", ["2", "2.0001", "2.9", "1.5", "-3", "nan"])
+def test_student_t_needs_df_in_the_design_range(df, capsys):
     code = cli.main(
         ["levels", "--source", "student-t", "--df", df, "--bits", "2", "--method", "uniform"]
     )
-    assert code == 2 and "--df" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "--df" in err and len(err.strip().splitlines()) == 1
+    assert "[3, 1e+06]" in err or "finite" in err  # names the allowed range
     assert cli.main(["levels", "--source", "student-t", "--bits", "2", "--method", "uniform"]) == 2
-    assert "df" in capsys.readouterr().err
+    assert "--df" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # once OverflowError / "variance must be > 0" without naming the flag
+        (["--source", "gaussian", "--scale", "1e300"], "--scale (gaussian sigma) must lie in"),
+        (["--source", "gaussian", "--scale", "1e-300"], "--scale (gaussian sigma) must lie in"),
+        (["--source", "laplace", "--scale", "1e-80"], "--scale must lie in [1e-75, 1e+75]"),
+        (["--source", "power-law", "--shape", "2.5"], "--shape (power-law tail_index)"),
+        (["--source", "gen-gaussian", "--shape", "0.1"], "--shape must lie in [0.2, 50]"),
+        (["--source", "gaussian", "--df", "3"], "--df: source 'gaussian' does not take it"),
+    ],
+)
+def test_source_flags_outside_their_range_name_flag_value_and_range(argv, message, capsys):
+    assert cli.main(["levels", *argv, "--levels", "4", "--method", "lloyd-max"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
