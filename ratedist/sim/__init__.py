@@ -5,17 +5,22 @@ from ratedist.compressors import make
 trace = run(ef21(make("top-k:k=5")), tridiagonal_quadratic(10, 100), steps=1000,
             key=jax.random.key(0))
 trace.grad_norm_sq, trace.bits.container, trace.violations
+
+A round's other stages (who answers, how the server combines and steps, what it broadcasts)
+are keyword arguments of ``run`` (:mod:`ratedist.sim.stages`, :mod:`ratedist.sim.round`)::
+
+run(ef21(C), problem, steps=500, key=key, server=optax.adam(1e-2),
+    participation=bernoulli_stragglers(0.2))
+run(ef21(C), problem, steps=500, key=key, gamma=np.geomspace(1e-3, 1e-1, 16))  # one program
 """
 
 from ratedist.sim.algorithms import (
     ALGORITHMS,
-    Algorithm,
-    Message,
-    Shared,
     clag,
     compressed_sgd,
     ef14,
     ef21,
+    example_algorithm,
     gd,
     lag,
     marina,
@@ -25,6 +30,7 @@ from ratedist.sim.algorithms import (
     tpc_v4,
     tpc_v5,
 )
+from ratedist.sim.method import Algorithm, Message, Shared
 from ratedist.sim.problems import (
     PROBLEMS,
     Problem,
@@ -40,28 +46,63 @@ from ratedist.sim.problems import (
     tridiagonal_matrices,
     tridiagonal_quadratic,
 )
-from ratedist.sim.runner import Bits, Stepper, Trace, make_stepper, run, theory_gamma
+from ratedist.sim.round import Round
+from ratedist.sim.runner import Stepper, make_round, make_stepper, run, theory_gamma
+from ratedist.sim.stages import (
+    AGGREGATION,
+    DOWNLINKS,
+    PARTICIPATION,
+    Aggregation,
+    Downlink,
+    Participation,
+    bernoulli_stragglers,
+    compressed_updates,
+    decode,
+    everyone,
+    exactly_stragglers,
+    identity_downlink,
+    majority,
+    mean,
+    mean_active,
+    pattern_stragglers,
+    quantized_weights,
+)
 from ratedist.sim.store import ResultStore, config_hash, load_trace, save_trace
 from ratedist.sim.sweep import expand_sweep, load_sweep, make_algorithm, run_config, run_sweep
+from ratedist.sim.trace import Bits, Trace
 
 __all__ = [
+    "AGGREGATION",
     "ALGORITHMS",
+    "DOWNLINKS",
+    "PARTICIPATION",
     "PROBLEMS",
+    "Aggregation",
     "Algorithm",
     "Bits",
+    "Downlink",
     "Message",
+    "Participation",
     "Problem",
     "ResultStore",
+    "Round",
     "Shared",
     "Stepper",
     "Trace",
+    "bernoulli_stragglers",
     "clag",
     "compressed_sgd",
+    "compressed_updates",
     "config_hash",
+    "decode",
     "ef14",
     "ef21",
+    "everyone",
+    "exactly_stragglers",
+    "example_algorithm",
     "expand_sweep",
     "gd",
+    "identity_downlink",
     "lag",
     "least_squares",
     "load_libsvm",
@@ -70,12 +111,18 @@ __all__ = [
     "logistic_breast_cancer",
     "logistic_libsvm",
     "logistic_nonconvex",
+    "majority",
     "make_algorithm",
     "make_problem",
+    "make_round",
     "make_stepper",
     "marina",
+    "mean",
+    "mean_active",
     "mlp",
+    "pattern_stragglers",
     "quadratic",
+    "quantized_weights",
     "run",
     "run_config",
     "run_sweep",

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from ratedist._io import atomic_write
-from ratedist.sim.runner import Bits, Trace
+from ratedist.sim.trace import Bits, Trace
 
 _FORMAT = 1
-_SCALARS = ("gamma", "A", "B", "steps", "violation_tol")
+_SCALARS = ("gamma", "A", "B", "steps", "violation_tol")  # arrays over a sweep's points
+_BITS = ("bits", "bits_down")
 
 
 def canonical_json(config: Mapping[str, Any]) -> str:
@@ -52,9 +53,12 @@ def save_trace(
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     for name, value in trace._asdict().items():
-        if name == "bits":
-            for bname, b in value._asdict().items():
-                arrays[f"bits_{bname}"] = np.asarray(b)
+        if name in _BITS:
+            for bname, b in value._asdict().items() if value is not None else ():
+                arrays[f"{name}_{bname}"] = np.asarray(b)
+        elif name == "hyper":
+            hyper = {k: np.asarray(v).tolist() for k, v in (value or {}).items()}
+            arrays["hyper_json"] = np.asarray(json.dumps(hyper, sort_keys=True))
         else:
             arrays[name] = np.asarray(value)
     arrays["config_json"] = np.asarray(canonical_json(config))
@@ -67,13 +71,15 @@ def save_trace(
 def load_trace(path: Any) -> tuple[Trace, dict[str, Any], dict[str, Any]]:
     """Read a file written by :func:`save_trace`: ``(trace, config, meta)``."""
     with np.load(Path(path), allow_pickle=False) as z:
-        bits = Bits(*(z[f"bits_{f}"] for f in Bits._fields))
         fields = {}
         for f in Trace._fields:
-            if f == "bits":
-                fields[f] = bits
+            if f in _BITS:
+                have = f"{f}_{Bits._fields[0]}" in z
+                fields[f] = Bits(*(z[f"{f}_{b}"] for b in Bits._fields)) if have else None
+            elif f == "hyper":
+                fields[f] = json.loads(z["hyper_json"].item()) if "hyper_json" in z else None
             elif f in _SCALARS:
-                fields[f] = z[f].item()
+                fields[f] = z[f].item() if z[f].ndim == 0 else z[f]
             else:
                 fields[f] = z[f]
         config = json.loads(z["config_json"].item())

@@ -19,8 +19,9 @@ A sweep document (TOML, read with ``tomllib``)::
 
 A run config is the canonical dict ``{"problem": {...}, "algorithm": {...}, "steps", "gamma",
 "gamma_multiplier", "seed", "engine", "replicas", "dtype"}``; its hash names the result file.
-Algorithm parameters named ``compressor``, ``unbiased`` or ``compressor2`` are compressor spec
-strings (``ratedist.compressors.make``); ``inner`` is a nested algorithm table (3PCv3).
+Algorithm parameters whose registry kind (``ALGORITHMS`` fact ``args``) is a compressor are
+compressor spec strings (``ratedist.compressors.make``); an ``"algorithm"`` one is a nested
+algorithm table (3PCv3's ``inner``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import copy
 import inspect
 import itertools
 import tomllib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,13 +38,15 @@ from typing import Any
 import jax
 
 from ratedist._validation import check_choice, check_int, check_positive
-from ratedist.sim.algorithms import ALGORITHMS, Algorithm
+from ratedist.compressors.spec import make
+from ratedist.sim.algorithms import ALGORITHMS
 from ratedist.sim.engines import ENGINES
+from ratedist.sim.method import Algorithm
 from ratedist.sim.problems import PROBLEMS, Problem
-from ratedist.sim.runner import Trace, run, theory_gamma
-from ratedist.sim.store import ResultStore
+from ratedist.sim.runner import run, theory_gamma
+from ratedist.sim.store import ResultStore, canonical_json
+from ratedist.sim.trace import Trace
 
-_COMPRESSOR_KEYS = ("compressor", "unbiased", "compressor2")
 _RUN_DEFAULTS = {
     "gamma": "theory",
     "gamma_multiplier": 1.0,
@@ -145,24 +149,26 @@ def make_algorithm(config: Mapping[str, Any]) -> Algorithm:
     """An :class:`Algorithm` from ``{"name": ..., <constructor parameters>}``.
 
     Compressor parameters are spec strings (``"top-k:k=10"``); ``inner`` is a nested table.
+    An algorithm's own :attr:`~ratedist.sim.Algorithm.config` (name under ``"algorithm"``)
+    builds it again.
 
     Raises:
         ValueError: unknown algorithm or parameter (the message lists the allowed ones).
     """
-    from ratedist.compressors import make
-
     cfg = dict(config)
-    name = cfg.pop("name", None)
+    name = cfg.pop("name", None) or cfg.pop("algorithm", None)
     factory = ALGORITHMS.get(name)
+    kinds = ALGORITHMS.facts(name)["args"]
     params = inspect.signature(factory).parameters
     allowed = list(params)
     kwargs = {}
     for k, v in cfg.items():
         if k not in allowed:
             raise ValueError(f"algorithm {name!r} has no parameter {k!r}; allowed: {allowed}")
-        if k in _COMPRESSOR_KEYS:
+        kind = kinds.get(k, "hyper")
+        if kind in ("contractive", "unbiased"):
             kwargs[k] = make(v)
-        elif k == "inner":
+        elif kind == "algorithm":
             kwargs[k] = make_algorithm(v)
         else:
             kwargs[k] = v
@@ -194,17 +200,58 @@ def make_problem_from_config(config: Mapping[str, Any]) -> Problem:
     return prob if noise is None else prob.with_noise(noise)
 
 
+#: Recently built problems and algorithms by canonical config (objects are immutable), so
+#: that configs differing only in hyperparameters (gamma, zeta, p, noise_std) run the same
+#: objects and therefore the same compiled program (:func:`ratedist.sim.run` caches by
+#: identity).
+_OBJECTS: OrderedDict = OrderedDict()
+_OBJECTS_SIZE = 8
+
+
+def _shared(kind: str, cfg: Mapping[str, Any], build: Callable[[], Any]) -> Any:
+    ck = (kind, canonical_json(cfg))
+    if ck in _OBJECTS:
+        _OBJECTS.move_to_end(ck)
+        return _OBJECTS[ck]
+    obj = _OBJECTS[ck] = build()
+    while len(_OBJECTS) > _OBJECTS_SIZE:
+        _OBJECTS.popitem(last=False)
+    return obj
+
+
+def _split_hyper(acfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(config with the registry's example hyperparameters, the config's hyperparameters)``."""
+    facts = ALGORITHMS.facts(acfg.get("name"))
+    hyper = {k: v for k, v in acfg.items() if facts["args"].get(k) == "hyper"}
+    return {**acfg, **{k: facts["example"][k] for k in hyper}}, hyper
+
+
 def run_config(
     config: Mapping[str, Any], *, progress: bool = False
 ) -> tuple[Trace, dict[str, Any]]:
-    """Run one canonical config; returns ``(trace, meta)`` (meta: constants and labels)."""
+    """Run one canonical config; returns ``(trace, meta)`` (meta: constants and labels).
+
+    Hyperparameters (the problem's ``noise_std``, the algorithm's ``zeta``/``p``, ``gamma``)
+    are passed to :func:`~ratedist.sim.run` as program inputs, so the configs of a sweep that
+    differ only in them reuse one compiled program.
+    """
     cfg = {**_RUN_DEFAULTS, **config}
     _check_run_config(cfg)
-    problem = make_problem_from_config(cfg["problem"])
-    algorithm = make_algorithm(cfg["algorithm"])
+    pcfg = dict(cfg["problem"])
+    noise = pcfg.pop("noise_std", None)
+    problem = _shared("problem", pcfg, lambda: make_problem_from_config(pcfg))
+    hyper: dict[str, Any] = {}
+    if noise is not None:
+        check_positive("noise_std", noise)
+        problem = _shared("noisy", pcfg, lambda: problem.with_noise(1.0))
+        hyper["noise_std"] = noise
+    named = make_algorithm(cfg["algorithm"])  # checks every parameter; names the result
+    base, alg_hyper = _split_hyper(cfg["algorithm"])
+    algorithm = _shared("algorithm", base, lambda: make_algorithm(base))
+    hyper.update(alg_hyper)
     gamma = cfg["gamma"]
     if gamma == "theory":
-        gamma = theory_gamma(algorithm, problem)
+        gamma = theory_gamma(named, problem)
     gamma = float(gamma) * float(cfg["gamma_multiplier"])
     trace = run(
         algorithm,
@@ -216,7 +263,9 @@ def run_config(
         gamma=gamma,
         dtype=cfg["dtype"],
         progress=progress,
+        hyper=hyper,
     )
+    algorithm = named
     meta = {
         "algorithm": algorithm.name,
         "problem": problem.name,

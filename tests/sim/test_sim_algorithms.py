@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from ratedist import bounds
 from ratedist.compressors import error_feedback, make
 from ratedist.sim import (
     ALGORITHMS,
@@ -14,6 +15,7 @@ from ratedist.sim import (
     compressed_sgd,
     ef14,
     ef21,
+    example_algorithm,
     gd,
     lag,
     marina,
@@ -298,3 +300,60 @@ def test_compressed_sgd_with_scalar_quantizer_design(tri, key):
     # per step and worker: the compressor's own count, charged every step
     per_step = np.diff(tr.bits.container, axis=0)
     assert np.all(per_step == per_step[0, 0]) and per_step[0, 0] > 0
+
+
+# ------------------------------------------------------------ generic, over the registry
+def _registered():
+    return ALGORITHMS.names()
+
+
+def check_example_runs(name, tri, key):
+    """The registry's example instance runs, sends bits, and its (A, B) are the bound's."""
+    from ratedist.validate.checks import Sizes, bound_params
+
+    sz = Sizes(quick=True)
+    alg = example_algorithm(name, k=2)
+    tr = run(alg, tri, steps=20, key=key, gamma=0.01, replicas=None if alg.deterministic else 2)
+    assert np.all(np.isfinite(tr.f))
+    bits = tr.bits.container  # (steps + 1, n), with a leading replica axis if any
+    assert np.all(np.diff(bits, axis=-2) >= 0) and bits[..., -1, :].min() > 0
+    assert alg.bits_per_step(D, N, alg.hyper) > 0
+    bound = ALGORITHMS.facts(name)["bound"]
+    if bound is not None:
+        sz.k = 2
+        want = bounds.three_pc_constants(bound, **bound_params(name, sz, D, N))
+        got = alg.constants(D, N)
+        assert got == pytest.approx((want.A, want.B), rel=1e-12)
+    # the config round-trips through the sweep's constructor
+    cfg = {
+        "name": alg.config["algorithm"],
+        **{k: v for k, v in alg.config.items() if k != "algorithm"},
+    }
+    assert make_algorithm(cfg).name == alg.name
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_every_registered_algorithm_example_runs(name, tri, key):
+    check_example_runs(name, tri, key)
+
+
+def check_pathwise(name, tri, key):
+    """Deterministic 3PC members of the registry: the 3PC inequality on every path."""
+    alg = example_algorithm(name, k=2)
+    tr = run(alg, tri, steps=100, key=key)
+    assert tr.violations == 0
+    scale = 1e-9 * np.nanmax(np.abs(tr.G) + tr.grad_norm_sq)
+    assert np.nanmax(tr.tpc_residual_max) <= scale
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n in _registered()
+        if ALGORITHMS.facts(n)["bound"] not in (None, "marina")
+        and example_algorithm(n, k=2).deterministic
+    ],
+)
+def test_deterministic_registered_3pc_hold_pathwise(name, tri, key):
+    check_pathwise(name, tri, key)

@@ -45,6 +45,10 @@ class Problem:
         value_and_grad_fn: optional fused ``(x, data_i) -> (f_i(x), grad f_i(x))`` (one pass
             over memory instead of two); must agree with ``loss_fn``/``grad_fn``.
         config: canonical JSON-able description (used for result hashing).
+        hyper: scalar hyperparameters of the stochastic oracle (``noise_std`` of
+            :meth:`with_noise`) and their values; the simulator passes them (or a sweep's
+            values) to ``stochastic_grad_fn`` as keyword arguments, as inputs of the compiled
+            program.
     """
 
     name: str
@@ -64,6 +68,7 @@ class Problem:
     variance_fn: Callable[[Any, Any], Any] | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     value_and_grad_fn: Callable[[Any, Any], Any] | None = None
+    hyper: Mapping[str, float] = field(default_factory=dict)
 
     def local_value_and_grad(self, x: Any, data_i: Any) -> tuple[Any, Any]:
         """``(f_i(x), grad f_i(x))`` (JAX), sharing work when the problem provides it."""
@@ -103,6 +108,8 @@ class Problem:
         """Same problem with stochastic gradients ``grad f_i(x) + noise_std * N(0, I_d)``.
 
         The variance model is exact: ``E||g_i - grad f_i(x)||^2 = noise_std^2 d``.
+        ``noise_std`` is a hyperparameter of the problem (:attr:`hyper`): runs with another
+        noise level (``run(..., hyper={"noise_std": ...})``) reuse the compiled step.
 
         Raises:
             ValueError: ``noise_std`` not > 0.
@@ -111,16 +118,23 @@ class Problem:
         grad_fn = self.grad_fn
         d = self.dim
 
-        def sgrad(x, data_i, key):
+        def sgrad(x, data_i, key, noise_std=s):
             g = grad_fn(x, data_i)
-            return g + s * jax.random.normal(key, g.shape, g.dtype)
+            scale = jnp.asarray(noise_std).astype(g.dtype)  # a weakly typed float's dtype
+            return g + scale * jax.random.normal(key, g.shape, g.dtype)
 
         def var(x, data_i):
             return jnp.asarray(s * s * d, x.dtype)
 
         cfg = dict(self.config)
         cfg["noise_std"] = s
-        return dataclasses.replace(self, stochastic_grad_fn=sgrad, variance_fn=var, config=cfg)
+        return dataclasses.replace(
+            self,
+            stochastic_grad_fn=sgrad,
+            variance_fn=var,
+            config=cfg,
+            hyper={"noise_std": s},
+        )
 
 
 def _spectral_constants(mats: np.ndarray) -> tuple[float, float, float, np.ndarray]:
