@@ -14,55 +14,40 @@ from __future__ import annotations
 
 import sys
 
-import jax
-import numpy as np
-
 from ratedist import bounds, sim
-from ratedist.compressors import FLOAT_BITS, make
+from ratedist.compressors import FLOAT_BITS
 
 
-def payload_bits(spec: str, d: int) -> float:
-    """Container bits of one call of compressor ``spec`` on a random d-vector."""
-    comp = make(spec)
-    x = jax.numpy.asarray(np.random.default_rng(0).standard_normal(d))
-    _, _, info = comp.update(x, comp.init(x), key=jax.random.key(0))
-    return float(info.container_bits)
+def rows(k: int) -> dict[str, sim.Algorithm]:
+    """Every suite method of the registry (fact ``suite``) with Top-K(k) / Rand-K(k)."""
+    return {
+        name: sim.example_algorithm(name, k=k)
+        for name in sim.ALGORITHMS.names()
+        if sim.ALGORITHMS.facts(name)["suite"]
+    }
 
 
 def main(eps: float = 1e-2) -> int:
     prob = sim.tridiagonal_quadratic(10, 100)
-    d, n, k, zeta, p = prob.dim, prob.n_workers, 10, 4.0, 0.1
-    alpha, omega = k / d, d / k - 1.0
+    d, n, k = prob.dim, prob.n_workers, 10
     delta0 = prob.loss(prob.x0) - prob.f_star
     full = d * FLOAT_BITS
-    topk = payload_bits(f"top-k:k={k}", d)
-    randk = payload_bits(f"rand-k-unbiased:k={k}", d)
-    rows = {
-        "gd": ({}, full),
-        "ef21": ({"alpha": alpha}, topk),
-        "lag": ({"zeta": zeta}, full + 1),
-        "clag": ({"alpha": alpha, "zeta": zeta}, topk + 1),
-        "tpc_v1": ({"alpha": alpha}, topk),
-        "tpc_v2": ({"alpha": alpha, "omega": omega}, topk + randk),
-        "tpc_v5": ({"alpha": alpha, "p": p}, p * full + (1 - p) * topk),
-        "marina": ({"p": p, "omega": omega, "n_workers": n}, p * full + (1 - p) * randk),
-    }
     print(
         f"tridiagonal quadratic n={n} d={d}: L_-={prob.L_minus:.4g} L_+={prob.L_plus:.4g} "
-        f"Delta0={delta0:.4g}; target eps={eps:g}; Top-{k}/Rand-{k}, zeta={zeta}, p={p}"
+        f"Delta0={delta0:.4g}; target eps={eps:g}; Top-{k}/Rand-{k}, the registry's "
+        "example zeta and p"
     )
     head = f"{'method':8s} {'A':>9s} {'B':>9s} {'1/M1':>9s} {'exact':>9s} {'T(eps)':>9s} {'bits/it':>9s} {'bits(eps)':>11s}"
     print(head)
-    for name, (params, bits_it) in rows.items():
-        ab = bounds.three_pc_constants(name, **params)
-        b = bounds.three_pc_bound(
-            delta0=delta0, L_minus=prob.L_minus, L_plus=prob.L_plus, A=ab.A, B=ab.B
-        )
-        gx = bounds.three_pc_step_size_exact(prob.L_minus, prob.L_plus, ab.A, ab.B)
+    for name, alg in rows(k).items():
+        A, B = alg.constants(d, n)
+        bits_it = alg.bits_per_step(d, n, alg.hyper)
+        b = bounds.three_pc_bound(delta0=delta0, L_minus=prob.L_minus, L_plus=prob.L_plus, A=A, B=B)
+        gx = bounds.three_pc_step_size_exact(prob.L_minus, prob.L_plus, A, B)
         T = b.iterations_to(eps)
         total = b.bits_per_worker_to(eps, bits_it, initial_bits=full)
         print(
-            f"{name:8s} {ab.A:9.4g} {ab.B:9.4g} {b.step_size:9.4g} {gx:9.4g} {T:9d} "
+            f"{name:8s} {A:9.4g} {B:9.4g} {b.step_size:9.4g} {gx:9.4g} {T:9d} "
             f"{bits_it:9.4g} {total:11.4g}"
         )
     return 0

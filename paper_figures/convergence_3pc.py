@@ -33,51 +33,39 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ratedist import bounds, sim  # noqa: E402
-from ratedist.compressors import make  # noqa: E402
 
 OUT = pathlib.Path(__file__).with_suffix(".png")
-METHODS = ("gd", "ef21", "lag", "clag", "tpc_v1", "tpc_v2", "tpc_v5", "marina")
-COLORS = dict(zip(METHODS, plt.get_cmap("tab10").colors, strict=False))
+#: the suite's methods (registry fact ``suite``), with the registry's example zeta and p
+METHODS = [n for n in sim.ALGORITHMS.names() if sim.ALGORITHMS.facts(n)["suite"]]
+COLORS = {m: plt.get_cmap("tab10").colors[i % 10] for i, m in enumerate(METHODS)}
 # EF21, CLAG and 3PCv2 nearly coincide here (CLAG's trigger almost always fires): markers
 # with staggered offsets keep every curve identifiable
-MARKERS = dict(zip(METHODS, "osv^DPX*", strict=True))
+MARKERS = {m: "osv^DPX*<>ph"[i % 12] for i, m in enumerate(METHODS)}
 REPLICAS = 8  # randomised methods: mean of this many independent runs
-ZETA = 4.0  # LAG/CLAG trigger
-P = 0.1  # 3PCv5 / MARINA coin
+STEPS = 6000  # every curve then spans the bit budget (GD sends 32 d bits per step)
 
 
-def setups(problem, k):
-    d, n = problem.dim, problem.n_workers
-    topk, randk = make(f"top-k:k={k}"), make(f"rand-k-unbiased:k={k}")
-    alpha, omega = k / d, d / k - 1.0
-    return {
-        "gd": (sim.gd(), {}),
-        "ef21": (sim.ef21(topk), {"alpha": alpha}),
-        "lag": (sim.lag(ZETA), {"zeta": ZETA}),
-        "clag": (sim.clag(topk, ZETA), {"alpha": alpha, "zeta": ZETA}),
-        "tpc_v1": (sim.tpc_v1(topk), {"alpha": alpha}),
-        "tpc_v2": (sim.tpc_v2(topk, randk), {"alpha": alpha, "omega": omega}),
-        "tpc_v5": (sim.tpc_v5(topk, P), {"alpha": alpha, "p": P}),
-        "marina": (sim.marina(randk, P), {"p": P, "omega": omega, "n_workers": n}),
-    }
+def setups(k):
+    """Each suite method with Top-K(k) / unbiased Rand-K(k) (``sim.example_algorithm``)."""
+    return {name: sim.example_algorithm(name, k=k) for name in METHODS}
 
 
-def curves(problem, name, alg, params, steps, delta0_of, key):
-    reps = REPLICAS if alg.coin_p is not None or name == "tpc_v2" else None
+def curves(problem, alg, steps, delta0_of, key):
+    reps = None if alg.deterministic else REPLICAS
     tr = sim.run(alg, problem, steps=steps, key=key, replicas=reps)
     g2 = np.atleast_2d(tr.grad_norm_sq)[:, :-1]
     avg = np.mean(np.cumsum(g2, axis=1) / np.arange(1, g2.shape[1] + 1), axis=0)
     # bits after T steps = messages forming g^0..g^T, i.e. entry T of the cumulative count
     bits = np.atleast_3d(tr.bits.container.reshape((-1, *tr.bits.container.shape[-2:])))
     bits_T = np.mean(bits, axis=(0, 2))[1:]
-    ab = bounds.three_pc_constants(name, **params)
+    A, B = alg.constants(problem.dim, problem.n_workers)
     err0 = tr.server_error if alg.lyapunov == "server" else tr.G
     b = bounds.three_pc_bound(
         delta0=delta0_of(tr),
         L_minus=problem.L_minus,
         L_plus=problem.L_plus,
-        A=ab.A,
-        B=ab.B,
+        A=A,
+        B=B,
         G0=float(np.mean(np.atleast_2d(err0)[:, 0])),
         gamma=tr.gamma,
     )
@@ -88,12 +76,13 @@ def curves(problem, name, alg, params, steps, delta0_of, key):
 
 def panel(ax, problem, k, steps, budget, delta0_of, title, key):
     report = []
-    for i, (name, (alg, params)) in enumerate(setups(problem, k).items()):
+    algs = setups(k)
+    for i, (name, alg) in enumerate(algs.items()):
         bits, avg, bound, ok, gamma = curves(
-            problem, name, alg, params, steps[name], delta0_of, jax.random.fold_in(key, i)
+            problem, alg, steps, delta0_of, jax.random.fold_in(key, i)
         )
         keep = bits <= budget
-        label = bounds.THREE_PC.facts(name)["label"]
+        label = bounds.THREE_PC.facts(sim.ALGORITHMS.facts(name)["bound"])["label"]
         c = COLORS[name]
         ax.plot(
             bits[keep],
@@ -112,16 +101,18 @@ def panel(ax, problem, k, steps, budget, delta0_of, title, key):
     ax.set_xlabel("bits sent per worker (container)")
     ax.set_ylabel(r"$\frac{1}{T}\sum_{t<T}\|\nabla f(x^t)\|^2$")
     ax.set_title(title, fontsize=10)
-    if any(r[0] == "lag" and r[2] < 0.95 * budget for r in report):
+    short = [r[0] for r in report if algs[r[0]].has_trigger and r[2] < 0.95 * budget]
+    if short:
         ax.text(
             0.98,
             0.98,
-            "LAG: vertical drop = steps without\nsends once its trigger stops firing",
+            f"{', '.join(n.upper() for n in short)}: vertical drop = steps without\n"
+            "sends once the trigger stops firing",
             transform=ax.transAxes,
             ha="right",
             va="top",
             fontsize=8,
-            color=COLORS["lag"],
+            color=COLORS[short[0]],
         )
     ax.grid(True, which="major", alpha=0.3)
     return report
@@ -133,24 +124,21 @@ def main() -> int:
     logi = sim.logistic_nonconvex()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     rows = []
-    # steps per method so every curve spans the bit budget (GD sends 32 d bits per step)
-    q_steps = {m: 6000 for m in METHODS} | {"gd": 400, "lag": 3000}
     rows += panel(
         axes[0],
         quad,
         10,
-        q_steps,
+        STEPS,
         1.2e6,
         lambda tr: float(np.mean(np.atleast_2d(tr.f_gap)[:, 0])),
         "tridiagonal quadratic (n = 10, d = 100, Top-10, exact $L_\\pm$, $f^*$)",
         jax.random.fold_in(key, 0),
     )
-    l_steps = {m: 6000 for m in METHODS} | {"gd": 1000, "lag": 3000}
     rows += panel(
         axes[1],
         logi,
         2,
-        l_steps,
+        STEPS,
         3.0e5,
         lambda tr: float(np.mean(np.atleast_2d(tr.f)[:, 0])),  # Delta0 <= f(x0) - 0
         "logistic + nonconvex reg. (n = 20, d = 20, Top-2, bounded $L_\\pm$, $f^* \\geq 0$)",

@@ -3,19 +3,15 @@
     from ratedist.validate import run_checks, format_table
     print(format_table(run_checks(quick=True)))
 
-See :mod:`ratedist.validate.core` for the verdict rules and :mod:`ratedist.validate.checks`
+See :mod:`ratedist.validate.verdicts` for the verdict rules and :mod:`ratedist.validate.checks`
 for the suite.
 """
 
-from ratedist.validate import checks as _checks  # noqa: F401  (enrols the suite)
-from ratedist.validate.core import (
+from ratedist.validate.core import format_table, run_checks, table_rows, to_json
+from ratedist.validate.verdicts import (
     CHECKS,
     VERDICTS,
     CheckResult,
-    format_table,
-    run_checks,
-    table_rows,
-    to_json,
     verdict_equal,
     verdict_upper,
     verdict_zero_count,

@@ -3,7 +3,7 @@
 Every check builds its problem and algorithms with :mod:`ratedist.sim`, computes the
 prediction with :mod:`ratedist.bounds` from the problem's constants (``L_-``, ``L_+``,
 ``f*``) and the compressors' declared constants, and applies one of the verdict rules of
-:mod:`ratedist.validate.core`. Runs shared by several checks are cached for the duration of
+:mod:`ratedist.validate.verdicts`. Runs shared by several checks are cached for the duration of
 one :func:`~ratedist.validate.core.run_checks` call.
 
 Conventions:
@@ -31,8 +31,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from ratedist import bounds
-from ratedist.validate.core import (
+from ratedist import bounds, sim
+from ratedist.compressors import make, scalar
+from ratedist.quantizers.truncated import optimal_truncation
+from ratedist.sim import run, tridiagonal_quadratic
+from ratedist.sources.classic import Laplace
+from ratedist.validate.verdicts import (
     CheckResult,
     register,
     verdict_equal,
@@ -69,7 +73,6 @@ class Sizes:
 
 
 def quadratic(sz: Sizes, **kw: Any) -> Any:
-    from ratedist.sim import tridiagonal_quadratic
 
     return _cached(
         ("quad", sz.quick, tuple(sorted(kw.items()))),
@@ -77,56 +80,50 @@ def quadratic(sz: Sizes, **kw: Any) -> Any:
     )
 
 
-def make_algorithm(name: str, sz: Sizes) -> Any:
-    """The sim algorithm for a variant name, with the suite's compressors."""
-    from ratedist import sim
-    from ratedist.compressors import make
+def suite() -> list[str]:
+    """The methods of the suite: every registered algorithm with ``suite=True``."""
+    return [n for n in sim.ALGORITHMS.names() if sim.ALGORITHMS.facts(n)["suite"]]
 
-    topk = make(f"top-k:k={sz.k}")
-    randk = make(f"rand-k-unbiased:k={sz.k}")
-    table: dict[str, Callable[[], Any]] = {
-        "gd": sim.gd,
-        "ef21": lambda: sim.ef21(topk),
-        "lag": lambda: sim.lag(sz.zeta),
-        "clag": lambda: sim.clag(topk, sz.zeta),
-        "tpc_v1": lambda: sim.tpc_v1(topk),
-        "tpc_v2": lambda: sim.tpc_v2(topk, randk),
-        "tpc_v5": lambda: sim.tpc_v5(topk, 0.1),
-        "marina": lambda: sim.marina(randk, 0.1),
-    }
-    return table[name]()
+
+def make_algorithm(name: str, sz: Sizes) -> Any:
+    """The suite's instance of a registered method (Top-K(k) / unbiased Rand-K(k) and the
+    registry's example hyperparameters; :func:`ratedist.sim.example_algorithm`)."""
+    return sim.example_algorithm(name, k=sz.k, zeta=sz.zeta)
 
 
 def bound_params(name: str, sz: Sizes, d: int, n: int) -> dict[str, Any]:
-    """The ``ratedist.bounds.THREE_PC`` parameters of the suite's variant ``name``."""
-    alpha = sz.k / d  # Top-K
-    omega = d / sz.k - 1.0  # unbiased Rand-K
-    return {
-        "gd": {},
-        "ef21": {"alpha": alpha},
-        "lag": {"zeta": sz.zeta},
-        "clag": {"alpha": alpha, "zeta": sz.zeta},
-        "tpc_v1": {"alpha": alpha},
-        "tpc_v2": {"alpha": alpha, "omega": omega},
-        "tpc_v5": {"alpha": alpha, "p": 0.1},
-        "marina": {"p": 0.1, "omega": omega, "n_workers": n},
-    }[name]
-
-
-STOCHASTIC = {"tpc_v2", "tpc_v5", "marina"}
+    """The ``ratedist.bounds.THREE_PC`` parameters of the suite's method ``name``, from what
+    the suite knows of its compressors independently of their declared facts: Top-K has
+    ``alpha = k/d``, unbiased Rand-K ``omega = d/k − 1``, the inner 3PC is EF21(Top-K)."""
+    facts = sim.ALGORITHMS.facts(name)
+    alpha, omega = sz.k / d, d / sz.k - 1.0
+    inner = bounds.three_pc_constants("ef21", alpha=alpha)
+    known = {
+        "alpha": alpha,
+        "alpha1": alpha,
+        "alpha2": alpha,
+        "omega": omega,
+        "n_workers": n,
+        "A1": inner.A,
+        "B1": inner.B,
+        **facts["example"],
+        "zeta": sz.zeta,
+    }
+    return {p: known[p] for p in bounds.THREE_PC.facts(facts["bound"])["params"]}
 
 
 def run_variant(name: str, sz: Sizes, key: Any, *, problem: Any = None, **kw: Any) -> Any:
     """Cached simulator run of a suite variant on the suite's quadratic (or ``problem``)."""
-    from ratedist.sim import run
 
     prob = quadratic(sz) if problem is None else problem
-    reps = sz.replicas if name in STOCHASTIC else None
     ck = ("run", name, sz.quick, id(prob), tuple(sorted(kw.items())))
-    return _cached(
-        ck,
-        lambda: run(make_algorithm(name, sz), prob, steps=sz.steps, key=key, replicas=reps, **kw),
-    )
+
+    def go():
+        alg = make_algorithm(name, sz)
+        reps = None if alg.deterministic else sz.replicas
+        return run(alg, prob, steps=sz.steps, key=key, replicas=reps, **kw)
+
+    return _cached(ck, go)
 
 
 def running_average(grad_norm_sq: np.ndarray) -> np.ndarray:
@@ -137,9 +134,9 @@ def running_average(grad_norm_sq: np.ndarray) -> np.ndarray:
 
 def three_pc_bound_for(name: str, sz: Sizes, problem: Any, trace: Any) -> Any:
     """The 3PC (or MARINA) bound for a run, from the problem's constants."""
-    ab = bounds.three_pc_constants(name, **bound_params(name, sz, problem.dim, problem.n_workers))
+    ab = _constants(name, sz, problem)
     f_gap0 = float(np.nanmean(np.atleast_2d(trace.f_gap)[:, 0]))
-    err = trace.server_error if name == "marina" else trace.G
+    err = trace.server_error if make_algorithm(name, sz).lyapunov == "server" else trace.G
     G0 = float(np.nanmean(np.atleast_2d(err)[:, 0]))
     return ab, bounds.three_pc_bound(
         delta0=f_gap0,
@@ -158,8 +155,9 @@ def check_constants(quick: bool, key: Any) -> list[CheckResult]:
     sz = Sizes(quick)
     d, n = sz.d, sz.n
     out = []
-    for name in ("gd", "ef21", "lag", "clag", "tpc_v1", "tpc_v2", "tpc_v5", "marina"):
-        ours = bounds.three_pc_constants(name, **bound_params(name, sz, d, n))
+    for name in suite():
+        bound = sim.ALGORITHMS.facts(name)["bound"]
+        ours = bounds.three_pc_constants(bound, **bound_params(name, sz, d, n))
         theirs = make_algorithm(name, sz).constants(d, n)
         diff = max(abs(ours.A - theirs[0]), abs(ours.B - theirs[1]))
         verdict, why = verdict_equal(0.0, diff, 1e-12 * (1 + abs(ours.B)))
@@ -180,11 +178,10 @@ def check_constants(quick: bool, key: Any) -> list[CheckResult]:
 def check_lyapunov(quick: bool, key: Any) -> list[CheckResult]:
     sz = Sizes(quick)
     prob = quadratic(sz)
-    names = ("ef21", "lag", "clag") if quick else ("ef21", "lag", "clag", "tpc_v1")
     out = []
-    for name in names:
+    for name in _deterministic(sz):
         tr = run_variant(name, sz, key)
-        ab = bounds.three_pc_constants(name, **bound_params(name, sz, prob.dim, prob.n_workers))
+        ab = _constants(name, sz, prob)
         slack = bounds.lyapunov_slack(tr.f_gap, tr.G, tr.grad_norm_sq, gamma=tr.gamma, A=ab.A)
         phi = bounds.lyapunov(tr.f_gap, tr.G, gamma=tr.gamma, A=ab.A)
         # float round-off of Phi: f is a sum of d products, f* is subtracted (|f| ~ |f*|)
@@ -208,12 +205,26 @@ def check_lyapunov(quick: bool, key: Any) -> list[CheckResult]:
     return out
 
 
+_THEOREM = ("3PC theorem, arXiv 2202.00998 Thm 5.5", "arXiv 2102.07845 Thm 2.1")
+
+
+def _deterministic(sz: Sizes) -> list[str]:
+    """The suite's methods whose Lyapunov step holds on every path."""
+    return [n for n in suite() if make_algorithm(n, sz).deterministic]
+
+
+def _constants(name: str, sz: Sizes, prob: Any) -> Any:
+    bound = sim.ALGORITHMS.facts(name)["bound"]
+    return bounds.three_pc_constants(bound, **bound_params(name, sz, prob.dim, prob.n_workers))
+
+
 def _rate_row(name: str, sz: Sizes, prob: Any, tr: Any) -> CheckResult:
     ab, b = three_pc_bound_for(name, sz, prob, tr)
     avg = running_average(np.atleast_2d(tr.grad_norm_sq))  # (R, steps)
     T = np.arange(1, avg.shape[-1] + 1)
     pred = b(T)
-    label = "MARINA (arXiv 2102.07845 Thm 2.1)" if name == "marina" else "3PC theorem"
+    bound = sim.ALGORITHMS.facts(name)["bound"]
+    label = f"{bounds.THREE_PC.facts(bound)['label']} bound ({_THEOREM[bound == 'marina']})"
     if avg.shape[0] == 1:
         worst = float(np.max(avg[0] / pred))
         verdict = "holds" if worst <= 1 + 1e-9 else "violated"
@@ -249,26 +260,20 @@ def _rate_row(name: str, sz: Sizes, prob: Any, tr: Any) -> CheckResult:
 def check_rate_3pc(quick: bool, key: Any) -> list[CheckResult]:
     sz = Sizes(quick)
     prob = quadratic(sz)
-    names = (
-        ("ef21", "lag", "clag", "marina")
-        if quick
-        else ("gd", "ef21", "lag", "clag", "tpc_v1", "tpc_v2", "tpc_v5", "marina")
-    )
-    return [_rate_row(name, sz, prob, run_variant(name, sz, key)) for name in names]
+    return [_rate_row(name, sz, prob, run_variant(name, sz, key)) for name in suite()]
 
 
 @register(
     "rate_3pc_pl", summary="3PC PL-case linear rate on the strongly convex quadratic", quick=False
 )
 def check_rate_pl(quick: bool, key: Any) -> list[CheckResult]:
-    from ratedist.sim import run
 
     sz = Sizes(quick)
     prob = quadratic(sz, lambda_min=0.1)
     mu = 0.1  # smallest eigenvalue of the mean Hessian: strongly convex => PL with mu
     out = []
-    for name in ("ef21", "lag"):
-        ab = bounds.three_pc_constants(name, **bound_params(name, sz, prob.dim, prob.n_workers))
+    for name in _deterministic(sz):
+        ab = _constants(name, sz, prob)
         pl0 = bounds.three_pc_pl_bound(
             delta0=1.0, L_minus=prob.L_minus, L_plus=prob.L_plus, A=ab.A, B=ab.B, mu=mu
         )
@@ -303,9 +308,6 @@ def check_rate_pl(quick: bool, key: Any) -> list[CheckResult]:
 
 @register("gd_identities", summary="LAG with zeta = 0 and EF21 with K = d reproduce GD")
 def check_gd_identities(quick: bool, key: Any) -> list[CheckResult]:
-    from ratedist import sim
-    from ratedist.compressors import make
-    from ratedist.sim import run
 
     sz = Sizes(quick)
     prob = quadratic(sz)
@@ -346,9 +348,6 @@ def check_gd_identities(quick: bool, key: Any) -> list[CheckResult]:
 
 @register("rate_sgd_unbiased", summary="unbiased compressed SGD bound (relative variance)")
 def check_sgd(quick: bool, key: Any) -> CheckResult:
-    from ratedist import sim
-    from ratedist.compressors import make
-    from ratedist.sim import run
 
     sz = Sizes(quick)
     noise_std = 0.05
@@ -403,11 +402,6 @@ def _laplace_noise_problem(prob: Any, scale: float) -> Any:
 
 @register("tnqsgd_bound", summary="TNQSGD bound (paper and rigorous forms) vs simulated floor")
 def check_tnqsgd(quick: bool, key: Any) -> list[CheckResult]:
-    from ratedist import sim
-    from ratedist.compressors import scalar
-    from ratedist.quantizers.truncated import optimal_truncation
-    from ratedist.sim import run
-    from ratedist.sources.classic import Laplace
 
     sz = Sizes(quick)
     scale = 0.05  # Laplace noise scale: gradient coordinates near x* follow Laplace(scale)
@@ -458,9 +452,9 @@ _SHARD_SCRIPT = """
 import json, sys
 import jax
 import numpy as np
+from ratedist import sim
+from ratedist.compressors import make
 with jax.enable_x64(True):
-    from ratedist import sim
-    from ratedist.compressors import make
     quick = sys.argv[1] == "1"
     prob = sim.tridiagonal_quadratic(8, 16 if quick else 64)
     steps = 100 if quick else 1000

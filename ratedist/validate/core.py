@@ -1,22 +1,12 @@
-"""Check results, verdict rules, the check registry and the table.
+"""Running the registered checks and printing the table.
 
 A check is a function ``check(quick: bool, key) -> CheckResult | list[CheckResult]`` enrolled
-in :data:`CHECKS`. :func:`run_checks` runs a selection (each under a scoped
-``jax.enable_x64(True)``, so the library never flips the global JAX config), turns an
-exception inside a check into an ``inconclusive`` row that says what went wrong, and returns
-the rows; :func:`format_table` prints them and :func:`table_rows` gives them as JSON-able dicts
-(keys ``check, predicted, measured, error, verdict, detail``).
-
-Verdict rules (explicit, in one place):
-
-* :func:`verdict_upper` — a bound ``measured <= predicted``:
-  ``inconclusive`` if the measurement is not finite (the run diverged) or if ``k * SE`` exceeds
-  ``INCONCLUSIVE_FRACTION`` of the bound (the Monte Carlo error is too large to tell the bound
-  from a value that much larger); else ``holds`` if ``measured <= predicted + k * SE +
-  rtol * |predicted|`` and ``violated`` otherwise. ``k = 5`` and ``rtol`` covers float
-  round-off only (1e-9).
-* :func:`verdict_equal` — an identity: ``holds`` if ``|measured - predicted| <= tol``.
-* :func:`verdict_zero_count` — a count that must be 0 (pathwise Lyapunov violations).
+in :data:`~ratedist.validate.verdicts.CHECKS` (the suite: :mod:`ratedist.validate.checks`).
+:func:`run_checks` runs a selection (each under a scoped ``jax.enable_x64(True)``, so the
+library never flips the global JAX config), turns an exception inside a check into an
+``inconclusive`` row that says what went wrong, and returns the rows; :func:`format_table`
+prints them and :func:`table_rows` gives them as JSON-able dicts (keys ``check, predicted,
+measured, error, verdict, detail``). The verdict rules are in :mod:`ratedist.validate.verdicts`.
 """
 
 from __future__ import annotations
@@ -26,93 +16,13 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 
-from ratedist._registry import Registry
 from ratedist._validation import check_positive
-
-VERDICTS = ("holds", "violated", "inconclusive")
-#: number of standard errors a Monte Carlo measurement may exceed a bound by
-K_SE = 5.0
-#: relative float slack for deterministic comparisons against a bound
-RTOL = 1e-9
-#: a bound check whose k*SE exceeds this fraction of the bound cannot tell
-INCONCLUSIVE_FRACTION = 0.5
-
-
-class CheckResult(NamedTuple):
-    """One row of the validation table.
-
-    Attributes:
-        check: name of the check (``family[variant]``).
-        predicted: the theoretical value (bound, or the exact value of an identity).
-        measured: the simulated value.
-        error: its standard error (0 for deterministic runs).
-        verdict: ``"holds"``, ``"violated"`` or ``"inconclusive"``.
-        detail: what was compared, constants used, and anything notable.
-    """
-
-    check: str
-    predicted: float
-    measured: float
-    error: float
-    verdict: str
-    detail: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able dict with the six keys (non-finite floats become None)."""
-        out = self._asdict()
-        for k in ("predicted", "measured", "error"):
-            v = out[k]
-            out[k] = None if v is None or not math.isfinite(float(v)) else float(v)
-        return out
-
-
-def verdict_upper(
-    predicted: float, measured: float, se: float = 0.0, *, k: float = K_SE
-) -> tuple[str, str]:
-    """Verdict for ``measured <= predicted`` (see module docstring); returns (verdict, why)."""
-    if not (math.isfinite(measured) and math.isfinite(se) and math.isfinite(predicted)):
-        return "inconclusive", "non-finite value (diverged run?)"
-    margin = k * se
-    if margin > INCONCLUSIVE_FRACTION * abs(predicted):
-        return "inconclusive", f"{k:g} SE = {margin:.3g} exceeds half the bound"
-    if measured <= predicted + margin + RTOL * abs(predicted):
-        return "holds", f"measured/predicted = {measured / predicted:.3g}" if predicted else ""
-    return "violated", (
-        f"measured exceeds bound by {(measured - predicted) / max(se, 1e-300):.3g} SE"
-        if se > 0
-        else f"measured/predicted = {measured / predicted:.6g}"
-    )
-
-
-def verdict_equal(predicted: float, measured: float, tol: float) -> tuple[str, str]:
-    """Verdict for an identity ``measured == predicted`` up to ``tol``."""
-    if not (math.isfinite(measured) and math.isfinite(predicted)):
-        return "inconclusive", "non-finite value"
-    if abs(measured - predicted) <= tol:
-        return "holds", f"|difference| <= tol = {tol:.1e}"
-    return "violated", f"|difference| = {abs(measured - predicted):.3g} > tol = {tol:.1e}"
-
-
-def verdict_zero_count(count: float) -> tuple[str, str]:
-    """Verdict for a count that theory says is zero."""
-    if not math.isfinite(count):
-        return "inconclusive", "non-finite count"
-    return ("holds", "no violations") if count == 0 else ("violated", f"{int(count)} violations")
-
-
-CheckFn = Callable[[bool, Any], "CheckResult | list[CheckResult]"]
-
-#: name -> check function; facts: ``summary`` (one line), ``quick`` (runs in --quick).
-CHECKS: Registry[CheckFn] = Registry("validation check")
-
-
-def register(name: str, *, summary: str, quick: bool = True) -> Callable[[CheckFn], CheckFn]:
-    """Enrol a check under ``name``."""
-    return CHECKS.register(name, summary=summary, quick=quick)
+from ratedist.validate import checks as _impl
+from ratedist.validate.verdicts import CHECKS, VERDICTS, CheckResult
 
 
 def _as_list(out: Any) -> list[CheckResult]:
@@ -159,8 +69,6 @@ def run_checks(
         for n in names:
             if not isinstance(n, str) or n not in CHECKS:
                 raise ValueError(f"names must hold known checks {CHECKS.names()}, got {n!r}")
-    from ratedist.validate import checks as _impl
-
     key = jax.random.key(seed)
     rows: list[CheckResult] = []
     with jax.enable_x64(True):
