@@ -19,6 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ratedist._io import atomic_write
+from ratedist._validation import check_int
+from ratedist.commands.rd import _table
+from ratedist.quantizers import DESIGNS
+from ratedist.quantizers.evaluate import as_quantizer, design, evaluate, rounding_of
+from ratedist.sources import Gaussian
 
 HELP = "Run the main job: optimal levels, an RD figure and a theory-vs-simulation table."
 
@@ -37,9 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _levels_section(bits: int) -> tuple[str, list[dict[str, Any]]]:
-    from ratedist.quantizers import DESIGNS
-    from ratedist.quantizers.evaluate import as_quantizer, design, evaluate, rounding_of
-    from ratedist.sources import Gaussian
 
     src = Gaussian(1.0)
     rows = []
@@ -82,7 +84,6 @@ def _rd_section(dim: int, trials: int, seed: int, out: Path) -> tuple[str, list[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ratedist.commands.rd import _table
     from ratedist.plotting import plot_rd
     from ratedist.rd.operational import default_specs, rd_point
 
@@ -108,7 +109,6 @@ def _rd_section(dim: int, trials: int, seed: int, out: Path) -> tuple[str, list[
 
 
 def run(args: argparse.Namespace) -> int:
-    from ratedist._validation import check_int
 
     bits = check_int("bits", args.bits, min_value=1, max_value=8)
     # The default RD parameter sets keep up to K = 200 coordinates.
