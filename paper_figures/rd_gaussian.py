@@ -21,73 +21,74 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ratedist.compressors import COMPRESSORS
 from ratedist.plotting import default_label, plot_rd
-from ratedist.rd import closed_form_point, design_point, rd_point
+from ratedist.quantizers import DESIGNS
+from ratedist.rd import (
+    RDPoint,
+    closed_form,
+    closed_form_point,
+    curve_specs,
+    default_specs,
+    design_point,
+    rd_point,
+)
 
 D = 1000
 TRIALS = 48
 SEED = 0
 OUT = Path(__file__).with_suffix("")
+#: Monte Carlo markers for every registered compressor that has a closed form, except those
+#: whose randomness is shared across workers (one vector says nothing about them here)
+MC_COMPRESSORS = [n for n in COMPRESSORS.names() if not COMPRESSORS.facts(n).get("shared")]
 
 
-def sweeps() -> list[str]:
-    """Closed-form curves: several parameters per compressor."""
-    ks = [1, 2, 5, 10, 20, 50, 100, 200, 400]
-    out = [f"top-k:k={k}" for k in ks]
-    out += [f"top-k-sign:k={k}" for k in [*ks, 700, 1000]]
-    out += [f"rand-k:k={k}" for k in ks]
-    out += [f"rand-k-unbiased:k={k}" for k in [20, 50, 100, 200, 400, 1000]]
-    out += [f"threshold:kappa={k}" for k in [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]]
-    out += [f"qsgd:s={s}" for s in [1, 2, 4, 8, 16, 32, 64, 128]]
-    out += [f"nuqsgd:s={s}" for s in [2, 3, 4, 6, 8]]
-    out += ["sign", "scaled-sign", "terngrad", "natural"]
-    return out
+#: design-time quantizers: bits 1..8 (fixed rate) or entropy targets 1..6 bits (entropy-coded)
+FIXED_BITS = range(1, 9)
+ENTROPY_BITS = range(1, 7)
 
 
-#: Monte Carlo markers: one or two parameters per compressor.
-MC_SPECS = [
-    "top-k:k=20",
-    "top-k:k=100",
-    "top-k-sign:k=100",
-    "rand-k:k=20",
-    "rand-k-unbiased:k=400",
-    "threshold:kappa=0.05",
-    "qsgd:s=16",
-    "nuqsgd:s=6",
-    "sign",
-    "scaled-sign",
-    "terngrad",
-    "natural",
-]
+def curve_point(spec: str, key) -> RDPoint:
+    """The closed form, or Monte Carlo (16 trials) where the container rate has none
+    (lattice label ranges)."""
+    if closed_form(spec, D).rate_bits is None:
+        return rd_point(spec, D, trials=16, key=key)
+    return closed_form_point(spec, D)
 
-DESIGNS = {
-    "lloyd-max": range(1, 9),
-    "uniform": range(1, 9),
-    "tuq": range(1, 9),
-    "tnq": range(2, 9),
-}
+
+def design_points() -> list:
+    """Every registered design method (``ratedist.quantizers.DESIGNS``) as (R, D) points."""
+    points = []
+    for method in DESIGNS.names():
+        if DESIGNS.facts(method).get("rate") == "entropy":
+            points += [
+                design_point(method, 2 ** (r + 3) + 1, D, entropy_bits=float(r))
+                for r in ENTROPY_BITS
+            ]
+            continue
+        for b in FIXED_BITS:
+            try:
+                points.append(design_point(method, 2**b, D))
+            except ValueError as exc:  # e.g. a truncated design needs >= 2 intervals
+                print(f"  {method} at {b} bit(s) skipped: {exc}")
+    return points
 
 
 def main() -> int:
     t0 = time.time()
     key = jax.random.key(SEED)
-    points = [closed_form_point(s, D) for s in sweeps()]
-    for i, spec in enumerate(MC_SPECS):
+    # closed-form curves and Monte Carlo markers of every registered compressor: its
+    # rd_curve / rd_sweep facts (ratedist.rd.curve_specs / default_specs)
+    curve = [s for specs in curve_specs().values() for s in specs]
+    points = [curve_point(s, jax.random.fold_in(key, 10_000 + i)) for i, s in enumerate(curve)]
+    mc = [s for name, specs in default_specs().items() if name in MC_COMPRESSORS for s in specs]
+    for i, spec in enumerate(mc):
         points.append(
             rd_point(spec, D, trials=TRIALS, key=jax.random.fold_in(key, i))._replace(
                 distortion=None
             )
         )
-    for method, bits in DESIGNS.items():
-        points += [design_point(method, 2**b, D) for b in bits]
-    points += [
-        design_point("ecsq", 2 ** (r + 3) + 1, D, entropy_bits=float(r)) for r in range(1, 7)
-    ]
-    k_lat = jax.random.fold_in(key, 1000)
-    for j, lat in enumerate(["zn", "e8"]):
-        for step in (1.0, 0.5, 0.25):
-            spec = f"lattice:lattice={lat},step={step}"
-            points.append(rd_point(spec, D, trials=16, key=jax.random.fold_in(k_lat, j)))
+    points += design_points()
     t_compute = time.time() - t0
 
     fig, axes = plt.subplots(1, 2, figsize=(15, 6.5), sharey=True)

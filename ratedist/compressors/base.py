@@ -103,7 +103,8 @@ class Compressor(NamedTuple):
 #: :func:`register`). Facts: ``unbiased``, ``deterministic``, ``params`` (name -> (type,
 #: default), read from the factory's signature), ``examples`` (parameter sets used by the
 #: generic tests), ``rd_sweep`` (parameter sets of the default rate–distortion curve,
-#: ``ratedist rd --all``; the examples where absent), ``omega``/``alpha``/``shared`` where
+#: ``ratedist rd --all``; the examples where absent), ``rd_curve`` (a denser sweep for the
+#: closed-form curves of figures; ``rd_sweep`` where absent), ``omega``/``alpha``/``shared`` where
 #: declared, ``selects`` (every output entry is 0 or the input entry: a pure selection).
 #: A closed form, where one exists, registers itself against the same name in
 #: :data:`ratedist.rd.CLOSED_FORMS` (the rd layer sits above this one).
@@ -155,7 +156,7 @@ def register(name: str, **facts: Any) -> Callable[[F], F]:
 
     def deco(factory: F) -> F:
         params = signature_params(factory)
-        for fact in ("examples", "rd_sweep"):
+        for fact in ("examples", "rd_sweep", "rd_curve"):
             for entry in facts.get(fact, ()):
                 unknown = sorted(set(entry) - set(params))
                 if unknown:

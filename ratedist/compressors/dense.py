@@ -239,6 +239,7 @@ def _qsgd_omega(d: int, s: int, **_: Any) -> float:
     unbiased=True,
     deterministic=False,
     rd_sweep=[{"s": 1}, {"s": 4}, {"s": 16}, {"s": 64}],
+    rd_curve=[{"s": s} for s in (1, 2, 4, 8, 16, 32, 64, 128)],
     examples=[{"s": 1}, {"s": 4}, {"s": 15, "float_bits": 16}, {"s": 4, "rng_bits": 8}],
     omega=_qsgd_omega,
 )
@@ -277,6 +278,7 @@ def _nuqsgd_omega(d: int, s: int, **_: Any) -> float:
     unbiased=True,
     deterministic=False,
     rd_sweep=[{"s": 3}, {"s": 6}, {"s": 8}],
+    rd_curve=[{"s": s} for s in (2, 3, 4, 6, 8)],
     examples=[{"s": 1}, {"s": 3}, {"s": 8}],
     omega=_nuqsgd_omega,
 )

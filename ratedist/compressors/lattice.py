@@ -136,6 +136,7 @@ def _lattice_alpha(d: int, *, lattice: str, step: float, **_: Any) -> float:
     unbiased=False,
     deterministic=True,
     rd_sweep=[{"lattice": "e8"}, {"lattice": "d4"}, {"lattice": "a2"}, {"lattice": "zn"}],
+    rd_curve=[{"lattice": n, "step": h} for n in ("zn", "e8") for h in (1.0, 0.5, 0.25)],
     examples=[
         {},
         {"lattice": "zn", "step": 0.25},

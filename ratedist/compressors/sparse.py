@@ -67,6 +67,8 @@ def _kd_alpha(d: int, k: int, **_: Any) -> float:
 
 
 _K_PARAMS = {"k": (int, 1), "float_bits": (int, FLOAT_BITS)}
+#: closed-form curve of the k-parameterised sparsifiers at d = 1000 (figures)
+_K_CURVE = [{"k": k} for k in (1, 2, 5, 10, 20, 50, 100, 200, 400)]
 _K_EXAMPLES = [{"k": 1}, {"k": 3}, {"k": 5, "float_bits": 16}]
 
 
@@ -77,6 +79,7 @@ _K_EXAMPLES = [{"k": 1}, {"k": 3}, {"k": 5, "float_bits": 16}]
     unbiased=False,
     deterministic=True,
     rd_sweep=[{"k": 10}, {"k": 50}, {"k": 200}],
+    rd_curve=_K_CURVE,
     examples=_K_EXAMPLES,
     alpha=_kd_alpha,
 )
@@ -157,6 +160,7 @@ def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
     unbiased=False,
     deterministic=False,
     rd_sweep=[{"k": 10}, {"k": 50}, {"k": 200}],
+    rd_curve=_K_CURVE,
     examples=_K_EXAMPLES,
     alpha=_kd_alpha,
 )
@@ -181,6 +185,7 @@ def rand_k(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
     unbiased=True,
     deterministic=False,
     rd_sweep=[{"k": 50}, {"k": 200}],
+    rd_curve=[{"k": k} for k in (20, 50, 100, 200, 400, 1000)],
     examples=_K_EXAMPLES,
     omega=_rand_k_omega,
 )
@@ -287,6 +292,7 @@ def perm_k(n_workers: int = 2, float_bits: int = FLOAT_BITS) -> Compressor:
     unbiased=False,
     deterministic=True,
     rd_sweep=[{"kappa": 0.01}, {"kappa": 0.05}, {"kappa": 0.2}],
+    rd_curve=[{"kappa": k} for k in (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)],
     examples=[{"kappa": 0.1}, {"kappa": 0.5, "float_bits": 16}],
 )
 def threshold(kappa: float = 0.01, float_bits: int = FLOAT_BITS) -> Compressor:
@@ -337,6 +343,7 @@ def _top_k_sign_alpha(d: int, k: int, **_: Any) -> float:
     unbiased=False,
     deterministic=True,
     rd_sweep=[{"k": 10}, {"k": 50}, {"k": 200}],
+    rd_curve=[*_K_CURVE, {"k": 700}, {"k": 1000}],
     examples=_K_EXAMPLES,
     alpha=_top_k_sign_alpha,
 )

@@ -361,6 +361,20 @@ def default_specs() -> dict[str, list[str]]:
     return out
 
 
+def curve_specs() -> dict[str, list[str]]:
+    """Spec strings of the closed-form curve of every compressor with a closed form: its
+    ``rd_curve`` fact (a denser sweep, for figures), else :func:`default_specs`' entry."""
+    base = default_specs()
+    out: dict[str, list[str]] = {}
+    for name in COMPRESSORS.names():
+        if name not in CLOSED_FORMS:
+            continue
+        curve = COMPRESSORS.facts(name).get("rd_curve")
+        specs = base.get(name, []) if curve is None else [_spec_string(name, p) for p in curve]
+        out[name] = [s for s in specs if s is not None]
+    return out
+
+
 class _DefaultParams(Mapping[str, list[str]]):
     """Read-only live view ``name -> default spec strings`` (:func:`default_specs`)."""
 
@@ -388,6 +402,7 @@ __all__ = [
     "as_compressor",
     "closed_form",
     "closed_form_point",
+    "curve_specs",
     "default_specs",
     "design_point",
     "monte_carlo_point",

@@ -269,3 +269,23 @@ def test_sympy_derivations_match_numeric_closed_forms():
         assert sign_ld(t) == pytest.approx(
             float(cf.top_k_sign_distortion_large_d(kappa)), abs=1e-12
         )
+
+
+def test_curve_specs_come_from_the_registry():
+    """Figures' closed-form curves: every compressor with a closed form, its ``rd_curve``
+    fact where declared (else its ``rd_sweep``), each a spec ``make`` accepts."""
+    from ratedist.compressors import COMPRESSORS, make
+    from ratedist.rd import CLOSED_FORMS, curve_specs, default_specs
+
+    cs = curve_specs()
+    assert set(cs) == {n for n in COMPRESSORS.names() if n in CLOSED_FORMS}
+    for name, specs in cs.items():
+        assert specs, name
+        curve = COMPRESSORS.facts(name).get("rd_curve")
+        if curve is None:
+            assert specs == default_specs()[name]
+        else:
+            assert len(specs) == len(curve)
+            for spec, params in zip(specs, curve, strict=True):
+                got = make(spec).facts.params
+                assert all(got[k] == v for k, v in params.items()), (spec, params)
