@@ -2,9 +2,9 @@
 rewritten as stages (server optimizer, participation, aggregation, downlink), bit for bit.
 
 The data were recorded by ``tests/sim/golden_cases.py`` from the previous simulator. The
-default suite checks every method on the vmap and loop engines for both problems and a few
-shard_map cases (8 workers on 4 emulated devices, in a subprocess); ``-m slow`` checks all
-10 engine variants of every method.
+default suite checks every method on the vmap engine (tridiagonal quadratic) and on the loop
+engine (minibatch logistic), and three methods on shard_map (8 workers on 4 emulated devices,
+in a subprocess); ``-m slow`` checks all 10 engine variants of every method on both.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import golden_cases as gc
 import numpy as np
 import pytest
 
-FAST_LOCAL = ("vmap", "loop")
+#: the default suite: every method on one engine per problem, three methods on shard_map
+FAST_LOCAL = {"tridiag": "vmap", "logistic_sgd": "loop"}
 FAST_SHARD = {"ef21_topk", "marina_permk", "clag_topk"}
 
 
@@ -34,7 +35,10 @@ def _cases(kind: str, slow: bool):
             for ec in gc.ENGINES:
                 if ec.startswith("shard_map") != (kind == "shard"):
                     continue
-                fast = ec in FAST_LOCAL if kind == "local" else method in FAST_SHARD
+                if kind == "local":
+                    fast = ec == FAST_LOCAL[pname]
+                else:
+                    fast = method in FAST_SHARD and pname == "tridiag"
                 if fast != slow:
                     yield pname, method, ec
 
