@@ -10,7 +10,9 @@ HELP = "run a simulation sweep from a TOML config; finished configs are skipped 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="sweep config (TOML), e.g. simulations/ef21_topk.toml")
+    parser.add_argument(
+        "config", help="sweep config (TOML), e.g. simulations/ef21_lag_tridiagonal.toml"
+    )
     parser.add_argument(
         "--out",
         default=None,
