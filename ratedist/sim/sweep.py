@@ -90,6 +90,9 @@ def expand_sweep(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     algorithms = algorithms if isinstance(algorithms, list) else [algorithms]
     seeds = sweep.pop("seeds", [sweep.pop("seed", 0)])
     seeds = seeds if isinstance(seeds, list) else [seeds]
+    for what, items in (("problems", problems), ("algorithms", algorithms), ("seeds", seeds)):
+        if not items:
+            raise ValueError(f"sweep {what} must not be empty: the sweep would run nothing")
     unknown = set(sweep) - {"steps", *_RUN_DEFAULTS}
     if unknown:
         raise ValueError(

@@ -127,6 +127,12 @@ def test_sweep_bad_inputs(tmp_path, capsys):
         expand_sweep({**DOC, "algorithms": [{"name": "nope"}]})
     with pytest.raises(ValueError, match="unknown keys"):
         expand_sweep({**DOC, "sweep": {"steps": 3, "stpes": 2}})
+    with pytest.raises(ValueError, match="algorithms must not be empty"):
+        expand_sweep({**DOC, "algorithms": []})
+    with pytest.raises(ValueError, match="seeds must not be empty"):
+        expand_sweep({**DOC, "sweep": {"steps": 3, "seeds": []}})
+    with pytest.raises(ValueError, match="problems must not be empty"):
+        expand_sweep({**DOC, "problems": []})
     with pytest.raises(ValueError, match="does not exist"):
         load_sweep(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
