@@ -334,7 +334,7 @@ def check_gd_identities(quick: bool, key: Any) -> list[CheckResult]:
         verdict, why = verdict_equal(0.0, diff, rtol)
         out.append(
             CheckResult(
-                f"gd_identity[{tag}]",
+                f"gd_identities[{tag}]",
                 0.0,
                 diff,
                 0.0,

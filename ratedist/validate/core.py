@@ -65,7 +65,8 @@ def run_checks(
     if names is None:
         names = [n for n in CHECKS.names() if CHECKS.facts(n)["quick"] or not quick]
     else:
-        names = list(names)
+        # a row's name "family[variant]" selects its check, as the table prints it
+        names = list(dict.fromkeys(n.split("[", 1)[0] if isinstance(n, str) else n for n in names))
         for n in names:
             if not isinstance(n, str) or n not in CHECKS:
                 raise ValueError(f"names must hold known checks {CHECKS.names()}, got {n!r}")

@@ -115,7 +115,8 @@ def test_quick_suite_cli_json(capsys):
     assert all(r["verdict"] in VERDICTS for r in rows)
     names = {r["check"].split("[")[0] for r in rows}
     want = {n for n in CHECKS.names() if CHECKS.facts(n)["quick"]}
-    assert {"lyapunov_pathwise", "rate_3pc", "gd_identity", "vmap_vs_shard_map"} <= names
+    assert {"lyapunov_pathwise", "rate_3pc", "gd_identities", "vmap_vs_shard_map"} <= names
+    assert names <= set(CHECKS.names())  # a printed row names the check that --check takes
     assert len(want) >= 7
     for r in rows:
         assert isinstance(r["detail"], str) and r["detail"]
@@ -132,3 +133,9 @@ def test_quick_suite_cli_json(capsys):
         and not (r["check"] == "vmap_vs_shard_map[gather]" and (r["measured"] or 0) <= 1e-12)
     ]
     assert not violated, violated
+
+
+def test_check_accepts_the_row_names_it_prints():
+    rows = run_checks(["3pc_constants[ef21]", "3pc_constants"], quick=True)
+    assert rows and all(r.check.startswith("3pc_constants[") for r in rows)
+    assert len({r.check for r in rows}) == len(rows)  # selected once
