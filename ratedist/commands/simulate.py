@@ -46,5 +46,9 @@ def run(args: argparse.Namespace) -> int:
         counts = run_sweep(
             configs, out, progress=args.progress, log=lambda s: print(s, file=sys.stderr)
         )
-    print(f"{counts['ran']} run, {counts['skipped']} skipped, {counts['total']} total -> {out}")
+    bad = counts["diverged"]
+    note = f" ({bad} DIVERGED: non-finite iterates, see the log)" if bad else ""
+    print(
+        f"{counts['ran']} run{note}, {counts['skipped']} skipped, {counts['total']} total -> {out}"
+    )
     return 0

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.compressors.spec import make
@@ -303,10 +304,11 @@ def run_sweep(
         log: optional callback for one line per config.
 
     Returns:
-        ``{"total": ..., "ran": ..., "skipped": ...}``.
+        ``{"total": ..., "ran": ..., "skipped": ..., "diverged": ...}`` (``diverged``: runs
+        of this call whose trace has a non-finite metric).
     """
     store = ResultStore(out)
-    counts = {"total": 0, "ran": 0, "skipped": 0}
+    counts = {"total": 0, "ran": 0, "skipped": 0, "diverged": 0}
     for cfg in configs:
         cfg = copy.deepcopy(dict(cfg))
         counts["total"] += 1
@@ -318,6 +320,10 @@ def run_sweep(
         trace, meta = runner(cfg, progress=progress)
         path = store.save(cfg, trace, meta)
         counts["ran"] += 1
+        first = np.asarray(trace.diverged_at)
+        diverged = bool(np.any(first >= 0))
+        counts["diverged"] += diverged
         if log:
-            log(f"done {path.name}: {meta.get('algorithm', '')} on {meta.get('problem', '')}")
+            tail = f" DIVERGED at step {first.tolist()}" if diverged else ""
+            log(f"done {path.name}: {meta.get('algorithm', '')} on {meta.get('problem', '')}{tail}")
     return counts

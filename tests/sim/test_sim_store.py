@@ -85,7 +85,7 @@ def test_sweep_interrupted_then_resumed(tmp_path, small_trace):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
     calls.clear()
     counts = run_sweep(cfgs, tmp_path, runner=lambda c, progress=False: (small_trace, {}))
-    assert counts == {"total": 6, "ran": 3, "skipped": 3}
+    assert counts == {"total": 6, "ran": 3, "skipped": 3, "diverged": 0}
     assert all(store.done(c) for c in cfgs)
     assert len(list(store)) == 6
 
@@ -105,6 +105,20 @@ def test_cli_simulate_end_to_end(tmp_path, capsys):
     (tr, c, meta), *_ = list(ResultStore(out))
     assert tr.f.shape == (6,) and meta["problem"] == "tridiagonal_quadratic"
     assert json.loads(json.dumps(c)) == c
+
+
+def test_cli_simulate_summary_names_diverged_runs(tmp_path, capsys):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        "[sweep]\nsteps = 400\ngamma = 100.0\n\n"
+        "[problem]\nname = 'tridiagonal_quadratic'\nn_workers = 2\ndim = 6\n\n"
+        "[[algorithms]]\nname = 'gd'\n"
+    )
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        assert main(["simulate", str(cfg), "--out", str(tmp_path / "res")]) == 0
+    cap = capsys.readouterr()
+    assert "1 run (1 DIVERGED" in cap.out
+    assert "DIVERGED at step" in cap.err
 
 
 @pytest.mark.parametrize("name", ["ef21_lag_tridiagonal.toml", "logistic_3pc.toml"])
