@@ -127,6 +127,7 @@ def checks_3pc(rnd: Round, A: float, check_3pc: bool) -> bool:
         and not math.isnan(A)
         and rnd.algorithm.lyapunov == "workers"
         and rnd.participation.sample is None
+        and rnd.server is None
     )
 
 

@@ -277,7 +277,7 @@ def make_stepper(
         replicas = check_int("replicas", replicas, min_value=1)
     batch = _points(rnd, problem, gamma, hyper)
     A0 = batch.points[0]["A"]
-    has_A = checks_3pc(rnd, A0, check_3pc) and rnd.server is None
+    has_A = checks_3pc(rnd, A0, check_3pc)
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
     data = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), problem.data)
     x0 = jnp.asarray(problem.x0, dtype)
