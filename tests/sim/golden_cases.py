@@ -72,23 +72,11 @@ def problems():
 
 
 def build(expr: str):
-    from ratedist.compressors import error_feedback, make  # noqa: F401
-    from ratedist.sim import (  # noqa: F401
-        clag,
-        compressed_sgd,
-        ef14,
-        ef21,
-        gd,
-        lag,
-        marina,
-        tpc_v1,
-        tpc_v2,
-        tpc_v3,
-        tpc_v4,
-        tpc_v5,
-    )
+    """The algorithm of a METHODS expression, evaluated in ``ratedist.sim``'s namespace."""
+    from ratedist import sim
+    from ratedist.compressors import error_feedback, make
 
-    return eval(expr)
+    return eval(expr, {**vars(sim), "make": make, "error_feedback": error_feedback})
 
 
 def flatten(trace) -> dict[str, np.ndarray]:
