@@ -24,3 +24,39 @@ def test_demo_rejects_bad_arguments(tmp_path, capsys):
     assert "bits" in capsys.readouterr().err
     assert cli.main(["demo", "--out", str(tmp_path), "--dim", "64"]) == 2
     assert "dim must be >= 256" in capsys.readouterr().err
+
+
+def test_demo_quick_uses_small_sizes_and_the_3pc_checks(tmp_path, monkeypatch, capsys):
+    import ratedist.validate
+    from ratedist.commands import demo
+    from ratedist.validate.core import CHECKS
+
+    assert set(demo.SIZES["quick"]["checks"]) <= set(CHECKS.names())
+
+    seen = {}
+
+    def rd_section(dim, trials, seed, out):
+        seen.update(dim=dim, trials=trials)
+        return "", []
+
+    def run_checks(names=None, quick=False, **kw):
+        seen.update(names=names, quick=quick)
+        return []
+
+    monkeypatch.setattr(demo, "_rd_section", rd_section)
+    monkeypatch.setattr(demo, "_levels_section", lambda bits: ("", []))
+    monkeypatch.setattr(ratedist.validate, "run_checks", run_checks)
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    assert seen == {
+        "dim": 256,
+        "trials": 8,
+        "names": ("3pc_constants", "gd_identities", "lyapunov_pathwise", "rate_3pc"),
+        "quick": True,
+    }
+    assert json.loads((tmp_path / "demo.json").read_text())["quick"] is True
+    # explicit sizes win over --quick; the full run keeps its defaults
+    assert cli.main(["demo", "--quick", "--dim", "300", "--out", str(tmp_path)]) == 0
+    assert seen["dim"] == 300 and seen["trials"] == 8
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+    assert (seen["dim"], seen["trials"], seen["names"]) == (1000, 32, None)
+    capsys.readouterr()
