@@ -36,8 +36,8 @@ a problem whose ``k`` workers are the partitions.
 
 References:
     Tandon, Lei, Dimakis, Karampatziakis, "Gradient Coding: Avoiding Stragglers in
-    Distributed Learning", ICML 2017, arXiv 1612.03301 (FRC: Sec. 3, Alg. 1-2 for the cyclic
-    code, Thm 1: ``B`` must have ``>= s + 1`` nonzeros per column).
+    Distributed Learning", ICML 2017, arXiv 1612.03301 (FRC: Sec. 3; the cyclic code: Alg. 2;
+    every partition must be on ``>= s + 1`` workers).
     Bitar, Wootters, El Rouayheb, "Stochastic Gradient Coding for Straggler Mitigation in
     Distributed Learning", arXiv 1905.05383 (random replication with unbiased rescaling).
 """
