@@ -24,6 +24,7 @@ from ratedist.compressors.dense import (
 )
 from ratedist.compressors.feedback import ErrorFeedbackState, error_feedback
 from ratedist.compressors.lattice import LatticeState, lattice
+from ratedist.compressors.onebit import stochastic_sign
 from ratedist.compressors.scalar import scalar
 from ratedist.compressors.sparse import (
     perm_k,
@@ -58,6 +59,7 @@ __all__ = [
     "scalar",
     "scaled_sign",
     "sign",
+    "stochastic_sign",
     "terngrad",
     "threshold",
     "top_k",

@@ -7,11 +7,13 @@
 * :mod:`~ratedist.symbolic.tuq_laplace`: truncated uniform levels, ``alpha* = gamma W0(s^2)``.
 * :mod:`~ratedist.symbolic.tnq_gaussian`: Gaussian objective in closed form, numeric ``alpha*``.
 * :mod:`~ratedist.symbolic.powerlaw`: power-law tails (arXiv:2402.01798), polynomial ``alpha*``.
+* :mod:`~ratedist.symbolic.onebit`: moments of the stochastic 1-bit quantizer, unbiased
+  rescaling of random replication (gradient coding).
 
 Importing this package registers every builder; nothing is derived until first use.
 """
 
-from ratedist.symbolic import powerlaw, tnq_gaussian, tnq_laplace, tuq_laplace
+from ratedist.symbolic import onebit, powerlaw, tnq_gaussian, tnq_laplace, tuq_laplace
 from ratedist.symbolic.lambdify import EXPRESSIONS, cache_info, expression, lambdified
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "cache_info",
     "expression",
     "lambdified",
+    "onebit",
     "powerlaw",
     "tnq_gaussian",
     "tnq_laplace",
