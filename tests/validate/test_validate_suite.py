@@ -116,6 +116,12 @@ def test_quick_suite_cli_json(capsys):
     names = {r["check"].split("[")[0] for r in rows}
     want = {n for n in CHECKS.names() if CHECKS.facts(n)["quick"]}
     assert {"lyapunov_pathwise", "rate_3pc", "gd_identities", "vmap_vs_shard_map"} <= names
+    assert {"gradient_coding", "one_bit_quantizer"} <= names
+    counts = {n: sum(r["check"].startswith(f"{n}[") for r in rows) for n in names}
+    assert counts["gradient_coding"] == 6 and counts["one_bit_quantizer"] == 6
+    by_name = {r["check"]: r for r in rows}
+    assert by_name["gradient_coding[frc:n=6,s=2]"]["measured"] <= 1e-14  # exact recovery
+    assert by_name["gradient_coding[crc:n=12,s=3]"]["measured"] <= 1e-8
     assert names <= set(CHECKS.names())  # a printed row names the check that --check takes
     assert len(want) >= 7
     for r in rows:
