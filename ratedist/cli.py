@@ -1,7 +1,8 @@
 """The ``ratedist`` command: a thin dispatcher over :mod:`ratedist.commands`.
 
-Errors in user input (``ValueError``/``TypeError`` from the library's argument checks) exit
-with status 2 and a one-line message, like argparse's own usage errors.
+Errors in user input (``ValueError``/``TypeError`` from the library's argument checks) and
+file-system errors (any ``OSError``: a missing directory, a read-only one, a path under a
+regular file) exit with status 2 and a one-line message, like argparse's own usage errors.
 """
 
 from __future__ import annotations
@@ -48,10 +49,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(_module(args.command).run(args) or 0)
-    except (ValueError, TypeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"ratedist {args.command}: error: {msg}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"ratedist {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error; an ``OSError`` as ``<path>: <reason>``, without its errno."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = [repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None]
+        return f"{' -> '.join(where)}: {exc.strerror}" if where else exc.strerror
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

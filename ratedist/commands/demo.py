@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ratedist._io import atomic_write
+from ratedist._io import atomic_write, check_output_dir
 from ratedist._validation import check_int
 from ratedist.commands.rd import _table
 from ratedist.quantizers import DESIGNS
@@ -115,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
     dim = check_int("dim", args.dim, min_value=256)
     trials = check_int("trials", args.trials, min_value=2)
     seed = check_int("seed", args.seed, min_value=0)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(args.out, option="--out")
     t0 = time.perf_counter()
     report: dict[str, Any] = {"bits": bits, "dim": dim, "trials": trials, "seed": seed}
 

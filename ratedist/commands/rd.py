@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from ratedist._io import check_output_file
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.compressors import COMPRESSORS, parse_spec
 
@@ -127,6 +129,21 @@ def _table(points: list[Any]) -> str:
     return "\n".join(lines)
 
 
+def _check_plot_path(path: str) -> None:
+    """``--plot``: a writable regular file whose suffix matplotlib can write (none: PNG)."""
+    check_output_file(path, option="--plot")
+    suffix = Path(path).suffix[1:].lower()
+    if suffix:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if suffix not in formats:
+            raise ValueError(
+                f"--plot {path!r}: matplotlib cannot write {suffix!r} files; "
+                f"use one of {', '.join(sorted(formats))}"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     check_choice("source", args.source, _SOURCES)
     dim = check_int("dim", args.dim, min_value=1)
@@ -136,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("trials must be 0 (closed form only) or >= 2, got 1")
     seed = check_int("seed", args.seed, min_value=0)
     float_bits = check_int("float_bits", args.float_bits, min_value=1, max_value=64)
+    if args.plot is not None:  # before the work, which an unwritable path would lose
+        _check_plot_path(args.plot)
     # Loaded here, not at the top: the closed forms pull in scipy.stats (about 1 s), which
     # `ratedist --help` and argument errors should not pay for.
     import jax

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import inspect
 import itertools
+import time
 import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ratedist._io import remove_stale_temporaries
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.compressors.spec import make
 from ratedist.sim.algorithms import ALGORITHMS
@@ -123,7 +125,8 @@ def load_sweep(path: Any) -> list[dict[str, Any]]:
     """Read a TOML sweep file and expand it with :func:`expand_sweep`.
 
     Raises:
-        ValueError: unreadable TOML (message names the file) or a bad sweep.
+        ValueError: a missing, unreadable, non-UTF-8 or invalid TOML file (the message names
+            the file) or a bad sweep.
     """
     p = Path(path)
     try:
@@ -131,6 +134,16 @@ def load_sweep(path: Any) -> list[dict[str, Any]]:
             doc = tomllib.load(fh)
     except FileNotFoundError:
         raise ValueError(f"config file {str(p)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"config file {str(p)!r} is a directory; give a TOML file") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(f"config file {str(p)!r} cannot be read: {reason}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"config file {str(p)!r} is not UTF-8 text (TOML): byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start}"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"config file {str(p)!r} is not valid TOML: {exc}") from exc
     return expand_sweep(doc)
@@ -294,6 +307,9 @@ def run_sweep(
 ) -> dict[str, int]:
     """Run every config not yet finished in ``out``; each result is saved atomically.
 
+    First the temporaries that killed writers left in ``out`` are removed (never one of a
+    live writer: :func:`ratedist._io.remove_stale_temporaries`).
+
     An exception in config k propagates after configs 0..k−1 were saved; re-running skips them.
 
     Args:
@@ -308,6 +324,9 @@ def run_sweep(
         of this call whose trace has a non-finite metric).
     """
     store = ResultStore(out)
+    for orphan in remove_stale_temporaries(out, before=time.time()):
+        if log:
+            log(f"removed {orphan.name}, left by a writer that was killed")
     counts = {"total": 0, "ran": 0, "skipped": 0, "diverged": 0}
     for cfg in configs:
         cfg = copy.deepcopy(dict(cfg))

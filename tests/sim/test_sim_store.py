@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -155,3 +158,32 @@ def test_sweep_bad_inputs(tmp_path, capsys):
         load_sweep(bad)
     assert main(["simulate", str(bad)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_sweep_removes_orphaned_temporaries_but_not_a_live_writers(tmp_path, small_trace):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    old = time.time() - 60
+    names = {
+        "orphan": f".{'0' * 16}.npz.{dead.pid}.k2j3.tmp",
+        "live": f".{'1' * 16}.npz.{sleeper.pid}.k2j3.tmp",
+        "mine": f".{'2' * 16}.npz.{os.getpid()}.k2j3.tmp",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+        os.utime(tmp_path / name, (old, old))
+    lines = []
+    try:
+        run_sweep(
+            expand_sweep(DOC)[:1],
+            tmp_path,
+            runner=lambda c, progress=False: (small_trace, {}),
+            log=lines.append,
+        )
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    left = set(os.listdir(tmp_path))
+    assert names["orphan"] not in left and {names["live"], names["mine"]} <= left
+    assert any(names["orphan"] in line and "killed" in line for line in lines)
