@@ -121,3 +121,14 @@ def test_rd_all_closed_forms_only(capsys):
     for p in obj["points"]:
         if p["distortion"]:
             assert p["gap_db"] > 0  # no operational point beats Shannon
+
+
+def test_rd_rejects_a_sigma_the_float32_monte_carlo_cannot_represent(capsys):
+    import jax
+
+    with jax.enable_x64(False):  # the command's default precision
+        rc = cli.main(["rd", "--dim", "100", "--compressor", "top-k:k=10", "--sigma", "1e200"])
+    assert rc == 2
+    cap = capsys.readouterr()
+    assert "sigma must lie in [" in cap.err and "float32" in cap.err and "1e+200" in cap.err
+    assert cap.out == "" and len(cap.err.splitlines()) == 1
