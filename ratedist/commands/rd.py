@@ -22,7 +22,7 @@ from typing import Any
 
 from ratedist._io import check_output_file
 from ratedist._validation import check_choice, check_int, check_positive
-from ratedist.compressors import COMPRESSORS, parse_spec
+from ratedist.compressors import COMPRESSORS, make, parse_spec
 
 HELP = "Rate-distortion points (closed form + Monte Carlo) of compressors on Gaussian gradients."
 
@@ -65,23 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 _ALIASES: dict[str, dict[str, str]] = {"lattice": {"name": "lattice"}}
 
 
-def _resolve_aliases(spec: str) -> str:
-    name, sep, rest = spec.partition(":")
-    aliases = _ALIASES.get(name.strip())
-    if not aliases or not sep:
-        return spec
-    tokens = []
-    for token in rest.split(","):
-        key, eq, value = token.partition("=")
-        tokens.append(f"{aliases.get(key.strip(), key.strip())}{eq}{value}")
-    return f"{name}:{','.join(tokens)}"
+def _compressor(spec: str, float_bits: int) -> Any:
+    """The compressor of a ``--compressor`` spec; errors quote the spec as the user typed it.
 
-
-def _with_float_bits(spec: str, float_bits: int) -> str:
-    name, params = parse_spec(spec)
+    ``float_bits`` goes to compressors that take it unless the spec sets it.
+    """
+    name = spec.partition(":")[0].strip()
+    name, params = parse_spec(spec, aliases=_ALIASES.get(name))
     if "float_bits" in COMPRESSORS.facts(name).get("params", {}) and "float_bits" not in params:
-        return f"{spec}{',' if ':' in spec else ':'}float_bits={float_bits}"
-    return spec
+        params["float_bits"] = float_bits
+    return make(name, **params)
 
 
 def _specs(args: argparse.Namespace, operational: Any) -> list[str]:
@@ -161,8 +154,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ratedist.rd import operational
 
-    specs = [_with_float_bits(_resolve_aliases(s), float_bits) for s in _specs(args, operational)]
-    comps = [operational.as_compressor(s) for s in specs]  # every spec validated before any work
+    # Every spec is validated before any work.
+    comps = [_compressor(s, float_bits) for s in _specs(args, operational)]
     if trials == 0 and args.all:
         # Closed forms only: leave out what has no closed-form container rate (lattices).
         kept = [c for c in comps if _has_closed_rate(operational, c, dim, sigma)]

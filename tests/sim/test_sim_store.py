@@ -187,3 +187,15 @@ def test_sweep_removes_orphaned_temporaries_but_not_a_live_writers(tmp_path, sma
     left = set(os.listdir(tmp_path))
     assert names["orphan"] not in left and {names["live"], names["mine"]} <= left
     assert any(names["orphan"] in line and "killed" in line for line in lines)
+
+
+def test_unserialisable_config_values_are_named_by_their_key_path(tmp_path, capsys):
+    with pytest.raises(TypeError, match=r"config value at a\[1\]\.b is nan"):
+        config_hash({"a": [1, {"b": float("nan")}]})
+    cfg = tmp_path / "nan.toml"
+    cfg.write_text(
+        "[sweep]\nsteps = 2\n[problem]\nname = 'tridiagonal_quadratic'\nn_workers = 2\n"
+        "dim = 4\nnoise_std = nan\n[[algorithms]]\nname = 'gd'\n"
+    )
+    assert main(["simulate", str(cfg), "--out", str(tmp_path / "res")]) == 2
+    assert "config value at problem.noise_std is nan" in capsys.readouterr().err
