@@ -16,23 +16,23 @@ from ratedist.commands import SUBCOMMANDS
 
 
 def _module(name: str):
-    return importlib.import_module(SUBCOMMANDS[name])
+    return importlib.import_module(SUBCOMMANDS[name].module)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of the sub-command ``only`` (no command's if None)."""
     parser = argparse.ArgumentParser(
         prog="ratedist",
         description="Rate-distortion analysis of gradient compression in distributed SGD.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        if only is not None and name != only:
-            # Register the name cheaply so --help lists it without importing everything.
-            sub.add_parser(name, add_help=False)
+    for name, command in SUBCOMMANDS.items():
+        if name != only:
+            # Listed by --help without importing the command (its imports reach JAX).
+            sub.add_parser(name, help=command.help, add_help=False)
             continue
-        mod = _module(name)
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
-        mod.add_arguments(p)
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        _module(name).add_arguments(p)
     return parser
 
 

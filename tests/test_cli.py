@@ -43,7 +43,7 @@ def test_any_oserror_of_a_command_is_one_line_and_exit_2(monkeypatch, capsys):
     def run(args):
         raise PermissionError(13, "Permission denied", "/results/x.npz")
 
-    monkeypatch.setattr(importlib.import_module(SUBCOMMANDS["validate"]), "run", run)
+    monkeypatch.setattr(importlib.import_module(SUBCOMMANDS["validate"].module), "run", run)
     assert cli.main(["validate", "--quick"]) == 2
     err = capsys.readouterr().err
     assert err == "ratedist validate: error: '/results/x.npz': Permission denied\n"

@@ -25,8 +25,6 @@ from ratedist.quantizers import DESIGNS
 from ratedist.quantizers.evaluate import as_quantizer, design, evaluate, rounding_of
 from ratedist.sources import Gaussian
 
-HELP = "Run the main job: optimal levels, an RD figure and a theory-vs-simulation table."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

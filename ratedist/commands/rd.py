@@ -22,9 +22,6 @@ from typing import Any
 
 from ratedist._io import check_output_file
 from ratedist._validation import check_choice, check_int, check_positive
-from ratedist.compressors import COMPRESSORS, make, parse_spec
-
-HELP = "Rate-distortion points (closed form + Monte Carlo) of compressors on Gaussian gradients."
 
 _SOURCES = ("gaussian",)
 
@@ -70,6 +67,10 @@ def _compressor(spec: str, float_bits: int) -> Any:
 
     ``float_bits`` goes to compressors that take it unless the spec sets it.
     """
+    # Loaded here, not at the top: the compressors import JAX, which `ratedist rd --help`
+    # and argument errors should not wait for.
+    from ratedist.compressors import COMPRESSORS, make, parse_spec
+
     name = spec.partition(":")[0].strip()
     name, params = parse_spec(spec, aliases=_ALIASES.get(name))
     if "float_bits" in COMPRESSORS.facts(name).get("params", {}) and "float_bits" not in params:

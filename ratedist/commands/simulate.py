@@ -8,8 +8,6 @@ from pathlib import Path
 
 from ratedist._io import check_output_dir
 
-HELP = "run a simulation sweep from a TOML config; finished configs are skipped on re-runs"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
