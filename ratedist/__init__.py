@@ -1,8 +1,9 @@
 """ratedist: rate–distortion analysis of gradient compression in distributed SGD.
 
-The light, always-needed names are re-exported here; the heavier subpackages
-(:mod:`ratedist.rd`, :mod:`ratedist.sim`, :mod:`ratedist.bounds`, :mod:`ratedist.validate`,
-:mod:`ratedist.symbolic`, :mod:`ratedist.plotting`) load on first attribute access::
+The always-needed names are re-exported here and the subpackages (:mod:`ratedist.rd`,
+:mod:`ratedist.sim`, :mod:`ratedist.bounds`, :mod:`ratedist.validate`,
+:mod:`ratedist.symbolic`, :mod:`ratedist.plotting`) are attributes; all of them load on
+first access, so ``import ratedist`` itself loads neither JAX nor scipy::
 
     import ratedist as rd
     sol = rd.design("lloyd-max", rd.Gaussian(), bits=3)
@@ -13,46 +14,70 @@ The light, always-needed names are re-exported here; the heavier subpackages
 import importlib
 from typing import Any
 
-from ratedist import compressors, quantizers, sources
-from ratedist.compressors import COMPRESSORS, CompressInfo, Compressor, error_feedback
-from ratedist.compressors import make as make_compressor
-from ratedist.infotheory import gap_to_shannon, gaussian_distortion, gaussian_rate
-from ratedist.quantizers import (
-    DESIGNS,
-    ScalarQuantizer,
-    Solution,
-    design,
-    evaluate,
-    lloyd_max,
-    optimal_truncation,
-    tnq,
-    tuq,
-)
-from ratedist.sources import (
-    Empirical,
-    Gaussian,
-    GeneralizedGaussian,
-    Laplace,
-    PowerLaw,
-    StudentT,
-    make_source,
-)
-
 __version__ = "0.1.0"
 
-# The lazy names below are for import time only (``ratedist.rd`` alone loads scipy.stats and
-# the closed forms, about 1 s; sim, validate, symbolic and plotting load sympy, matplotlib
-# and the simulator). They hide no import cycle: every subpackage imports its dependencies
-# at module level, and tests/test_imports.py checks the graph.
-_LAZY = ("rd", "sim", "bounds", "validate", "symbolic", "plotting")
+# Every name below loads on first access (PEP 562), for import time only: the compressors,
+# sources and quantizers import JAX (about 2-4 s here), which `import ratedist`,
+# `ratedist --help` and the command line's argument errors should not wait for; ``rd``
+# loads scipy.stats and the closed forms, the others sympy, matplotlib and the simulator.
+# They hide no import cycle: every subpackage imports its dependencies at module level, and
+# tests/test_imports.py checks the graph.
+_LAZY_MODULES = ("compressors", "quantizers", "sources")
+_LAZY_SUBPACKAGES = ("rd", "sim", "bounds", "validate", "symbolic", "plotting")
+#: exported name -> (module, attribute in it)
+_LAZY_ATTRS: dict[str, tuple[str, str]] = {
+    **{
+        name: ("ratedist.compressors", name)
+        for name in ("COMPRESSORS", "CompressInfo", "Compressor", "error_feedback")
+    },
+    "make_compressor": ("ratedist.compressors", "make"),
+    **{
+        name: ("ratedist.infotheory", name)
+        for name in ("gap_to_shannon", "gaussian_distortion", "gaussian_rate")
+    },
+    **{
+        name: ("ratedist.quantizers", name)
+        for name in (
+            "DESIGNS",
+            "ScalarQuantizer",
+            "Solution",
+            "design",
+            "evaluate",
+            "lloyd_max",
+            "optimal_truncation",
+            "tnq",
+            "tuq",
+        )
+    },
+    **{
+        name: ("ratedist.sources", name)
+        for name in (
+            "Empirical",
+            "Gaussian",
+            "GeneralizedGaussian",
+            "Laplace",
+            "PowerLaw",
+            "StudentT",
+            "make_source",
+        )
+    },
+    "rd_point": ("ratedist.rd", "rd_point"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name in _LAZY_MODULES or name in _LAZY_SUBPACKAGES:
         return importlib.import_module(f"ratedist.{name}")
-    if name == "rd_point":
-        return importlib.import_module("ratedist.rd").rd_point
+    if name in _LAZY_ATTRS:
+        module, attr = _LAZY_ATTRS[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value  # the next access is a plain lookup
+        return value
     raise AttributeError(f"module 'ratedist' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

@@ -1,13 +1,18 @@
 """The ``ratedist`` command: a thin dispatcher over :mod:`ratedist.commands`.
 
-Errors in user input (``ValueError``/``TypeError`` from the library's argument checks) exit
-with status 2 and a one-line message, like argparse's own usage errors.
+Errors in user input (``ValueError``/``TypeError`` from the library's argument checks) and
+file-system errors (any ``OSError``: a missing directory, a read-only one, a path under a
+regular file) exit with status 2 and a one-line message, like argparse's own usage errors.
+A closed pipe (``ratedist rd ... | head``) ends the command quietly with status 1, as the
+Python documentation recommends for SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,23 +20,23 @@ from ratedist.commands import SUBCOMMANDS
 
 
 def _module(name: str):
-    return importlib.import_module(SUBCOMMANDS[name])
+    return importlib.import_module(SUBCOMMANDS[name].module)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of the sub-command ``only`` (no command's if None)."""
     parser = argparse.ArgumentParser(
         prog="ratedist",
         description="Rate-distortion analysis of gradient compression in distributed SGD.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        if only is not None and name != only:
-            # Register the name cheaply so --help lists it without importing everything.
-            sub.add_parser(name, add_help=False)
+    for name, command in SUBCOMMANDS.items():
+        if name != only:
+            # Listed by --help without importing the command (its imports reach JAX).
+            sub.add_parser(name, help=command.help, add_help=False)
             continue
-        mod = _module(name)
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
-        mod.add_arguments(p)
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        _module(name).add_arguments(p)
     return parser
 
 
@@ -48,10 +53,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(_module(args.command).run(args) or 0)
-    except (ValueError, TypeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"ratedist {args.command}: error: {msg}", file=sys.stderr)
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"ratedist {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush into the closed pipe stays
+    quiet (a stdout without a file descriptor, as under a test harness, is left alone)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error; an ``OSError`` as ``<path>: <reason>``, without its errno."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = [repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None]
+        return f"{' -> '.join(where)}: {exc.strerror}" if where else exc.strerror
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ import argparse
 import numpy as np
 
 from ratedist.sim.store import ResultStore
+from ratedist.sim.sweep import problem_labels
 
 
 def main(argv=None) -> int:
@@ -18,11 +19,14 @@ def main(argv=None) -> int:
     ap.add_argument("--bits", default="container", choices=["container", "entropy"])
     args = ap.parse_args(argv)
     rows = []
-    for tr, cfg, meta in ResultStore(args.results):
+    results = list(ResultStore(args.results))
+    # Labels from the configs: the problem's own name is shared by several constructors.
+    labels = problem_labels([cfg.get("problem", {}) for _, cfg, _ in results])
+    for (tr, cfg, meta), label in zip(results, labels, strict=True):
         bits = tr.bits.total(args.bits)
         rows.append(
             (
-                meta.get("problem", "?"),
+                label,
                 meta.get("algorithm", "?"),
                 cfg.get("seed"),
                 tr.gamma,
@@ -32,12 +36,13 @@ def main(argv=None) -> int:
                 int(np.max(tr.diverged_at)),
             )
         )
+    w = max([24, *map(len, labels)])
     print(
-        f"{'problem':24} {'algorithm':48} {'seed':>4} {'gamma':>9} {'|grad|^2 end':>12} "
+        f"{'problem':{w}} {'algorithm':48} {'seed':>4} {'gamma':>9} {'|grad|^2 end':>12} "
         f"{'Mbit/worker':>11} {'viol':>4} {'div':>4}"
     )
     for p, a, s, g, gn, b, v, dv in sorted(rows):
-        print(f"{p:24} {a:48} {s:4d} {g:9.3g} {gn:12.3e} {b / 1e6:11.3f} {v:4d} {dv:4d}")
+        print(f"{p:{w}} {a:48} {s:4d} {g:9.3g} {gn:12.3e} {b / 1e6:11.3f} {v:4d} {dv:4d}")
     return 0
 
 

@@ -1,5 +1,7 @@
 """The console-script dispatcher: help on every sub-command, errors exit 2."""
 
+import importlib
+import os
 import subprocess
 import sys
 
@@ -35,3 +37,72 @@ def test_console_script_is_installed():
         [sys.executable, "-m", "ratedist.cli", "--help"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and "levels" in proc.stdout
+
+
+def test_any_oserror_of_a_command_is_one_line_and_exit_2(monkeypatch, capsys):
+    def run(args):
+        raise PermissionError(13, "Permission denied", "/results/x.npz")
+
+    monkeypatch.setattr(importlib.import_module(SUBCOMMANDS["validate"].module), "run", run)
+    assert cli.main(["validate", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err == "ratedist validate: error: '/results/x.npz': Permission denied\n"
+
+
+def test_a_closed_pipe_ends_quietly_with_status_1(monkeypatch, capsys):
+    def run(args):
+        raise BrokenPipeError(32, "Broken pipe")  # `ratedist ... | head` after head exits
+
+    monkeypatch.setattr(importlib.import_module(SUBCOMMANDS["validate"].module), "run", run)
+    assert cli.main(["validate", "--quick"]) == 1
+    assert capsys.readouterr().err == ""
+
+
+def _fail_if_called(*args, **kwargs):
+    raise AssertionError("the work started before the output path was checked")
+
+
+def _bad_out_paths(tmp_path):
+    (tmp_path / "file").write_text("x")
+    return [str(tmp_path / "missing" / "x.png"), str(tmp_path / "file" / "x.png"), os.devnull]
+
+
+def test_rd_checks_the_plot_path_before_computing(tmp_path, monkeypatch, capsys):
+    from ratedist.rd import operational
+
+    monkeypatch.setattr(operational, "rd_point", _fail_if_called)
+    for path in [*_bad_out_paths(tmp_path), str(tmp_path), str(tmp_path / "x.unknownfmt")]:
+        argv = ["rd", "--dim", "100", "--compressor", "top-k:k=10", "--plot", path]
+        assert cli.main(argv) == 2, path
+        err = capsys.readouterr().err
+        assert err.startswith("ratedist rd: error: --plot") and path in err
+        assert len(err.splitlines()) == 1
+
+
+def test_demo_and_simulate_check_their_out_directory_before_computing(
+    tmp_path, monkeypatch, capsys
+):
+    from ratedist.commands import demo
+    from ratedist.sim import sweep
+
+    monkeypatch.setattr(demo, "_levels_section", _fail_if_called)
+    monkeypatch.setattr(sweep, "run_sweep", _fail_if_called)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        "[sweep]\nsteps = 2\n[problem]\nname = 'tridiagonal_quadratic'\nn_workers = 2\n"
+        "dim = 4\n[[algorithms]]\nname = 'gd'\n"
+    )
+    for path in _bad_out_paths(tmp_path)[1:]:
+        for argv in (["demo", "--out", path], ["simulate", str(cfg), "--out", path]):
+            assert cli.main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert f"error: --out {path!r}" in err and len(err.splitlines()) == 1
+
+
+def test_simulate_names_a_config_that_is_a_directory_or_not_text(tmp_path, capsys):
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    for path, why in ((tmp_path, "is a directory"), (binary, "is not UTF-8 text")):
+        assert cli.main(["simulate", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"config file {str(path)!r} {why}" in err and len(err.splitlines()) == 1

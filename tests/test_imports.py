@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+import pytest
+
 import ratedist
 
 ROOT = "ratedist"
@@ -35,6 +37,10 @@ _RD = (
     "import time: ratedist.rd loads the closed forms and scipy.stats (about 1 s), which "
     "`ratedist --help` and argument errors do not need (`import ratedist` defers it too)"
 )
+_JAX = (
+    "import time: the compressors import JAX (about 2-4 s), which `ratedist rd --help` and "
+    "argument errors do not need (`import ratedist` defers it too)"
+)
 _PLOT = "import time: matplotlib (about 0.5 s), needed only with --plot"
 _SIM = "import time: the simulator (optax, problems, engines) is loaded only to run it"
 
@@ -44,6 +50,7 @@ _SIM = "import time: the simulator (optax, problems, engines) is loaded only to 
 FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
     ("ratedist.quantizers.truncation_models", "ratedist.symbolic"): _SYMPY,
     ("ratedist.quantizers.truncation_models", "ratedist.symbolic.lambdify"): _SYMPY,
+    ("ratedist.commands.rd", "ratedist.compressors"): _JAX,
     ("ratedist.commands.rd", "ratedist.rd.operational"): _RD,
     ("ratedist.commands.rd", "ratedist.plotting"): _PLOT,
     ("ratedist.commands.demo", "ratedist.rd.operational"): _RD,
@@ -262,7 +269,8 @@ def test_allow_list_has_no_stale_entries():
 #: Packages whose module ``__getattr__`` loads subpackages lazily, with the reason. Lazy
 #: loading is for import time only; the graph above is checked without it.
 LAZY_GETATTR_ALLOWED = {
-    ROOT: "import time: rd (scipy.stats), sim, bounds, validate, symbolic, plotting",
+    ROOT: "import time: every export (compressors, sources and quantizers import JAX; rd "
+    "scipy.stats; sim, bounds, validate, symbolic, plotting more)",
 }
 
 
@@ -273,3 +281,51 @@ def test_no_lazy_module_getattr_outside_the_allow_list():
         if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body):
             found.add(name)
     assert found <= set(LAZY_GETATTR_ALLOWED), sorted(found - set(LAZY_GETATTR_ALLOWED))
+
+
+# ------------------------------------------------------------- what `import ratedist` loads
+_NO_JAX_SCRIPT = """
+import sys
+import ratedist
+loaded = {"import ratedist": "jax" in sys.modules}
+from ratedist import cli
+for argv in (["--help"], ["rd", "--bogus"], ["simulate", "--help"]):
+    try:
+        cli.main(argv)
+    except SystemExit:
+        pass
+    loaded[" ".join(argv)] = "jax" in sys.modules
+rc = cli.main(["rd", "--dim", "0", "--compressor", "top-k:k=3"])
+loaded["rd --dim 0 (exit %d)" % rc] = "jax" in sys.modules
+print(loaded)
+"""
+
+
+def test_import_ratedist_and_the_cli_help_and_argument_errors_do_not_load_jax():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_JAX_SCRIPT],
+        capture_output=True,
+        text=True,
+        cwd=ROOT_DIR.parent,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    assert loaded == dict.fromkeys(loaded, False), loaded
+    assert "rd --dim 0 (exit 2)" in loaded
+
+
+def test_every_export_resolves_and_dir_lists_it():
+    exported = set(ratedist.__all__)
+    assert exported <= set(dir(ratedist))
+    for name in exported:
+        assert getattr(ratedist, name) is not None, name
+    lazy = {*ratedist._LAZY_MODULES, *ratedist._LAZY_SUBPACKAGES, *ratedist._LAZY_ATTRS}
+    assert lazy == exported - {"__version__"}
+    assert ratedist.make_compressor is ratedist.compressors.make
+    assert ratedist.Gaussian is ratedist.sources.Gaussian
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = ratedist.nope

@@ -22,14 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ratedist._io import atomic_write
+from ratedist._io import atomic_write, check_output_dir
 from ratedist._validation import check_int
 from ratedist.commands.rd import _table
 from ratedist.quantizers import DESIGNS
 from ratedist.quantizers.evaluate import as_quantizer, design, evaluate, rounding_of
 from ratedist.sources import Gaussian
-
-HELP = "Run the main job: optimal levels, an RD figure and a theory-vs-simulation table."
 
 #: Sizes of the full demo and of ``--quick``: dimension, Monte Carlo trials, validate checks
 #: (None: the whole quick suite of :func:`ratedist.validate.run_checks`).
@@ -140,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
         "trials", size["trials"] if args.trials is None else args.trials, min_value=2
     )
     seed = check_int("seed", args.seed, min_value=0)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(args.out, option="--out")
     t0 = time.perf_counter()
     report: dict[str, Any] = {
         "bits": bits,

@@ -43,8 +43,6 @@ from ratedist.quantizers.evaluate import as_quantizer, design, evaluate
 from ratedist.sources import SOURCES, AbstractSource
 from ratedist.sources.registry import SourceSpec
 
-HELP = "Design an optimal scalar quantizer (levels, thresholds, MSE, entropy, gap to Shannon)."
-
 
 def _option_help(option: str) -> str:
     """``--OPTION`` help from the registry: which parameter of which source it sets."""

@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from ratedist._io import check_output_file
 from ratedist._validation import check_choice, check_int, check_positive
-from ratedist.compressors import COMPRESSORS, parse_spec
-
-HELP = "Rate-distortion points (closed form + Monte Carlo) of compressors on Gaussian gradients."
 
 _SOURCES = ("gaussian",)
 
@@ -63,23 +62,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 _ALIASES: dict[str, dict[str, str]] = {"lattice": {"name": "lattice"}}
 
 
-def _resolve_aliases(spec: str) -> str:
-    name, sep, rest = spec.partition(":")
-    aliases = _ALIASES.get(name.strip())
-    if not aliases or not sep:
-        return spec
-    tokens = []
-    for token in rest.split(","):
-        key, eq, value = token.partition("=")
-        tokens.append(f"{aliases.get(key.strip(), key.strip())}{eq}{value}")
-    return f"{name}:{','.join(tokens)}"
+def _compressor(spec: str, float_bits: int) -> Any:
+    """The compressor of a ``--compressor`` spec; errors quote the spec as the user typed it.
 
+    ``float_bits`` goes to compressors that take it unless the spec sets it.
+    """
+    # Loaded here, not at the top: the compressors import JAX, which `ratedist rd --help`
+    # and argument errors should not wait for.
+    from ratedist.compressors import COMPRESSORS, make, parse_spec
 
-def _with_float_bits(spec: str, float_bits: int) -> str:
-    name, params = parse_spec(spec)
+    name = spec.partition(":")[0].strip()
+    name, params = parse_spec(spec, aliases=_ALIASES.get(name))
     if "float_bits" in COMPRESSORS.facts(name).get("params", {}) and "float_bits" not in params:
-        return f"{spec}{',' if ':' in spec else ':'}float_bits={float_bits}"
-    return spec
+        params["float_bits"] = float_bits
+    return make(name, **params)
 
 
 def _specs(args: argparse.Namespace, operational: Any) -> list[str]:
@@ -127,6 +123,21 @@ def _table(points: list[Any]) -> str:
     return "\n".join(lines)
 
 
+def _check_plot_path(path: str) -> None:
+    """``--plot``: a writable regular file whose suffix matplotlib can write (none: PNG)."""
+    check_output_file(path, option="--plot")
+    suffix = Path(path).suffix[1:].lower()
+    if suffix:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if suffix not in formats:
+            raise ValueError(
+                f"--plot {path!r}: matplotlib cannot write {suffix!r} files; "
+                f"use one of {', '.join(sorted(formats))}"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     check_choice("source", args.source, _SOURCES)
     dim = check_int("dim", args.dim, min_value=1)
@@ -136,14 +147,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("trials must be 0 (closed form only) or >= 2, got 1")
     seed = check_int("seed", args.seed, min_value=0)
     float_bits = check_int("float_bits", args.float_bits, min_value=1, max_value=64)
+    if args.plot is not None:  # before the work, which an unwritable path would lose
+        _check_plot_path(args.plot)
     # Loaded here, not at the top: the closed forms pull in scipy.stats (about 1 s), which
     # `ratedist --help` and argument errors should not pay for.
     import jax
 
     from ratedist.rd import operational
 
-    specs = [_with_float_bits(_resolve_aliases(s), float_bits) for s in _specs(args, operational)]
-    comps = [operational.as_compressor(s) for s in specs]  # every spec validated before any work
+    # Every spec is validated before any work.
+    comps = [_compressor(s, float_bits) for s in _specs(args, operational)]
     if trials == 0 and args.all:
         # Closed forms only: leave out what has no closed-form container rate (lattices).
         kept = [c for c in comps if _has_closed_rate(operational, c, dim, sigma)]

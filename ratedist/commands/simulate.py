@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "run a simulation sweep from a TOML config; finished configs are skipped on re-runs"
+from ratedist._io import check_output_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{config_hash(cfg)} {state} {cfg['algorithm']} on {cfg['problem']} seed={cfg['seed']}"
             )
         return 0
+    check_output_dir(out, option="--out" if args.out else "result directory")
     # float64 runs need x64; enable it for this command only (a scoped context, not global).
     need_x64 = any(cfg["dtype"] == "float64" for cfg in configs)
     with jax.enable_x64(need_x64):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "Run the theory-vs-simulation checks and print predicted vs measured with verdicts."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from ratedist.compressors.base import COMPRESSORS, Compressor
@@ -49,7 +50,9 @@ def _convert(comp: str, param: str, typ: Any, text: str) -> Any:
     )
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+def parse_spec(
+    spec: str, *, aliases: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
     """Split ``"name:key=value,key=value"`` into the registry name and typed parameters.
 
     Values are converted with the types declared in the registry's ``params`` fact
@@ -57,6 +60,9 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
     Args:
         spec: the string, e.g. ``"top-k:k=10"`` or ``"sign"``; spaces around tokens ignored.
+        aliases: other spellings of parameter keys, ``{alias: parameter}`` (the command
+            line's ``lattice:name=e8`` for ``lattice:lattice=e8``); errors quote ``spec``
+            as given.
 
     Returns:
         ``(name, params)``.
@@ -78,6 +84,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         for token in rest.split(","):
             key, eq, value = token.partition("=")
             key, value = key.strip(), value.strip()
+            key = (aliases or {}).get(key, key)
             if not eq or not key:
                 raise ValueError(
                     f"spec {spec!r}: token {token.strip()!r} is not of the form key=value"

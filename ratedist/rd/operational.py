@@ -113,12 +113,44 @@ def _default_dtype() -> Any:
     return jnp.result_type(float)
 
 
+def mc_sigma_range(dtype: Any = None) -> tuple[float, float]:
+    """The coordinate standard deviations for which the Monte Carlo in ``dtype`` is meaningful.
+
+    The simulation draws ``sigma * N(0, 1)`` in ``dtype`` (float32 unless x64 is enabled) and
+    sums squared errors over ``d`` coordinates, so ``sigma^2`` has to sit well inside the
+    normal range ``[tiny, max]`` of ``dtype``: the range is ``[tiny^0.4, max^0.4]``, which
+    leaves a factor ``max^0.2`` (about 10^7.7 in float32) of headroom for tails and the sum
+    over coordinates, and the same below for the error of a fine quantizer. Outside it the
+    draws overflow to ``inf`` or underflow to zero and the distortion comes out NaN.
+
+    The range is not removed by simulating at ``sigma = 1`` and rescaling: not every
+    compressor is scale-equivariant (a fixed-level ``scalar`` quantizer without
+    normalization is not), so the distortion at ``sigma`` is not that at 1. Closed forms
+    (``trials = 0``) simulate nothing and take any ``sigma > 0``.
+
+    Args:
+        dtype: the simulation dtype; default the JAX default float.
+
+    Returns:
+        ``(lo, hi)``.
+    """
+    info = jnp.finfo(_default_dtype() if dtype is None else dtype)
+    return float(info.tiny) ** 0.4, float(info.max) ** 0.4
+
+
 def _check_mc_args(d: Any, trials: Any, sigma: Any) -> tuple[int, int, float]:
-    return (
-        check_int("d", d, min_value=1),
-        check_int("trials", trials, min_value=2),
-        check_positive("sigma", sigma),
-    )
+    d = check_int("d", d, min_value=1)
+    trials = check_int("trials", trials, min_value=2)
+    sigma = check_positive("sigma", sigma)
+    lo, hi = mc_sigma_range()
+    if not lo <= sigma <= hi:
+        name = jnp.dtype(_default_dtype()).name
+        raise ValueError(
+            f"sigma must lie in [{lo:.3g}, {hi:.3g}] for the {name} Monte Carlo (sigma^2 and "
+            f"sums of squared errors must stay in {name}'s normal range), got {sigma!r}; "
+            "closed forms alone (trials = 0) take any sigma > 0"
+        )
+    return d, trials, sigma
 
 
 def monte_carlo_stats(
@@ -244,7 +276,8 @@ def monte_carlo_point(
         :class:`RDPoint` with ``distortion = None`` and rates from the MC means.
 
     Raises:
-        ValueError/TypeError: bad compressor spec, d, trials, sigma or key.
+        ValueError/TypeError: bad compressor spec, d, trials, sigma (see
+            :func:`mc_sigma_range`) or key.
     """
     comp = as_compressor(compressor)
     mc = monte_carlo_stats(comp, d, trials=trials, key=key, sigma=sigma)
@@ -279,7 +312,8 @@ def rd_point(
         :class:`RDPoint`.
 
     Raises:
-        ValueError: bad arguments, or no closed form and no Monte Carlo requested.
+        ValueError: bad arguments (with ``trials > 0``, ``sigma`` outside
+            :func:`mc_sigma_range`), or no closed form and no Monte Carlo requested.
     """
     comp = as_compressor(compressor)
     d = check_int("d", d, min_value=1)

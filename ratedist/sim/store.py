@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,43 @@ def canonical_json(config: Mapping[str, Any]) -> str:
     """Canonical JSON of a config: sorted keys, no whitespace, floats as Python repr.
 
     Raises:
-        TypeError: the config holds something JSON cannot represent.
+        TypeError: the config holds something JSON cannot represent (a NaN or infinite
+            float, an object, a non-string key); the message names its key path, such as
+            ``problem.noise_std``.
     """
     try:
         return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
+        where, value = _first_unserialisable(config) or ("", config)
+        at = f" at {where}" if where else ""
         raise TypeError(
-            f"config must be JSON-serialisable (str/int/float/bool/list/dict): {exc}"
+            f"config value{at} is {value!r}: configs must be JSON-serialisable "
+            "(str/int/float/bool/list/dict, finite numbers, string keys)"
         ) from exc
+
+
+def _first_unserialisable(obj: Any, path: str = "") -> tuple[str, Any] | None:
+    """``(key path, value)`` of the first value JSON cannot represent, or None."""
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str):
+                return where, key
+            found = _first_unserialisable(value, where)
+            if found:
+                return found
+        return None
+    if isinstance(obj, list | tuple):
+        for i, value in enumerate(obj):
+            found = _first_unserialisable(value, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path, obj
+    if obj is None or isinstance(obj, str | int | float):
+        return None
+    return path, obj
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

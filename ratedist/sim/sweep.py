@@ -29,15 +29,17 @@ from __future__ import annotations
 import copy
 import inspect
 import itertools
+import time
 import tomllib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
+from ratedist._io import remove_stale_temporaries
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.compressors.spec import make
 from ratedist.sim.algorithms import ALGORITHMS
@@ -123,7 +125,8 @@ def load_sweep(path: Any) -> list[dict[str, Any]]:
     """Read a TOML sweep file and expand it with :func:`expand_sweep`.
 
     Raises:
-        ValueError: unreadable TOML (message names the file) or a bad sweep.
+        ValueError: a missing, unreadable, non-UTF-8 or invalid TOML file (the message names
+            the file) or a bad sweep.
     """
     p = Path(path)
     try:
@@ -131,6 +134,16 @@ def load_sweep(path: Any) -> list[dict[str, Any]]:
             doc = tomllib.load(fh)
     except FileNotFoundError:
         raise ValueError(f"config file {str(p)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"config file {str(p)!r} is a directory; give a TOML file") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(f"config file {str(p)!r} cannot be read: {reason}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"config file {str(p)!r} is not UTF-8 text (TOML): byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start}"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"config file {str(p)!r} is not valid TOML: {exc}") from exc
     return expand_sweep(doc)
@@ -284,6 +297,33 @@ def run_config(
     return trace, meta
 
 
+def problem_labels(problems: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A label per problem config that tells it apart from the others in ``problems``.
+
+    The label is the registry name (``logistic_nonconvex``, ``logistic_breast_cancer``: the
+    name the config gives, not the family name a problem reports, which several
+    constructors share), followed by ``[key=value,...]`` for the parameters whose values
+    differ among the configs of that name (``tridiagonal_quadratic[dim=10]``).
+
+    Args:
+        problems: problem tables of run configs (``config["problem"]``).
+
+    Returns:
+        One label per entry, in order.
+    """
+    by_name: dict[Any, list[Mapping[str, Any]]] = {}
+    for p in problems:
+        by_name.setdefault(p.get("name"), []).append(p)
+    out = []
+    for p in problems:
+        same = by_name[p.get("name")]
+        keys = sorted({k for q in same for k in q} - {"name"})
+        varying = [k for k in keys if k in p and len({repr(q.get(k)) for q in same}) > 1]
+        params = ",".join(f"{k}={p[k]}" for k in varying)
+        out.append(f"{p.get('name', '?')}[{params}]" if params else str(p.get("name", "?")))
+    return out
+
+
 def run_sweep(
     configs: Iterable[Mapping[str, Any]],
     out: Any,
@@ -294,6 +334,9 @@ def run_sweep(
 ) -> dict[str, int]:
     """Run every config not yet finished in ``out``; each result is saved atomically.
 
+    First the temporaries that killed writers left in ``out`` are removed (never one of a
+    live writer: :func:`ratedist._io.remove_stale_temporaries`).
+
     An exception in config k propagates after configs 0..k−1 were saved; re-running skips them.
 
     Args:
@@ -301,16 +344,21 @@ def run_sweep(
         out: result directory.
         progress: tqdm bars inside each run.
         runner: ``config -> (trace, meta)`` (default :func:`run_config`).
-        log: optional callback for one line per config.
+        log: optional callback for one line per config (problems named by
+            :func:`problem_labels`).
 
     Returns:
         ``{"total": ..., "ran": ..., "skipped": ..., "diverged": ...}`` (``diverged``: runs
         of this call whose trace has a non-finite metric).
     """
+    configs = [copy.deepcopy(dict(cfg)) for cfg in configs]
+    labels = problem_labels([cfg.get("problem", {}) for cfg in configs])
     store = ResultStore(out)
+    for orphan in remove_stale_temporaries(out, before=time.time()):
+        if log:
+            log(f"removed {orphan.name}, left by a writer that was killed")
     counts = {"total": 0, "ran": 0, "skipped": 0, "diverged": 0}
-    for cfg in configs:
-        cfg = copy.deepcopy(dict(cfg))
+    for cfg, label in zip(configs, labels, strict=True):
         counts["total"] += 1
         if store.done(cfg):
             counts["skipped"] += 1
@@ -325,5 +373,5 @@ def run_sweep(
         counts["diverged"] += diverged
         if log:
             tail = f" DIVERGED at step {first.tolist()}" if diverged else ""
-            log(f"done {path.name}: {meta.get('algorithm', '')} on {meta.get('problem', '')}{tail}")
+            log(f"done {path.name}: {meta.get('algorithm', '')} on {label}{tail}")
     return counts

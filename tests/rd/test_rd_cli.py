@@ -121,3 +121,26 @@ def test_rd_all_closed_forms_only(capsys):
     for p in obj["points"]:
         if p["distortion"]:
             assert p["gap_db"] > 0  # no operational point beats Shannon
+
+
+def test_rd_rejects_a_sigma_the_float32_monte_carlo_cannot_represent(capsys):
+    import jax
+
+    with jax.enable_x64(False):  # the command's default precision
+        rc = cli.main(["rd", "--dim", "100", "--compressor", "top-k:k=10", "--sigma", "1e200"])
+    assert rc == 2
+    cap = capsys.readouterr()
+    assert "sigma must lie in [" in cap.err and "float32" in cap.err and "1e+200" in cap.err
+    assert cap.out == "" and len(cap.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("spec", ["top-k:,k=3", "top-k:k=10,,", "lattice:name=e8,,"])
+def test_rd_spec_errors_quote_the_spec_as_typed(spec, capsys):
+    assert cli.main(["rd", "--dim", "100", "--trials", "0", "--compressor", spec]) == 2
+    err = capsys.readouterr().err
+    assert f"spec {spec!r}:" in err and "float_bits" not in err and "lattice=" not in err
+
+
+def test_rd_an_empty_parameter_list_takes_the_defaults_and_float_bits(capsys):
+    (p,) = _run_json(capsys, "--dim", "100", "--trials", "0", "--compressor", "top-k:")["points"]
+    assert p["compressor"] == "top-k" and p["params"]["float_bits"] == 32

@@ -216,3 +216,24 @@ def test_every_closed_form_is_checked_against_monte_carlo():
     assert set(CLOSED_FORMS.names()) <= set(COMPRESSORS.names())
     assert {s.partition(":")[0] for s in closed_form_specs()} == set(CLOSED_FORMS.names())
     assert dict(DEFAULT_PARAMS) == default_specs()
+
+
+@pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
+def test_monte_carlo_sigma_range_is_meaningful_at_its_ends_and_enforced_outside(x64):
+    from ratedist.rd.operational import mc_sigma_range
+
+    key = jax.random.key(0)
+    with jax.enable_x64(x64):
+        lo, hi = mc_sigma_range()
+        if not x64:  # the precision of the command
+            unit = rd_point("scaled-sign", 64, trials=4, key=key).distortion_mc
+            for sigma in (lo, hi):
+                # Scale-equivariant: the normalized distortion does not move with sigma.
+                p = rd_point("scaled-sign", 64, trials=4, key=key, sigma=sigma)
+                assert p.distortion_mc == pytest.approx(unit, rel=1e-3), sigma
+        for sigma in (lo / 2, hi * 2, 1e-200 if x64 else 1e-30, 1e300 if x64 else 1e200):
+            with pytest.raises(ValueError, match=r"sigma must lie in \[.*got") as exc:
+                rd_point("top-k:k=10", 64, trials=4, key=key, sigma=sigma)
+            assert repr(sigma) in str(exc.value)
+        # Closed forms alone simulate nothing: any sigma > 0.
+        assert rd_point("scaled-sign", 64, sigma=1e300).distortion is not None

@@ -1,7 +1,12 @@
 """Result store and sweeps: atomic files, resume after an interruption, the CLI."""
 
+import importlib.util
 import json
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +14,9 @@ import pytest
 from ratedist.cli import main
 from ratedist.sim import gd, run, tridiagonal_quadratic
 from ratedist.sim.store import ResultStore, config_hash, load_trace, save_trace
-from ratedist.sim.sweep import expand_sweep, load_sweep, run_sweep
+from ratedist.sim.sweep import expand_sweep, load_sweep, problem_labels, run_sweep
+
+SIMULATIONS = Path(__file__).parents[2] / "simulations"
 
 DOC = {
     "sweep": {"steps": 5, "gamma": "theory", "seeds": [0, 1]},
@@ -155,3 +162,86 @@ def test_sweep_bad_inputs(tmp_path, capsys):
         load_sweep(bad)
     assert main(["simulate", str(bad)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_sweep_removes_orphaned_temporaries_but_not_a_live_writers(tmp_path, small_trace):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    old = time.time() - 60
+    names = {
+        "orphan": f".{'0' * 16}.npz.{dead.pid}.k2j3.tmp",
+        "live": f".{'1' * 16}.npz.{sleeper.pid}.k2j3.tmp",
+        "mine": f".{'2' * 16}.npz.{os.getpid()}.k2j3.tmp",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+        os.utime(tmp_path / name, (old, old))
+    lines = []
+    try:
+        run_sweep(
+            expand_sweep(DOC)[:1],
+            tmp_path,
+            runner=lambda c, progress=False: (small_trace, {}),
+            log=lines.append,
+        )
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    left = set(os.listdir(tmp_path))
+    assert names["orphan"] not in left and {names["live"], names["mine"]} <= left
+    assert any(names["orphan"] in line and "killed" in line for line in lines)
+
+
+def test_unserialisable_config_values_are_named_by_their_key_path(tmp_path, capsys):
+    with pytest.raises(TypeError, match=r"config value at a\[1\]\.b is nan"):
+        config_hash({"a": [1, {"b": float("nan")}]})
+    cfg = tmp_path / "nan.toml"
+    cfg.write_text(
+        "[sweep]\nsteps = 2\n[problem]\nname = 'tridiagonal_quadratic'\nn_workers = 2\n"
+        "dim = 4\nnoise_std = nan\n[[algorithms]]\nname = 'gd'\n"
+    )
+    assert main(["simulate", str(cfg), "--out", str(tmp_path / "res")]) == 2
+    assert "config value at problem.noise_std is nan" in capsys.readouterr().err
+
+
+def test_problem_labels_tell_apart_problems_that_share_a_family_name():
+    problems = [
+        {"name": "logistic_nonconvex", "n_workers": 20, "dim": 50},
+        {"name": "logistic_breast_cancer", "n_workers": 20},
+        {"name": "tridiagonal_quadratic", "dim": 10, "seed": 0},
+        {"name": "tridiagonal_quadratic", "dim": 100, "seed": 0},
+    ]
+    labels = problem_labels(problems)
+    assert len(set(labels)) == len(labels)
+    assert labels[:2] == ["logistic_nonconvex", "logistic_breast_cancer"]
+    assert "dim=10" in labels[2] and "seed" not in labels[2]
+
+
+def test_sweep_log_and_summary_name_synthetic_and_dataset_problems_apart(
+    tmp_path, small_trace, capsys
+):
+    doc = {
+        "sweep": {"steps": 4},
+        "problems": [
+            {"name": "logistic_nonconvex", "n_workers": 3, "dim": 6},
+            {"name": "logistic_breast_cancer", "n_workers": 3},
+        ],
+        "algorithms": [{"name": "gd"}],
+    }
+    # Both constructors report the same family name, as the real problems do.
+    meta = {"problem": "logistic_nonconvex", "algorithm": "gd"}
+    lines = []
+    run_sweep(
+        expand_sweep(doc),
+        tmp_path,
+        runner=lambda c, progress=False: (small_trace, meta),
+        log=lines.append,
+    )
+    assert len(lines) == 2 and lines[0].split(" on ")[1] != lines[1].split(" on ")[1]
+    spec = importlib.util.spec_from_file_location("summarize", SIMULATIONS / "summarize.py")
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    assert summarize.main([str(tmp_path)]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 2 and len({r.split()[0] for r in rows}) == 2
