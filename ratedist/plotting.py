@@ -559,7 +559,7 @@ def rd_figure(
     leg.get_title().set_fontsize("small")
     hidden = list(dict.fromkeys(h for d in drawings for h in d.off_scale))
     if hidden:
-        width = int(22 * fig.get_figwidth())
+        width = int(12 * fig.get_figwidth())
         text = fig.supxlabel(off_scale_text(hidden, width), fontsize="small", color="0.25")
         text.set_gid("off-scale")
     if title:
