@@ -1,6 +1,9 @@
 """`ratedist demo` runs end to end and writes its results atomically."""
 
 import json
+import math
+
+import pytest
 
 from ratedist import cli
 
@@ -60,3 +63,21 @@ def test_demo_quick_uses_small_sizes_and_the_3pc_checks(tmp_path, monkeypatch, c
     assert cli.main(["demo", "--out", str(tmp_path)]) == 0
     assert (seen["dim"], seen["trials"], seen["names"]) == (1000, 32, None)
     capsys.readouterr()
+
+
+def test_levels_table_names_the_bit_layer_and_ecsq_gap_is_at_its_entropy():
+    from ratedist.commands.demo import _levels_section
+
+    text, _ = _levels_section(3)
+    lines = text.splitlines()
+    head = lines[1]
+    for column in ("R fixed (bit)", "gap fixed (dB)", "H (bit)", "gap entropy (dB)"):
+        assert column in head
+    (ecsq,) = [line.split() for line in lines if line.startswith("ecsq ")]
+    mse, r_fixed, gap_fixed, h, gap_entropy = (float(v) for v in ecsq[3:8])
+    # Gaps from the printed D and rates: 10 log10(D / 2^(-2R)) at each layer's rate.
+    assert gap_entropy == pytest.approx(10 * math.log10(mse / 2 ** (-2 * h)), abs=2e-3)
+    assert gap_fixed == pytest.approx(10 * math.log10(mse / 2 ** (-2 * r_fixed)), abs=2e-3)
+    # ECSQ sits near its 1.53 dB high-rate gap at its entropy (Gish & Pierce), far from the
+    # fixed-rate gap of its many-level container.
+    assert 0.0 < gap_entropy < 2.0 and gap_fixed > 10.0

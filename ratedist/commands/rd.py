@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -107,18 +108,30 @@ def _label(p: Any) -> str:
     return f"{p.compressor}:{body}" if body else p.compressor
 
 
+def _entropy_gap_db(p: Any) -> float | None:
+    """``10 log10(D / 2^(-2H))`` at the entropy-layer rate (D closed form, else MC)."""
+    d = p.distortion if p.distortion is not None else p.distortion_mc
+    if p.entropy_rate_bits is None or d is None or d <= 0:
+        return None
+    return 10.0 * math.log10(d) + 20.0 * math.log10(2.0) * p.entropy_rate_bits
+
+
 def _table(points: list[Any]) -> str:
+    """One row per point; every rate and gap column names its bit layer: ``fixed`` =
+    container (wire) bits, ``H`` / ``entropy`` = ideal entropy-coded bits."""
     head = (
-        f"{'compressor':40s} {'R bits':>8s} {'H bits':>8s} {'D closed':>10s} "
-        f"{'D MC':>10s} {'SE':>9s} {'D Shannon':>10s} {'gap dB':>7s} {'gap bit':>7s}"
+        f"{'compressor':40s} {'R fixed (bit)':>13s} {'H (bit)':>8s} {'D closed':>10s} "
+        f"{'D MC':>10s} {'SE':>9s} {'D Sh(R fixed)':>13s} {'gap fixed (dB)':>14s} "
+        f"{'gap fixed (bit)':>15s} {'gap entropy (dB)':>16s}"
     )
     lines = [head, "-" * len(head)]
     for p in points:
         lines.append(
-            f"{_label(p)[:40]:40s} {p.rate_bits:8.4f} {_fmt(p.entropy_rate_bits, '8.4f')} "
+            f"{_label(p)[:40]:40s} {p.rate_bits:13.4f} {_fmt(p.entropy_rate_bits, '8.4f')} "
             f"{_fmt(p.distortion, '10.5f')} {_fmt(p.distortion_mc, '10.5f')} "
-            f"{_fmt(p.distortion_mc_se, '9.2e')} {p.shannon_distortion:10.3e} "
-            f"{_fmt(p.gap_db, '7.2f')} {_fmt(p.gap_bits, '7.3f')}"
+            f"{_fmt(p.distortion_mc_se, '9.2e')} {p.shannon_distortion:13.3e} "
+            f"{_fmt(p.gap_db, '14.2f')} {_fmt(p.gap_bits, '15.3f')} "
+            f"{_fmt(_entropy_gap_db(p), '16.2f')}"
         )
     return "\n".join(lines)
 
@@ -173,14 +186,9 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     if args.plot:
-        # A bare Figure renders to a file without pyplot, so no backend is chosen here.
-        from matplotlib.figure import Figure
+        from ratedist.plotting import rd_figure
 
-        from ratedist.plotting import plot_rd
-
-        fig = Figure(figsize=(7, 5))
-        plot_rd(fig.subplots(), points, title=f"Gaussian d = {dim}")
-        fig.tight_layout()
+        fig = rd_figure(points, rate_cap=10.0, title=f"Gaussian gradients, d = {dim}")
         fig.savefig(args.plot, dpi=150)
     if args.json:
         out = {

@@ -26,9 +26,11 @@ import numpy as np
 
 from ratedist._validation import check_int, check_positive
 from ratedist.compressors import COMPRESSORS, Compressor, make
+from ratedist.infotheory.entropy_estimate import pooled_entropy_bits
 from ratedist.infotheory.shannon import gap_to_shannon, gaussian_distortion
 from ratedist.quantizers import DESIGNS, ScalarQuantizer
 from ratedist.rd.closed_forms import CLOSED_FORMS, ClosedForm
+from ratedist.rd.symbols import SYMBOL_SOURCES
 from ratedist.sources.classic import Gaussian
 
 
@@ -55,6 +57,12 @@ class RDPoint(NamedTuple):
         trials: Monte Carlo trials (0 when none were run).
         rate_bits_mc_se: standard error of ``rate_bits_mc`` (0 for fixed-length containers).
         entropy_rate_bits_mc_se: standard error of ``entropy_rate_bits_mc``.
+        entropy_rate_bits_mc_bias: bound on the bias of ``entropy_rate_bits_mc`` as an
+            estimate of the entropy of the symbol law (pooled Miller–Madow estimator), or None
+            where the estimator states none (per-call plug-in mean).
+        entropy_estimator: how ``entropy_rate_bits_mc`` was estimated: ``"pooled
+            miller-madow"`` (symbols pooled over trials, :mod:`ratedist.rd.symbols`) or
+            ``"per-call plug-in"`` (mean of ``CompressInfo.entropy_bits``); None without MC.
     """
 
     compressor: str
@@ -74,6 +82,8 @@ class RDPoint(NamedTuple):
     trials: int = 0
     rate_bits_mc_se: float | None = None
     entropy_rate_bits_mc_se: float | None = None
+    entropy_rate_bits_mc_bias: float | None = None
+    entropy_estimator: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (NumPy scalars converted, non-finite values as None)."""
@@ -161,9 +171,20 @@ def monte_carlo_stats(
     Draws ``g`` of shape ``(trials, d)`` with i.i.d. ``N(0, sigma^2)`` entries and applies
     ``compressor.update`` under ``jax.vmap`` with one key per trial.
 
+    The entropy layer: for a compressor enrolled in
+    :data:`ratedist.rd.symbols.SYMBOL_SOURCES` (lattices) the symbols of all trials are pooled
+    and their entropy estimated by Miller–Madow
+    (:func:`ratedist.infotheory.entropy_estimate.pooled_entropy_bits`): bias at most
+    ``rows * sum_j (K_j - 1) / (2 N ln 2) / d`` bits per coordinate (``N = trials * rows``
+    samples per symbol column, ``K_j`` distinct symbols), SE by the delete-one-trial
+    jackknife. Otherwise it is the mean of the per-call ``entropy_bits`` (plug-in entropy of
+    ``d`` symbols of small alphabets; no bias bound stated).
+
     Returns:
         ``distortion_mc``, ``rate_bits_mc``, ``entropy_rate_bits_mc`` (means over trials; rates
-        per coordinate) and their standard errors under the same names + ``_se``.
+        per coordinate) and their standard errors under the same names + ``_se``;
+        ``entropy_rate_bits_mc_bias`` (None for the per-call estimator) and
+        ``entropy_estimator`` (see :class:`RDPoint`).
     """
     comp = as_compressor(compressor)
     d, trials, sigma = _check_mc_args(d, trials, sigma)
@@ -174,18 +195,38 @@ def monte_carlo_stats(
     g = jnp.asarray(sigma, dtype) * jax.random.normal(k_data, (trials, d), dtype)
     keys = jax.random.split(k_comp, trials)
     norm = float(d) * sigma * sigma
+    name = comp.facts.name
+    source = SYMBOL_SOURCES.get(name) if name in SYMBOL_SOURCES else None
 
-    def one(x: jax.Array, k: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def one(x: jax.Array, k: Any) -> tuple[jax.Array, ...]:
         x_hat, _, info = comp.update(x, comp.init(x), key=k)
         err = x - x_hat
-        return jnp.sum(err * err) / norm, info.container_bits / d, info.entropy_bits / d
+        out = (jnp.sum(err * err) / norm, info.container_bits / d, info.entropy_bits / d)
+        if source is None:
+            return out
+        return (*out, source(x, key=k, **comp.facts.params))
 
-    dist, rate, ent = jax.jit(jax.vmap(one))(g, keys)
-    out = {}
-    for name, v in (("distortion_mc", dist), ("rate_bits_mc", rate), ("entropy_rate_bits_mc", ent)):
+    dist, rate, ent, *symbols = jax.jit(jax.vmap(one))(g, keys)
+    out: dict[str, Any] = {}
+    for key_name, v in (
+        ("distortion_mc", dist),
+        ("rate_bits_mc", rate),
+        ("entropy_rate_bits_mc", ent),
+    ):
         v = np.asarray(v, np.float64)
-        out[name] = float(v.mean())
-        out[name + "_se"] = float(v.std(ddof=1) / math.sqrt(trials))
+        out[key_name] = float(v.mean())
+        out[key_name + "_se"] = float(v.std(ddof=1) / math.sqrt(trials))
+    out["entropy_rate_bits_mc_bias"] = None
+    out["entropy_estimator"] = "per-call plug-in"
+    if symbols:
+        sym = np.asarray(symbols[0])
+        est = pooled_entropy_bits(sym)
+        rows = sym.shape[1]
+        side = float(SYMBOL_SOURCES.facts(name)["side_bits"](comp.facts.params))
+        out["entropy_rate_bits_mc"] = (rows * est.bits + side) / d
+        out["entropy_rate_bits_mc_se"] = rows * est.se / d
+        out["entropy_rate_bits_mc_bias"] = rows * est.bias_bound / d
+        out["entropy_estimator"] = "pooled miller-madow"
     return out
 
 
@@ -257,6 +298,8 @@ def _point(
         trials=trials if mc else 0,
         rate_bits_mc_se=mc.get("rate_bits_mc_se"),
         entropy_rate_bits_mc_se=mc.get("entropy_rate_bits_mc_se"),
+        entropy_rate_bits_mc_bias=mc.get("entropy_rate_bits_mc_bias"),
+        entropy_estimator=mc.get("entropy_estimator"),
     )
 
 

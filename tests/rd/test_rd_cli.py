@@ -75,7 +75,7 @@ def test_rd_table_and_plot(tmp_path, capsys):
     )  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
-    assert "gap dB" in out and "top-k" in out
+    assert "gap fixed (dB)" in out and "top-k" in out
     assert png.stat().st_size > 1000
 
 
