@@ -282,11 +282,11 @@ def off_scale(
     return out
 
 
-def off_scale_text(hidden: Sequence[str], width: int = 110) -> str:
-    """``"off scale: a (R=16.0); b (R=32.0, D=0)"``, wrapped at ``width`` characters."""
+def off_scale_text(hidden: Sequence[str], width: int = 110, where: str = "") -> str:
+    """``"off scale{where}: a (R=16.0); b (R=32.0, D=0)"``, wrapped at ``width`` characters."""
     import textwrap
 
-    return textwrap.fill("off scale: " + "; ".join(hidden), width=width)
+    return textwrap.fill(f"off scale{where}: " + "; ".join(hidden), width=width)
 
 
 def legend_note(layer: str, drawn: Iterable[str]) -> str:
@@ -557,10 +557,16 @@ def rd_figure(
         note = "\n".join(["bits: layer on each x axis", *lines])
     leg = fig.legend(handles, labels, loc="outside right center", fontsize="small", title=note)
     leg.get_title().set_fontsize("small")
-    hidden = list(dict.fromkeys(h for d in drawings for h in d.off_scale))
-    if hidden:
-        width = int(12 * fig.get_figwidth())
-        text = fig.supxlabel(off_scale_text(hidden, width), fontsize="small", color="0.25")
+    # One line (wrapped) per panel with hidden points, under the panels only: the legend
+    # column on the right (about 3 inches) is left free.
+    width = int(12 * (fig.get_figwidth() - 3.0))
+    notes = [
+        off_scale_text(d.off_scale, width, where=f" ({layer} layer)" if len(layers) > 1 else "")
+        for d, layer in zip(drawings, layers, strict=True)
+        if d.off_scale
+    ]
+    if notes:
+        text = fig.supxlabel("\n".join(notes), fontsize="small", color="0.25", ha="left", x=0.0)
         text.set_gid("off-scale")
     if title:
         fig.suptitle(title)
