@@ -17,6 +17,7 @@ tests can read them without running anything.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import typing
@@ -84,19 +85,115 @@ class Facts(NamedTuple):
     shared: bool = False
 
 
-class Compressor(NamedTuple):
+class _CompressorFields(NamedTuple):
+    init: Callable[[Any], Any]
+    update: Callable[..., tuple[Any, Any, CompressInfo]]
+    facts: Facts
+    sparse: Callable[..., tuple[Any, Any, Any, CompressInfo]] | None = None
+
+
+class Compressor(_CompressorFields):
     """``init(x) -> state`` and ``update(x, state, *, key) -> (x_hat, state, info)``.
 
     Sparsifiers also offer ``sparse(x, state, *, key) -> (values, indices, state, info)``:
     the same call before densification, ``x_hat = zeros(d).at[indices].set(values)`` with
     ``indices`` distinct int32. A caller that only adds ``x_hat`` to a d-vector (EF21's
     ``h + C(x − h)``) can then touch the K sent entries instead of all d. None otherwise.
+
+    Non-finite inputs (enforced here, for every compressor, when the record is built):
+
+    * ``update``: where ``x_i`` is NaN, ``+inf`` or ``-inf``, ``x_hat_i`` is ``x_i`` itself
+      (:func:`propagate_nonfinite`), whatever the compressor computed there; a sparsifier
+      that did not send coordinate ``i`` still returns ``x_i`` at ``i``. The other
+      coordinates, the state and ``info`` are unspecified (a norm of ``x`` is then
+      non-finite, so they are often NaN or 0).
+    * ``sparse`` (it cannot carry an unsent coordinate): a sent value whose input is
+      non-finite is that input; if a non-finite ``x_i`` was NOT sent, every sent value is NaN
+      (:func:`propagate_nonfinite_sparse`), so ``h + C(x − h)`` turns non-finite too.
+      ``sparse`` and ``update`` agree wherever ``x`` is finite.
+
+    Hence a non-finite input never yields an all-finite output, and the simulator's
+    divergence check (a non-finite ``f`` or ``||grad f||^2``) sees it instead of a sign
+    compressor's ``±1`` or a sparsifier's 0. Finite inputs are untouched bit for bit (a
+    select, not arithmetic). Cost: one extra elementwise pass over ``x`` per call (fused
+    under ``jit``; ``sparse`` adds a gather of the K sent inputs and a count over ``x``).
+    Building the record wraps ``update`` and ``sparse`` once (idempotent: rebuilding a
+    record, e.g. with ``_replace``, does not wrap them twice).
     """
 
-    init: Callable[[Any], Any]
-    update: Callable[..., tuple[Any, Any, CompressInfo]]
-    facts: Facts
-    sparse: Callable[..., tuple[Any, Any, Any, CompressInfo]] | None = None
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        init: Callable[[Any], Any],
+        update: Callable[..., tuple[Any, Any, CompressInfo]],
+        facts: Facts,
+        sparse: Callable[..., tuple[Any, Any, Any, CompressInfo]] | None = None,
+    ) -> Compressor:
+        update = _guard(update, _propagating_update)
+        if sparse is not None:
+            sparse = _guard(sparse, _propagating_sparse)
+        return super().__new__(cls, init, update, facts, sparse)
+
+    @classmethod
+    def _make(cls, iterable: Any) -> Compressor:
+        # NamedTuple's _make (and so _replace) bypasses __new__; route it through the guard.
+        return cls(*iterable)
+
+
+def propagate_nonfinite(x: Any, out: Any) -> Any:
+    """``out`` with ``out_i = x_i`` wherever ``x_i`` is NaN or ``±inf`` (dtype of ``out``).
+
+    Bit for bit ``out`` where ``x`` is finite (``jnp.where`` selects, it does not compute).
+    """
+    x = jnp.asarray(x)
+    out = jnp.asarray(out)
+    return jnp.where(jnp.isfinite(x), out, x.astype(out.dtype))
+
+
+def propagate_nonfinite_sparse(x: Any, values: Any, indices: Any) -> Any:
+    """The sparse form of :func:`propagate_nonfinite` for ``x_hat = 0`` except at ``indices``.
+
+    A value whose input ``x[indices_j]`` is non-finite becomes that input; if some non-finite
+    ``x_i`` is not among ``indices`` (distinct), every value is NaN. Bit for bit ``values``
+    when ``x`` is finite.
+    """
+    x = jnp.asarray(x)
+    values = jnp.asarray(values)
+    sent = x[indices]
+    sent_ok = jnp.isfinite(sent)
+    values = jnp.where(sent_ok, values, sent.astype(values.dtype))
+    unsent_bad = jnp.sum(~jnp.isfinite(x)) > jnp.sum(~sent_ok)
+    return jnp.where(unsent_bad, jnp.asarray(jnp.nan, values.dtype), values)
+
+
+class _Propagating:
+    """``fn`` followed by the non-finite policy of :class:`Compressor` (see there)."""
+
+    def __init__(self, fn: Callable[..., Any], post: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self._fn = fn
+        self._post = post
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        x = args[0] if args else kwargs["x"]
+        return self._post(x, self._fn(*args, **kwargs))
+
+
+def _propagating_update(x: Any, result: tuple[Any, Any, CompressInfo]) -> tuple[Any, ...]:
+    x_hat, state, info = result
+    return propagate_nonfinite(x, x_hat), state, info
+
+
+def _propagating_sparse(x: Any, result: tuple[Any, Any, Any, CompressInfo]) -> tuple[Any, ...]:
+    values, indices, state, info = result
+    return propagate_nonfinite_sparse(x, values, indices), indices, state, info
+
+
+def _guard(fn: Callable[..., Any], post: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` under the policy ``post``, wrapped once (a rebuilt record keeps its wrapper)."""
+    done = isinstance(fn, _Propagating) and fn._post is post
+    return fn if done else _Propagating(fn, post)
 
 
 #: Registry of compressor factories, the one place a compressor is enrolled (use

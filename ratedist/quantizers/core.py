@@ -12,6 +12,11 @@ design zone builds it with numpy/scipy; the simulation zone applies it with ``ja
   ``l_{j+1}`` with probability ``(x - l_j)/(l_{j+1} - l_j)``, so ``E[Q(x)] = x`` inside the
   range and the conditional variance is ``(l_{j+1} - x)(x - l_j)``. Values outside the range
   are truncated first (this is the ``T_alpha`` stage of arXiv 2402.01160).
+
+Non-finite inputs: both maps return ``x_i`` itself where ``x_i`` is NaN or ``±inf`` (never a
+level: a quantized NaN would hide a divergence); finite inputs are unaffected bit for bit. The
+index maps (:meth:`ScalarQuantizer.index`, :meth:`ScalarQuantizer.stochastic_index`) cannot
+say "non-finite": their value there is an unspecified valid index.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from ratedist._validation import check_increasing
 def _trailing(v: jax.Array, ndim: int) -> jax.Array:
     """Shape a 1-D vector to broadcast against ``x[..., None]`` (explicit ranks, no promotion)."""
     return v.reshape((1,) * ndim + (-1,))
+
+
+def _keep_nonfinite(x: jax.Array, q: jax.Array) -> jax.Array:
+    """``q`` with ``x_i`` wherever ``x_i`` is NaN or ``±inf`` (a select: exact elsewhere)."""
+    return jnp.where(jnp.isfinite(x), q, x.astype(q.dtype))
 
 
 class Solution(NamedTuple):
@@ -118,9 +128,12 @@ class ScalarQuantizer:
         return jnp.sum(x[..., None] > t, axis=-1, dtype=jnp.int32)
 
     def __call__(self, x: Any) -> jax.Array:
-        """Deterministic quantization ``levels[index(x)]`` (dtype of ``x`` preserved)."""
+        """Deterministic quantization ``levels[index(x)]`` (dtype of ``x`` preserved).
+
+        NaN and ``±inf`` entries are returned as they are (see the module docstring).
+        """
         x = jnp.asarray(x)
-        return jnp.asarray(self.levels, dtype=x.dtype)[self.index(x)]
+        return _keep_nonfinite(x, jnp.asarray(self.levels, dtype=x.dtype)[self.index(x)])
 
     def stochastic_index(self, key: Any, x: Any) -> jax.Array:
         """Index of the level chosen by unbiased stochastic rounding (after clipping)."""
@@ -134,9 +147,13 @@ class ScalarQuantizer:
         return lo + (u < p_up).astype(jnp.int32)
 
     def stochastic(self, key: Any, x: Any) -> jax.Array:
-        """Unbiased stochastic rounding onto ``levels`` (values outside are clipped first)."""
+        """Unbiased stochastic rounding onto ``levels`` (values outside are clipped first).
+
+        NaN and ``±inf`` entries are returned as they are (see the module docstring).
+        """
         x = jnp.asarray(x)
-        return jnp.asarray(self.levels, dtype=x.dtype)[self.stochastic_index(key, x)]
+        levels = jnp.asarray(self.levels, dtype=x.dtype)
+        return _keep_nonfinite(x, levels[self.stochastic_index(key, x)])
 
     # ----------------------------------------------------------------- pytree
     def tree_flatten(self) -> tuple[tuple[Any, Any], None]:

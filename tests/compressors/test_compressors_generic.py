@@ -312,6 +312,71 @@ def test_error_feedback_identity_bitwise_where_entries_are_kept_or_dropped(
         np.testing.assert_array_equal(back[kept_or_dropped], v[kept_or_dropped])
 
 
+# ----------------------------------------------------------------------------- non-finite
+def _nonfinite_inputs() -> np.ndarray:
+    """Rows of a Gaussian vector with NaN, +inf, -inf at one coordinate each (first, middle,
+    last), NaN and -inf at two, and a row with no finite coordinate at all (float64)."""
+    base = _inputs()["gauss"]
+    rows = []
+    for bad in ({0: np.nan}, {D // 2: np.inf}, {D - 1: -np.inf}, {5: np.nan, 6: -np.inf}):
+        row = base.copy()
+        row[list(bad)] = list(bad.values())
+        rows.append(row)
+    rows.append(np.resize([np.nan, np.inf, -np.inf], D))
+    return np.stack(rows)
+
+
+def _check_nonfinite_propagate(name: str, params: dict, dtype, key) -> None:
+    """Where ``x_i`` is NaN or ``±inf``, ``C(x)_i`` is ``x_i`` (the policy of the Compressor
+    record), jitted and vmapped over the rows of :func:`_nonfinite_inputs`."""
+    comp = _comp(name, params)
+    xs = jnp.asarray(_nonfinite_inputs(), dtype)
+    keys = jax.random.split(key, xs.shape[0])
+    batched = jax.jit(jax.vmap(lambda x, k: comp.update(x, comp.init(x), key=k)[0]))(xs, keys)
+    ref = np.asarray(xs.astype(jnp.float64))
+    bad = ~np.isfinite(ref)
+    got = np.asarray(batched.astype(jnp.float64))
+    assert batched.dtype == dtype and got.shape == ref.shape
+    np.testing.assert_array_equal(got[bad], ref[bad])  # NaN where NaN, the same infinities
+
+
+@pytest.mark.parametrize(("name", "params"), CASES)
+def test_nonfinite_input_coordinates_stay_nonfinite(name, params, key):
+    _check_nonfinite_propagate(name, params, jnp.float64, key)
+
+
+# Every other floating dtype x accepts; the policy is dtype-blind, so the first example of each
+# compressor runs by default and the others under ``-m slow`` (one compile per case).
+@pytest.mark.parametrize(("name", "params"), STRUCT_CASES)
+@pytest.mark.parametrize(
+    "dtype", [jnp.float32, jnp.float16, jnp.bfloat16], ids=["float32", "float16", "bfloat16"]
+)
+def test_nonfinite_input_coordinates_stay_nonfinite_other_dtypes(name, params, dtype, key):
+    _check_nonfinite_propagate(name, params, dtype, key)
+
+
+@pytest.mark.parametrize(("name", "params"), _where(lambda c: c.sparse is not None))
+def test_nonfinite_inputs_in_the_sparse_form(name, params, key):
+    """A sent value of a non-finite input is that input; a non-finite input left unsent makes
+    every sent value NaN: the receiver's ``h + C(x - h)`` is never all finite."""
+    comp = _comp(name, params)
+    if comp.sparse is None:
+        pytest.skip(f"{name} offers no sparse form")
+    unsent_seen = False
+    for i, row in enumerate(_nonfinite_inputs()):
+        x = jnp.asarray(row)
+        vals, idx, _, _ = comp.sparse(x, comp.init(x), key=jax.random.fold_in(key, i))
+        vals, idx = np.asarray(vals), np.asarray(idx)
+        bad = ~np.isfinite(row)
+        assert not np.all(np.isfinite(vals))
+        if bad[np.setdiff1d(np.arange(D), idx)].any():
+            unsent_seen = True
+            assert np.all(np.isnan(vals)), (i, vals)
+        else:
+            np.testing.assert_array_equal(vals[bad[idx]], row[idx][bad[idx]])
+    assert unsent_seen  # the all-non-finite row leaves some coordinate unsent (K < d)
+
+
 # ----------------------------------------------------------------------------- bits
 def _h(values: np.ndarray) -> float:
     """Empirical entropy code length of a symbol sequence, in bits (numpy, independent)."""

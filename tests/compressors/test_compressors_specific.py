@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import jax
@@ -11,6 +12,9 @@ import pytest
 from scipy import stats
 
 from ratedist.compressors import (
+    CompressInfo,
+    Compressor,
+    Facts,
     error_feedback,
     make,
     natural,
@@ -323,3 +327,53 @@ def test_error_feedback_under_vmap_and_scan_matches_a_python_loop(key):
             )
             assert float(bits[t, w]) == float(info.container_bits)
         state = jstep(xs[t], state, keys[t])[1]
+
+
+# ----------------------------------------------------------------------------- non-finite
+def _zeros_compressor() -> Compressor:
+    """A hand-built, unregistered compressor that always sends zeros."""
+
+    def update(x, state, *, key=None):
+        return jnp.zeros_like(x), state, CompressInfo(*([jnp.zeros(())] * 4))
+
+    return Compressor(lambda x: (), update, Facts("zeros", {}, False, True))
+
+
+def test_every_compressor_record_propagates_nonfinite_inputs():
+    comp = _zeros_compressor()
+    x = jnp.asarray([1.0, np.nan, np.inf, -np.inf, -2.0])
+    x_hat = np.asarray(comp.update(x, (), key=None)[0])
+    np.testing.assert_array_equal(x_hat, [0.0, np.nan, np.inf, -np.inf, 0.0])
+    np.testing.assert_array_equal(np.asarray(comp.update(x=x, state=())[0]), x_hat)
+    # rebuilding the record (``_replace``, ``_make``) keeps the one wrapper
+    again = comp._replace(facts=comp.facts._replace(name="zeros2"))
+    assert again.update is comp.update and isinstance(again, Compressor)
+    assert Compressor(*comp).update is comp.update
+    assert list(inspect.signature(comp.update).parameters) == ["x", "state", "key"]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["sign", "qsgd:s=4", "top-k:k=3", "rand-k:k=3", "lattice:lattice=e8", "threshold:kappa=0.5"],
+)
+def test_finite_outputs_are_the_unwrapped_outputs_bit_for_bit(spec, key):
+    comp = make(spec)
+    raw = comp.update.__wrapped__
+    x = np.random.default_rng(3).standard_normal(24)
+    x[[2, 7]] = [-0.0, 0.0]
+    x[5] = 5e-324  # a subnormal
+    for dtype in (jnp.float64, jnp.float32):
+        xj = jnp.asarray(x, dtype)
+        got = jax.jit(lambda v, k: comp.update(v, (), key=k)[0])(xj, key)
+        ref = jax.jit(lambda v, k: raw(v, (), key=k)[0])(xj, key)
+        np.testing.assert_array_equal(
+            np.asarray(got).view(np.uint8), np.asarray(ref).view(np.uint8)
+        )
+
+
+def test_error_feedback_propagates_nonfinite_inputs():
+    comp = error_feedback(sign())
+    x = jnp.asarray([0.5, np.nan, -np.inf, -2.0])
+    x_hat, state, _ = comp.update(x, comp.init(x))
+    np.testing.assert_array_equal(np.asarray(x_hat), [1.0, np.nan, -np.inf, -1.0])
+    assert np.isnan(np.asarray(state.error)[1:3]).all()  # inf - inf: the residual is NaN too

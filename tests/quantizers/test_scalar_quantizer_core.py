@@ -113,3 +113,23 @@ def test_stochastic_probabilities_match_monte_carlo(key):
     freq = np.bincount(idx, minlength=4) / n
     p = exact.stochastic_probabilities(q, src)
     assert np.all(np.abs(freq - p) <= 5 * np.sqrt(p * (1 - p) / n))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nonfinite_inputs_are_returned_as_they_are(dtype, key):
+    q = ScalarQuantizer(np.array([-0.5, 0.1, 0.9]), np.array([-1.0, -0.2, 0.4, 1.5]))
+    x = np.array([0.3, np.nan, 7.0, np.inf, -np.inf, -0.7], dtype)
+    finite = np.isfinite(x)
+    maps = {
+        "deterministic": lambda v: q(v),
+        "stochastic": lambda v: q.stochastic(key, v),
+    }
+    for label, fn in maps.items():
+        for arg in (x, jnp.asarray(x)):  # numpy and JAX input, eager and jitted
+            for y in (fn(arg), jax.jit(fn)(arg)):
+                y = np.asarray(y)
+                assert y.dtype == dtype, label
+                np.testing.assert_array_equal(y[~finite], x[~finite])
+                # finite inputs: exactly the levels the index maps choose (x64 levels cast)
+                idx = q.index(x) if label == "deterministic" else q.stochastic_index(key, x)
+                np.testing.assert_array_equal(y[finite], q.levels.astype(dtype)[idx][finite])

@@ -314,3 +314,13 @@ def test_closed_form_designs_are_valid(s, scale, family, rule):
     )
     assert d.alpha == pytest.approx(scale * ref.alpha, rel=1e-9)
     assert d.exact.mse == pytest.approx(scale**2 * ref.exact.mse, rel=1e-8)
+
+
+@pytest.mark.parametrize("design", [tnq, tuq])
+def test_designed_quantizer_returns_nonfinite_inputs_as_they_are(design, key):
+    q = design(Laplace(1.0), 8).value.quantizer
+    x = np.array([0.3, np.nan, np.inf, -np.inf, -40.0])
+    for fn in (q, lambda v: q.stochastic(key, v), jax.jit(lambda v: q.stochastic(key, v))):
+        y = np.asarray(fn(jnp.asarray(x)))
+        np.testing.assert_array_equal(y[1:4], x[1:4])
+        assert np.all(np.isin(y[[0, 4]], q.levels))  # finite inputs still land on levels

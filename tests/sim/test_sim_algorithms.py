@@ -1,9 +1,11 @@
 """Algorithms: (A, B) against SPEC §3 formulas, pathwise Lyapunov/3PC checks of deterministic
 methods, shared versus per-worker randomness, bit accounting, replicas, divergence, bad input."""
 
+import dataclasses
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -246,6 +248,32 @@ def test_divergence_with_replicas_masks_per_replica(tri, key):
         tr = run(gd(), tri, steps=600, key=key, gamma=1e3, replicas=2)
     assert tr.diverged_at.shape == (2,) and np.all(tr.diverged_at > 0)
     assert np.isnan(tr.f[0, -1])
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        lambda: compressed_sgd(make("sign")),  # sign(NaN) used to be -1
+        lambda: ef14(make("threshold:kappa=0.1")),  # one NaN used to zero the whole vector
+        lambda: ef21(make("rand-k:k=1")),  # the sparse form: an unsent NaN used to vanish
+    ],
+    ids=["csgd-sign", "ef14-threshold", "ef21-rand-k"],
+)
+def test_nonfinite_gradient_through_a_compressor_is_flagged_diverged(tri, key, method):
+    """Worker gradients hold a NaN from step 1 on (x != x0; the initial g^0 is clean, so the
+    NaN goes through the compressor of a step, not through an uncompressed g^0): the run
+    diverges at step 2, when the compressed messages have reached the iterate."""
+    grad_fn, x0 = tri.grad_fn, jnp.asarray(tri.x0)
+
+    def nan_grad(x, data_i, k):
+        g = grad_fn(x, data_i)
+        return jnp.where(jnp.all(x == x0), g, g.at[0].set(jnp.nan))
+
+    prob = dataclasses.replace(tri, stochastic_grad_fn=nan_grad)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        tr = run(method(), prob, steps=6, key=key, gamma=0.01)
+    assert int(tr.diverged_at) == 2
+    assert tr.f.shape == (2,) and np.all(np.isfinite(tr.f))
 
 
 def test_run_bad_inputs(tri, key):
