@@ -17,7 +17,7 @@ All methods start from the same companded (``p^(1/3)``) levels and stop on the s
 (``max_j |l_j - c_j| / max(std, |l_j|) <= tol``); the process is pinned to one core
 (``os.sched_setaffinity``) so that both sides run on the same core, and wall and CPU seconds
 are printed side by side. Medians of ``--repeats`` runs; ratios are against the numpy baseline
-measured in the same run.
+measured in the same run, the methods alternating within each repeat.
 """
 
 from __future__ import annotations
@@ -95,15 +95,23 @@ def _pin_one_core() -> str:
     return f"pinned to core {core}"
 
 
-def _time(fn: Callable[[], Any], repeats: int) -> tuple[float, float, list[float], Any]:
-    """Median wall s, median CPU s, the wall times, and the last result of ``repeats`` runs."""
-    walls, cpus, out = [], [], None
+def _time_interleaved(
+    fns: dict[str, Callable[[], Any]], repeats: int
+) -> dict[str, tuple[float, float, list[float], Any]]:
+    """Per name: median wall s, median CPU s, the wall times, and the last result. The
+    methods alternate within each repeat, so that a change of load hits all of them."""
+    walls: dict[str, list[float]] = {k: [] for k in fns}
+    cpus: dict[str, list[float]] = {k: [] for k in fns}
+    outs: dict[str, Any] = {}
     for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        walls.append(time.perf_counter() - w0)
-        cpus.append(time.process_time() - c0)
-    return statistics.median(walls), statistics.median(cpus), walls, out
+        for name, fn in fns.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            outs[name] = fn()
+            walls[name].append(time.perf_counter() - w0)
+            cpus[name].append(time.process_time() - c0)
+    return {
+        k: (statistics.median(walls[k]), statistics.median(cpus[k]), walls[k], outs[k]) for k in fns
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     n, tol = args.levels, args.tol
     start = companded_levels(src, n)
 
-    newton = _time(lambda: lloyd_max(src, n, tol=tol), args.repeats)
-    base = _time(lambda: numpy_lloyd(start, tol=tol, max_iter=args.baseline_max_iter), args.repeats)
+    timed = _time_interleaved(
+        {
+            "newton": lambda: lloyd_max(src, n, tol=tol),
+            "base": lambda: numpy_lloyd(start, tol=tol, max_iter=args.baseline_max_iter),
+        },
+        args.repeats,
+    )
+    newton, base = timed["newton"], timed["base"]
     sol, res = newton[3], base[3]
     base_resid = lloyd_residual(src, res.levels)  # the library's criterion on the result
     dl = float(np.max(np.abs(sol.value.levels - res.levels)))
@@ -151,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         f"baseline {deterministic_mse(type(sol.value).from_levels(res.levels), src):.15g}"
     )
     if args.generic_lloyd_time_limit > 0:
-        gen = _time(lambda: lloyd(src, n, tol=tol, time_limit_s=args.generic_lloyd_time_limit), 1)
+        capped = {
+            "generic": lambda: lloyd(src, n, tol=tol, time_limit_s=args.generic_lloyd_time_limit)
+        }
+        gen = _time_interleaved(capped, 1)["generic"]
         g = gen[3]
         print(
             f"{'ratedist lloyd (generic, capped)':<34}{gen[0]:10.4f}{gen[1]:10.4f}{g.n_iter:9d}"
