@@ -338,29 +338,36 @@ class PdfSource(AbstractSource):
 
     def ppf(self, q: Any) -> np.ndarray:
         """Quantiles by inverting the table: locate the panel, then Newton in ``t`` on
-        ``C(t) = q Z`` safeguarded by bisection (to ``1e-15`` in ``t``)."""
+        ``C(t) = q Z`` safeguarded by bisection, each quantile until its step is below
+        ``4 eps |t|`` or ``C(t)`` matches to ``4 eps`` of the target (the rounding floor)."""
         q = check_q(q)
         tab = self._table
         flat = q.ravel()
         target = flat * tab.total
         i = np.clip(np.searchsorted(tab.cum, target, side="right") - 1, 0, tab.edges.size - 2)
-        a, b = tab.edges[i].copy(), tab.edges[i + 1].copy()
-        lo_t, hi_t = a.copy(), b.copy()
-        t = 0.5 * (a + b)
+        a = tab.edges[i]
+        lo_t, hi_t = a.copy(), tab.edges[i + 1].copy()
+        t = 0.5 * (lo_t + hi_t)
+        eps4 = 4 * np.finfo(np.float64).eps
+        active = np.flatnonzero((flat > 0.0) & (flat < 1.0))
         for _ in range(100):
-            m = 0.5 * (a + t)
-            f = tab.cum[i] + self._panel(a, m) + self._panel(m, t) - target
-            lo_t = np.where(f < 0, t, lo_t)
-            hi_t = np.where(f < 0, hi_t, t)
-            g = self._g(t)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                newton = t - f / g
-            ok = np.isfinite(newton) & (newton > lo_t) & (newton < hi_t)
-            t_new = np.where(ok, newton, 0.5 * (lo_t + hi_t))
-            done = np.abs(t_new - t) <= 1e-15 * np.maximum(1.0, np.abs(t))
-            t = t_new
-            if np.all(done | (hi_t - lo_t <= 1e-15)):
+            if active.size == 0:
                 break
+            ta, aa, goal = t[active], a[active], target[active]
+            m = 0.5 * (aa + ta)
+            f = tab.cum[i[active]] + self._panel(aa, m) + self._panel(m, ta) - goal
+            lo_a = np.where(f < 0, ta, lo_t[active])
+            hi_a = np.where(f < 0, hi_t[active], ta)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                newton = ta - f / self._g(ta)
+            ok = np.isfinite(newton) & (newton >= lo_a) & (newton <= hi_a)
+            hit = np.abs(f) <= eps4 * goal  # C(t) matches: keep t
+            t_new = np.where(hit, ta, np.where(ok, newton, 0.5 * (lo_a + hi_a)))
+            done = (
+                hit | (np.abs(t_new - ta) <= eps4 * np.abs(ta)) | (hi_a - lo_a <= eps4 * np.abs(ta))
+            )
+            t[active], lo_t[active], hi_t[active] = t_new, lo_a, hi_a
+            active = active[~done]
         x = self._map.x(t)
         lo, hi = self.support_
         x = np.where(flat <= 0.0, lo, np.where(flat >= 1.0, hi, np.clip(x, lo, hi)))
@@ -406,18 +413,27 @@ class PdfSource(AbstractSource):
             for u, v in itertools.pairwise(pieces)
         )
 
+    def _moment_integrand(self, k: int, c: float) -> Callable[[float], float]:
+        """``(x - c)^k p(x)``, 0 where ``p`` is (so ``x = 1e300`` does not overflow)."""
+
+        def f(x: float) -> float:
+            p = float(self.pdf(x))
+            return 0.0 if p == 0.0 else (x - c) ** k * p
+
+        return f
+
     def _quad_moment(self, k: int, a: float, b: float) -> float:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", integrate.IntegrationWarning)
-            return self._split_quad(lambda x: x**k * float(self.pdf(x)), a, b)
+            return self._split_quad(self._moment_integrand(k, 0.0), a, b)
 
     def _quad_centered(self, k: int, a: float, b: float, c: float) -> float:
+        f = self._moment_integrand(k, c)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", integrate.IntegrationWarning)
             if a < c < b:
-                f = lambda x: (x - c) ** k * float(self.pdf(x))  # noqa: E731
                 return self._split_quad(f, a, c) + self._split_quad(f, c, b)
-            return self._split_quad(lambda x: (x - c) ** k * float(self.pdf(x)), a, b)
+            return self._split_quad(f, a, b)
 
     @functools.cached_property
     def _abs_moments(self) -> tuple[float, float, float]:
@@ -428,7 +444,8 @@ class PdfSource(AbstractSource):
         for k in range(3):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", integrate.IntegrationWarning)
-                val = self._split_quad(lambda x, k=k: abs(x) ** k * float(self.pdf(x)), lo, hi)
+                f = self._moment_integrand(k, 0.0)
+                val = self._split_quad(lambda x, f=f: abs(f(x)), lo, hi)
             diverges = any("divergent" in str(w.message) for w in caught)
             out.append(math.inf if diverges or not math.isfinite(val) else val)
         return tuple(out)
@@ -445,7 +462,8 @@ class PdfSource(AbstractSource):
         m1 = self._quad_moment(1, lo, hi)
         if not self._moment_exists(2):
             return m1, math.inf
-        return m1, float(self.centered_moment(2, lo, hi, m1))
+        # directly about the mean (centered_moment's tail rule needs std(): no recursion)
+        return m1, self._quad_centered(2, lo, hi, m1)
 
     def mean(self) -> float:
         if not self._moment_exists(1):

@@ -155,3 +155,19 @@ def test_designs_reject_infinite_variance_and_bare_functions():
         design("lloyd-max", cauchy, bits=2)
     with pytest.raises(TypeError, match=r"PdfSource\.from_pdf"):
         design("lloyd-max", _phi, bits=2)
+
+
+def test_half_line_support_asymmetric_law():
+    """Gamma(2) on [0, inf): moments, quantiles, far cells and a design (asymmetric)."""
+    src = PdfSource.from_pdf(lambda x: x * np.exp(-x), support=(0.0, math.inf))
+    assert src.mean() == pytest.approx(2.0, rel=1e-12)
+    assert src.variance() == pytest.approx(2.0, rel=1e-12)
+    q = np.array([1e-9, 0.1, 0.5, 0.9, 0.999])
+    np.testing.assert_allclose(src.ppf(q), stats.gamma.ppf(q, 2.0), rtol=1e-11)
+    assert src.ppf(0.0) == 0.0 and src.ppf(1.0) == math.inf
+    assert float(src.partial_moment(2, 1e200, 1e300)) == 0.0  # no overflow in x^2
+    assert float(src.partial_moment(0, 0.0, 1.0)) == pytest.approx(
+        stats.gamma.cdf(1.0, 2.0), rel=1e-12
+    )
+    sol = design("lloyd-max", src, bits=2)
+    assert sol.converged and sol.value.levels[0] > 0
