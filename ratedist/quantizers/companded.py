@@ -65,7 +65,12 @@ def check_source(source: Any) -> AbstractSource:
     parameter otherwise: e.g. Student-t with ``df = 2.0001`` has a finite variance, but its
     ``p^(1/3)`` compander law puts levels past 1e150)."""
     if not isinstance(source, AbstractSource):
-        raise TypeError(f"source must be an AbstractSource, got {type(source).__name__}")
+        hint = (
+            " (a density function: wrap it as PdfSource.from_pdf(pdf, support=(lo, hi)))"
+            if callable(source) and not isinstance(source, type)
+            else ""
+        )
+        raise TypeError(f"source must be an AbstractSource, got {type(source).__name__}{hint}")
     if not source._finite_variance():
         raise ValueError(f"source must have a finite variance, got {source!r}")
     source.check_designable()

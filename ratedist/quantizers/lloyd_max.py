@@ -122,8 +122,10 @@ def lloyd(
 ) -> Solution:
     """Plain Lloyd iteration (centroid / midpoint sweeps) for the MSE-optimal quantizer.
 
-    Kept as the baseline of :func:`lloyd_max` (``benchmarks/bench_lloyd_max.py``) and as a
-    robust fallback; it converges linearly, slowly for many levels.
+    Kept as a robust fallback for any source; it converges linearly, slowly for many levels.
+    (The speed baseline of :func:`lloyd_max` in ``benchmarks/bench_lloyd_max.py`` is a
+    vectorized numpy Lloyd with closed-form Gaussian centroids, ≈ 37x cheaper per sweep than
+    this generic version.)
 
     Args:
         source: coordinate law (finite variance).

@@ -4,6 +4,7 @@ from ratedist.sources.base import AbstractSource
 from ratedist.sources.classic import Gaussian, Laplace
 from ratedist.sources.empirical import Empirical, silverman_bandwidth
 from ratedist.sources.heavy import GeneralizedGaussian, PowerLaw, StudentT
+from ratedist.sources.numeric import PdfSource
 from ratedist.sources.registry import SOURCES, make_source
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "Gaussian",
     "GeneralizedGaussian",
     "Laplace",
+    "PdfSource",
     "PowerLaw",
     "StudentT",
     "make_source",

@@ -23,6 +23,7 @@ from ratedist.sources import (
     Gaussian,
     GeneralizedGaussian,
     Laplace,
+    PdfSource,
     PowerLaw,
     StudentT,
 )
@@ -51,6 +52,9 @@ SOURCES = {
     **registry_sources(),
     "emp": Empirical(EMPIRICAL_DATA),
     "emp-sym": Empirical(EMPIRICAL_DATA, symmetrize=True),
+    # a density given as a function (normalised; ref_pdf uses the function itself). Bounded
+    # supports break the generic checks' ppf(0) = -inf: tests/sources/test_pdf_source.py
+    "pdf-logistic": PdfSource.from_pdf(lambda x: np.exp(-abs(x)) / (1 + np.exp(-abs(x))) ** 2),
 }
 
 
@@ -87,6 +91,9 @@ def ref_pdf(src):
     if isinstance(src, PowerLaw):
         a, s = src.tail_index, src.scale
         return lambda x: a / (2 * s) * (1 + abs(x) / s) ** (-(a + 1))
+    if isinstance(src, PdfSource):
+        lo, hi = src.support()
+        return lambda x: float(src.pdf_fn(x)) if lo <= x <= hi else 0.0
     if isinstance(src, Empirical):
         m, h = np.asarray(src.samples), src.bandwidth
         c = 1 / (m.size * h * math.sqrt(2 * math.pi))
