@@ -3,7 +3,7 @@
 Errors in user input (``ValueError``/``TypeError`` from the library's argument checks) and
 file-system errors (any ``OSError``: a missing directory, a read-only one, a path under a
 regular file) exit with status 2 and a one-line message, like argparse's own usage errors.
-A closed pipe (``ratedist rd ... | head``) ends the command quietly with status 1, as the
+Warnings print as one line, ``ratedist CMD: warning: ...``. A closed pipe (``ratedist rd ... | head``) ends the command quietly with status 1, as the
 Python documentation recommends for SIGPIPE.
 """
 
@@ -14,6 +14,7 @@ import importlib
 import io
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from ratedist.commands import SUBCOMMANDS
@@ -52,13 +53,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(_module(args.command).run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(_module(args.command).run(args) or 0)
     except BrokenPipeError:
         _silence_stdout()
         return 1
     except (ValueError, TypeError, OSError) as exc:
         print(f"ratedist {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _one_line_warning(command: str):
+    """``warnings.showwarning`` for the command line: ``ratedist CMD: warning: <message>``,
+    one line, without the library's file and source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message).splitlines()[0] if str(message) else category.__name__
+        print(f"ratedist {command}: warning: {text}", file=sys.stderr if file is None else file)
+
+    return show
 
 
 def _silence_stdout() -> None:

@@ -49,6 +49,21 @@ def test_any_oserror_of_a_command_is_one_line_and_exit_2(monkeypatch, capsys):
     assert err == "ratedist validate: error: '/results/x.npz': Permission denied\n"
 
 
+def test_warnings_print_as_one_line_naming_the_command(monkeypatch, capsys):
+    import warnings
+
+    def run(args):
+        warnings.warn("gd diverged at step 4; the trace is truncated there", stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(importlib.import_module(SUBCOMMANDS["validate"].module), "run", run)
+    assert cli.main(["validate", "--quick"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        err == "ratedist validate: warning: gd diverged at step 4; the trace is truncated there\n"
+    )
+
+
 def test_a_closed_pipe_ends_quietly_with_status_1(monkeypatch, capsys):
     def run(args):
         raise BrokenPipeError(32, "Broken pipe")  # `ratedist ... | head` after head exits
