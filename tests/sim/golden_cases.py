@@ -56,30 +56,6 @@ ENGINES = {
 }
 
 
-#: Diagnostics compared within ULP_TOL units in the last place instead of bit for bit. They
-#: are computed from the compressor's output after the non-finite guard of the Compressor
-#: record (``where(isfinite(x), C(x), x)``) was added; the guard is exact for finite inputs,
-#: but XLA can no longer contract the compressor's last multiply with the metric's
-#: subtraction into one fused multiply-add, so these sums may move by a few ulp. Everything
-#: else (iterates, f, ||grad f||^2, bits, Lyapunov terms) stays bit for bit.
-ULP_FIELDS = frozenset({"G", "worker_error"})
-ULP_TOL = 64
-
-
-def same(field: str, a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether a recorded field and a recomputed one agree (see :data:`ULP_FIELDS`)."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        return False
-    if field not in ULP_FIELDS:
-        return bool(np.array_equal(a, b, equal_nan=True))
-    nan = np.isnan(a)
-    if not np.array_equal(nan, np.isnan(b)):
-        return False
-    scale = np.spacing(np.maximum(np.abs(a[~nan]), np.abs(b[~nan])))
-    return bool(np.all(np.abs(a[~nan] - b[~nan]) <= ULP_TOL * scale))
-
-
 def engine_of(case: str) -> str:
     return case.split("_")[0] if not case.startswith("shard_map") else "shard_map"
 

@@ -1,8 +1,16 @@
 """Every simulator method x engine reproduces the traces recorded before the round was
-rewritten as stages (server optimizer, participation, aggregation, downlink), bit for bit
-(two diagnostics within a few ulp since the non-finite guard: ``golden_cases.ULP_FIELDS``).
+rewritten as stages (server optimizer, participation, aggregation, downlink), bit for bit.
 
-The data were recorded by ``tests/sim/golden_cases.py`` from the previous simulator. The
+The data were recorded by ``tests/sim/golden_cases.py`` from the previous simulator, and
+recorded again when the Compressor record gained its non-finite guard
+(``where(isfinite(x), C(x), x)``, exact for finite inputs): XLA can then no longer fuse the
+compressor's last multiply with the next subtraction, which moved 49 of the 300 local and 16
+of the 90 shard_map cases by a few ulp, measured against the previous code on one machine
+(relative: ``G``/``worker_error`` up to 3.3e-7 in the float32 runs and 1.6e-15 otherwise,
+``tpc_residual_max`` 1.6e-14, iterates ``x`` 6.1e-16 in one case, every other field at most
+3.2e-15). The logistic problem's traces also depend on the machine's numerical libraries (its
+step size differed by 5 ulp between two machines), which is one reason they run only under
+``-m slow``. The
 default suite checks every method on the vmap engine (tridiagonal quadratic) and three methods
 on shard_map (8 workers on 4 emulated devices, in a subprocess); ``-m slow`` checks all 10
 engine variants of every method on both problems (210 local and 90 shard_map cases).
@@ -51,7 +59,7 @@ def _assert_same(golden: dict, prefix: str, got: dict) -> None:
         field = k[len(prefix) + 1 :]
         a, b = golden[k], np.asarray(got[field])
         assert a.shape == b.shape, (k, a.shape, b.shape)
-        assert gc.same(field, a, b), (k, np.nanmax(np.abs(a - b)))
+        assert np.array_equal(a, b, equal_nan=True), (k, np.nanmax(np.abs(a - b)))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +100,8 @@ for pname, method, ec in json.loads(sys.argv[1]):
         prefix = f"{{method}}/{{ec}}/"
         for k in z.files:
             if k.startswith(prefix):
-                if not gc.same(k[len(prefix):], z[k], np.asarray(got[k[len(prefix):]])):
+                a, b = z[k], np.asarray(got[k[len(prefix):]])
+                if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
                     bad.append(k)
 print(json.dumps(bad))
 """
@@ -120,11 +129,3 @@ def test_golden_shard_map():
 @pytest.mark.slow
 def test_golden_shard_map_all():
     _shard(list(_cases("shard", slow=True)))
-
-
-def test_golden_comparison_is_exact_except_the_named_diagnostics():
-    a = np.array([1.0, 7.5, np.nan])
-    near = a + 3 * np.spacing(a)
-    assert gc.same("G", a, near) and not gc.same("x", a, near)
-    assert not gc.same("G", a, a + (gc.ULP_TOL + 1) * np.spacing(a))
-    assert not gc.same("G", a, np.array([1.0, 7.5, 0.0]))  # a NaN must stay a NaN
