@@ -38,8 +38,8 @@ def test_demo_quick_uses_small_sizes_and_the_3pc_checks(tmp_path, monkeypatch, c
 
     seen = {}
 
-    def rd_section(dim, trials, seed, out):
-        seen.update(dim=dim, trials=trials)
+    def rd_section(dim, trials, seed, out, per_compressor):
+        seen.update(dim=dim, trials=trials, per_compressor=per_compressor)
         return "", []
 
     def run_checks(names=None, quick=False, **kw):
@@ -53,7 +53,8 @@ def test_demo_quick_uses_small_sizes_and_the_3pc_checks(tmp_path, monkeypatch, c
     assert seen == {
         "dim": 256,
         "trials": 8,
-        "names": ("3pc_constants", "gd_identities", "lyapunov_pathwise", "rate_3pc"),
+        "per_compressor": 1,
+        "names": ("3pc_constants", "gd_identities", "lyapunov_pathwise"),
         "quick": True,
     }
     assert json.loads((tmp_path / "demo.json").read_text())["quick"] is True
@@ -61,7 +62,12 @@ def test_demo_quick_uses_small_sizes_and_the_3pc_checks(tmp_path, monkeypatch, c
     assert cli.main(["demo", "--quick", "--dim", "300", "--out", str(tmp_path)]) == 0
     assert seen["dim"] == 300 and seen["trials"] == 8
     assert cli.main(["demo", "--out", str(tmp_path)]) == 0
-    assert (seen["dim"], seen["trials"], seen["names"]) == (1000, 32, None)
+    assert (seen["dim"], seen["trials"], seen["per_compressor"], seen["names"]) == (
+        1000,
+        32,
+        None,
+        None,
+    )
     capsys.readouterr()
 
 
