@@ -3,8 +3,8 @@
     from ratedist.validate import run_checks, format_table
     print(format_table(run_checks(quick=True)))
 
-See :mod:`ratedist.validate.verdicts` for the verdict rules and :mod:`ratedist.validate.checks`
-for the suite.
+See :mod:`ratedist.validate.verdicts` for the verdict rules, :mod:`ratedist.validate.checks`
+for the suite and :mod:`ratedist.validate.coding` for its gradient-coding checks.
 """
 
 from ratedist.validate.core import format_table, run_checks, table_rows, to_json

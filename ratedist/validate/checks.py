@@ -29,22 +29,14 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ratedist import bounds, sim
 from ratedist.compressors import make, scalar
 from ratedist.quantizers.truncated import optimal_truncation
-from ratedist.sim import (
-    codes,
-    run,
-    tridiagonal_linear_terms,
-    tridiagonal_matrices,
-    tridiagonal_quadratic,
-)
+from ratedist.sim import run, tridiagonal_quadratic
 from ratedist.sources.classic import Laplace
 from ratedist.validate.verdicts import (
-    K_SE,
     CheckResult,
     register,
     verdict_equal,
@@ -562,148 +554,6 @@ def check_engines(quick: bool, key: Any) -> list[CheckResult]:
                 verdict,
                 f"max |Δx_T|, EF21 top-2, N = 8 on {res['devices']} devices ({note}); metrics "
                 f"f, ||∇f||^2 differ by <= {rel_metrics:.1e} relative (tol 1e-12); {why}",
-            )
-        )
-    return out
-
-
-# ----------------------------------------------------------------------------- gradient coding
-def _partition_gradients(k: int, d: int, rng: np.random.Generator) -> np.ndarray:
-    """Partition gradients ``A_j x − b_j`` of a tridiagonal quadratic at a random point
-    (numpy, from the dense matrices: nothing compiled)."""
-    prob = tridiagonal_quadratic(k, d, seed=3)
-    x = rng.standard_normal(d)
-    return tridiagonal_matrices(prob) @ x - tridiagonal_linear_terms(prob)
-
-
-def _numpy_rng(key: Any) -> np.random.Generator:
-    """A numpy generator seeded from a JAX key (masks drawn without compiling anything)."""
-    return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
-
-
-def _recovery_row(code: Any, masks: np.ndarray, grads: np.ndarray, tol: float, note: str):
-    """Max relative error of the decoded ``sum_i a_i y_i`` vs ``grad f = mean_j grad f_j``."""
-    k = grads.shape[0]
-    y = code.B @ grads / k  # worker i sends sum_j B_ij g_j with g_j = grad f_j / k
-    full = grads.sum(axis=0) / k
-    a = codes.decoding_vectors(code, masks)
-    err = np.linalg.norm(a @ y - full[None, :], axis=1) / np.linalg.norm(full)
-    worst = float(np.max(err))
-    verdict, why = verdict_equal(0.0, worst, tol)
-    return CheckResult(
-        f"gradient_coding[{code.config['code']}:n={code.n_workers},s={code.s}]",
-        0.0,
-        worst,
-        0.0,
-        verdict,
-        f"max ||sum a_i y_i - ∇f|| / ||∇f|| over {len(masks)} patterns ({note}); {why}",
-    )
-
-
-def _unbiased_row(code: Any, masks: Any, label: str) -> CheckResult:
-    """``E[a(mask)^T B] = 1^T``: the partition whose mean decoded coefficient is farthest from
-    1 in standard errors."""
-    c = codes.decoding_vectors(code, masks) @ code.B  # (M, k) decoded coefficients
-    m = c.shape[0]
-    mean, se = c.mean(axis=0), c.std(axis=0, ddof=1) / math.sqrt(m)
-    j = int(np.argmax(np.abs(mean - 1.0) / se))
-    verdict, why = verdict_equal(1.0, float(mean[j]), K_SE * float(se[j]))
-    return CheckResult(
-        f"gradient_coding[{code.config['code']}:{code.config['rescale']}]",
-        1.0,
-        float(mean[j]),
-        float(se[j]),
-        verdict,
-        f"E[a(mask)^T B]_j = 1 (worst of k = {code.n_partitions} partitions, {m} masks, "
-        f"{label}, d = {code.config['d']}); {why} (5 SE)",
-    )
-
-
-@register(
-    "gradient_coding",
-    summary="FRC/CRC decode ∇f exactly with <= s stragglers; random replication is unbiased",
-)
-def check_gradient_coding(quick: bool, key: Any) -> list[CheckResult]:
-    d = 20 if quick else 100
-    rng = _numpy_rng(key)
-    out = []
-    # (n, s): every pattern of <= s stragglers, and random exactly-s patterns at a larger n
-    small, large = ((6, 2), (12, 3)) if quick else ((8, 3), (24, 3))
-    n_random = 200 if quick else 1000
-    for make_code, tol, note in (
-        (codes.frc, 1e-14, "0/1 weights: float64 summation order only"),
-        (codes.crc, 1e-8, "real weights: conditioning of the decoding systems"),
-    ):
-        for n, s in (small, large):
-            code = make_code(n, s)
-            grads = _partition_gradients(n, d, rng)
-            if n <= 8:
-                masks, which = codes.straggler_masks(n, s), "all with <= s stragglers"
-            else:
-                rank = rng.random((n_random, n)).argsort(axis=1)
-                masks, which = rank >= s, f"{n_random} random with exactly s"
-            out.append(_recovery_row(code, masks, grads, tol, f"{which}; {note}"))
-    n, dup, p, s = (8, 2, 0.3, 3) if quick else (16, 3, 0.3, 5)
-    m = 20000 if quick else 100000
-    bern = rng.random((m, n)) >= p
-    out.append(
-        _unbiased_row(codes.random_replication(n, dup, p=p), bern, f"Bernoulli(p = {p}) stragglers")
-    )
-    rank = rng.random((m, n)).argsort(axis=1)
-    out.append(
-        _unbiased_row(
-            codes.random_replication(n, dup, rescale="count"), rank >= s, f"exactly {s} stragglers"
-        )
-    )
-    return out
-
-
-@register(
-    "one_bit_quantizer",
-    summary="stochastic 1-bit quantizer: E Q(v) = v, E||Q(v) - v||^2 = d R^2 - ||v||^2",
-)
-def check_one_bit_quantizer(quick: bool, key: Any) -> list[CheckResult]:
-    d, m = (32, 20000) if quick else (256, 100000)
-    v = _numpy_rng(key).standard_normal(d)
-    out = []
-    for scale, bound, R in (
-        ("l2", None, float(np.linalg.norm(v))),
-        ("linf", None, float(np.max(np.abs(v)))),
-        ("bound", 1.5 * float(np.max(np.abs(v))), 1.5 * float(np.max(np.abs(v)))),
-    ):
-        comp = make("stochastic-sign", scale=scale, bound=bound)
-        keys = jax.random.split(jax.random.fold_in(key, len(out)), m)
-        q = np.asarray(
-            jax.jit(jax.vmap(lambda k, c=comp: c.update(jnp.asarray(v), (), key=k)[0]))(keys)
-        )
-        dev = q.mean(axis=0) - v
-        err = ((q - v[None, :]) ** 2).sum(axis=1)
-        # SE floored at sqrt(mse / (d m)): a coordinate with |v_j| = R is never flipped and
-        # shows zero sample variance (its mean is then exact up to summation round-off)
-        se = np.maximum(q.std(axis=0, ddof=1), math.sqrt(err.mean() / d)) / math.sqrt(m)
-        j = int(np.argmax(np.abs(dev) / se))
-        verdict, why = verdict_equal(0.0, float(dev[j]), K_SE * float(se[j]))
-        out.append(
-            CheckResult(
-                f"one_bit_quantizer[{scale}:mean]",
-                0.0,
-                float(dev[j]),
-                float(se[j]),
-                verdict,
-                f"E Q(v)_j - v_j, worst of d = {d} coordinates, {m} draws; {why} (5 SE)",
-            )
-        )
-        pred = d * R * R - float(v @ v)
-        mse, se_mse = float(err.mean()), float(err.std(ddof=1) / math.sqrt(m))
-        verdict, why = verdict_equal(pred, mse, K_SE * se_mse)
-        out.append(
-            CheckResult(
-                f"one_bit_quantizer[{scale}:mse]",
-                pred,
-                mse,
-                se_mse,
-                verdict,
-                f"d R^2 - ||v||^2 with R = {R:.4g}, d = {d}, {m} draws; {why} (5 SE)",
             )
         )
     return out
