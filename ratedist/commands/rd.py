@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ratedist._io import check_output_file
+from ratedist._io import atomic_write, check_output_file
 from ratedist._validation import check_choice, check_int, check_positive
 
 _SOURCES = ("gaussian",)
@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
         from ratedist.plotting import rd_figure
 
         fig = rd_figure(points, rate_cap=10.0, title=f"Gaussian gradients, d = {dim}")
-        fig.savefig(args.plot, dpi=150)
+        fmt = Path(args.plot).suffix[1:].lower() or "png"
+        atomic_write(Path(args.plot), lambda fh: fig.savefig(fh, format=fmt, dpi=150))
     if args.json:
         out = {
             "source": args.source,

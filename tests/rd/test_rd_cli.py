@@ -79,6 +79,27 @@ def test_rd_table_and_plot(tmp_path, capsys):
     assert png.stat().st_size > 1000
 
 
+def test_rd_plot_is_written_atomically_in_the_format_of_its_suffix(tmp_path, monkeypatch, capsys):
+    import os
+
+    from ratedist import _io
+
+    replaced = []
+    real_replace = os.replace
+
+    def spy(src, dst):  # the figure arrives by an atomic rename of a finished temporary
+        replaced.append((os.path.basename(src), os.path.basename(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_io.os, "replace", spy)
+    pdf = tmp_path / "rd.pdf"
+    assert cli.main(["rd", "--dim", "100", "--compressor", "sign", "--plot", str(pdf)]) == 0
+    capsys.readouterr()
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert len(replaced) == 1 and replaced[0][1] == "rd.pdf" and replaced[0][0].endswith(".tmp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rd.pdf"]
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
