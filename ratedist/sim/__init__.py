@@ -30,11 +30,10 @@ from ratedist.sim.algorithms import (
     tpc_v4,
     tpc_v5,
 )
+from ratedist.sim.coded import Coded, coded
 from ratedist.sim.codes import (
     CODES,
-    Coded,
     GradientCode,
-    coded,
     crc,
     frc,
     make_code,
