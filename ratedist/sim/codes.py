@@ -31,8 +31,8 @@ code                      ``B``                                        decoder
 
 Every code gives ``weights(mask, worker) -> a_i`` (JAX) for the simulator's
 :func:`~ratedist.sim.stages.decode` aggregation (:meth:`GradientCode.aggregation`), and
-:func:`ratedist.sim.coded.coded` builds the problem with ``n`` coded workers and the matching worker oracle from
-a problem whose ``k`` workers are the partitions.
+:func:`ratedist.sim.coded.coded` builds the problem with ``n`` coded workers and the matching
+worker oracle from a problem whose ``k`` workers are the partitions.
 
 References:
     Tandon, Lei, Dimakis, Karampatziakis, "Gradient Coding: Avoiding Stragglers in
