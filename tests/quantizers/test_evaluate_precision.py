@@ -98,24 +98,23 @@ CASES = {
 PARAMS = [(name, n) for name, (_, _, ns) in CASES.items() for n in ns]
 
 
-@pytest.mark.parametrize(("name", "n"), PARAMS)
-def test_lloyd_max_mse_matches_mpmath_to_1e12(name, n):
+def _check_mse(name: str, n: int, rounding: str, reference) -> None:
     src, moments, _ = CASES[name]
     q = design("lloyd-max", src, levels=n).value
     with mp.workdps(_DPS):
-        ref = reference_mse(q, moments)
-        got = evaluate(q, src, rounding="deterministic").mse
+        ref = reference(q, moments)
+        got = evaluate(q, src, rounding=rounding).mse
         assert abs(got - ref) <= REL_TOL * ref, float(abs(got - ref) / ref)
+
+
+@pytest.mark.parametrize(("name", "n"), PARAMS)
+def test_lloyd_max_mse_matches_mpmath_to_1e12(name, n):
+    _check_mse(name, n, "deterministic", reference_mse)
 
 
 @pytest.mark.parametrize(("name", "n"), [("gaussian", 256), ("laplace", 256), ("student-t3", 32)])
 def test_stochastic_mse_matches_mpmath_to_1e12(name, n):
-    src, moments, _ = CASES[name]
-    q = design("lloyd-max", src, levels=n).value
-    with mp.workdps(_DPS):
-        ref = reference_stochastic_mse(q, moments)
-        got = evaluate(q, src, rounding="stochastic").mse
-        assert abs(got - ref) <= REL_TOL * ref, float(abs(got - ref) / ref)
+    _check_mse(name, n, "stochastic", reference_stochastic_mse)
 
 
 def test_centered_moment_of_narrow_far_cells():
