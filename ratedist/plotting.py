@@ -106,28 +106,22 @@ def assign_styles(labels: Iterable[str], compressor_of: Callable[[str], str]) ->
     Compressors (``compressor_of(label)``) take the families of :data:`COLOR_FAMILIES` and the
     markers of :data:`MARKERS` in order of decreasing number of groups, then name (the
     compressors with most variants get the strongest colours); the groups of one compressor (sorted) take
-    shades of its family and the next markers. No two compressors share a family and no two
-    groups share a (colour, marker) pair.
-
-    Raises:
-        ValueError: more compressors than colour families.
+    shades of its family and the next markers. Up to ``len(COLOR_FAMILIES)`` compressors no
+    two share a family; beyond that (compressors registered by the user) the families repeat
+    with other shades and markers. No two groups share a (colour, marker) pair.
     """
     labels = sorted(set(labels))
     count: dict[str, int] = {}
     for lab in labels:
         count[compressor_of(lab)] = count.get(compressor_of(lab), 0) + 1
     names = sorted(count, key=lambda n: (-count[n], n))
-    if len(names) > len(COLOR_FAMILIES):
-        raise ValueError(
-            f"labels must come from at most {len(COLOR_FAMILIES)} compressors (colour "
-            f"families), got {len(names)}: {names}"
-        )
     out: dict[str, Style] = {}
     for i, name in enumerate(names):
-        family, base = COLOR_FAMILIES[i]
+        lap, slot = divmod(i, len(COLOR_FAMILIES))
+        family, base = COLOR_FAMILIES[slot]
         variants = [lab for lab in labels if compressor_of(lab) == name]
         for j, lab in enumerate(variants):
-            color = _shade(base, _SHADES[j % len(_SHADES)])
+            color = _shade(base, _SHADES[(j + lap) % len(_SHADES)])
             out[lab] = Style(color, MARKERS[(i + j) % len(MARKERS)], family)
     return out
 

@@ -235,3 +235,12 @@ def test_rd_plot_legend_describes_only_the_artists_drawn(which):
         assert drawn == {"envelope", "closed"}
     if which == "single":
         assert "envelope" not in drawn  # one point per group: no line, and none announced
+
+
+def test_styles_stay_unique_beyond_the_colour_families():
+    # user-registered compressors beyond the palette: families repeat, (colour, marker) pairs do not
+    names = [f"c{i:02d}" for i in range(len(COLOR_FAMILIES) + 4)]
+    labels = {f"{n} v{j}": n for n in names for j in range(2)}
+    styles = assign_styles(labels, labels.__getitem__)
+    pairs = {(s.color, s.marker) for s in styles.values()}
+    assert len(pairs) == len(labels)
