@@ -178,7 +178,7 @@ def _collective_factory(worker, server):
 
 
 _STATE_AXES = SimState(x=None, g=None, h=0, y=0, dist=0, mstate=0, opt=None, down=None)
-_OUT_AXES = ({k: None for k in METRICS}, 0, 0, None)
+_OUT_AXES = ({k: None for k in METRICS}, 0, 0, 0, None)
 
 
 def _loop_fns(worker, server, n):
@@ -266,10 +266,10 @@ def _loop_fns(worker, server, n):
             g, m = reduce(acc)
             return SimState(x, g, *parts, opt, down), (m, *per, dbits)
 
-        state, (m, err, bits, dbits) = lax.scan(body, state, ts)
+        state, (m, err, bits, answered, dbits) = lax.scan(body, state, ts)
         # per-worker outputs as the other engines give them: (N, steps)
         swap = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
-        return state, (m, swap(err), tuple(swap(b) for b in bits), dbits)
+        return state, (m, swap(err), tuple(swap(b) for b in bits), swap(answered), dbits)
 
     return init, chunk
 

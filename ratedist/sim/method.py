@@ -58,6 +58,36 @@ class Message(NamedTuple):
     triggered: Any
 
 
+class PartitionGrads(NamedTuple):
+    """A coded worker's gradient under ``encode="partitions"`` (:func:`ratedist.sim.coded.coded`): its summands, one per held
+    partition (rows padded to the longest worker with zeros and ``real`` False).
+
+    Attributes:
+        parts: ``(m, d)``, row ``r`` = ``B_ij grad f_j(x) / k`` for the ``r``-th partition
+            ``j`` the worker holds; ``sum_r parts[r]`` is the worker's ``y_i``.
+        real: bool ``(m,)``, False on padding rows (which send nothing).
+    """
+
+    parts: Any
+    real: Any
+
+
+def check_gradient_kind(algorithm: Algorithm, y: Any) -> None:
+    """Raise when the oracle's gradient and the algorithm do not fit: per-partition gradients
+    (:class:`PartitionGrads`) need a partition-wise algorithm and vice versa."""
+    rows = isinstance(y, PartitionGrads)
+    if rows != ("partitions" in algorithm.needs):
+        raise TypeError(
+            f"algorithm {algorithm.name!r} cannot run on this oracle: "
+            + (
+                "the coded oracle gives per-partition gradients (encode='partitions'); run it "
+                "through Coded.round(algorithm, ...), which encodes each partition"
+                if rows
+                else "it encodes partitions one by one and needs coded(..., encode='partitions')"
+            )
+        )
+
+
 class Shared(NamedTuple):
     """Randomness and context common to all workers in one step.
 

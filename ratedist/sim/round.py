@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ratedist.sim.method import Algorithm, Shared, as_dtype
+from ratedist.sim.method import Algorithm, Shared, as_dtype, check_gradient_kind
 from ratedist.sim.stages import (
     Aggregation,
     Downlink,
@@ -179,9 +179,10 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
         return as_dtype(agg.weight(mask, idx, n, hp), g_i) * g_i
 
     def local_init(x0, data_i, idx, key, hp):
-        """-> ((h, y, dist, mstate), Local, (err_i, bits))."""
+        """-> ((h, y, dist, mstate), Local, (err_i, bits, answered))."""
         _, kg, kc, shared = keys(key, 0, idx, hp)
         f_i, ex, y = grads(x0, data_i, kg, hp)
+        check_gradient_kind(algorithm, y)
         g_i, mstate, msg = algorithm.init(y, kc, shared, hp)
         nan = jnp.full((), jnp.nan, x0.dtype)
         err_i = jnp.sum((g_i - ex) ** 2)
@@ -190,7 +191,7 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
             contribution(g_i, everyone_, idx, hp), ex, jnp.stack([f_i, err_i, nan, nan]), nan
         )
         part = pack(g_i, y, mstate)
-        return part, loc, (err_i, tuple(msg[:6]))
+        return part, loc, (err_i, tuple(msg[:6]), jnp.ones((), bool))
 
     def local_step(part, x, t, data_i, idx, key, hp):
         """One worker's step at the workers' new point ``x``."""
@@ -200,6 +201,7 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
         g_i, new_mstate, msg = algorithm.step(h, y, xg, mstate, kc, shared, hp)
         new = pack(g_i, xg, new_mstate)
         mask = jnp.ones((n,), bool)
+        active = jnp.ones((), bool)
         if part_fn is not None:
             mask = part_fn(jax.random.fold_in(sk, _PART), t, n, hp)
             active = mask[idx]
@@ -218,8 +220,8 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
         loc = Local(
             contribution(g_i, mask, idx, hp), ex, jnp.stack([f_i, err_i, tpc_i, trig]), tpc_i
         )
-        # this step's bits; cumulated on the host in float64
-        return new, loc, (err_i, tuple(msg[:6]))
+        # this step's bits (cumulated on the host in float64) and whether the worker answered
+        return new, loc, (err_i, tuple(msg[:6]), active)
 
     def combine(g_mean):
         """The server's ``g`` from the workers' averaged contributions."""

@@ -22,6 +22,8 @@ from ratedist.sim.trace import Bits, Trace
 _FORMAT = 1
 _SCALARS = ("gamma", "A", "B", "steps", "violation_tol")  # arrays over a sweep's points
 _BITS = ("bits", "bits_down")
+#: fields absent from files written before they were recorded
+_OPTIONAL = ("answered",)
 
 
 def canonical_json(config: Mapping[str, Any]) -> str:
@@ -86,6 +88,8 @@ def save_trace(
         if name in _BITS:
             for bname, b in value._asdict().items() if value is not None else ():
                 arrays[f"{name}_{bname}"] = np.asarray(b)
+        elif name in _OPTIONAL and value is None:
+            continue
         elif name == "hyper":
             hyper = {k: np.asarray(v).tolist() for k, v in (value or {}).items()}
             arrays["hyper_json"] = np.asarray(json.dumps(hyper, sort_keys=True))
@@ -110,6 +114,8 @@ def load_trace(path: Any) -> tuple[Trace, dict[str, Any], dict[str, Any]]:
                 fields[f] = json.loads(z["hyper_json"].item()) if "hyper_json" in z else None
             elif f in _SCALARS:
                 fields[f] = z[f].item() if z[f].ndim == 0 else z[f]
+            elif f in _OPTIONAL:
+                fields[f] = z[f] if f in z else None
             else:
                 fields[f] = z[f]
         config = json.loads(z["config_json"].item())

@@ -92,6 +92,9 @@ class Trace(NamedTuple):
         violation_tol: ``violation_rtol`` used.
         bits_down: :class:`Bits` of the downlink broadcast, cumulative ``(…, steps + 1)``.
         hyper: the hyperparameters of the run (arrays over the points of a sweep).
+        answered: bool ``(…, steps+1, n)``: whether worker ``i`` answered at step ``t`` (the
+            participation stage's draw, logged per step; all True at ``t = 0`` and when
+            everyone answers). None in results stored before it was recorded.
     """
 
     f: np.ndarray
@@ -116,19 +119,43 @@ class Trace(NamedTuple):
     violation_tol: float
     bits_down: Bits | None = None
     hyper: dict[str, Any] | None = None
+    answered: np.ndarray | None = None
+
+    def uplink_per_round(self, convention: str = "container") -> np.ndarray:
+        """Uplink bits of each step summed over the workers, ``(…, steps+1)`` (entry 0: the
+        initial messages). Stragglers send nothing, so this is the round's traffic."""
+        total = self.bits.total(convention).sum(axis=-1)
+        return np.diff(total, axis=-1, prepend=0.0)
+
+    def uplink_total(self, convention: str = "container") -> np.ndarray:
+        """Cumulative uplink bits of all workers, ``(…, steps+1)``."""
+        return self.bits.total(convention).sum(axis=-1)
+
+    def uplink_per_answering_worker(self, convention: str = "container") -> np.ndarray:
+        """Bits per answering worker in each step, ``(…, steps+1)`` (NaN when nobody
+        answered; needs :attr:`answered`).
+
+        Raises:
+            ValueError: the trace has no ``answered`` record.
+        """
+        if self.answered is None:
+            raise ValueError("this trace has no 'answered' record (stored by an older version)")
+        m = np.asarray(self.answered).sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(m > 0, self.uplink_per_round(convention) / np.maximum(m, 1), np.nan)
 
 
 def to_host(out, lead: int, single: bool):
     """Device outputs -> float64 numpy with the step axis (after ``lead`` batch axes) before
     the worker axis."""
-    m, err, bits, dbits = out
+    m, err, bits, answered, dbits = out
 
     def scal(a):
         a = np.asarray(a, np.float64)
         return np.expand_dims(a, lead) if single else a
 
-    def per_worker(a):
-        a = np.asarray(a, np.float64)  # (..., N) for init, (..., N, size) for a chunk
+    def per_worker(a, dtype=np.float64):
+        a = np.asarray(a, dtype)  # (..., N) for init, (..., N, size) for a chunk
         return np.expand_dims(a, lead) if single else np.swapaxes(a, -1, -2)
 
     return (
@@ -136,6 +163,7 @@ def to_host(out, lead: int, single: bool):
         per_worker(err),
         tuple(per_worker(b) for b in bits),
         tuple(scal(b) for b in dbits),
+        per_worker(answered, bool),
     )
 
 
@@ -164,6 +192,7 @@ def assemble(outs, lead, problem, name, gamma, A, B, steps, rtol, x_final, lyap,
     err = cat(*(o[1] for o in outs))
     bits = [np.cumsum(cat(*(o[2][i] for o in outs)), axis=lead) for i in range(6)]
     dbits = [np.cumsum(cat(*(o[3][i] for o in outs)), axis=lead) for i in range(6)]
+    answered = cat(*(o[4] for o in outs))
     bad = ~np.isfinite(health((m,)))
     first = np.where(bad.any(axis=-1), bad.argmax(axis=-1), -1)
     if np.any(first >= 0):
@@ -177,6 +206,7 @@ def assemble(outs, lead, problem, name, gamma, A, B, steps, rtol, x_final, lyap,
             keep = int(first)
             m = {k: v[:keep] for k, v in m.items()}
             err, bits, dbits = err[:keep], [b[:keep] for b in bits], [b[:keep] for b in dbits]
+            answered = answered[:keep]
         else:
             T = m["f"].shape[-1]
             mask = np.arange(T) >= np.where(first >= 0, first, T)[..., None]
@@ -226,6 +256,7 @@ def assemble(outs, lead, problem, name, gamma, A, B, steps, rtol, x_final, lyap,
         violation_tol=rtol,
         bits_down=Bits(*dbits),
         hyper=hyper,
+        answered=answered,
     )
 
 
