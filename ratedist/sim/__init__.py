@@ -30,16 +30,19 @@ from ratedist.sim.algorithms import (
     tpc_v4,
     tpc_v5,
 )
-from ratedist.sim.coded import Coded, coded
+from ratedist.sim.coded import Coded, PartitionGrads, coded, partitionwise
 from ratedist.sim.codes import (
     CODES,
     GradientCode,
+    adversarial_mask,
+    adversarial_stragglers,
     crc,
     frc,
     make_code,
     random_replication,
     uncoded,
 )
+from ratedist.sim.gcdl import GC_METHODS, GCMethod, GCSetup, gc_methods, gc_setup
 from ratedist.sim.method import Algorithm, Message, Shared
 from ratedist.sim.problems import (
     PROBLEMS,
@@ -86,6 +89,7 @@ __all__ = [
     "ALGORITHMS",
     "CODES",
     "DOWNLINKS",
+    "GC_METHODS",
     "PARTICIPATION",
     "PROBLEMS",
     "Aggregation",
@@ -93,15 +97,20 @@ __all__ = [
     "Bits",
     "Coded",
     "Downlink",
+    "GCMethod",
+    "GCSetup",
     "GradientCode",
     "Message",
     "Participation",
+    "PartitionGrads",
     "Problem",
     "ResultStore",
     "Round",
     "Shared",
     "Stepper",
     "Trace",
+    "adversarial_mask",
+    "adversarial_stragglers",
     "bernoulli_stragglers",
     "clag",
     "coded",
@@ -117,6 +126,8 @@ __all__ = [
     "example_algorithm",
     "expand_sweep",
     "frc",
+    "gc_methods",
+    "gc_setup",
     "gd",
     "identity_downlink",
     "lag",
@@ -137,6 +148,7 @@ __all__ = [
     "mean",
     "mean_active",
     "mlp",
+    "partitionwise",
     "pattern_stragglers",
     "quadratic",
     "quantized_weights",
