@@ -148,26 +148,28 @@ def run_on_engine(
 
 def _collective_factory(worker, server):
     """``agg -> (init_w, chunk_w)`` for the vmap/shard_map engines."""
-    local_init, local_step, combine, finish = worker
+    local_init, local_step, combine, finish, _ = worker
     server_init, server_step = server
 
     def factory(agg: Aggregator):
-        def reduce(loc):
+        def reduce(loc, steps):
             g = combine(agg.mean(loc.g_i))
-            return g, finish(g, agg.mean(loc.ex), agg.mean(loc.scal), agg.max(loc.tpc))
+            gsrv = agg.mean(loc.ex_srv) if loc.ex_srv.size else loc.ex_srv
+            m = finish(g, agg.mean(loc.ex), agg.mean(loc.scal), agg.max(loc.mx), gsrv, steps)
+            return g, m
 
         def init_w(x0, data_i, idx, key, hp):
-            opt, down, xw, dbits = server_init(x0, key, hp)
-            part, loc, per = local_init(xw, data_i, idx, key, hp)
-            g, m = reduce(loc)
+            opt, down, xw, dbits, steps = server_init(x0, key, hp)
+            part, loc, per = local_init(xw, data_i, idx, key, hp, x0)
+            g, m = reduce(loc, steps)
             return SimState(x0, g, *part, opt, down), (m, *per, dbits)
 
         def chunk_w(state, ts, data_i, idx, key, hp):
             def body(s, t):
-                x, xw, opt, down, dbits = server_step(s.x, s.g, s.opt, s.down, t, key, hp)
+                x, xw, opt, down, dbits, steps = server_step(s.x, s.g, s.opt, s.down, t, key, hp)
                 part = (s.h, s.y, s.dist, s.mstate)
-                part, loc, per = local_step(part, xw, t, data_i, idx, key, hp)
-                g, m = reduce(loc)
+                part, loc, per = local_step(part, xw, t, data_i, idx, key, hp, x)
+                g, m = reduce(loc, steps)
                 return SimState(x, g, *part, opt, down), (m, *per, dbits)
 
             return lax.scan(body, state, ts)
@@ -188,15 +190,16 @@ def _loop_fns(worker, server, n):
     N x d intermediates between XLA fusions; sums run in worker order, so results match the
     other engines to float rounding.
     """
-    local_init, local_step, combine, finish = worker
+    local_init, local_step, combine, finish, zeros = worker
     server_init, server_step = server
 
     def add(acc, loc):
-        return (
-            acc[0] + loc.g_i,
-            acc[1] + loc.ex,
-            acc[2] + loc.scal,
-            jnp.maximum(acc[3], loc.tpc),
+        return acc._replace(
+            g_i=acc.g_i + loc.g_i,
+            ex=acc.ex + loc.ex,
+            scal=acc.scal + loc.scal,
+            mx=jnp.maximum(acc.mx, loc.mx),
+            ex_srv=acc.ex_srv + loc.ex_srv,
         )
 
     def scan_workers(fn, carry0, xs):
@@ -234,36 +237,29 @@ def _loop_fns(worker, server, n):
         )
         return acc, (h, y, dist, mstate), per
 
-    def zeros(x):
-        return (
-            jnp.zeros_like(x),
-            jnp.zeros_like(x),
-            jnp.zeros((4,), x.dtype),
-            jnp.full((), -jnp.inf, x.dtype),
-        )
-
-    def reduce(acc):
-        g, gfull, scal, tpc = combine(acc[0] / n), acc[1] / n, acc[2] / n, acc[3]
-        return g, finish(g, gfull, scal, tpc)
+    def reduce(acc, steps):
+        g = combine(acc.g_i / n)
+        m = finish(g, acc.ex / n, acc.scal / n, acc.mx, acc.ex_srv / n, steps)
+        return g, m
 
     def init(x0, data, idx, key, hp):
-        opt, down, xw, dbits = server_init(x0, key, hp)
+        opt, down, xw, dbits, steps = server_init(x0, key, hp)
         acc, parts, per = scan_workers(
-            lambda d_i, i: local_init(xw, d_i, i, key, hp), zeros(x0), (data, idx)
+            lambda d_i, i: local_init(xw, d_i, i, key, hp, x0), zeros(x0), (data, idx)
         )
-        g, m = reduce(acc)
+        g, m = reduce(acc, steps)
         return SimState(x0, g, *parts, opt, down), (m, *per, dbits)
 
     def chunk(state, ts, data, idx, key, hp):
         def body(s, t):
-            x, xw, opt, down, dbits = server_step(s.x, s.g, s.opt, s.down, t, key, hp)
+            x, xw, opt, down, dbits, steps = server_step(s.x, s.g, s.opt, s.down, t, key, hp)
             acc, parts, per = update_workers(
-                lambda p, d_i, i: local_step(p, xw, t, d_i, i, key, hp),
+                lambda p, d_i, i: local_step(p, xw, t, d_i, i, key, hp, x),
                 zeros(x),
                 (s.h, s.y, s.dist, s.mstate),
                 (data, idx),
             )
-            g, m = reduce(acc)
+            g, m = reduce(acc, steps)
             return SimState(x, g, *parts, opt, down), (m, *per, dbits)
 
         state, (m, err, bits, answered, dbits) = lax.scan(body, state, ts)
@@ -279,7 +275,7 @@ def build(engine: str, worker, server, n_workers: int, aggregate: str | None = N
 
     ``init(x0, data, idx, key, hp) -> (state, outputs)``;
     ``chunk(state, ts, data, idx, key, hp) -> (state, outputs)`` runs the steps ``ts`` in one
-    ``lax.scan``. ``worker`` is :func:`ratedist.sim.round.worker_fns`' quadruple, ``server``
+    ``lax.scan``. ``worker`` is :func:`ratedist.sim.round.worker_fns`' five functions, ``server``
     :func:`ratedist.sim.round.server_fns`' pair.
 
     Raises:

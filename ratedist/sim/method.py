@@ -132,6 +132,13 @@ class Algorithm(NamedTuple):
             value of a sweep).
         deterministic: no randomness (no coin, deterministic compressors): the 3PC
             inequality and the Lyapunov step hold on every path.
+        diagnostics: optional ``(x, g_i, mstate, hp) -> dict`` of per-worker scalars after a
+            step (``x`` the gradient the worker saw, ``mstate`` its new state): any of
+            ``"ef_norm_sq"`` (squared norm of an error-feedback residual),
+            ``"quant_rel_error"`` (``||C(v) − v||^2 / ||v||^2`` of the vector ``v`` the
+            compressor received: the empirical contraction), ``"step_min"``/``"step_max"``
+            (a worker-side optimizer's effective step sizes). The trace averages the first two
+            over workers and takes the min/max of the others; NaN where not reported.
     """
 
     name: str
@@ -148,6 +155,7 @@ class Algorithm(NamedTuple):
     bits_per_step: Constant | None = None
     hyper_checks: Mapping[str, Callable[[float], float]] = {}
     deterministic: bool = True
+    diagnostics: Callable[..., Mapping[str, Any]] | None = None
 
     @property
     def coin_p(self) -> float | None:

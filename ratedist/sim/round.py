@@ -37,6 +37,7 @@ from ratedist.sim.stages import (
     everyone,
     identity_downlink,
     mean,
+    server_step_range,
     server_transform,
 )
 
@@ -104,8 +105,13 @@ class Local(NamedTuple):
 
     g_i: Any  # contribution to g (g_i, or w_i g_i), averaged
     ex: Any  # exact local gradient, averaged into grad f
-    scal: Any  # [f_i, ||g_i - grad f_i||^2, 3PC residual, trigger], averaged
-    tpc: Any  # 3PC residual, maxed
+    scal: Any  # [f_i, ||g_i - grad f_i||^2, 3PC residual, trigger, ||e_i||^2, rel. error], averaged
+    mx: Any  # [3PC residual, worker step max, −worker step min], maxed
+    ex_srv: Any  # exact local gradient at the server's point (weight quantization), else (0,)
+
+
+#: per-worker diagnostics an Algorithm may report (:attr:`Algorithm.diagnostics`)
+DIAGNOSTICS = ("ef_norm_sq", "quant_rel_error", "step_min", "step_max")
 
 
 METRICS = (
@@ -116,6 +122,13 @@ METRICS = (
     "tpc_residual",
     "tpc_residual_max",
     "trigger_rate",
+    "grad_norm_sq_server",
+    "ef_norm_sq",
+    "quant_rel_error",
+    "worker_step_min",
+    "worker_step_max",
+    "server_step_min",
+    "server_step_max",
 )
 
 
@@ -131,8 +144,25 @@ def checks_3pc(rnd: Round, A: float, check_3pc: bool) -> bool:
     )
 
 
+def _diagnostics(algorithm: Algorithm, xg, g_i, mstate, hp):
+    """``(||e_i||^2, relative error, step min, step max)`` of a worker (NaN where the
+    algorithm reports nothing)."""
+    nan = jnp.full((), jnp.nan, g_i.dtype)
+    if algorithm.diagnostics is None:
+        return nan, nan, nan, nan
+    d = algorithm.diagnostics(xg, g_i, mstate, hp)
+    unknown = set(d) - set(DIAGNOSTICS)
+    if unknown:
+        raise ValueError(
+            f"algorithm {algorithm.name!r} reports unknown diagnostics {sorted(unknown)}; "
+            f"allowed: {list(DIAGNOSTICS)}"
+        )
+    return tuple(jnp.asarray(d.get(k, nan), g_i.dtype) for k in DIAGNOSTICS)
+
+
 def worker_fns(rnd: Round, problem: Any, has_A: bool):
-    """Per-worker pieces: ``local_init``/``local_step`` (no collectives) and ``finish``.
+    """Per-worker pieces: ``local_init``/``local_step`` (no collectives), ``combine``,
+    ``finish`` and ``zeros`` (the loop engine's running sums).
 
     Every collective of a step comes after the local work, so the same local functions run
     under vmap/shard_map (collectives over the named axis) and under the sequential ``loop``
@@ -144,6 +174,7 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
     part_fn = rnd.participation.sample
     agg = rnd.aggregation
     stale = part_fn is not None and agg.stale
+    at_server = rnd.downlink.mode == "weights"  # workers' point differs from the server's
     keep_h = has_A or "h" in algorithm.needs or part_fn is not None
     keep_y = has_A or "y" in algorithm.needs or part_fn is not None
 
@@ -178,7 +209,32 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
             return g_i
         return as_dtype(agg.weight(mask, idx, n, hp), g_i) * g_i
 
-    def local_init(x0, data_i, idx, key, hp):
+    def server_grad(x, data_i):
+        if not at_server:
+            return jnp.zeros((0,), x.dtype)
+        return problem.local_value_and_grad(x, data_i)[1]
+
+    def local(g_i, mask, idx, hp, ex, f_i, err_i, tpc_i, trig, diag, ex_srv):
+        ef, rel, smin, smax = diag
+        return Local(
+            contribution(g_i, mask, idx, hp),
+            ex,
+            jnp.stack([f_i, err_i, tpc_i, trig, ef, rel]),
+            jnp.stack([tpc_i, smax, -smin]),
+            ex_srv,
+        )
+
+    def zeros(x):
+        """Neutral running sums of the loop engine (one Local)."""
+        return Local(
+            jnp.zeros_like(x),
+            jnp.zeros_like(x),
+            jnp.zeros((6,), x.dtype),
+            jnp.full((3,), -jnp.inf, x.dtype),
+            jnp.zeros_like(x) if at_server else jnp.zeros((0,), x.dtype),
+        )
+
+    def local_init(x0, data_i, idx, key, hp, x_server):
         """-> ((h, y, dist, mstate), Local, (err_i, bits, answered))."""
         _, kg, kc, shared = keys(key, 0, idx, hp)
         f_i, ex, y = grads(x0, data_i, kg, hp)
@@ -187,14 +243,15 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
         nan = jnp.full((), jnp.nan, x0.dtype)
         err_i = jnp.sum((g_i - ex) ** 2)
         everyone_ = jnp.ones((n,), bool)
-        loc = Local(
-            contribution(g_i, everyone_, idx, hp), ex, jnp.stack([f_i, err_i, nan, nan]), nan
+        diag = _diagnostics(algorithm, y, g_i, mstate, hp)
+        loc = local(
+            g_i, everyone_, idx, hp, ex, f_i, err_i, nan, nan, diag, server_grad(x_server, data_i)
         )
         part = pack(g_i, y, mstate)
         return part, loc, (err_i, tuple(msg[:6]), jnp.ones((), bool))
 
-    def local_step(part, x, t, data_i, idx, key, hp):
-        """One worker's step at the workers' new point ``x``."""
+    def local_step(part, x, t, data_i, idx, key, hp, x_server):
+        """One worker's step at the workers' new point ``x`` (the server's is ``x_server``)."""
         h, y, dist, mstate = part
         sk, kg, kc, shared = keys(key, t, idx, hp)
         f_i, ex, xg = grads(x, data_i, kg, hp)
@@ -217,8 +274,9 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
             tpc_i = jnp.full((), jnp.nan, x.dtype)
         trig = msg.triggered if algorithm.has_trigger else jnp.full((), jnp.nan, x.dtype)
         err_i = jnp.sum((g_i - ex) ** 2)
-        loc = Local(
-            contribution(g_i, mask, idx, hp), ex, jnp.stack([f_i, err_i, tpc_i, trig]), tpc_i
+        diag = _diagnostics(algorithm, xg, g_i, new[3], hp)
+        loc = local(
+            g_i, mask, idx, hp, ex, f_i, err_i, tpc_i, trig, diag, server_grad(x_server, data_i)
         )
         # this step's bits (cumulated on the host in float64) and whether the worker answered
         return new, loc, (err_i, tuple(msg[:6]), active)
@@ -230,26 +288,36 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
         g = g_mean * n
         return g if agg.finish is None else agg.finish(g)
 
-    def finish(g, gfull, scal, tpc_max):
+    def finish(g, gfull, scal, mx, gsrv, sstep):
         # trigger_rate is NaN at t = 0 and for trigger-free methods: the workers report NaN
+        gn = jnp.sum(gfull**2)
         return {
             "f": scal[0],
-            "grad_norm_sq": jnp.sum(gfull**2),
+            "grad_norm_sq": gn,
             "G": scal[1],
             "server_error": jnp.sum((g - gfull) ** 2),
             "tpc_residual": scal[2],
-            "tpc_residual_max": tpc_max,
+            "tpc_residual_max": mx[0],
             "trigger_rate": scal[3],
+            "grad_norm_sq_server": jnp.sum(gsrv**2) if at_server else gn,
+            "ef_norm_sq": scal[4],
+            "quant_rel_error": scal[5],
+            "worker_step_min": -mx[2],
+            "worker_step_max": mx[1],
+            "server_step_min": sstep[0],
+            "server_step_max": sstep[1],
         }
 
-    return local_init, local_step, combine, finish
+    return local_init, local_step, combine, finish, zeros
 
 
 def server_fns(rnd: Round):
     """``(server_init, server_step)`` of the round, replicated on every worker.
 
-    ``server_init(x0, key, hp) -> (opt, down, x_w, bits)``;
-    ``server_step(x, g, opt, down, t, key, hp) -> (x, x_w, opt, down, bits)``.
+    ``server_init(x0, key, hp) -> (opt, down, x_w, bits, steps)``;
+    ``server_step(x, g, opt, down, t, key, hp) -> (x, x_w, opt, down, bits, steps)``, with
+    ``steps`` the (min, max) effective step size of the update
+    (:func:`ratedist.sim.stages.server_step_range`).
     """
     down = rnd.downlink
 
@@ -257,15 +325,17 @@ def server_fns(rnd: Round):
         opt = server_transform(rnd.server, hp, x0).init(x0)
         dkey = jax.random.fold_in(jax.random.fold_in(key, 0), _DOWN)
         dstate, xw, bits = downlink_init(down, x0, dkey)
-        return opt, dstate, xw, bits
+        nan = jnp.full((2,), jnp.nan, x0.dtype)
+        return opt, dstate, xw, bits, nan
 
     def server_step(x, g, opt, dstate, t, key, hp):
         tx = server_transform(rnd.server, hp, g)
         updates, opt = tx.update(g, opt, x)
+        steps = server_step_range(rnd.server, opt, hp, x)
         dkey = jax.random.fold_in(jax.random.fold_in(key, t), _DOWN)
         updates, dstate, ubits = downlink_update(down, dstate, updates, dkey)
         x = optax.apply_updates(x, updates)
         xw, dstate, bits = downlink_weights(down, dstate, x, dkey, ubits)
-        return x, xw, opt, dstate, bits
+        return x, xw, opt, dstate, bits, steps
 
     return server_init, server_step

@@ -45,7 +45,7 @@ import numpy as np
 import optax
 
 from ratedist._registry import Registry
-from ratedist._validation import check_in_interval, check_int
+from ratedist._validation import check_in_interval, check_int, check_positive
 from ratedist.compressors.base import FLOAT_BITS, Compressor
 from ratedist.sim.method import as_dtype, bits_dtype, check_compressor, label
 
@@ -256,6 +256,80 @@ def server_transform(server: Any, hp: Mapping[str, Any], like: Any):
     if isinstance(server, optax.GradientTransformation):
         return server
     return server(hp)
+
+
+class AdamServer(NamedTuple):
+    """``optax.adam`` (or ``optax.amsgrad``) as the server optimizer, with its effective step
+    sizes known to the simulator (``Trace.server_step_min``/``max``).
+
+    Called with the round's hyperparameters it builds the transformation; ``lr`` None uses
+    ``hp["gamma"]`` (so a step-size sweep is one compiled program).
+
+    Attributes:
+        lr: learning rate, or None for ``gamma``.
+        b1, b2, eps: Adam's constants (optax's defaults).
+        amsgrad: use ``optax.amsgrad`` (the running max of the bias-corrected second moment).
+    """
+
+    lr: float | None = None
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    amsgrad: bool = False
+
+    def __call__(self, hp: Mapping[str, Any]) -> optax.GradientTransformation:
+        lr = hp["gamma"] if self.lr is None else self.lr
+        make = optax.amsgrad if self.amsgrad else optax.adam
+        return make(lr, b1=self.b1, b2=self.b2, eps=self.eps)
+
+    def effective_steps(self, state: Any, hp: Mapping[str, Any], like: Any):
+        """``(min_j, max_j)`` of ``lr / (sqrt(nu_hat_j) + eps)`` after the update, with
+        ``nu_hat`` the bias-corrected second moment (AMSGrad: its running max), the step that
+        multiplies the bias-corrected first moment."""
+        lr = as_dtype(hp["gamma"] if self.lr is None else self.lr, like)
+        adam = state[0]
+        if self.amsgrad:
+            nu_hat = adam.nu_max
+        else:
+            nu_hat = adam.nu / (1 - as_dtype(self.b2, like) ** adam.count.astype(like.dtype))
+        eff = lr / (jnp.sqrt(nu_hat) + as_dtype(self.eps, like))
+        return jnp.stack([jnp.min(eff), jnp.max(eff)])
+
+
+def adam_server(
+    lr: float | None = None,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    amsgrad: bool = False,
+) -> AdamServer:
+    """An :class:`AdamServer` with checked constants.
+
+    Raises:
+        ValueError: ``lr`` <= 0, ``b1``/``b2`` not in [0, 1), ``eps`` < 0.
+        TypeError: ``amsgrad`` not a bool.
+    """
+    if lr is not None:
+        lr = check_positive("lr", lr)
+    b1 = check_in_interval("b1", b1, 0.0, 1.0, closed=(True, False))
+    b2 = check_in_interval("b2", b2, 0.0, 1.0, closed=(True, False))
+    eps = check_in_interval("eps", eps, 0.0, float("inf"), closed=(True, False))
+    if not isinstance(amsgrad, bool):
+        raise TypeError(f"amsgrad must be a bool, got {amsgrad!r}")
+    return AdamServer(lr, b1, b2, eps, amsgrad)
+
+
+def server_step_range(server: Any, state: Any, hp: Mapping[str, Any], like: Any):
+    """``[min, max]`` effective step size of the server's update: ``gamma`` for the default
+    ``optax.sgd(gamma)``, :meth:`AdamServer.effective_steps` for Adam, NaN for an opaque
+    transformation."""
+    if server is None:
+        gamma = as_dtype(hp["gamma"], like)
+        return jnp.stack([gamma, gamma])
+    if isinstance(server, AdamServer):
+        return server.effective_steps(state, hp, like)
+    return jnp.full((2,), jnp.nan, like.dtype)
 
 
 def check_server(server: Any) -> Any:

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from ratedist._io import atomic_write
-from ratedist.sim.trace import Bits, Trace
+from ratedist.sim.trace import DIAGNOSTIC_FIELDS, Bits, Trace
 
 _FORMAT = 1
 _SCALARS = ("gamma", "A", "B", "steps", "violation_tol")  # arrays over a sweep's points
 _BITS = ("bits", "bits_down")
 #: fields absent from files written before they were recorded
-_OPTIONAL = ("answered",)
+_OPTIONAL = ("answered", *DIAGNOSTIC_FIELDS)
 
 
 def canonical_json(config: Mapping[str, Any]) -> str:

@@ -9,6 +9,17 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+#: per-step diagnostics (None in results stored before they were recorded)
+DIAGNOSTIC_FIELDS = (
+    "grad_norm_sq_server",
+    "ef_norm_sq",
+    "quant_rel_error",
+    "worker_step_min",
+    "worker_step_max",
+    "server_step_min",
+    "server_step_max",
+)
+
 
 class Bits(NamedTuple):
     """Cumulative bits, raw counts, arrays ``(..., steps + 1, n_workers)`` (uplink, per
@@ -92,6 +103,16 @@ class Trace(NamedTuple):
         violation_tol: ``violation_rtol`` used.
         bits_down: :class:`Bits` of the downlink broadcast, cumulative ``(…, steps + 1)``.
         hyper: the hyperparameters of the run (arrays over the points of a sweep).
+        grad_norm_sq_server: ``||grad f(x^t)||^2`` at the server's point (differs from
+            ``grad_norm_sq``, taken at the workers' point, under weight quantization).
+        ef_norm_sq: mean over workers of the squared error-feedback residual (NaN for methods
+            without one; :attr:`ratedist.sim.Algorithm.diagnostics`).
+        quant_rel_error: mean over workers of ``||C(v) − v||^2 / ||v||^2`` (NaN if unknown).
+        worker_step_min, worker_step_max: range of a worker-side optimizer's effective step
+            sizes over coordinates and workers (NaN for other methods).
+        server_step_min, server_step_max: the same for the server optimizer (``gamma`` for
+            ``optax.sgd``; ``lr/(sqrt(nu_hat) + eps)`` for :class:`ratedist.sim.AdamServer`;
+            NaN at ``t = 0`` and for other transformations).
         answered: bool ``(…, steps+1, n)``: whether worker ``i`` answered at step ``t`` (the
             participation stage's draw, logged per step; all True at ``t = 0`` and when
             everyone answers). None in results stored before it was recorded.
@@ -120,6 +141,13 @@ class Trace(NamedTuple):
     bits_down: Bits | None = None
     hyper: dict[str, Any] | None = None
     answered: np.ndarray | None = None
+    grad_norm_sq_server: np.ndarray | None = None
+    ef_norm_sq: np.ndarray | None = None
+    quant_rel_error: np.ndarray | None = None
+    worker_step_min: np.ndarray | None = None
+    worker_step_max: np.ndarray | None = None
+    server_step_min: np.ndarray | None = None
+    server_step_max: np.ndarray | None = None
 
     def uplink_per_round(self, convention: str = "container") -> np.ndarray:
         """Uplink bits of each step summed over the workers, ``(…, steps+1)`` (entry 0: the
@@ -257,6 +285,7 @@ def assemble(outs, lead, problem, name, gamma, A, B, steps, rtol, x_final, lyap,
         bits_down=Bits(*dbits),
         hyper=hyper,
         answered=answered,
+        **{k: m[k] for k in DIAGNOSTIC_FIELDS},
     )
 
 
