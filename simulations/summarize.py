@@ -10,7 +10,7 @@ import argparse
 import numpy as np
 
 from ratedist.sim.store import ResultStore
-from ratedist.sim.sweep import problem_labels
+from ratedist.sim.sweep import STAGE_SECTIONS, problem_labels
 
 
 def main(argv=None) -> int:
@@ -23,6 +23,8 @@ def main(argv=None) -> int:
     # Labels from the configs: the problem's own name is shared by several constructors.
     labels = problem_labels([cfg.get("problem", {}) for _, cfg, _ in results])
     for (tr, cfg, meta), label in zip(results, labels, strict=True):
+        # a gradient code, stragglers or aggregation tell runs of one problem apart too
+        label = " ".join([label, *(str(meta.get(k, cfg[k])) for k in STAGE_SECTIONS if k in cfg)])
         bits = tr.bits.total(args.bits)
         rows.append(
             (
@@ -36,7 +38,7 @@ def main(argv=None) -> int:
                 int(np.max(tr.diverged_at)),
             )
         )
-    w = max([24, *map(len, labels)])
+    w = max([24, *(len(r[0]) for r in rows)])
     print(
         f"{'problem':{w}} {'algorithm':48} {'seed':>4} {'gamma':>9} {'|grad|^2 end':>12} "
         f"{'Mbit/worker':>11} {'viol':>4} {'div':>4}"

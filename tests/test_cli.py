@@ -121,3 +121,53 @@ def test_simulate_names_a_config_that_is_a_directory_or_not_text(tmp_path, capsy
         assert cli.main(["simulate", str(path)]) == 2
         err = capsys.readouterr().err
         assert f"config file {str(path)!r} {why}" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("table", "why"),
+    [
+        (
+            "[code]\nname = 'random_replication'\nd = 5",
+            "d (replication) must be in [1, n] = [1, 4]",
+        ),
+        ("[code]\nname = 'crc'\ns = 4", "s (stragglers) must be in [0, n - 1] = [0, 3]"),
+        ("[code]\nname = 'frc'\ns = 2", "n must be divisible by s + 1 = 3"),
+        ("[participation]\nname = 'bernoulli'\np = [0.1, 1.0]", "p must lie in [0.0, 1.0)"),
+        ("[code]\nname = 'lt'", "unknown gradient code 'lt'; known: crc, frc"),
+        ("[participation]\nname = 'sometimes'", "unknown participation 'sometimes'; known: all"),
+        ("[aggregation]\nname = 'median'", "unknown aggregation 'median'; known: decode"),
+        ("[code]\nname = 'uncoded'\nn = 6", "the code has 6 partitions but problem"),
+        (
+            "[[algorithms]]\nname = 'compressed_sgd'\n"
+            "compressor = 'stochastic-sign:scale=bound,bound=-1'",
+            "bound must be > 0",
+        ),
+    ],
+    ids=[
+        "replication-d>n",
+        "crc-s>=n",
+        "frc-indivisible",
+        "straggle-p=1",
+        "unknown-code",
+        "unknown-participation",
+        "unknown-aggregation",
+        "partitions!=n_workers",
+        "stochastic-sign-R<=0",
+    ],
+)
+def test_simulate_refuses_a_bad_coding_config_in_one_line_before_running(
+    table, why, tmp_path, monkeypatch, capsys
+):
+    from ratedist.sim import sweep
+
+    monkeypatch.setattr(sweep, "run_config", _fail_if_called)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        "[sweep]\nsteps = 2\ngamma = 0.1\n[problem]\nname = 'tridiagonal_quadratic'\n"
+        f"n_workers = 4\ndim = 4\n[[algorithms]]\nname = 'gd'\n{table}\n"
+    )
+    assert cli.main(["simulate", str(cfg), "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ratedist simulate: error: ") and why in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "res").exists()

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     from ratedist.sim.store import ResultStore, config_hash
-    from ratedist.sim.sweep import load_sweep, run_sweep
+    from ratedist.sim.sweep import STAGE_SECTIONS, load_sweep, run_sweep
 
     configs = load_sweep(args.config)
     cfg_path = Path(args.config)
@@ -36,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         for cfg in configs:
             state = "done" if store.done(cfg) else "todo"
+            stages = "".join(f" {k}={cfg[k]}" for k in STAGE_SECTIONS if k in cfg)
             print(
-                f"{config_hash(cfg)} {state} {cfg['algorithm']} on {cfg['problem']} seed={cfg['seed']}"
+                f"{config_hash(cfg)} {state} {cfg['algorithm']} on {cfg['problem']}{stages} "
+                f"seed={cfg['seed']}"
             )
         return 0
     check_output_dir(out, option="--out" if args.out else "result directory")

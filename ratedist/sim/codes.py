@@ -72,6 +72,14 @@ TABLE_MAX_ENTRIES = 1 << 22
 
 DECODERS = ("auto", "table", "lstsq")
 
+#: Server rules on a code's decoded sum ``sum_i a_i(mask) y_i`` (:meth:`GradientCode.aggregation`):
+#: ``rule -> (finish, label)``, with ``finish`` applied to the sum (None: the sum itself) and
+#: ``label`` formatted with the code's name.
+DECODE_RULES: Mapping[str, tuple[Callable[[Any], Any] | None, str]] = {
+    "decode": (None, "{code}"),
+    "majority": (jnp.sign, "majority[{code}]"),
+}
+
 
 class GradientCode(NamedTuple):
     """An encoding matrix and its decoder.
@@ -106,9 +114,21 @@ class GradientCode(NamedTuple):
         """``a_worker(mask)``: the decoding weight of one worker (for ``decode(...)``)."""
         return self.vector(mask)[worker]
 
-    def aggregation(self) -> Aggregation:
-        """The simulator's aggregation stage ``g = sum_i a_i(mask) y_i``."""
-        return decode(self.weights, name=self.name)
+    def aggregation(self, rule: str = "decode") -> Aggregation:
+        """The simulator's aggregation stage on the decoded sum ``sum_i a_i(mask) y_i``.
+
+        Args:
+            rule: ``"decode"`` (``g`` = the decoded sum) or ``"majority"`` (``g`` = its sign,
+                coordinate-wise: signSGD with a majority vote over the decoded gradient);
+                see :data:`DECODE_RULES`.
+
+        Raises:
+            ValueError: an unknown rule (the message lists the known ones).
+        """
+        rule = check_choice("rule", rule, tuple(DECODE_RULES))
+        finish, label = DECODE_RULES[rule]
+        agg = decode(self.weights, name=label.format(code=self.name))
+        return agg._replace(finish=finish, config={**agg.config, "rule": rule})
 
 
 def _check_n_s(n: Any, s: Any) -> tuple[int, int]:

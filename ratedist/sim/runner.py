@@ -48,7 +48,8 @@ def theory_gamma(
 
     3PC methods and MARINA: ``gamma = 1/M1``, ``M1 = L_- + L_+ sqrt(B/A)`` (arXiv 2202.00998,
     Thm 5.5; MARINA: arXiv 2102.07845 Thm 2.1 with ``A = p``, ``B = (1 − p) omega/n``).
-    ``L_+`` is ``problem.L_plus`` (exact or bound, see ``problem.labels``). Methods without
+    ``L_+`` is ``problem.L_plus`` (exact or bound, see ``problem.labels``; not needed when
+    ``B = 0``, as for GD, so coded problems without ``L_+`` have it). Methods without
     3PC constants (compressed SGD, EF14): the descent-lemma step ``1/L_-`` (SPEC §1).
     ``hyper`` overrides the method's hyperparameters (``zeta``, ``p``).
 
@@ -70,6 +71,8 @@ def theory_gamma(
             f"gamma must be a number for algorithm {algorithm.name!r}: its A and B are unknown "
             "(the compressor declares no alpha/omega, or shares randomness across workers)"
         )
+    if B == 0:  # M1 = L_-: L_+ does not enter (GD; needed for problems without L_+)
+        return 1.0 / problem.L_minus
     L_plus = problem.L_plus if problem.L_plus is not None else problem.L_plus_upper
     if L_plus is None:
         raise ValueError(f"gamma must be a number for problem {problem.name!r}: L_plus unknown")

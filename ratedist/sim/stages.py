@@ -51,7 +51,9 @@ from ratedist.sim.method import as_dtype, bits_dtype, check_compressor, label
 
 # ------------------------------------------------------------------------- participation
 
-#: Registry of participation models (who answers in a step).
+#: Registry of participation models (who answers in a step). Fact ``hyper``: constructor
+#: parameter -> the name of the hyperparameter (input of the compiled program) it sets, so
+#: that sweeps over it share one program (:mod:`ratedist.sim.sweep`).
 PARTICIPATION: Registry[Callable[..., Participation]] = Registry("participation")
 
 
@@ -87,7 +89,7 @@ def _check_straggle_p(p: Any) -> float:
     return check_in_interval("p", p, 0.0, 1.0, closed=(True, False))
 
 
-@PARTICIPATION.register("bernoulli")
+@PARTICIPATION.register("bernoulli", hyper={"p": "straggle_p"})
 def bernoulli_stragglers(p: float) -> Participation:
     """Each worker straggles independently with probability ``p`` at every step.
 

@@ -17,11 +17,37 @@ A sweep document (TOML, read with ``tomllib``)::
     name = "ef21"
     compressor = ["top-k:k=1", "top-k:k=10"]
 
+Optional stage tables (each a table or an array of tables, ``[code]`` / ``[[codes]]`` and so
+on; list values expand into the grid like those of problems and algorithms) run the problem
+with gradient coding and stragglers (:mod:`ratedist.sim.codes`, :mod:`ratedist.sim.stages`)::
+
+    [[codes]]                 # a code of ratedist.sim.codes.CODES and its parameters
+    name = "frc"              # uncoded, frc, crc, random_replication
+    s = 1                     # n defaults to the problem's n_workers (the partitions)
+    encode = "combination"    # optional: y_i = sum_j B_ij g_j (the only encoding so far)
+
+    [participation]           # a model of ratedist.sim.stages.PARTICIPATION
+    name = "bernoulli"        # all, bernoulli (p), exactly (s), pattern (mask)
+    p = [0.1, 0.3]            # the straggler probability: one compiled program for both
+
+    [aggregation]             # optional; with a code: "decode" (default) or "majority" (the
+    name = "majority"         # sign of the decoded sum); without: mean, mean_active, majority
+
+The problem's workers are the code's data partitions: the code must have ``k`` =
+``n_workers`` partitions, and the run has the code's ``n`` workers. A participation
+constructor with a parameter named ``code`` receives the run's code. Everything is checked
+when the sweep is expanded: codes, participation models, aggregations and the algorithms'
+compressors are built once there (a bad value raises ValueError naming its table).
+A ``pattern`` mask is a list of lists, and lists expand: write it inside one more list,
+``mask = [[[true, false, ...], ...]]``.
+
 A run config is the canonical dict ``{"problem": {...}, "algorithm": {...}, "steps", "gamma",
-"gamma_multiplier", "seed", "engine", "replicas", "dtype"}``; its hash names the result file.
-Algorithm parameters whose registry kind (``ALGORITHMS`` fact ``args``) is a compressor are
-compressor spec strings (``ratedist.compressors.make``); an ``"algorithm"`` one is a nested
-algorithm table (3PCv3's ``inner``).
+"gamma_multiplier", "seed", "engine", "replicas", "dtype"}``, plus ``"code"`` (with its ``n``
+filled in), ``"participation"`` and ``"aggregation"`` when the sweep has those tables (so the
+configs, and the result files, of sweeps without them are those of before); its hash names
+the result file. Algorithm parameters whose registry kind (``ALGORITHMS`` fact ``args``) is a
+compressor are compressor spec strings (``ratedist.compressors.make``); an ``"algorithm"`` one
+is a nested algorithm table (3PCv3's ``inner``).
 """
 
 from __future__ import annotations
@@ -34,7 +60,7 @@ import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -43,10 +69,13 @@ from ratedist._io import remove_stale_temporaries
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.compressors.spec import make
 from ratedist.sim.algorithms import ALGORITHMS
+from ratedist.sim.coded import Coded, coded
+from ratedist.sim.codes import CODES, DECODE_RULES, GradientCode
 from ratedist.sim.engines import ENGINES
 from ratedist.sim.method import Algorithm
 from ratedist.sim.problems import PROBLEMS, Problem
 from ratedist.sim.runner import run, theory_gamma
+from ratedist.sim.stages import AGGREGATION, PARTICIPATION, Aggregation, Participation
 from ratedist.sim.store import ResultStore, canonical_json
 from ratedist.sim.trace import Trace
 
@@ -58,6 +87,25 @@ _RUN_DEFAULTS = {
     "replicas": None,
     "dtype": "float64",
 }
+
+#: The optional stage sections of a sweep: run-config key -> its array-of-tables spelling.
+STAGE_SECTIONS = {"code": "codes", "participation": "participations", "aggregation": "aggregations"}
+_SECTIONS = (
+    "sweep",
+    "problem",
+    "problems",
+    "algorithm",
+    "algorithms",
+    *STAGE_SECTIONS,
+    *STAGE_SECTIONS.values(),
+)
+
+#: Encodings of the coded workers' messages (the code table's ``encode``): ``"combination"``
+#: is ``y_i = sum_j B_ij g_j``, what :func:`ratedist.sim.coded.coded` computes. ``coded`` has
+#: no other encoding yet (no ``encode=`` keyword): another one is listed here when it gets
+#: one, and passed on as ``coded(..., encode=...)``; until then any other value is refused
+#: when the sweep is expanded.
+ENCODINGS = ("combination",)
 
 
 def _grid(table: Mapping[str, Any], what: str) -> list[dict[str, Any]]:
@@ -71,14 +119,40 @@ def _grid(table: Mapping[str, Any], what: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
+def _stage_tables(doc: Mapping[str, Any], key: str) -> list[Any]:
+    """The tables of an optional stage section (``[code]`` or ``[[codes]]``), [] if absent."""
+    plural = STAGE_SECTIONS[key]
+    if key in doc and plural in doc:
+        raise ValueError(f"sweep document has both [{key}] and [[{plural}]]; give one of them")
+    tables = doc.get(plural, doc.get(key))
+    if tables is None:
+        return []
+    tables = tables if isinstance(tables, list) else [tables]
+    if not tables:
+        raise ValueError(f"sweep {plural} must not be empty: the sweep would run nothing")
+    return tables
+
+
 def expand_sweep(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """All run configs of a sweep document (see module docstring), in a stable order.
 
+    The grid is problems x codes x aggregations x algorithms x participation models x seeds
+    (the participation innermost but for the seeds, so that configs differing only in the
+    straggler probability follow each other and share a compiled program).
+
     Raises:
-        ValueError: missing sections, unknown problem/algorithm names, bad steps/gamma/seeds.
+        ValueError: missing sections, unknown section, problem/algorithm/code/participation/
+            aggregation names, bad steps/gamma/seeds, a bad parameter of an algorithm's
+            compressor, a code, a participation model or an aggregation, a code whose
+            partitions differ from the problem's ``n_workers``.
     """
     if not isinstance(doc, Mapping):
         raise TypeError(f"sweep document must be a dict, got {type(doc).__name__}")
+    unknown = sorted(set(doc) - set(_SECTIONS))
+    if unknown:
+        raise ValueError(
+            f"sweep document has unknown sections {unknown}; allowed: {sorted(_SECTIONS)}"
+        )
     sweep = dict(doc.get("sweep", {}))
     if "steps" not in sweep:
         raise ValueError("sweep.steps must be given (number of steps per run)")
@@ -101,23 +175,42 @@ def expand_sweep(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise ValueError(
             f"sweep has unknown keys {sorted(unknown)}; allowed: steps, seeds, {sorted(_RUN_DEFAULTS)}"
         )
+    stages = {
+        key: [c for t in _stage_tables(doc, key) for c in _grid(t, key)] or [None]
+        for key in STAGE_SECTIONS
+    }
+    acfgs = [acfg for atab in algorithms for acfg in _grid(atab, "algorithm")]
+    named = [_checked("algorithms", acfg, lambda a=acfg: make_algorithm(a)) for acfg in acfgs]
     base = {**_RUN_DEFAULTS, **sweep}
     out = []
     for ptab in problems:
         for pcfg in _grid(ptab, "problem"):
             PROBLEMS.entry(pcfg["name"])
-            for atab in algorithms:
-                for acfg in _grid(atab, "algorithm"):
-                    ALGORITHMS.entry(acfg["name"])
-                    for seed in seeds:
-                        cfg = {
-                            **base,
-                            "problem": pcfg,
-                            "algorithm": acfg,
-                            "seed": check_int("seed", seed, min_value=0),
-                        }
-                        _check_run_config(cfg)
-                        out.append(cfg)
+            codes = [
+                c if c is None else _checked("code", c, _resolve_code, c, pcfg)
+                for c in stages["code"]
+            ]
+            grid = itertools.product(
+                codes,
+                stages["aggregation"],
+                zip(acfgs, named, strict=True),
+                stages["participation"],
+            )
+            for code, agg, (acfg, alg), part in grid:
+                given = {"code": code, "aggregation": agg, "participation": part}
+                given = {k: v for k, v in given.items() if v is not None}
+                _check_stages(given, pcfg)
+                for seed in seeds:
+                    cfg = {
+                        **base,
+                        "problem": pcfg,
+                        "algorithm": acfg,
+                        "seed": check_int("seed", seed, min_value=0),
+                        **given,
+                    }
+                    _check_run_config(cfg)
+                    _check_theory_gamma(cfg, alg, pcfg)
+                    out.append(cfg)
     return out
 
 
@@ -217,12 +310,177 @@ def make_problem_from_config(config: Mapping[str, Any]) -> Problem:
     return prob if noise is None else prob.with_noise(noise)
 
 
-#: Recently built problems and algorithms by canonical config (objects are immutable), so
-#: that configs differing only in hyperparameters (gamma, zeta, p, noise_std) run the same
-#: objects and therefore the same compiled program (:func:`ratedist.sim.run` caches by
-#: identity).
+def _checked(section: str, cfg: Mapping[str, Any], build: Callable[..., Any], *args: Any) -> Any:
+    """``build(*args)``, its ValueError/TypeError prefixed with the table it came from."""
+    try:
+        return build(*args)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"[{section}] {canonical_json(cfg)}: {exc}") from exc
+
+
+def _kwargs(
+    what: str, name: str, factory: Callable[..., Any], cfg: Mapping[str, Any], hint: str = ""
+) -> dict:
+    """``cfg`` checked against ``factory``'s parameters (unknown and missing ones named;
+    ``hint`` is appended to the message of missing ones)."""
+    params = inspect.signature(factory).parameters
+    bad = [k for k in cfg if k not in params]
+    if bad:
+        raise ValueError(f"{what} {name!r} has no parameter(s) {bad}; allowed: {list(params)}")
+    missing = [
+        p.name
+        for p in params.values()
+        if p.default is inspect.Parameter.empty and p.name not in cfg
+    ]
+    if missing:
+        raise ValueError(f"{what} {name!r} needs parameter(s) {missing}{hint}")
+    return dict(cfg)
+
+
+def _problem_param(pcfg: Mapping[str, Any], key: str) -> Any:
+    """A problem config's parameter ``key`` (``n_workers``, ``dim``): given, or its
+    constructor's default (None: neither)."""
+    if key in pcfg:
+        return pcfg[key]
+    param = inspect.signature(PROBLEMS.get(pcfg["name"])).parameters.get(key)
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def _resolve_code(ccfg: Mapping[str, Any], pcfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The code table of a run config: ``n`` filled in with the problem's ``n_workers`` when
+    the code's constructor has an ``n`` and the table does not give it."""
+    params = inspect.signature(CODES.get(ccfg["name"])).parameters
+    if "n" not in params or "n" in ccfg:
+        return dict(ccfg)
+    n = _problem_param(pcfg, "n_workers")
+    if n is None:
+        raise ValueError(
+            f"n must be given: problem {pcfg['name']!r} has no n_workers to default it to"
+        )
+    return {**ccfg, "n": n}
+
+
+def make_code_from_config(config: Mapping[str, Any]) -> GradientCode:
+    """A :class:`~ratedist.sim.codes.GradientCode` from ``{"name": ..., "encode": ...,
+    <constructor parameters>}`` (``encode``, one of :data:`ENCODINGS`, is for :func:`coded`).
+
+    Raises:
+        ValueError: unknown code (the message lists the known ones), encoding or parameter,
+            a missing parameter, a bad value (``s >= n``, ``d > n``, ...).
+    """
+    cfg = dict(config)
+    name = cfg.pop("name", None)
+    factory = CODES.get(name)
+    check_choice("encode", cfg.pop("encode", "combination"), ENCODINGS)
+    return factory(**_kwargs("code", name, factory, cfg))
+
+
+def make_participation_from_config(
+    config: Mapping[str, Any], code: GradientCode | None = None
+) -> Participation:
+    """A :class:`~ratedist.sim.stages.Participation` from ``{"name": ..., <parameters>}``; a
+    constructor parameter named ``code`` receives ``code`` (the run's gradient code).
+
+    Raises:
+        ValueError: unknown model (the message lists the known ones) or parameter, a missing
+            parameter, a bad value, a model that needs a code without one.
+    """
+    cfg = dict(config)
+    name = cfg.pop("name", None)
+    factory = PARTICIPATION.get(name)
+    if "code" in cfg:
+        raise ValueError(
+            f"participation {name!r}: 'code' is not a parameter of the table; the run's code "
+            "(the [code] table) is passed to a model that takes one"
+        )
+    if "code" in inspect.signature(factory).parameters:
+        if code is None:
+            raise ValueError(
+                f"participation {name!r} is computed from the gradient code: the sweep needs a "
+                "[code] table"
+            )
+        cfg["code"] = code
+    return factory(**_kwargs("participation", name, factory, cfg))
+
+
+def make_aggregation_from_config(
+    config: Mapping[str, Any], code: GradientCode | None = None
+) -> Aggregation:
+    """An :class:`~ratedist.sim.stages.Aggregation` from ``{"name": ..., <parameters>}``.
+
+    With a code the name is a rule on the decoded sum (:data:`~ratedist.sim.codes.DECODE_RULES`:
+    ``"decode"``, ``"majority"``) and there are no parameters; without one it names a
+    constructor of :data:`~ratedist.sim.stages.AGGREGATION`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones) or parameter, a
+            missing parameter (``"decode"`` without a code: its weights are a code's).
+    """
+    cfg = dict(config)
+    name = cfg.pop("name", None)
+    if code is not None:
+        check_choice("aggregation with a [code]", name, DECODE_RULES)
+        if cfg:
+            raise ValueError(
+                f"aggregation {name!r} with a [code] has no parameters, got {sorted(cfg)}"
+            )
+        return code.aggregation(rule=name)
+    factory = AGGREGATION.get(name)
+    hint = f" (with a [code] table, {sorted(DECODE_RULES)} act on the code's decoded sum)"
+    return factory(**_kwargs("aggregation", name, factory, cfg, hint))
+
+
+def _check_stages(given: Mapping[str, Any], pcfg: Mapping[str, Any]) -> None:
+    """Build a run config's stages once (every parameter checked) and check that they fit the
+    problem: the code's partitions are its workers, the participation fits the run's workers."""
+    ccfg = given.get("code")
+    code = None
+    n_workers = _problem_param(pcfg, "n_workers")
+    if ccfg is not None:
+        code = _checked(
+            "code", ccfg, lambda: _shared("code", ccfg, lambda: make_code_from_config(ccfg))
+        )
+        if n_workers is not None and code.n_partitions != n_workers:
+            raise ValueError(
+                f"[code] {canonical_json(ccfg)}: the code has {code.n_partitions} partitions but "
+                f"problem {pcfg['name']!r} has n_workers = {n_workers}; they must be equal (each "
+                "problem worker is one data partition)"
+            )
+        n_workers = code.n_workers
+    if "aggregation" in given:
+        acfg = given["aggregation"]
+        _checked("aggregation", acfg, lambda: make_aggregation_from_config(acfg, code))
+    if "participation" in given:
+        part_cfg = given["participation"]
+        part = _checked(
+            "participation", part_cfg, lambda: make_participation_from_config(part_cfg, code)
+        )
+        if part.check is not None and n_workers is not None:
+            _checked("participation", part_cfg, lambda: part.check(n_workers))
+
+
+def _check_theory_gamma(cfg: Mapping[str, Any], alg: Algorithm, pcfg: Mapping[str, Any]) -> None:
+    """``gamma = "theory"`` with a code needs ``B = 0`` or no 3PC constants: the coded
+    problem has no ``L_+`` (checked with the problem's ``dim``, when the config tells it)."""
+    if "code" not in cfg or cfg["gamma"] != "theory" or alg.A is None:
+        return
+    dim = _problem_param(pcfg, "dim")
+    if dim is None:
+        return
+    _, B = alg.constants(dim, cfg["code"]["n"])
+    if B is None or B != 0:
+        raise ValueError(
+            f"gamma must be a number for algorithm {alg.name!r} with a [code]: its theoretical "
+            "step size needs L_+ (its B is not 0), which the coded workers do not have"
+        )
+
+
+#: Recently built problems, algorithms, codes and stages by canonical config (objects are
+#: immutable), so that configs differing only in hyperparameters (gamma, zeta, p, noise_std,
+#: the straggler probability) run the same objects and therefore the same compiled program
+#: (:func:`ratedist.sim.run` caches by identity).
 _OBJECTS: OrderedDict = OrderedDict()
-_OBJECTS_SIZE = 8
+_OBJECTS_SIZE = 16
 
 
 def _shared(kind: str, cfg: Mapping[str, Any], build: Callable[[], Any]) -> Any:
@@ -243,14 +501,70 @@ def _split_hyper(acfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return {**acfg, **{k: facts["example"][k] for k in hyper}}, hyper
 
 
+class _Stages(NamedTuple):
+    """What a config's stage tables add to a run: the problem to run, ``run`` keywords,
+    hyperparameters and meta entries."""
+
+    problem: Problem
+    kwargs: dict[str, Any]
+    hyper: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def _coded(problem: Problem, code: GradientCode, encode: str) -> Coded:
+    # "combination" is coded()'s only encoding; others pass on as encode= once it has them
+    return coded(problem, code, **({} if encode == "combination" else {"encode": encode}))
+
+
+def _run_stages(cfg: Mapping[str, Any], problem: Problem, pkey: Mapping[str, Any]) -> _Stages:
+    """The stages of a run config (all shared by config: see :data:`_OBJECTS`)."""
+    out = _Stages(problem, {}, {}, {})
+    ccfg = cfg.get("code")
+    code = None
+    if ccfg is not None:
+        code = _shared("code", ccfg, lambda: make_code_from_config(ccfg))
+        encode = ccfg.get("encode", "combination")
+        c = _shared("coded", {"problem": pkey, "code": ccfg}, lambda: _coded(problem, code, encode))
+        out = out._replace(problem=c.problem)
+        out.kwargs.update(oracle=c.oracle, aggregation=c.aggregation)
+        out.meta.update(code=code.name, code_s=code.s)
+    agg_cfg = cfg.get("aggregation")
+    if agg_cfg is not None:
+        out.kwargs["aggregation"] = _shared(
+            "aggregation",
+            {"code": ccfg, "aggregation": agg_cfg},
+            lambda: make_aggregation_from_config(agg_cfg, code),
+        )
+    if "aggregation" in out.kwargs:
+        out.meta["aggregation"] = out.kwargs["aggregation"].name
+    part_cfg = cfg.get("participation")
+    if part_cfg is not None:
+        named = make_participation_from_config(part_cfg, code)
+        # the object of the first value of its hyperparameters, the values as program inputs
+        hyper_params = PARTICIPATION.facts(part_cfg["name"]).get("hyper", {})
+        key = {k: v for k, v in part_cfg.items() if k not in hyper_params}
+        out.kwargs["participation"] = _shared(
+            "participation", {"code": ccfg, "participation": key}, lambda: named
+        )
+        out.hyper.update(named.hyper)
+        out.meta["participation"] = named.name
+    return out
+
+
 def run_config(
     config: Mapping[str, Any], *, progress: bool = False
 ) -> tuple[Trace, dict[str, Any]]:
     """Run one canonical config; returns ``(trace, meta)`` (meta: constants and labels).
 
-    Hyperparameters (the problem's ``noise_std``, the algorithm's ``zeta``/``p``, ``gamma``)
-    are passed to :func:`~ratedist.sim.run` as program inputs, so the configs of a sweep that
-    differ only in them reuse one compiled program.
+    Hyperparameters (the problem's ``noise_std``, the algorithm's ``zeta``/``p``, the
+    straggler probability, ``gamma``) are passed to :func:`~ratedist.sim.run` as program
+    inputs, so the configs of a sweep that differ only in them reuse one compiled program.
+
+    With a ``"code"``, the problem's workers are the code's partitions and the run has the
+    code's workers (:func:`ratedist.sim.coded.coded`), its oracle and its decoding (or the
+    ``"aggregation"`` rule on the decoded sum); meta then names the code (``code``, and
+    ``code_s``: the stragglers it decodes exactly), the ``aggregation`` and the
+    ``participation`` (when given).
     """
     cfg = {**_RUN_DEFAULTS, **config}
     _check_run_config(cfg)
@@ -262,10 +576,13 @@ def run_config(
         check_positive("noise_std", noise)
         problem = _shared("noisy", pcfg, lambda: problem.with_noise(1.0))
         hyper["noise_std"] = noise
+    stages = _run_stages(cfg, problem, {**pcfg, "noisy": noise is not None})
+    problem = stages.problem
     named = make_algorithm(cfg["algorithm"])  # checks every parameter; names the result
     base, alg_hyper = _split_hyper(cfg["algorithm"])
     algorithm = _shared("algorithm", base, lambda: make_algorithm(base))
     hyper.update(alg_hyper)
+    hyper.update(stages.hyper)
     gamma = cfg["gamma"]
     if gamma == "theory":
         gamma = theory_gamma(named, problem)
@@ -281,6 +598,7 @@ def run_config(
         dtype=cfg["dtype"],
         progress=progress,
         hyper=hyper,
+        **stages.kwargs,
     )
     algorithm = named
     meta = {
@@ -293,6 +611,7 @@ def run_config(
         "L_plus": problem.L_plus,
         "L_plus_upper": problem.L_plus_upper,
         "labels": dict(problem.labels),
+        **stages.meta,
     }
     return trace, meta
 
@@ -373,5 +692,7 @@ def run_sweep(
         counts["diverged"] += diverged
         if log:
             tail = f" DIVERGED at step {first.tolist()}" if diverged else ""
-            log(f"done {path.name}: {meta.get('algorithm', '')} on {label}{tail}")
+            with_ = ", ".join(str(meta.get(k, cfg[k])) for k in STAGE_SECTIONS if k in cfg)
+            with_ = f" with {with_}" if with_ else ""
+            log(f"done {path.name}: {meta.get('algorithm', '')} on {label}{with_}{tail}")
     return counts

@@ -21,6 +21,7 @@ from ratedist.sim import (
     exactly_stragglers,
     frc,
     gd,
+    majority,
     make_code,
     mean_active,
     random_replication,
@@ -273,6 +274,30 @@ def test_coded_run_with_stragglers_is_uncoded_gd(code):
     np.testing.assert_allclose(tr.f, ref.f, rtol=1e-10)
     np.testing.assert_allclose(tr.grad_norm_sq, ref.grad_norm_sq, rtol=1e-10, atol=1e-25)
     assert np.max(tr.server_error) <= 1e-20 * ref.grad_norm_sq[0]
+
+
+def test_majority_of_the_decoded_sum_is_the_sign_of_the_full_gradient():
+    base = tridiagonal_quadratic(6, D, seed=1)
+    kw = {"steps": 20, "gamma": 0.05}
+    # sign(sum_i g_i) = sign(grad f): majority over all uncoded workers is signGD
+    ref = run(gd(), base, key=jax.random.key(0), aggregation=majority(), **kw)
+    code = frc(6, 1)
+    agg = code.aggregation(rule="majority")
+    assert agg.name == "majority[frc[n=6,s=1]]" and agg.config["rule"] == "majority"
+    assert code.aggregation().finish is None and code.aggregation().name == code.name
+    c = coded(base, code)
+    tr = run(
+        gd(),
+        c.problem,
+        key=jax.random.key(1),
+        oracle=c.oracle,
+        aggregation=agg,
+        participation=exactly_stragglers(1),
+        **kw,
+    )
+    np.testing.assert_allclose(tr.x, ref.x, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        code.aggregation(rule="median")
 
 
 # ------------------------------------------------------------------------- bad input

@@ -80,6 +80,11 @@ def test_theory_gamma_formula(tri):
         1 / (tri.L_minus + tri.L_plus * math.sqrt(B / A)), rel=1e-15
     )
     assert theory_gamma(gd(), tri) == pytest.approx(1 / tri.L_minus)
+    # B = 0: L_+ does not enter, so a problem without it (coded workers) still has one
+    no_lplus = dataclasses.replace(tri, L_plus=None, L_plus_upper=None)
+    assert theory_gamma(gd(), no_lplus) == pytest.approx(1 / tri.L_minus)
+    with pytest.raises(ValueError, match="L_plus unknown"):
+        theory_gamma(alg, no_lplus)
 
 
 DETERMINISTIC = {
