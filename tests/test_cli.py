@@ -134,7 +134,10 @@ def test_simulate_names_a_config_that_is_a_directory_or_not_text(tmp_path, capsy
         ("[code]\nname = 'frc'\ns = 2", "n must be divisible by s + 1 = 3"),
         ("[participation]\nname = 'bernoulli'\np = [0.1, 1.0]", "p must lie in [0.0, 1.0)"),
         ("[code]\nname = 'lt'", "unknown gradient code 'lt'; known: crc, frc"),
-        ("[participation]\nname = 'sometimes'", "unknown participation 'sometimes'; known: all"),
+        (
+            "[participation]\nname = 'sometimes'",
+            "unknown participation 'sometimes'; known: adversarial, all",
+        ),
         ("[aggregation]\nname = 'median'", "unknown aggregation 'median'; known: decode"),
         ("[code]\nname = 'uncoded'\nn = 6", "the code has 6 partitions but problem"),
         (

@@ -88,6 +88,7 @@ def partitionwise(algorithm: Algorithm) -> Algorithm:
         config={"algorithm": "partitionwise", "inner": dict(inner.config)},
         needs=("partitions",),
         bits_per_step=None,
+        diagnostics=None,  # the inner's are per partition; not aggregated per worker
     )
 
 

@@ -153,18 +153,6 @@ _method(
 )
 
 
-def _coded_aggregation(code: GradientCode, rule: str) -> Aggregation:
-    """The server's rule on coded workers: decoding weights, or the sign of the decoded sum."""
-    agg = code.aggregation()
-    if rule == "majority":
-        return agg._replace(
-            name=f"majority[{code.name}]",
-            finish=majority().finish,
-            config={"aggregation": "majority", "code": code.name},
-        )
-    return agg
-
-
 _UNCODED_AGGREGATION: dict[str, Callable[[], Aggregation]] = {
     "mean_active": mean_active,
     "majority": majority,
@@ -203,7 +191,7 @@ def gc_setup(
             f"method {method!r} is coded: give a code (e.g. make_code('frc', n=..., s=...))"
         )
     c = coded(problem, code, encode=encode)
-    rnd = c.round(m.algorithm(), part, aggregation=_coded_aggregation(code, m.rule))
+    rnd = c.round(m.algorithm(), part, aggregation=code.aggregation(rule=m.rule))
     return GCSetup(m, rnd, c.problem, code, encode)
 
 

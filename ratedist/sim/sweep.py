@@ -24,7 +24,7 @@ with gradient coding and stragglers (:mod:`ratedist.sim.codes`, :mod:`ratedist.s
     [[codes]]                 # a code of ratedist.sim.codes.CODES and its parameters
     name = "frc"              # uncoded, frc, crc, random_replication
     s = 1                     # n defaults to the problem's n_workers (the partitions)
-    encode = "combination"    # optional: y_i = sum_j B_ij g_j (the only encoding so far)
+    encode = "combination"    # optional: y_i = sum_j B_ij g_j, or "partitions" (each B_ij g_j)
 
     [participation]           # a model of ratedist.sim.stages.PARTICIPATION
     name = "bernoulli"        # all, bernoulli (p), exactly (s), pattern (mask)
@@ -69,7 +69,7 @@ from ratedist._io import remove_stale_temporaries
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.compressors.spec import make
 from ratedist.sim.algorithms import ALGORITHMS
-from ratedist.sim.coded import Coded, coded
+from ratedist.sim.coded import ENCODINGS, Coded, coded, partitionwise
 from ratedist.sim.codes import CODES, DECODE_RULES, GradientCode
 from ratedist.sim.engines import ENGINES
 from ratedist.sim.method import Algorithm
@@ -99,13 +99,6 @@ _SECTIONS = (
     *STAGE_SECTIONS,
     *STAGE_SECTIONS.values(),
 )
-
-#: Encodings of the coded workers' messages (the code table's ``encode``): ``"combination"``
-#: is ``y_i = sum_j B_ij g_j``, what :func:`ratedist.sim.coded.coded` computes. ``coded`` has
-#: no other encoding yet (no ``encode=`` keyword): another one is listed here when it gets
-#: one, and passed on as ``coded(..., encode=...)``; until then any other value is refused
-#: when the sweep is expanded.
-ENCODINGS = ("combination",)
 
 
 def _grid(table: Mapping[str, Any], what: str) -> list[dict[str, Any]]:
@@ -509,11 +502,11 @@ class _Stages(NamedTuple):
     kwargs: dict[str, Any]
     hyper: dict[str, Any]
     meta: dict[str, Any]
+    encode: str | None = None
 
 
 def _coded(problem: Problem, code: GradientCode, encode: str) -> Coded:
-    # "combination" is coded()'s only encoding; others pass on as encode= once it has them
-    return coded(problem, code, **({} if encode == "combination" else {"encode": encode}))
+    return coded(problem, code, encode=encode)
 
 
 def _run_stages(cfg: Mapping[str, Any], problem: Problem, pkey: Mapping[str, Any]) -> _Stages:
@@ -525,7 +518,7 @@ def _run_stages(cfg: Mapping[str, Any], problem: Problem, pkey: Mapping[str, Any
         code = _shared("code", ccfg, lambda: make_code_from_config(ccfg))
         encode = ccfg.get("encode", "combination")
         c = _shared("coded", {"problem": pkey, "code": ccfg}, lambda: _coded(problem, code, encode))
-        out = out._replace(problem=c.problem)
+        out = out._replace(problem=c.problem, encode=encode)
         out.kwargs.update(oracle=c.oracle, aggregation=c.aggregation)
         out.meta.update(code=code.name, code_s=code.s)
     agg_cfg = cfg.get("aggregation")
@@ -581,6 +574,9 @@ def run_config(
     named = make_algorithm(cfg["algorithm"])  # checks every parameter; names the result
     base, alg_hyper = _split_hyper(cfg["algorithm"])
     algorithm = _shared("algorithm", base, lambda: make_algorithm(base))
+    if stages.encode == "partitions":  # the mechanism runs once per held partition
+        inner = algorithm
+        algorithm = _shared("partitionwise", base, lambda: partitionwise(inner))
     hyper.update(alg_hyper)
     hyper.update(stages.hyper)
     gamma = cfg["gamma"]

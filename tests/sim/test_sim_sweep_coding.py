@@ -98,8 +98,8 @@ def test_stage_tables_expand_into_the_grid():
             "unknown gradient code 'lt'; known: crc, frc, random_replication",
         ),
         (
-            {"participation": {"name": "adversarial"}},
-            "unknown participation 'adversarial'; known: all",
+            {"participation": {"name": "adversary"}},
+            "unknown participation 'adversary'; known: adversarial, all",
         ),
         (
             {"aggregation": {"name": "median"}},
@@ -120,7 +120,7 @@ def test_stage_tables_expand_into_the_grid():
         ),
         (
             {"code": {"name": "frc", "s": 1, "encode": "partition"}},
-            r"encode must be one of \['combination'\]",
+            r"encode must be one of \['combination', 'partitions'\]",
         ),
         ({"code": {"name": "frc", "s": 1, "q": 2}}, r"code 'frc' has no parameter\(s\) \['q'\]"),
         ({"code": {"name": "frc"}}, r"code 'frc' needs parameter\(s\) \['s'\]"),
@@ -255,3 +255,20 @@ def test_dry_run_and_summary_name_the_code_and_the_stragglers(tmp_path, capsys):
     spec.loader.exec_module(summarize)
     assert summarize.main([str(out)]) == 0
     assert "logistic_nonconvex crc[n=4,s=1] exactly[s=1]" in capsys.readouterr().out
+
+
+def test_partition_encoding_in_a_sweep_charges_every_held_partition():
+    alg = {"name": "compressed_sgd", "compressor": "stochastic-sign:scale=l2"}
+    traces = {}
+    for enc in ("combination", "partitions"):
+        (cfg,) = expand_sweep(
+            {
+                **doc(code={"name": "frc", "s": 1, "encode": enc}),
+                "algorithms": [alg],
+            }
+        )
+        traces[enc], _ = run_config(cfg)
+    d = PROBLEM["dim"]
+    # FRC with s = 1: every worker holds 2 partitions, each message d sign bits + a 32-bit norm
+    np.testing.assert_allclose(traces["combination"].uplink_per_answering_worker(), d + 32)
+    np.testing.assert_allclose(traces["partitions"].uplink_per_answering_worker(), 2 * (d + 32))
