@@ -5,6 +5,10 @@ Every bound returns a :class:`SublinearBound` (``transient/T + floor`` for the a
 step size, the theorem it comes from and its assumptions, evaluates vectorised over ``T`` and
 inverts itself (``iterations_to(eps)``, ``bits_per_worker_to(eps, bits_per_iteration)``).
 Derivations: :mod:`ratedist.symbolic.descent` and ``docs/theory/bounds.md``.
+
+:mod:`ratedist.bounds.weights`: the exact error floor of weight quantization on a quadratic
+(``E||∇f(Q(x*))||^2``, ``docs/theory/weight_quantization.md``) and how far a GD run's plateau
+can sit from it.
 """
 
 from ratedist.bounds.constants import (
@@ -38,16 +42,30 @@ from ratedist.bounds.three_pc import (
     three_pc_step_size,
     three_pc_step_size_exact,
 )
+from ratedist.bounds.weights import (
+    PLATEAU_QUANTITIES,
+    PlateauDeviation,
+    WeightFloor,
+    gd_weight_plateau_deviation,
+    grid_rounding_variance,
+    weight_quantization_floor,
+    weight_quantization_floor_bound,
+)
 
 __all__ = [
+    "PLATEAU_QUANTITIES",
     "THREE_PC",
     "Estimate",
     "LinearBound",
+    "PlateauDeviation",
     "SublinearBound",
     "ThreePCConstants",
+    "WeightFloor",
     "best_step_size",
     "declared_alpha",
     "declared_omega",
+    "gd_weight_plateau_deviation",
+    "grid_rounding_variance",
     "lyapunov",
     "lyapunov_slack",
     "m1",
@@ -66,4 +84,6 @@ __all__ = [
     "three_pc_step_size_exact",
     "tnqsgd_bound",
     "tnqsgd_bound_for_design",
+    "weight_quantization_floor",
+    "weight_quantization_floor_bound",
 ]

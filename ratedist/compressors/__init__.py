@@ -23,6 +23,7 @@ from ratedist.compressors.dense import (
     terngrad,
 )
 from ratedist.compressors.feedback import ErrorFeedbackState, error_feedback
+from ratedist.compressors.grid import grid
 from ratedist.compressors.lattice import LatticeState, lattice
 from ratedist.compressors.onebit import stochastic_sign
 from ratedist.compressors.scalar import scalar
@@ -45,6 +46,7 @@ __all__ = [
     "Facts",
     "LatticeState",
     "error_feedback",
+    "grid",
     "identity",
     "lattice",
     "make",

@@ -173,3 +173,20 @@ def safe_div(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def check_rounding(rounding: Any) -> str:
     return check_choice("rounding", rounding, ("deterministic", "stochastic"))
+
+
+def bit_width(v: jax.Array) -> jax.Array:
+    """Bits to write an integer ``0 <= v < 2^31``: ``ceil(log2(v + 1))`` (exact, via clz)."""
+    return 32 - jax.lax.clz(v.astype(jnp.int32))
+
+
+def integer_entropy_bits(col: jax.Array) -> jax.Array:
+    """``m * H(p_hat)`` of one integer sequence of length ``m`` over an alphabet not known in
+    advance (sort, count runs; :func:`counts_entropy_bits` of the run lengths)."""
+    m = col.shape[0]
+    srt = jnp.sort(col)
+    new = jnp.concatenate([jnp.ones((1,), bool), srt[1:] != srt[:-1]])
+    seg = jnp.cumsum(new.astype(jnp.int32)) - 1
+    return counts_entropy_bits(
+        jax.ops.segment_sum(jnp.ones((m,), info_dtype()), seg, num_segments=m), m
+    )

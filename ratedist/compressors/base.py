@@ -74,6 +74,10 @@ class Facts(NamedTuple):
         shared: the compressor uses randomness SHARED by the workers (PermK): ``update``
             wants the same ``key`` on every worker plus ``worker=i`` and ``n_workers=N``; the
             simulator passes them. False: ``key`` is the worker's own.
+        abs_mse: ``d -> V`` with ``E||C(x) - x||^2 <= V`` for EVERY finite x, an absolute
+            bound (pathwise for a deterministic compressor), or None. Quantizers of a fixed
+            resolution (rounding to a grid) have one and neither omega nor alpha: their error
+            does not shrink with ``||x||``.
     """
 
     name: str
@@ -83,6 +87,7 @@ class Facts(NamedTuple):
     omega: Callable[[int], float] | None = None
     alpha: Callable[[int], float] | None = None
     shared: bool = False
+    abs_mse: Callable[[int], float] | None = None
 
 
 class _CompressorFields(NamedTuple):
@@ -201,8 +206,9 @@ def _guard(fn: Callable[..., Any], post: Callable[..., Any]) -> Callable[..., An
 #: default), read from the factory's signature), ``examples`` (parameter sets used by the
 #: generic tests), ``rd_sweep`` (parameter sets of the default rate–distortion curve,
 #: ``ratedist rd --all``; the examples where absent), ``rd_curve`` (a denser sweep for the
-#: closed-form curves of figures; ``rd_sweep`` where absent), ``omega``/``alpha``/``shared`` where
-#: declared, ``selects`` (every output entry is 0 or the input entry: a pure selection).
+#: closed-form curves of figures; ``rd_sweep`` where absent), ``omega``/``alpha``/``shared``/
+#: ``abs_mse`` where declared, ``selects`` (every output entry is 0 or the input entry: a pure
+#: selection).
 #: A closed form, where one exists, registers itself against the same name in
 #: :data:`ratedist.rd.CLOSED_FORMS` (the rd layer sits above this one).
 COMPRESSORS: Registry[Callable[..., Compressor]] = Registry("compressor")

@@ -58,10 +58,11 @@ def _init(x: Any) -> EmptyState:
 def _facts(name: str, params: dict[str, Any], **overrides: Any) -> Facts:
     """Instance facts: the registry's facts of ``name``, ``overrides`` winning.
 
-    ``params`` are bound into the registry's ``omega(d, **params)`` and ``alpha(d, **params)``.
+    ``params`` are bound into the registry's ``omega(d, **params)``, ``alpha(d, **params)``
+    and ``abs_mse(d, **params)``.
     """
     f = {**COMPRESSORS.facts(name), **overrides}
-    omega, alpha = f.get("omega"), f.get("alpha")
+    omega, alpha, abs_mse = f.get("omega"), f.get("alpha"), f.get("abs_mse")
     return Facts(
         name=name,
         params=dict(params),
@@ -70,6 +71,7 @@ def _facts(name: str, params: dict[str, Any], **overrides: Any) -> Facts:
         omega=None if omega is None else partial(omega, **params),
         alpha=None if alpha is None else partial(alpha, **params),
         shared=f.get("shared", False),
+        abs_mse=None if abs_mse is None else partial(abs_mse, **params),
     )
 
 

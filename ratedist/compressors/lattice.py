@@ -69,9 +69,10 @@ import jax.numpy as jnp
 
 from ratedist._validation import check_choice, check_positive
 from ratedist.compressors._common import (
+    bit_width,
     check_float_bits,
-    counts_entropy_bits,
     info_dtype,
+    integer_entropy_bits,
     make_info,
 )
 from ratedist.compressors.base import FLOAT_BITS, CompressInfo, Compressor, Facts, register
@@ -97,22 +98,6 @@ def compressor_lattice(name: str) -> Lattice:
     """The block lattice of the compressor option ``lattice=name`` (``"zn"``: ``Z^1`` blocks)."""
     name = check_choice("lattice", name, LATTICE_NAMES)
     return get_lattice("z1" if name == "zn" else name)
-
-
-def _bit_width(v: jax.Array) -> jax.Array:
-    """Bits to write an integer ``0 <= v < 2^31``: ``ceil(log2(v + 1))`` (exact, via clz)."""
-    return 32 - jax.lax.clz(v.astype(jnp.int32))
-
-
-def _column_entropy_bits(col: jax.Array) -> jax.Array:
-    """``m * H(p_hat)`` of one integer column of length ``m`` (sort, count runs)."""
-    m = col.shape[0]
-    srt = jnp.sort(col)
-    new = jnp.concatenate([jnp.ones((1,), bool), srt[1:] != srt[:-1]])
-    seg = jnp.cumsum(new.astype(jnp.int32)) - 1
-    return counts_entropy_bits(
-        jax.ops.segment_sum(jnp.ones((m,), info_dtype()), seg, num_segments=m), m
-    )
 
 
 def _quantize(
@@ -259,9 +244,9 @@ def lattice(
         m = -(-d // n)
         x_hat, labels = _quantize(lat, step, dither, x, key)
         lo = jnp.min(labels, axis=0)
-        widths = _bit_width(jnp.max(labels, axis=0) - lo)
+        widths = bit_width(jnp.max(labels, axis=0) - lo)
         value_bits = m * jnp.sum(widths).astype(info_dtype())
-        entropy = jnp.sum(jax.vmap(_column_entropy_bits, in_axes=1)(labels)) + float_bits
+        entropy = jnp.sum(jax.vmap(integer_entropy_bits, in_axes=1)(labels)) + float_bits
         return x_hat, state, make_info(value_bits, 0, float_bits + header_bits, entropy)
 
     def init(x: Any) -> LatticeState:

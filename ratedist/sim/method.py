@@ -282,9 +282,10 @@ def theory(name: str, **params: float | None) -> tuple[float | None, float | Non
 def payload_bits(comp: Compressor, d: int) -> float:
     """Container bits of one call of ``comp`` on a standard normal d-vector (seed 0).
 
-    What a worker's compressed message costs, for bit budgets computed without simulating
-    (bits are data-independent for every registered compressor but ``lattice``/``natural``,
-    whose entropy layer, not container, varies).
+    What a worker's compressed message costs, for bit budgets computed without simulating.
+    The container is data-independent for every registered compressor but ``grid`` and
+    ``lattice`` (index widths follow the range of the symbols sent) and ``threshold`` (the
+    number kept varies); at this input it is a typical size there, not a fixed one.
     """
     x = jnp.asarray(np.random.default_rng(0).standard_normal(d))
     kw = {"key": jax.random.key(0)}

@@ -114,8 +114,11 @@ def test_facts_of_instance(name, params):
     comp = make(name, **params)
     assert comp.facts.name == name
     if comp.facts.unbiased:
-        assert comp.facts.omega is not None, "an unbiased compressor must declare omega"
-    for const in (comp.facts.omega, comp.facts.alpha):
+        # omega, or an absolute bound for a fixed-resolution quantizer (no omega exists there)
+        assert comp.facts.omega is not None or comp.facts.abs_mse is not None, (
+            "an unbiased compressor must declare omega or abs_mse"
+        )
+    for const in (comp.facts.omega, comp.facts.alpha, comp.facts.abs_mse):
         if const is not None:
             assert math.isfinite(const(D)) and const(D) >= 0
     if comp.facts.alpha is not None:
@@ -253,6 +256,28 @@ def test_contraction_alpha(name, params, seed, key):
             err = ((_mc(comp, v, seed) - v[None, :]) ** 2).sum(1)
             mean, se = err.mean(), err.std(ddof=1) / math.sqrt(err.size)
             assert mean <= bound + N_SE * se + 1e-12 * float(v @ v), (label, mean, bound, se)
+
+
+@pytest.mark.parametrize(("name", "params"), _where(lambda c: c.facts.abs_mse is not None))
+def test_absolute_mse_bound(name, params, key):
+    """``E||C(x) - x||^2 <= abs_mse(d)`` for every input (pathwise when deterministic), also
+    at inputs far larger than the bound (``x * 1e3``) and far smaller (``x * 1e-3``)."""
+    comp = _comp(name, params)
+    if comp.facts.abs_mse is None:
+        pytest.skip(f"{name} {params} declares no abs_mse")
+    bound = comp.facts.abs_mse(D)
+    for label, v in _inputs(seed=4).items():
+        for scale in (1e-3, 1.0, 1e3):
+            x = v * scale
+            if comp.facts.deterministic:
+                x_hat, _, _ = _jit(comp)[0](jnp.asarray(x), comp.init(jnp.asarray(x)), key)
+                err = float(((np.asarray(x_hat) - x) ** 2).sum())
+                # pathwise; 1e-12 relative covers the rounding of x / delta at |x| ~ 1e3
+                assert err <= bound * (1 + 1e-9) + 1e-12 * float(x @ x), (label, scale, err)
+            elif scale == 1.0:  # one Monte Carlo input scale per vector keeps the cost small
+                err = ((_mc(comp, x, 4) - x[None, :]) ** 2).sum(1)
+                mean, se = err.mean(), err.std(ddof=1) / math.sqrt(err.size)
+                assert mean <= bound + N_SE * se + 1e-12 * bound, (label, mean, bound, se)
 
 
 @pytest.mark.parametrize(("name", "params"), STRUCT_CASES)
@@ -417,6 +442,12 @@ def _scalar(x, xh, p, d):
     return d * _clog(len(p["levels"])), 0, side, _h(xh) + side
 
 
+def _grid(x, xh, p, d):
+    idx = np.round(xh / p["delta"]).astype(np.int64)  # x_hat = delta * index, exactly
+    width = _clog(int(idx.max() - idx.min()) + 1) if idx.max() > idx.min() else 0
+    return d * width, 0, 38, _h(idx) + 38  # header: int32 offset + 6-bit width
+
+
 _EXPONENT_BITS = {np.dtype(np.float32): 8, np.dtype(np.float64): 11}
 
 EXPECTED_BITS = {
@@ -440,6 +471,7 @@ EXPECTED_BITS = {
     "terngrad": lambda x, xh, p, d: (2 * d, 0, p["float_bits"], _h(xh) + p["float_bits"]),
     "natural": lambda x, xh, p, d: (d * (1 + _EXPONENT_BITS[xh.dtype]), 0, 0, _h(xh)),
     "scalar": _scalar,
+    "grid": _grid,
 }
 
 

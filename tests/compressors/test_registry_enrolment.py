@@ -177,7 +177,8 @@ def test_generic_compressor_checks_pick_it_up(enrolled):
             except pytest.skip.Exception as exc:
                 skipped[fname] = str(exc)
     # Structural and bookkeeping properties apply to every compressor; the declared-only ones
-    # (unbiasedness, omega, alpha, the sparse form, a bit formula) are skipped with a reason.
+    # (unbiasedness, omega, alpha, abs_mse, the sparse form, a bit formula) are skipped with a
+    # reason.
     assert {
         "test_facts_of_instance",
         "test_dtype_shape_and_info",
@@ -193,6 +194,7 @@ def test_generic_compressor_checks_pick_it_up(enrolled):
         "test_unbiased",
         "test_variance_bound_omega",
         "test_contraction_alpha",
+        "test_absolute_mse_bound",
         "test_sparse_form_densifies_to_update",
         "test_nonfinite_inputs_in_the_sparse_form",
         "test_bits_equal_documented_formula",

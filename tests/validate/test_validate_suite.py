@@ -116,7 +116,7 @@ def test_quick_suite_cli_json(capsys):
     names = {r["check"].split("[")[0] for r in rows}
     want = {n for n in CHECKS.names() if CHECKS.facts(n)["quick"]}
     assert {"lyapunov_pathwise", "rate_3pc", "gd_identities", "vmap_vs_shard_map"} <= names
-    assert {"gradient_coding", "one_bit_quantizer"} <= names
+    assert {"gradient_coding", "one_bit_quantizer", "weight_quantization"} <= names
     counts = {n: sum(r["check"].startswith(f"{n}[") for r in rows) for n in names}
     assert counts["gradient_coding"] == 6 and counts["one_bit_quantizer"] == 6
     by_name = {r["check"]: r for r in rows}
@@ -145,3 +145,29 @@ def test_check_accepts_the_row_names_it_prints():
     rows = run_checks(["3pc_constants[ef21]", "3pc_constants"], quick=True)
     assert rows and all(r.check.startswith("3pc_constants[") for r in rows)
     assert len({r.check for r in rows}) == len(rows)  # selected once
+
+
+def test_weight_quantization_quick_check():
+    """GD on grid-rounded weights: both plateaus (gradient and gap, two grids) match the exact
+    floors, and the plateau ratio matches the floors' ratio, which is not the literal 4."""
+    rows = run_checks(["weight_quantization"], quick=True)
+    by_name = {r.check: r for r in rows}
+    assert set(by_name) == {
+        "weight_quantization[grad:delta=0.2]",
+        "weight_quantization[gap:delta=0.2]",
+        "weight_quantization[grad:delta=0.1]",
+        "weight_quantization[gap:delta=0.1]",
+        "weight_quantization[ratio:grad:0.2/0.1]",
+        "weight_quantization[ratio:gap:0.2/0.1]",
+    }
+    assert all(r.verdict == "holds" for r in rows), [r for r in rows if r.verdict != "holds"]
+    for r in rows:
+        assert r.error > 0 and "bias" in r.detail
+    for kind in ("grad", "gap"):
+        # the floor scales like Delta^2 only up to the r_j: the predicted ratio is not 4 ...
+        ratio = by_name[f"weight_quantization[ratio:{kind}:0.2/0.1]"]
+        assert abs(ratio.predicted - 4.0) > 10 * ratio.error
+        # ... and it is the ratio of the two floor rows' predictions
+        big = by_name[f"weight_quantization[{kind}:delta=0.2]"].predicted
+        small = by_name[f"weight_quantization[{kind}:delta=0.1]"].predicted
+        assert ratio.predicted == pytest.approx(big / small, rel=1e-12)
