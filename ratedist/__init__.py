@@ -2,13 +2,15 @@
 
 The always-needed names are re-exported here and the subpackages (:mod:`ratedist.rd`,
 :mod:`ratedist.sim`, :mod:`ratedist.bounds`, :mod:`ratedist.validate`,
-:mod:`ratedist.symbolic`, :mod:`ratedist.plotting`) are attributes; all of them load on
-first access, so ``import ratedist`` itself loads neither JAX nor scipy::
+:mod:`ratedist.symbolic`, :mod:`ratedist.plotting`) and the optax adapter
+(:mod:`ratedist.optax`) are attributes; all of them load on first access, so
+``import ratedist`` itself loads neither JAX nor scipy::
 
     import ratedist as rd
     sol = rd.design("lloyd-max", rd.Gaussian(), bits=3)
     comp = rd.make_compressor("top-k:k=10")
     trace = rd.sim.run(...)
+    tx = optax.chain(rd.optax.compress(comp, key=key), optax.adam(1e-3))
 """
 
 import importlib
@@ -17,12 +19,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 # Every name below loads on first access (PEP 562), for import time only: the compressors,
-# sources and quantizers import JAX (about 2-4 s here), which `import ratedist`,
+# sources, quantizers and the optax adapter import JAX (about 2-4 s here), which `import ratedist`,
 # `ratedist --help` and the command line's argument errors should not wait for; ``rd``
 # loads scipy.stats and the closed forms, the others sympy, matplotlib and the simulator.
 # They hide no import cycle: every subpackage imports its dependencies at module level, and
 # tests/test_imports.py checks the graph.
-_LAZY_MODULES = ("compressors", "quantizers", "sources")
+_LAZY_MODULES = ("compressors", "optax", "quantizers", "sources")
 _LAZY_SUBPACKAGES = ("rd", "sim", "bounds", "validate", "symbolic", "plotting")
 #: exported name -> (module, attribute in it)
 _LAZY_ATTRS: dict[str, tuple[str, str]] = {
