@@ -2,9 +2,12 @@
 
 import math
 
+import pytest
+
 from ratedist.validate import CHECKS, VERDICTS, run_checks, verdict_less
 
 
+@pytest.mark.slow  # four compiled simulator programs: about 45 s of CPU on 2 cores
 def test_gc_equal_bits_quick_rows():
     assert not CHECKS.facts("gc_equal_bits")["quick"]  # an empirical claim: not in --quick
     rows = run_checks(["gc_equal_bits"], quick=True)
