@@ -101,10 +101,14 @@ def value_at_bits(bits: Any, values: Any, budget: Any) -> np.ndarray:
         values: same shape, the metric at each iterate.
         budget: a number or a 1-D array of budgets.
 
+    Iterates that sent nothing (every worker straggled) share the count of the previous one;
+    the latest of them is taken.
+
     Returns:
         ``(...)`` for a scalar budget, ``(..., len(budget))`` otherwise. NaN where the run did
-        not spend the budget (its last finite cumulative count is below it, or it diverged
-        before: a run is never extrapolated) or where even the first message exceeds it.
+        not spend the budget (no extrapolation), where even the first message exceeds it, and
+        at every budget for a run that diverged (its counts turn NaN): a diverged step size
+        never gets a value, not even at budgets it spent before diverging.
 
     Raises:
         ValueError: ``bits`` and ``values`` differ in shape, or ``budget`` is not a number or
