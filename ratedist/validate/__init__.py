@@ -14,6 +14,7 @@ from ratedist.validate.verdicts import (
     VERDICTS,
     CheckResult,
     verdict_equal,
+    verdict_less,
     verdict_upper,
     verdict_zero_count,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "table_rows",
     "to_json",
     "verdict_equal",
+    "verdict_less",
     "verdict_upper",
     "verdict_zero_count",
 ]

@@ -10,6 +10,10 @@ Verdict rules (explicit, in one place):
   round-off only (1e-9).
 * :func:`verdict_equal` — an identity: ``holds`` if ``|measured - predicted| <= tol``.
 * :func:`verdict_zero_count` — a count that must be 0 (pathwise Lyapunov violations).
+* :func:`verdict_less` — an ordering ``a < b`` of two noisy measurements, with the standard
+  error of their difference: ``holds`` if ``b − a > k * SE``, ``violated`` if
+  ``a − b > k * SE``, ``inconclusive`` in between (the data cannot order them) or when a value
+  is not finite.
 """
 
 from __future__ import annotations
@@ -89,6 +93,18 @@ def verdict_zero_count(count: float) -> tuple[str, str]:
     if not math.isfinite(count):
         return "inconclusive", "non-finite count"
     return ("holds", "no violations") if count == 0 else ("violated", f"{int(count)} violations")
+
+
+def verdict_less(a: float, b: float, se: float, *, k: float = K_SE) -> tuple[str, str]:
+    """Verdict for the ordering ``a < b`` given the standard error ``se`` of ``b − a``."""
+    if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(se)):
+        return "inconclusive", "non-finite value (diverged run?)"
+    diff, margin = b - a, k * se
+    if diff > margin:
+        return "holds", f"lower by {diff:.3g} > {k:g} SE = {margin:.3g}"
+    if -diff > margin:
+        return "violated", f"higher by {-diff:.3g} > {k:g} SE = {margin:.3g}"
+    return "inconclusive", f"difference {diff:.3g} within {k:g} SE = {margin:.3g}"
 
 
 CheckFn = Callable[[bool, Any], "CheckResult | list[CheckResult]"]

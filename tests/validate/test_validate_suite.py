@@ -16,6 +16,7 @@ from ratedist.validate import (
     run_checks,
     to_json,
     verdict_equal,
+    verdict_less,
     verdict_upper,
     verdict_zero_count,
 )
@@ -42,6 +43,17 @@ def test_verdict_equal_and_count():
     assert verdict_equal(0.0, math.nan, 1.0)[0] == "inconclusive"
     assert verdict_zero_count(0)[0] == "holds"
     assert verdict_zero_count(3) == ("violated", "3 violations")
+
+
+def test_verdict_less_rules():
+    assert verdict_less(1.0, 2.0, 0.1)[0] == "holds"  # 10 SE apart
+    assert verdict_less(2.0, 1.0, 0.1)[0] == "violated"
+    assert verdict_less(1.0, 1.4, 0.1)[0] == "inconclusive"  # 4 SE: cannot order them
+    assert verdict_less(1.0, 1.4, 0.1, k=3)[0] == "holds"
+    assert verdict_less(1.0, 1.0, 0.0)[0] == "inconclusive"  # equal, deterministic
+    assert verdict_less(1.0, 1.0 + 1e-9, 0.0)[0] == "holds"
+    assert verdict_less(1.0, math.nan, 0.1)[0] == "inconclusive"
+    assert verdict_less(1.0, 2.0, math.inf)[0] == "inconclusive"
 
 
 def test_running_average_by_hand():
