@@ -1,10 +1,12 @@
 """Convergence theorems as pure functions of named constants.
 
 Every bound returns a :class:`SublinearBound` (``transient/T + floor`` for the average of
-``E||∇f(x^t)||^2``) or a :class:`LinearBound` (``scale * rate**T``, PL case) that carries its
-step size, the theorem it comes from and its assumptions, evaluates vectorised over ``T`` and
-inverts itself (``iterations_to(eps)``, ``bits_per_worker_to(eps, bits_per_iteration)``).
-Derivations: :mod:`ratedist.symbolic.descent` and ``docs/theory/bounds.md``.
+``E||∇f(x^t)||^2``, or of ``E f(x^t) − f*`` in the convex case: see its ``quantity``), a
+:class:`LinearBound` (``scale * rate**T``, PL case) or a :class:`DiminishingStepBound`
+(``gamma_t = gamma0/sqrt(t + offset)``) that carries its step size, the theorem it comes from
+and its assumptions, evaluates vectorised over ``T`` and inverts itself (``iterations_to(eps)``,
+``bits_per_worker_to(eps, bits_per_iteration)``). Derivations: :mod:`ratedist.symbolic.descent` and
+``docs/theory/bounds.md``.
 """
 
 from ratedist.bounds.constants import (
@@ -14,7 +16,7 @@ from ratedist.bounds.constants import (
     measure_alpha,
     measure_omega,
 )
-from ratedist.bounds.core import LinearBound, SublinearBound
+from ratedist.bounds.core import DiminishingStepBound, LinearBound, SublinearBound, step_sums
 from ratedist.bounds.sgd import (
     best_step_size,
     sgd_biased_bound,
@@ -41,6 +43,7 @@ from ratedist.bounds.three_pc import (
 
 __all__ = [
     "THREE_PC",
+    "DiminishingStepBound",
     "Estimate",
     "LinearBound",
     "SublinearBound",
@@ -59,6 +62,7 @@ __all__ = [
     "sgd_relative_bound",
     "sgd_step_size",
     "sgd_unbiased_bound",
+    "step_sums",
     "three_pc_bound",
     "three_pc_constants",
     "three_pc_pl_bound",
