@@ -5,8 +5,9 @@ Every bound returns a :class:`SublinearBound` (``transient/T + floor`` for the a
 :class:`LinearBound` (``scale * rate**T``, PL case) or a :class:`DiminishingStepBound`
 (``gamma_t = gamma0/sqrt(t + offset)``) that carries its step size, the theorem it comes from
 and its assumptions, evaluates vectorised over ``T`` and inverts itself (``iterations_to(eps)``,
-``bits_per_worker_to(eps, bits_per_iteration)``). Derivations: :mod:`ratedist.symbolic.descent` and
-``docs/theory/bounds.md``.
+``bits_per_worker_to(eps, bits_per_iteration)``). Derivations: :mod:`ratedist.symbolic.descent`,
+:mod:`ratedist.symbolic.gradient_coding`, ``docs/theory/bounds.md`` and
+``docs/theory/gradient_coding.md``.
 """
 
 from ratedist.bounds.constants import (
@@ -17,6 +18,34 @@ from ratedist.bounds.constants import (
     measure_omega,
 )
 from ratedist.bounds.core import DiminishingStepBound, LinearBound, SublinearBound, step_sums
+from ratedist.bounds.gradient_coding import (
+    DecodingMoments,
+    FirstStep,
+    VarianceTerms,
+    coded_convex_bound,
+    coded_convex_diminishing_bound,
+    coded_nonconvex_bound,
+    coded_nonconvex_diminishing_bound,
+    coded_variance,
+    convex_horizon_bound,
+    convex_horizon_constant,
+    count_weight_sq_norm,
+    decoding_moments_from_weights,
+    first_step_bounds,
+    frc_weight_sq_norm,
+    horizon_step_size,
+    message_norm_bounds,
+    nonconvex_horizon_bound,
+    nonconvex_horizon_constant,
+    onebit_message_mse,
+    partition_noise_variance,
+    probability_coefficient_covariance,
+    probability_weight_sq_norm,
+    quantization_variance,
+    replication_straggler_variance,
+    straggler_variance_at,
+    straggler_variance_bound,
+)
 from ratedist.bounds.sgd import (
     best_step_size,
     sgd_biased_bound,
@@ -43,14 +72,29 @@ from ratedist.bounds.three_pc import (
 
 __all__ = [
     "THREE_PC",
+    "DecodingMoments",
     "DiminishingStepBound",
     "Estimate",
+    "FirstStep",
     "LinearBound",
     "SublinearBound",
     "ThreePCConstants",
+    "VarianceTerms",
     "best_step_size",
+    "coded_convex_bound",
+    "coded_convex_diminishing_bound",
+    "coded_nonconvex_bound",
+    "coded_nonconvex_diminishing_bound",
+    "coded_variance",
+    "convex_horizon_bound",
+    "convex_horizon_constant",
+    "count_weight_sq_norm",
     "declared_alpha",
     "declared_omega",
+    "decoding_moments_from_weights",
+    "first_step_bounds",
+    "frc_weight_sq_norm",
+    "horizon_step_size",
     "lyapunov",
     "lyapunov_slack",
     "m1",
@@ -58,11 +102,22 @@ __all__ = [
     "marina_bound",
     "measure_alpha",
     "measure_omega",
+    "message_norm_bounds",
+    "nonconvex_horizon_bound",
+    "nonconvex_horizon_constant",
+    "onebit_message_mse",
+    "partition_noise_variance",
+    "probability_coefficient_covariance",
+    "probability_weight_sq_norm",
+    "quantization_variance",
+    "replication_straggler_variance",
     "sgd_biased_bound",
     "sgd_relative_bound",
     "sgd_step_size",
     "sgd_unbiased_bound",
     "step_sums",
+    "straggler_variance_at",
+    "straggler_variance_bound",
     "three_pc_bound",
     "three_pc_constants",
     "three_pc_pl_bound",

@@ -30,6 +30,12 @@ from ratedist.sim.algorithms import (
     tpc_v4,
     tpc_v5,
 )
+from ratedist.sim.code_moments import (
+    STRAGGLER_LAWS,
+    MaskLaw,
+    decoding_moments,
+    straggler_masks_of,
+)
 from ratedist.sim.coded import Coded, coded
 from ratedist.sim.codes import (
     CODES,
@@ -88,12 +94,14 @@ __all__ = [
     "DOWNLINKS",
     "PARTICIPATION",
     "PROBLEMS",
+    "STRAGGLER_LAWS",
     "Aggregation",
     "Algorithm",
     "Bits",
     "Coded",
     "Downlink",
     "GradientCode",
+    "MaskLaw",
     "Message",
     "Participation",
     "Problem",
@@ -110,6 +118,7 @@ __all__ = [
     "config_hash",
     "crc",
     "decode",
+    "decoding_moments",
     "ef14",
     "ef21",
     "everyone",
@@ -145,6 +154,7 @@ __all__ = [
     "run_config",
     "run_sweep",
     "save_trace",
+    "straggler_masks_of",
     "theory_gamma",
     "tpc_v1",
     "tpc_v2",
