@@ -9,17 +9,28 @@
 * :mod:`~ratedist.symbolic.powerlaw`: power-law tails (arXiv:2402.01798), polynomial ``alpha*``.
 * :mod:`~ratedist.symbolic.onebit`: moments of the stochastic 1-bit quantizer, unbiased
   rescaling of random replication (gradient coding).
+* :mod:`~ratedist.symbolic.gradient_coding`: SGD bounds with an unbiased estimator of bounded
+  variance (convex, nonconvex, horizon and diminishing steps) and the decoding-weight moments
+  of 1-bit gradient coding.
 
 Importing this package registers every builder; nothing is derived until first use.
 """
 
-from ratedist.symbolic import onebit, powerlaw, tnq_gaussian, tnq_laplace, tuq_laplace
+from ratedist.symbolic import (
+    gradient_coding,
+    onebit,
+    powerlaw,
+    tnq_gaussian,
+    tnq_laplace,
+    tuq_laplace,
+)
 from ratedist.symbolic.lambdify import EXPRESSIONS, cache_info, expression, lambdified
 
 __all__ = [
     "EXPRESSIONS",
     "cache_info",
     "expression",
+    "gradient_coding",
     "lambdified",
     "onebit",
     "powerlaw",
