@@ -95,9 +95,9 @@ class DecodingMoments(NamedTuple):
         coefficient_mean: ``E c(mask)``, ``(k,)`` (1 for an unbiased decoder).
         coefficient_second: ``M = E[(c − 1)(c − 1)^T]``, ``(k, k)`` (the covariance of ``c``
             when unbiased).
-        masks: number of masks examined.
-        exact: True when the expectations are exact (every mask of the law, with its
-            probability), False for a Monte Carlo sample.
+        masks: number of masks examined (0 for a closed form).
+        exact: True when the expectations are exact (every mask of the law with its
+            probability, or a closed form), False for a Monte Carlo sample.
         law: description of the straggler law.
     """
 
@@ -220,10 +220,7 @@ def probability_coefficient_covariance(B: Any, p: Any) -> np.ndarray:
     """
     B = check_array("B", B, ndim=2)
     p = _check_p(p)
-    cols = B.sum(axis=0)
-    if not np.allclose(cols, cols[0], rtol=0, atol=1e-12) or cols[0] <= 0:
-        raise ValueError(f"B must have equal positive column sums d, got {np.unique(cols)}")
-    d = float(cols[0])
+    d = _column_sum(B)
     return p / (d * d * (1.0 - p)) * (B.T @ B)
 
 
@@ -243,6 +240,133 @@ def replication_straggler_variance(d: Any, p: Any, G: Any) -> float:
     p = _check_p(p)
     G = check_nonnegative("G", G)
     return p * G * G / (d * (1.0 - p))
+
+
+def moments_from_weight_law(
+    B: Any, mean: Any, cov: Any, *, weight_sq_norm_max: Any, law: str = ""
+) -> DecodingMoments:
+    """Exact :class:`DecodingMoments` from the first two moments of the decoding vector
+    ``a`` (``E a = mean``, ``Cov(a) = cov``): ``E[a_i^2] = cov_ii + mean_i^2``,
+    ``E c = B^T mean`` and ``M = B^T cov B + (E c − 1)(E c − 1)^T``.
+
+    Args:
+        B: ``(n, k)`` encoding matrix.
+        mean: ``(n,)``.
+        cov: ``(n, n)``.
+        weight_sq_norm_max: the largest ``||a||^2`` of the law (stored as is).
+        law: description.
+
+    Raises:
+        ValueError: mismatched shapes, a negative ``weight_sq_norm_max``.
+    """
+    B = check_array("B", B, ndim=2)
+    mu = check_array("mean", mean, ndim=1)
+    C = _square("cov", cov)
+    n = B.shape[0]
+    if mu.shape != (n,) or C.shape != (n, n):
+        raise ValueError(
+            f"mean and cov must have shapes ({n},) and ({n}, {n}) (B has {n} rows), got "
+            f"{mu.shape} and {C.shape}"
+        )
+    sq = np.diag(C) + mu * mu
+    c = B.T @ mu
+    dev = c - 1.0
+    return DecodingMoments(
+        weight_sq=sq,
+        weight_sq_norm=float(sq.sum()),
+        weight_sq_norm_max=check_nonnegative("weight_sq_norm_max", weight_sq_norm_max),
+        coefficient_mean=c,
+        coefficient_second=B.T @ C @ B + np.outer(dev, dev),
+        masks=0,
+        exact=True,
+        law=str(law),
+    )
+
+
+def probability_rescaling_moments(B: Any, *, p: Any, law_p: Any = None) -> DecodingMoments:
+    """Moments of ``a_i = 1{answers}/(d (1 − p))`` under Bernoulli(``law_p``) stragglers
+    (default ``law_p = p``: unbiased), ``d`` the column sum of ``B``: independent ``a_i`` with
+    mean ``w q`` and variance ``w^2 q (1 − q)``, ``w = 1/(d (1 − p))``, ``q = 1 − law_p``.
+
+    Raises:
+        ValueError: ``p``/``law_p`` not in ``[0, 1)``, unequal column sums of ``B``.
+    """
+    B = check_array("B", B, ndim=2)
+    p = _check_p(p)
+    q = 1.0 - (p if law_p is None else check_in_interval("law_p", law_p, 0.0, 1.0))
+    d = _column_sum(B)
+    n = B.shape[0]
+    w = 1.0 / (d * (1.0 - p))
+    return moments_from_weight_law(
+        B,
+        np.full(n, w * q),
+        np.eye(n) * (w * w * q * (1.0 - q)),
+        weight_sq_norm_max=n * w * w if q > 0 else 0.0,
+        law=f"probability rescaling (p={p:g}), Bernoulli({1 - q:g}) stragglers, closed form",
+    )
+
+
+def count_rescaling_moments(B: Any, *, stragglers: Any) -> DecodingMoments:
+    """Moments of ``a_i = 1{answers} n/(d m)`` with exactly ``s`` stragglers drawn uniformly
+    (``m = n − s``, ``d`` the column sum of ``B``; uncoded: ``B = I``): ``P(i answers) = m/n``,
+    ``P(i and i' answer) = m (m − 1)/(n (n − 1))``; every pattern has ``||a||^2 = n^2/(d^2 m)``.
+
+    Raises:
+        ValueError: ``stragglers`` not in ``[0, n − 1]``, unequal column sums of ``B``.
+    """
+    B = check_array("B", B, ndim=2)
+    n = B.shape[0]
+    s = check_int("stragglers", stragglers, min_value=0, max_value=n - 1)
+    d = _column_sum(B)
+    m = n - s
+    w = n / (d * m)
+    q = m / n
+    q2 = m * (m - 1) / (n * (n - 1)) if n > 1 else q
+    cov = np.full((n, n), w * w * (q2 - q * q))
+    np.fill_diagonal(cov, w * w * q * (1 - q))
+    return moments_from_weight_law(
+        B,
+        np.full(n, w * q),
+        cov,
+        weight_sq_norm_max=n * n / (d * d * m),
+        law=f"count rescaling, exactly {s} stragglers (uniform), closed form",
+    )
+
+
+def frc_moments(n: Any, s: Any, stragglers: Any) -> DecodingMoments:
+    """Moments of the FRC decoder (first answering worker of each group of ``s + 1``, weight
+    1) with exactly ``stragglers <= s`` stragglers drawn uniformly: ``c = 1`` and
+    ``||a||^2 = n/(s + 1)`` on every pattern, and the worker in position ``r`` of its group is
+    the chosen one with probability ``C(n − r − 1, stragglers − r) / C(n, stragglers)``
+    (its ``r`` predecessors straggle, it answers).
+
+    Raises:
+        ValueError: bad ``n``/``s`` (see :func:`frc_weight_sq_norm`), ``stragglers`` not in
+            ``[0, s]``.
+    """
+    norm = frc_weight_sq_norm(n, s)
+    n, s = int(n), int(s)
+    st = check_int("stragglers", stragglers, min_value=0, max_value=s)
+    r = np.arange(n) % (s + 1)
+    total = math.comb(n, st)
+    sq = np.array([math.comb(n - ri - 1, st - ri) if ri <= st else 0 for ri in r]) / total
+    return DecodingMoments(
+        weight_sq=sq,
+        weight_sq_norm=norm,
+        weight_sq_norm_max=norm,
+        coefficient_mean=np.ones(n),
+        coefficient_second=np.zeros((n, n)),
+        masks=0,
+        exact=True,
+        law=f"FRC, exactly {st} <= s stragglers (uniform), closed form",
+    )
+
+
+def _column_sum(B: np.ndarray) -> float:
+    cols = B.sum(axis=0)
+    if not np.allclose(cols, cols[0], rtol=0, atol=1e-12) or cols[0] <= 0:
+        raise ValueError(f"B must have equal positive column sums d, got {np.unique(cols)}")
+    return float(cols[0])
 
 
 # --------------------------------------------------------------------------- variance terms

@@ -31,6 +31,7 @@ from ratedist.sim.algorithms import (
     tpc_v5,
 )
 from ratedist.sim.code_moments import (
+    CLOSED_FORMS,
     STRAGGLER_LAWS,
     MaskLaw,
     decoding_moments,
@@ -90,6 +91,7 @@ from ratedist.sim.trace import Bits, Trace
 __all__ = [
     "AGGREGATION",
     "ALGORITHMS",
+    "CLOSED_FORMS",
     "CODES",
     "DOWNLINKS",
     "PARTICIPATION",

@@ -144,21 +144,46 @@ def test_everyone_and_pattern_laws():
     assert m.weight_sq_norm == pytest.approx((8 + 64 / 5) / 2, rel=RTOL)
 
 
+CLOSED = [
+    (lambda: sim.random_replication(8, 2, p=0.3), lambda: sim.bernoulli_stragglers(0.3)),
+    (lambda: sim.random_replication(8, 3, p=0.1), lambda: sim.bernoulli_stragglers(0.2)),
+    (lambda: sim.random_replication(8, 2, rescale="count"), lambda: sim.exactly_stragglers(3)),
+    (lambda: sim.uncoded(8), lambda: sim.exactly_stragglers(2)),
+    (lambda: sim.frc(8, 1), lambda: sim.exactly_stragglers(1)),
+    (lambda: sim.frc(9, 2), lambda: sim.exactly_stragglers(1)),
+]
+
+
+@pytest.mark.parametrize(("make_code", "make_law"), CLOSED)
+def test_closed_form_moments_equal_enumeration(make_code, make_law):
+    """Past max_masks the closed form is used; at n = 8 it must equal the enumeration,
+    including a biased pairing (design p = 0.1 under Bernoulli(0.2))."""
+    code, law = make_code(), make_law()
+    enum = sim.decoding_moments(code, law)
+    closed = sim.decoding_moments(code, law, max_masks=1)
+    assert enum.exact and enum.masks > 1
+    assert closed.exact and closed.masks == 0 and "closed form" in closed.law
+    for field in ("weight_sq", "coefficient_mean", "coefficient_second"):
+        np.testing.assert_allclose(
+            getattr(closed, field), getattr(enum, field), rtol=RTOL, atol=1e-14
+        )
+    assert closed.weight_sq_norm == pytest.approx(enum.weight_sq_norm, rel=RTOL)
+    assert closed.weight_sq_norm_max == pytest.approx(enum.weight_sq_norm_max, rel=RTOL)
+
+
 def test_sampled_moments_agree_with_exact():
-    code = sim.random_replication(8, 2, p=0.3)
-    part = sim.bernoulli_stragglers(0.3)
-    exact = sim.decoding_moments(code, part)
+    """No closed form for the cyclic code: past max_masks the moments are a Monte Carlo
+    estimate (exact=False), within 5 SE of the enumeration."""
+    code, law = sim.crc(8, 1), sim.exactly_stragglers(1)
+    exact = sim.decoding_moments(code, law)
     samples = 20000
-    mc = sim.decoding_moments(code, part, max_masks=16, samples=samples, seed=3)
+    mc = sim.decoding_moments(code, law, max_masks=4, samples=samples, seed=3)
     assert not mc.exact and mc.masks == samples
-    # ||a||^2 = m w^2 with m ~ Bin(8, 0.7): SE from the exact variance
-    w2 = 1 / (2 * 0.7) ** 2
-    se = math.sqrt(8 * 0.3 * 0.7) * w2 / math.sqrt(samples)
+    norms = np.sum(sim.codes.decoding_vectors(code, ~np.eye(8, dtype=bool)) ** 2, axis=1)
+    se = norms.std() / math.sqrt(samples)  # the 8 patterns are equally likely
+    assert exact.weight_sq_norm == pytest.approx(norms.mean(), rel=RTOL)
     assert abs(mc.weight_sq_norm - exact.weight_sq_norm) <= K_SE * se
-    part3 = sim.exactly_stragglers(3)
-    mc = sim.decoding_moments(sim.uncoded(8), part3, max_masks=10, samples=500)
-    assert not mc.exact  # C(8, 3) = 56 > 10: sampled; ||a||^2 is the same for every pattern
-    assert mc.weight_sq_norm == pytest.approx(bounds.count_weight_sq_norm(8, 1, 5), rel=RTOL)
+    assert mc.weight_sq_norm_max <= exact.weight_sq_norm_max * (1 + RTOL)
 
 
 # --------------------------------------------------------- SGD bounds vs numpy simulations
@@ -314,6 +339,16 @@ def test_diminishing_schedule_and_bits():
             "probs",
         ),
         (lambda: bounds.step_sums(10, 0), "offset"),
+        (lambda: bounds.count_rescaling_moments(np.eye(4), stragglers=4), "stragglers"),
+        (lambda: bounds.frc_moments(8, 1, 2), "stragglers"),
+        (lambda: bounds.probability_rescaling_moments(np.eye(4), p=1.0), "p"),
+        (lambda: bounds.probability_rescaling_moments(np.eye(4), p=0.1, law_p=2.0), "law_p"),
+        (
+            lambda: bounds.moments_from_weight_law(
+                np.eye(3), np.ones(2), np.eye(3), weight_sq_norm_max=1.0
+            ),
+            "mean",
+        ),
         (lambda: sim.decoding_moments(sim.frc(4, 1), sim.exactly_stragglers(4)), "s"),
         (lambda: sim.decoding_moments(sim.frc(4, 1), sim.everyone(), max_masks=0), "max_masks"),
     ],
