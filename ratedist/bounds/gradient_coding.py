@@ -535,6 +535,7 @@ def coded_variance(
     partition_grad_bound: Any,
     R: Any = None,
     partition_sigma_sq: Any = 0.0,
+    bias_tol: Any = 1e-8,
 ) -> VarianceTerms:
     """A priori ``sigma^2 >= E||g − ∇f||^2`` at every ``x`` for the unbiased 1-bit design.
 
@@ -544,7 +545,8 @@ def coded_variance(
     * stragglers: :func:`straggler_variance_bound`;
     * the partitions' noise: :func:`partition_noise_variance`.
 
-    Assumptions: ``E c(mask) = 1`` (checked by the caller: ``moments.bias``);
+    Assumptions: ``E c(mask) = 1`` (checked on exact moments: ``moments.bias <= bias_tol``;
+    a Monte Carlo estimate of the moments cannot show it, the caller must know it);
     ``||∇f_j(x)|| <= G_j`` for every ``x``; with ``scale="bound"``, every message satisfies
     ``||ŷ_i||_inf <= R`` (else the clipped quantizer is biased).
 
@@ -557,11 +559,20 @@ def coded_variance(
         R: the known bound for ``scale="bound"``.
         partition_sigma_sq: per-partition stochastic-gradient variance ``sigma_j^2`` of
             ``∇f_j`` (0 for exact partition gradients).
+        bias_tol: largest ``max_j |E c_j − 1|`` of exact moments taken as unbiased (rounding of
+            the decoding solves: ~1e-13 for the cyclic code at n = 8).
 
     Raises:
-        ValueError: mismatched shapes, bad scale or constants.
+        ValueError: mismatched shapes, bad scale or constants, exact moments of a biased
+            decoder.
     """
     B = check_array("B", B, ndim=2)
+    tol = check_nonnegative("bias_tol", bias_tol)
+    if moments.exact and moments.bias > tol:
+        raise ValueError(
+            f"moments must be those of an unbiased decoder (max |E c - 1| <= bias_tol = "
+            f"{tol:g}), got max |E c - 1| = {moments.bias:.3g} ({moments.law})"
+        )
     if moments.weight_sq.shape != (B.shape[0],) or moments.coefficient_second.shape != (
         B.shape[1],
         B.shape[1],

@@ -339,6 +339,16 @@ def test_diminishing_schedule_and_bits():
             "probs",
         ),
         (lambda: bounds.step_sums(10, 0), "offset"),
+        (
+            lambda: bounds.coded_variance(
+                sim.decoding_moments(sim.frc(4, 1), sim.bernoulli_stragglers(0.3)),
+                sim.frc(4, 1).B,
+                dim=3,
+                scale="l2",
+                partition_grad_bound=1.0,
+            ),
+            "moments",
+        ),
         (lambda: bounds.count_rescaling_moments(np.eye(4), stragglers=4), "stragglers"),
         (lambda: bounds.frc_moments(8, 1, 2), "stragglers"),
         (lambda: bounds.probability_rescaling_moments(np.eye(4), p=1.0), "p"),
