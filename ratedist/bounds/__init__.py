@@ -1,10 +1,13 @@
 """Convergence theorems as pure functions of named constants.
 
 Every bound returns a :class:`SublinearBound` (``transient/T + floor`` for the average of
-``E||∇f(x^t)||^2``) or a :class:`LinearBound` (``scale * rate**T``, PL case) that carries its
-step size, the theorem it comes from and its assumptions, evaluates vectorised over ``T`` and
-inverts itself (``iterations_to(eps)``, ``bits_per_worker_to(eps, bits_per_iteration)``).
-Derivations: :mod:`ratedist.symbolic.descent` and ``docs/theory/bounds.md``.
+``E||∇f(x^t)||^2``, or of ``E f(x^t) − f*`` in the convex case: see its ``quantity``), a
+:class:`LinearBound` (``scale * rate**T``, PL case) or a :class:`DiminishingStepBound`
+(``gamma_t = gamma0/sqrt(t + offset)``) that carries its step size, the theorem it comes from
+and its assumptions, evaluates vectorised over ``T`` and inverts itself (``iterations_to(eps)``,
+``bits_per_worker_to(eps, bits_per_iteration)``). Derivations: :mod:`ratedist.symbolic.descent`,
+:mod:`ratedist.symbolic.gradient_coding`, ``docs/theory/bounds.md`` and
+``docs/theory/gradient_coding.md``.
 
 :mod:`ratedist.bounds.weights`: the exact error floor of weight quantization on a quadratic
 (``E||∇f(Q(x*))||^2``, ``docs/theory/weight_quantization.md``) and how far a GD run's plateau
@@ -18,7 +21,39 @@ from ratedist.bounds.constants import (
     measure_alpha,
     measure_omega,
 )
-from ratedist.bounds.core import LinearBound, SublinearBound
+from ratedist.bounds.core import DiminishingStepBound, LinearBound, SublinearBound, step_sums
+from ratedist.bounds.gradient_coding import (
+    DecodingMoments,
+    FirstStep,
+    VarianceTerms,
+    coded_convex_bound,
+    coded_convex_diminishing_bound,
+    coded_nonconvex_bound,
+    coded_nonconvex_diminishing_bound,
+    coded_variance,
+    convex_horizon_bound,
+    convex_horizon_constant,
+    count_rescaling_moments,
+    count_weight_sq_norm,
+    decoding_moments_from_weights,
+    first_step_bounds,
+    frc_moments,
+    frc_weight_sq_norm,
+    horizon_step_size,
+    message_norm_bounds,
+    moments_from_weight_law,
+    nonconvex_horizon_bound,
+    nonconvex_horizon_constant,
+    onebit_message_mse,
+    partition_noise_variance,
+    probability_coefficient_covariance,
+    probability_rescaling_moments,
+    probability_weight_sq_norm,
+    quantization_variance,
+    replication_straggler_variance,
+    straggler_variance_at,
+    straggler_variance_bound,
+)
 from ratedist.bounds.sgd import (
     best_step_size,
     sgd_biased_bound,
@@ -55,17 +90,35 @@ from ratedist.bounds.weights import (
 __all__ = [
     "PLATEAU_QUANTITIES",
     "THREE_PC",
+    "DecodingMoments",
+    "DiminishingStepBound",
     "Estimate",
+    "FirstStep",
     "LinearBound",
     "PlateauDeviation",
     "SublinearBound",
     "ThreePCConstants",
+    "VarianceTerms",
     "WeightFloor",
     "best_step_size",
+    "coded_convex_bound",
+    "coded_convex_diminishing_bound",
+    "coded_nonconvex_bound",
+    "coded_nonconvex_diminishing_bound",
+    "coded_variance",
+    "convex_horizon_bound",
+    "convex_horizon_constant",
+    "count_rescaling_moments",
+    "count_weight_sq_norm",
     "declared_alpha",
     "declared_omega",
+    "decoding_moments_from_weights",
+    "first_step_bounds",
+    "frc_moments",
+    "frc_weight_sq_norm",
     "gd_weight_plateau_deviation",
     "grid_rounding_variance",
+    "horizon_step_size",
     "lyapunov",
     "lyapunov_slack",
     "m1",
@@ -73,10 +126,24 @@ __all__ = [
     "marina_bound",
     "measure_alpha",
     "measure_omega",
+    "message_norm_bounds",
+    "moments_from_weight_law",
+    "nonconvex_horizon_bound",
+    "nonconvex_horizon_constant",
+    "onebit_message_mse",
+    "partition_noise_variance",
+    "probability_coefficient_covariance",
+    "probability_rescaling_moments",
+    "probability_weight_sq_norm",
+    "quantization_variance",
+    "replication_straggler_variance",
     "sgd_biased_bound",
     "sgd_relative_bound",
     "sgd_step_size",
     "sgd_unbiased_bound",
+    "step_sums",
+    "straggler_variance_at",
+    "straggler_variance_bound",
     "three_pc_bound",
     "three_pc_constants",
     "three_pc_pl_bound",

@@ -30,6 +30,13 @@ from ratedist.sim.algorithms import (
     tpc_v4,
     tpc_v5,
 )
+from ratedist.sim.code_moments import (
+    CLOSED_FORMS,
+    STRAGGLER_LAWS,
+    MaskLaw,
+    decoding_moments,
+    straggler_masks_of,
+)
 from ratedist.sim.coded import Coded, PartitionGrads, coded, partitionwise
 from ratedist.sim.codes import (
     CODES,
@@ -87,11 +94,13 @@ from ratedist.sim.trace import Bits, Trace
 __all__ = [
     "AGGREGATION",
     "ALGORITHMS",
+    "CLOSED_FORMS",
     "CODES",
     "DOWNLINKS",
     "GC_METHODS",
     "PARTICIPATION",
     "PROBLEMS",
+    "STRAGGLER_LAWS",
     "Aggregation",
     "Algorithm",
     "Bits",
@@ -100,6 +109,7 @@ __all__ = [
     "GCMethod",
     "GCSetup",
     "GradientCode",
+    "MaskLaw",
     "Message",
     "Participation",
     "PartitionGrads",
@@ -119,6 +129,7 @@ __all__ = [
     "config_hash",
     "crc",
     "decode",
+    "decoding_moments",
     "ef14",
     "ef21",
     "everyone",
@@ -157,6 +168,7 @@ __all__ = [
     "run_config",
     "run_sweep",
     "save_trace",
+    "straggler_masks_of",
     "theory_gamma",
     "tpc_v1",
     "tpc_v2",

@@ -11,17 +11,29 @@
   rescaling of random replication (gradient coding).
 * :mod:`~ratedist.symbolic.grid`: stochastic rounding to ``Delta * Z`` (mean, variance), the
   exact quadratic weight-quantization floor, the floors at ``Delta`` and ``Delta/2``.
+* :mod:`~ratedist.symbolic.gradient_coding`: SGD bounds with an unbiased estimator of bounded
+  variance (convex, nonconvex, horizon and diminishing steps) and the decoding-weight moments
+  of 1-bit gradient coding.
 
 Importing this package registers every builder; nothing is derived until first use.
 """
 
-from ratedist.symbolic import grid, onebit, powerlaw, tnq_gaussian, tnq_laplace, tuq_laplace
+from ratedist.symbolic import (
+    gradient_coding,
+    grid,
+    onebit,
+    powerlaw,
+    tnq_gaussian,
+    tnq_laplace,
+    tuq_laplace,
+)
 from ratedist.symbolic.lambdify import EXPRESSIONS, cache_info, expression, lambdified
 
 __all__ = [
     "EXPRESSIONS",
     "cache_info",
     "expression",
+    "gradient_coding",
     "grid",
     "lambdified",
     "onebit",

@@ -6,6 +6,7 @@
 See :mod:`ratedist.validate.verdicts` for the verdict rules, :mod:`ratedist.validate.checks`
 for the suite, :mod:`ratedist.validate.coding` for its gradient-coding checks and
 :mod:`ratedist.validate.weights` for its weight-quantization check.
+:mod:`ratedist.validate.coding_bounds` for the 1-bit gradient-coding convergence bounds.
 """
 
 from ratedist.validate.core import format_table, run_checks, table_rows, to_json

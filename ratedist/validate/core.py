@@ -23,6 +23,7 @@ import jax
 from ratedist._validation import check_positive
 from ratedist.validate import checks as _impl
 from ratedist.validate import coding as _coding  # noqa: F401  (registers its checks)
+from ratedist.validate import coding_bounds as _coding_bounds  # noqa: F401  (registers its check)
 from ratedist.validate import weights as _weights  # noqa: F401  (registers its check)
 from ratedist.validate.verdicts import CHECKS, VERDICTS, CheckResult
 
