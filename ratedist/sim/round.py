@@ -40,6 +40,7 @@ from ratedist.sim.stages import (
     server_step_range,
     server_transform,
 )
+from ratedist.sim.trace import DIAGNOSTIC_FIELDS
 
 #: fold_in indices of the shared streams of a step (never worker indices).
 _COIN = 0x7FFFFFFF
@@ -122,13 +123,7 @@ METRICS = (
     "tpc_residual",
     "tpc_residual_max",
     "trigger_rate",
-    "grad_norm_sq_server",
-    "ef_norm_sq",
-    "quant_rel_error",
-    "worker_step_min",
-    "worker_step_max",
-    "server_step_min",
-    "server_step_max",
+    *DIAGNOSTIC_FIELDS,
 )
 
 
