@@ -1,0 +1,34 @@
+"""Real gradients: capture them from small JAX models and fit gradient-coordinate models.
+
+* :mod:`.models` — a registry of small models on scikit-learn's bundled data;
+* :mod:`.capture` — train one and record per-layer full-batch and minibatch gradients at
+  chosen steps into a resumable on-disk store; :func:`load_capture` reads it back;
+* :mod:`.fit` — maximum-likelihood fits of the :mod:`ratedist.sources` families with
+  goodness of fit, a Hill tail index and the best model by AIC.
+
+See docs/gradients.md.
+"""
+
+from ratedist.gradients.capture import (
+    OPTIMIZERS,
+    SAMPLE_KINDS,
+    Capture,
+    CaptureReport,
+    StepGradients,
+    capture_gradients,
+    load_capture,
+)
+from ratedist.gradients.models import MODELS, GradientModel, register_model
+
+__all__ = [
+    "MODELS",
+    "OPTIMIZERS",
+    "SAMPLE_KINDS",
+    "Capture",
+    "CaptureReport",
+    "GradientModel",
+    "StepGradients",
+    "capture_gradients",
+    "load_capture",
+    "register_model",
+]
