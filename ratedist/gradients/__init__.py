@@ -18,17 +18,35 @@ from ratedist.gradients.capture import (
     capture_gradients,
     load_capture,
 )
+from ratedist.gradients.fit import (
+    FAMILIES,
+    BestFit,
+    Fit,
+    HillEstimate,
+    best_fit,
+    fit_capture,
+    fit_family,
+    hill_estimator,
+)
 from ratedist.gradients.models import MODELS, GradientModel, register_model
 
 __all__ = [
+    "FAMILIES",
     "MODELS",
     "OPTIMIZERS",
     "SAMPLE_KINDS",
+    "BestFit",
     "Capture",
     "CaptureReport",
+    "Fit",
     "GradientModel",
+    "HillEstimate",
     "StepGradients",
+    "best_fit",
     "capture_gradients",
+    "fit_capture",
+    "fit_family",
+    "hill_estimator",
     "load_capture",
     "register_model",
 ]
