@@ -19,7 +19,8 @@ completely and captures the others (a step file that fails to load is captured a
 training is re-run from the start up to the last missing step (training is a pure function
 of the seed, so the captured steps agree with those of an uninterrupted run). A rerun with a
 different configuration (model, optimizer, learning rate, seed, batch size, number of
-minibatches) in the same directory is refused; new steps may be added.
+minibatches, and whether ``jax_enable_x64`` is on: float32 training rounds differently with
+it) in the same directory is refused; new steps may be added.
 
 **Randomness.** With ``root = jax.random.key(seed)``: parameters from ``fold_in(root, 0)``;
 the training batch of update ``t`` from ``fold_in(fold_in(root, 1), t)``; captured
@@ -62,7 +63,7 @@ MANIFEST = "manifest.json"
 #: Largest capture step accepted (a guard against typos such as ``--steps 0,1000000000``).
 MAX_STEP = 10_000_000
 #: The configuration keys that must agree for a rerun to resume a store.
-CONFIG_KEYS = ("model", "optimizer", "learning_rate", "seed", "batch_size", "minibatches")
+CONFIG_KEYS = ("model", "optimizer", "learning_rate", "seed", "batch_size", "minibatches", "x64")
 METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
 
 #: optimizer name -> ``learning_rate -> optax.GradientTransformation``.
@@ -300,6 +301,9 @@ def _config(
         "seed": seed,
         "batch_size": batch_size,
         "minibatches": minibatches,
+        # float32 training still rounds differently with jax_enable_x64 (Adam's scalars are
+        # then float64): 5e-8 apart after 20 steps of mlp-digits, so it is part of the run.
+        "x64": bool(jax.config.jax_enable_x64),
     }
 
 

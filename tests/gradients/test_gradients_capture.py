@@ -77,6 +77,7 @@ def test_manifest_records_the_configuration(store):
     assert m["format"] == FORMAT and m["steps"] == STEPS
     assert {k: m[k] for k in TINY} == TINY
     assert (m["optimizer"], m["learning_rate"]) == ("adam", 1e-3)
+    assert m["x64"] is True  # tests/conftest.py enables it
     assert m["layers"] == [
         {"name": "dense/b", "shape": [10]},
         {"name": "dense/w", "shape": [64, 10]},
@@ -197,6 +198,9 @@ def test_another_configuration_in_the_same_directory_is_refused(store, tmp_path)
     out = _copy(store, tmp_path / "other")
     with pytest.raises(ValueError, match="holds a capture with seed=5, this run has seed=6"):
         capture_gradients(TINY["model"], [0], out, minibatches=3, batch_size=8, seed=6)
+    # float32 training rounds differently without x64: not the same run
+    with jax.enable_x64(False), pytest.raises(ValueError, match="x64=True, this run has x64=False"):
+        capture_gradients(TINY["model"], [9], out, minibatches=3, batch_size=8, seed=5)
 
 
 def test_capture_argument_errors():
