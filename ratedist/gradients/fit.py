@@ -153,9 +153,9 @@ class Fit:
         source: the fitted source (a quantizer design consumes it as it is).
         params: the source's constructor parameters (original units).
         stderr: standard error of each parameter (observed information), ``None`` for a
-            parameter on a bound of its range or where the information is not positive
-            definite; empty for the empirical source.
-        n_params: parameters counted by AIC.
+            parameter on a bound of its range (the others' are then conditional on it) or
+            where the information is not positive definite; empty for the empirical source.
+        n_params: parameters counted by AIC (all of the family's, on a bound or not).
         n: samples fitted.
         loglik: maximized log-likelihood (leave-one-out, scaled to ``n``, for ``empirical``).
         aic: ``2 n_params - 2 loglik``.
@@ -583,7 +583,7 @@ def _fit_parametric(family: Family, x: np.ndarray, unit: float) -> Fit:
         for p, v in se.items()
     }
     source = family.source_cls(**params)
-    k = len(family.params) - len(at_bound)
+    k = len(family.params)  # an estimate on a bound was still chosen by the data
     note = ""
     if at_bound:
         note = f"{', '.join(at_bound)} on the bound of its supported range"

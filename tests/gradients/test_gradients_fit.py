@@ -193,7 +193,7 @@ def test_a_shape_on_its_bound_has_no_standard_error_and_says_so():
     fit = fit_family(x, "power-law")  # Gaussian tails: the tail index runs to its bound
     assert fit.at_bound == ("tail_index",) and fit.params["tail_index"] == 40.0
     assert fit.stderr["tail_index"] is None and fit.stderr["scale"] > 0
-    assert fit.n_params == 1 and "bound" in fit.note
+    assert fit.n_params == 2 and "bound" in fit.note
 
 
 def test_empirical_fit_is_scored_out_of_sample(samples):
