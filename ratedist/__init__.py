@@ -2,8 +2,8 @@
 
 The always-needed names are re-exported here and the subpackages (:mod:`ratedist.rd`,
 :mod:`ratedist.sim`, :mod:`ratedist.bounds`, :mod:`ratedist.validate`,
-:mod:`ratedist.symbolic`, :mod:`ratedist.plotting`) and the optax adapter
-(:mod:`ratedist.optax`) are attributes; all of them load on first access, so
+:mod:`ratedist.symbolic`, :mod:`ratedist.plotting`, :mod:`ratedist.gradients`) and the
+optax adapter (:mod:`ratedist.optax`) are attributes; all of them load on first access, so
 ``import ratedist`` itself loads neither JAX nor scipy::
 
     import ratedist as rd
@@ -21,11 +21,12 @@ __version__ = "0.1.0"
 # Every name below loads on first access (PEP 562), for import time only: the compressors,
 # sources, quantizers and the optax adapter import JAX (about 2-4 s here), which `import ratedist`,
 # `ratedist --help` and the command line's argument errors should not wait for; ``rd``
-# loads scipy.stats and the closed forms, the others sympy, matplotlib and the simulator.
+# loads scipy.stats and the closed forms, the others sympy, matplotlib, the simulator and
+# optax (``gradients``, which reads scikit-learn's data only when a model is trained).
 # They hide no import cycle: every subpackage imports its dependencies at module level, and
 # tests/test_imports.py checks the graph.
 _LAZY_MODULES = ("compressors", "optax", "quantizers", "sources")
-_LAZY_SUBPACKAGES = ("rd", "sim", "bounds", "validate", "symbolic", "plotting")
+_LAZY_SUBPACKAGES = ("rd", "sim", "bounds", "validate", "symbolic", "plotting", "gradients")
 #: exported name -> (module, attribute in it)
 _LAZY_ATTRS: dict[str, tuple[str, str]] = {
     **{

@@ -21,6 +21,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "ratedist.commands.demo",
         "Run the main job: optimal levels, an RD figure and a theory-vs-simulation table.",
     ),
+    "gradients": Subcommand(
+        "ratedist.commands.gradients",
+        "Capture the per-layer gradients of a small JAX model and fit gradient models to them.",
+    ),
     "levels": Subcommand(
         "ratedist.commands.levels",
         "Design an optimal scalar quantizer (levels, thresholds, MSE, entropy, gap to Shannon).",
