@@ -6,11 +6,28 @@ step size, the theorem it comes from and its assumptions, evaluates vectorised o
 inverts itself (``iterations_to(eps)``, ``bits_per_worker_to(eps, bits_per_iteration)``).
 Derivations: :mod:`ratedist.symbolic.descent` and ``docs/theory/bounds.md``.
 
+:mod:`ratedist.bounds.adam`: quantized distributed Adam with error feedback (both modes; a
+stationary-point bound with gradient quantization, a ``Delta_w^2`` neighbourhood with weight
+quantization; ``docs/theory/quantized_adam.md``).
+
 :mod:`ratedist.bounds.weights`: the exact error floor of weight quantization on a quadratic
 (``E||∇f(Q(x*))||^2``, ``docs/theory/weight_quantization.md``) and how far a GD run's plateau
 can sit from it.
 """
 
+from ratedist.bounds.adam import (
+    ADAM_MODES,
+    QuantizedAdamConstants,
+    adam_direction_bound,
+    adam_direction_ratio,
+    adam_step_range,
+    ef_message_bound,
+    ef_residual_bound,
+    quadratic_weight_excess,
+    quantized_adam_bound,
+    quantized_adam_constants,
+    smooth_weight_gradient_bound,
+)
 from ratedist.bounds.constants import (
     Estimate,
     declared_alpha,
@@ -53,17 +70,24 @@ from ratedist.bounds.weights import (
 )
 
 __all__ = [
+    "ADAM_MODES",
     "PLATEAU_QUANTITIES",
     "THREE_PC",
     "Estimate",
     "LinearBound",
     "PlateauDeviation",
+    "QuantizedAdamConstants",
     "SublinearBound",
     "ThreePCConstants",
     "WeightFloor",
+    "adam_direction_bound",
+    "adam_direction_ratio",
+    "adam_step_range",
     "best_step_size",
     "declared_alpha",
     "declared_omega",
+    "ef_message_bound",
+    "ef_residual_bound",
     "gd_weight_plateau_deviation",
     "grid_rounding_variance",
     "lyapunov",
@@ -73,10 +97,14 @@ __all__ = [
     "marina_bound",
     "measure_alpha",
     "measure_omega",
+    "quadratic_weight_excess",
+    "quantized_adam_bound",
+    "quantized_adam_constants",
     "sgd_biased_bound",
     "sgd_relative_bound",
     "sgd_step_size",
     "sgd_unbiased_bound",
+    "smooth_weight_gradient_bound",
     "three_pc_bound",
     "three_pc_constants",
     "three_pc_pl_bound",

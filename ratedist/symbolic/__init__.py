@@ -9,17 +9,20 @@
 * :mod:`~ratedist.symbolic.powerlaw`: power-law tails (arXiv:2402.01798), polynomial ``alpha*``.
 * :mod:`~ratedist.symbolic.onebit`: moments of the stochastic 1-bit quantizer, unbiased
   rescaling of random replication (gradient coding).
+* :mod:`~ratedist.symbolic.adam`: quantized distributed Adam with error feedback (EF residual
+  fixed point, Adam's direction ratio, virtual sequences, the bound and its ``1/sqrt(T)`` rate).
 * :mod:`~ratedist.symbolic.grid`: stochastic rounding to ``Delta * Z`` (mean, variance), the
   exact quadratic weight-quantization floor, the floors at ``Delta`` and ``Delta/2``.
 
 Importing this package registers every builder; nothing is derived until first use.
 """
 
-from ratedist.symbolic import grid, onebit, powerlaw, tnq_gaussian, tnq_laplace, tuq_laplace
+from ratedist.symbolic import adam, grid, onebit, powerlaw, tnq_gaussian, tnq_laplace, tuq_laplace
 from ratedist.symbolic.lambdify import EXPRESSIONS, cache_info, expression, lambdified
 
 __all__ = [
     "EXPRESSIONS",
+    "adam",
     "cache_info",
     "expression",
     "grid",
