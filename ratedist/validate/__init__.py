@@ -5,7 +5,8 @@
 
 See :mod:`ratedist.validate.verdicts` for the verdict rules, :mod:`ratedist.validate.checks`
 for the suite, :mod:`ratedist.validate.coding` for its gradient-coding checks and
-:mod:`ratedist.validate.weights` for its weight-quantization check.
+:mod:`ratedist.validate.weights` for its weight-quantization check and
+:mod:`ratedist.validate.adam` for quantized distributed Adam.
 """
 
 from ratedist.validate.core import format_table, run_checks, table_rows, to_json
@@ -14,6 +15,7 @@ from ratedist.validate.verdicts import (
     VERDICTS,
     CheckResult,
     verdict_equal,
+    verdict_lower,
     verdict_upper,
     verdict_zero_count,
 )
@@ -27,6 +29,7 @@ __all__ = [
     "table_rows",
     "to_json",
     "verdict_equal",
+    "verdict_lower",
     "verdict_upper",
     "verdict_zero_count",
 ]
