@@ -9,11 +9,28 @@ and its assumptions, evaluates vectorised over ``T`` and inverts itself (``itera
 :mod:`ratedist.symbolic.gradient_coding`, ``docs/theory/bounds.md`` and
 ``docs/theory/gradient_coding.md``.
 
+:mod:`ratedist.bounds.adam`: quantized distributed Adam with error feedback (both modes; a
+stationary-point bound with gradient quantization, a ``Delta_w^2`` neighbourhood with weight
+quantization; ``docs/theory/quantized_adam.md``).
+
 :mod:`ratedist.bounds.weights`: the exact error floor of weight quantization on a quadratic
 (``E||∇f(Q(x*))||^2``, ``docs/theory/weight_quantization.md``) and how far a GD run's plateau
 can sit from it.
 """
 
+from ratedist.bounds.adam import (
+    ADAM_MODES,
+    QuantizedAdamConstants,
+    adam_direction_bound,
+    adam_direction_ratio,
+    adam_step_range,
+    ef_message_bound,
+    ef_residual_bound,
+    quadratic_weight_excess,
+    quantized_adam_bound,
+    quantized_adam_constants,
+    smooth_weight_gradient_bound,
+)
 from ratedist.bounds.constants import (
     Estimate,
     declared_alpha,
@@ -88,6 +105,7 @@ from ratedist.bounds.weights import (
 )
 
 __all__ = [
+    "ADAM_MODES",
     "PLATEAU_QUANTITIES",
     "THREE_PC",
     "DecodingMoments",
@@ -96,10 +114,14 @@ __all__ = [
     "FirstStep",
     "LinearBound",
     "PlateauDeviation",
+    "QuantizedAdamConstants",
     "SublinearBound",
     "ThreePCConstants",
     "VarianceTerms",
     "WeightFloor",
+    "adam_direction_bound",
+    "adam_direction_ratio",
+    "adam_step_range",
     "best_step_size",
     "coded_convex_bound",
     "coded_convex_diminishing_bound",
@@ -113,6 +135,8 @@ __all__ = [
     "declared_alpha",
     "declared_omega",
     "decoding_moments_from_weights",
+    "ef_message_bound",
+    "ef_residual_bound",
     "first_step_bounds",
     "frc_moments",
     "frc_weight_sq_norm",
@@ -135,12 +159,16 @@ __all__ = [
     "probability_coefficient_covariance",
     "probability_rescaling_moments",
     "probability_weight_sq_norm",
+    "quadratic_weight_excess",
     "quantization_variance",
+    "quantized_adam_bound",
+    "quantized_adam_constants",
     "replication_straggler_variance",
     "sgd_biased_bound",
     "sgd_relative_bound",
     "sgd_step_size",
     "sgd_unbiased_bound",
+    "smooth_weight_gradient_bound",
     "step_sums",
     "straggler_variance_at",
     "straggler_variance_bound",

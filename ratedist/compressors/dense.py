@@ -18,7 +18,8 @@ natural        ``d * (1 + exponent bits)``     0             ``d * H(signed expo
 table not charged). A "signed level" is ``sign * level`` in ``{-s, ..., s}``: the container
 sends a sign bit for exact zeros too, the entropy layer does not (level 0 has no sign).
 A 1-bit sign cannot code 0: ``sign`` and ``scaled-sign`` send ``+1`` for ``x_i = 0`` (and
-``-0.0``).
+``-0.0``). ``scaled-sign`` scales by ``||x||_1/d`` (default, contractive) or ``||x||_inf``
+(``scale="linf"``, not contractive); the bits are the same.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ratedist._validation import check_int
+from ratedist._validation import check_choice, check_int
 from ratedist.compressors._common import (
     binary_entropy_bits,
     check_float_bits,
@@ -176,6 +177,10 @@ def sign() -> Compressor:
     return _stateless("sign", {}, update)
 
 
+#: scales of ``scaled-sign``: the norm that multiplies ``sign(x)``
+SIGN_SCALES = ("l1", "linf")
+
+
 def _scaled_sign_alpha(d: int, **_: Any) -> float:
     # ||x - (|x|_1/d) sign x||^2 = ||x||^2 - ||x||_1^2 / d and ||x||_1^2 >= ||x||_2^2.
     return 1.0 / d
@@ -186,35 +191,58 @@ def _scaled_sign_alpha(d: int, **_: Any) -> float:
     unbiased=False,
     deterministic=True,
     rd_sweep=[{}],
-    examples=[{}],
+    examples=[{}, {"scale": "linf"}],
     alpha=_scaled_sign_alpha,
 )
-def scaled_sign(float_bits: int = FLOAT_BITS) -> Compressor:
-    """Scaled sign ``C(x) = (||x||_1 / d) sign(x)``; ``d + float_bits`` bits.
+def scaled_sign(float_bits: int = FLOAT_BITS, scale: str = "l1") -> Compressor:
+    """Scaled sign ``C(x) = s(x) sign(x)`` with ``s = ||x||_1 / d`` or ``s = ||x||_inf``;
+    ``d + float_bits`` bits either way (the scale is sent as one float).
 
-    Deterministic and contractive: ``||C(x) - x||^2 = ||x||^2 - ||x||_1^2/d``, so
-    ``alpha(x) = ||x||_1^2 / (d ||x||_2^2) >= 1/d`` (declared alpha = 1/d, attained by a
-    1-sparse x).
+    ``scale="l1"`` (default): deterministic and contractive,
+    ``||C(x) - x||^2 = ||x||^2 - ||x||_1^2/d``, so ``alpha(x) = ||x||_1^2 / (d ||x||_2^2) >=
+    1/d`` (declared alpha = 1/d, attained by a 1-sparse x). ``||x||_1/d`` is the best scale
+    for the sign pattern: it minimizes ``||s sign(x) - x||^2`` over ``s``.
+
+    ``scale="linf"``: ``||C(x) - x||^2 = sum_i (m - |x_i|)^2`` with ``m = ||x||_inf``
+    ``= d m^2 - 2 m ||x||_1 + ||x||^2``. It is NOT contractive in general, so no alpha is
+    declared: the error is below ``||x||^2`` iff ``d ||x||_inf < 2 ||x||_1``, and the worst
+    case is ``||C(x) - x||^2 = (d - 1) ||x||^2`` (each of the other ``d - 1`` coordinates
+    contributes at most ``m^2 <= ||x||^2``; attained by a 1-sparse x). On flat inputs
+    (``|x_i|`` all equal) it is exact. Error feedback with this scale has no contraction
+    guarantee (the residual can grow); the l1 scale is the one the EF theory covers.
 
     Args:
         float_bits: width of the sent scale.
+        scale: ``"l1"`` (``||x||_1/d``) or ``"linf"`` (``||x||_inf``). The default is left
+            out of the instance's ``params`` (its label stays ``scaled-sign:float_bits=32``).
+
+    Raises:
+        ValueError: an unknown ``scale``, bad ``float_bits``.
 
     References:
         Karimireddy et al., "Error Feedback Fixes SignSGD", arXiv 1901.09847 (Lemma 8 style
-        contraction); Gandikota et al. arXiv 2108.09899 (rate ``1 + 32/d``).
+        contraction); Gandikota et al. arXiv 2108.09899 (rate ``1 + 32/d``); Chen et al.,
+        "Quantized Adam with Error Feedback", arXiv 2004.14180 (sign with l1/d or l_inf scale).
     """
     float_bits = check_float_bits(float_bits)
+    scale = check_choice("scale", scale, SIGN_SCALES)
 
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
-        scale = jnp.sum(jnp.abs(x)) / d
-        x_hat = scale * _sign_pm1(x)
+        if scale == "l1":
+            s = jnp.sum(jnp.abs(x)) / d
+        else:
+            s = jnp.max(jnp.abs(x))
+        x_hat = s * _sign_pm1(x)
         n_pos = jnp.sum(x >= 0, dtype=jnp.int32)
         ent = binary_entropy_bits(n_pos, d) + float_bits
         return x_hat, state, make_info(d, 0, float_bits, ent)
 
-    return _stateless("scaled-sign", {"float_bits": float_bits}, update)
+    if scale == "l1":  # the default keeps the labels of stored results and golden traces
+        return _stateless("scaled-sign", {"float_bits": float_bits}, update)
+    params = {"float_bits": float_bits, "scale": scale}
+    return _stateless("scaled-sign", params, update, alpha=None)
 
 
 # ----------------------------------------------------------------------------- QSGD-family

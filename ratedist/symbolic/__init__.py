@@ -9,6 +9,8 @@
 * :mod:`~ratedist.symbolic.powerlaw`: power-law tails (arXiv:2402.01798), polynomial ``alpha*``.
 * :mod:`~ratedist.symbolic.onebit`: moments of the stochastic 1-bit quantizer, unbiased
   rescaling of random replication (gradient coding).
+* :mod:`~ratedist.symbolic.adam`: quantized distributed Adam with error feedback (EF residual
+  fixed point, Adam's direction ratio, virtual sequences, the bound and its ``1/sqrt(T)`` rate).
 * :mod:`~ratedist.symbolic.grid`: stochastic rounding to ``Delta * Z`` (mean, variance), the
   exact quadratic weight-quantization floor, the floors at ``Delta`` and ``Delta/2``.
 * :mod:`~ratedist.symbolic.gradient_coding`: SGD bounds with an unbiased estimator of bounded
@@ -19,6 +21,7 @@ Importing this package registers every builder; nothing is derived until first u
 """
 
 from ratedist.symbolic import (
+    adam,
     gradient_coding,
     grid,
     onebit,
@@ -31,6 +34,7 @@ from ratedist.symbolic.lambdify import EXPRESSIONS, cache_info, expression, lamb
 
 __all__ = [
     "EXPRESSIONS",
+    "adam",
     "cache_info",
     "expression",
     "gradient_coding",

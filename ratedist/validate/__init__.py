@@ -5,8 +5,9 @@
 
 See :mod:`ratedist.validate.verdicts` for the verdict rules, :mod:`ratedist.validate.checks`
 for the suite, :mod:`ratedist.validate.coding` for its gradient-coding checks and
-:mod:`ratedist.validate.weights` for its weight-quantization check.
-:mod:`ratedist.validate.coding_bounds` for the 1-bit gradient-coding convergence bounds.
+:mod:`ratedist.validate.weights` for its weight-quantization check,
+:mod:`ratedist.validate.coding_bounds` for the 1-bit gradient-coding convergence bounds and
+:mod:`ratedist.validate.adam` for quantized distributed Adam.
 """
 
 from ratedist.validate.core import format_table, run_checks, table_rows, to_json
@@ -16,6 +17,7 @@ from ratedist.validate.verdicts import (
     CheckResult,
     verdict_equal,
     verdict_less,
+    verdict_lower,
     verdict_upper,
     verdict_zero_count,
 )
@@ -30,6 +32,7 @@ __all__ = [
     "to_json",
     "verdict_equal",
     "verdict_less",
+    "verdict_lower",
     "verdict_upper",
     "verdict_zero_count",
 ]

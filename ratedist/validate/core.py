@@ -21,6 +21,7 @@ from typing import Any
 import jax
 
 from ratedist._validation import check_positive
+from ratedist.validate import adam as _adam  # noqa: F401  (registers its check)
 from ratedist.validate import checks as _impl
 from ratedist.validate import coding as _coding  # noqa: F401  (registers its checks)
 from ratedist.validate import coding_bounds as _coding_bounds  # noqa: F401  (registers its check)

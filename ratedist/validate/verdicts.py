@@ -9,6 +9,10 @@ Verdict rules (explicit, in one place):
   rtol * |predicted|`` and ``violated`` otherwise. ``k = 5`` and ``rtol`` covers float
   round-off only (1e-9).
 * :func:`verdict_equal` — an identity: ``holds`` if ``|measured - predicted| <= tol``.
+* :func:`verdict_lower` — a deterministic lower bound ``measured >= predicted`` (a plateau
+  that theory says cannot vanish): ``inconclusive`` if either value is NaN, ``holds`` if
+  ``measured >= predicted`` (``+inf`` counts: a diverged run is above any floor), else
+  ``violated``.
 * :func:`verdict_zero_count` — a count that must be 0 (pathwise Lyapunov violations).
 * :func:`verdict_less` — an ordering ``a < b`` of two noisy measurements, with the standard
   error of their difference: ``holds`` if ``b − a > k * SE``, ``violated`` if
@@ -86,6 +90,15 @@ def verdict_equal(predicted: float, measured: float, tol: float) -> tuple[str, s
     if abs(measured - predicted) <= tol:
         return "holds", f"|difference| <= tol = {tol:.1e}"
     return "violated", f"|difference| = {abs(measured - predicted):.3g} > tol = {tol:.1e}"
+
+
+def verdict_lower(predicted: float, measured: float) -> tuple[str, str]:
+    """Verdict for a deterministic lower bound ``measured >= predicted`` (module docstring)."""
+    if math.isnan(measured) or math.isnan(predicted):
+        return "inconclusive", "NaN value"
+    if measured >= predicted:
+        return "holds", f"measured/predicted = {measured / predicted:.3g}" if predicted else ""
+    return "violated", f"measured/predicted = {measured / predicted:.6g} < 1"
 
 
 def verdict_zero_count(count: float) -> tuple[str, str]:

@@ -32,6 +32,7 @@ from ratedist.compressors import (
 )
 from ratedist.compressors._common import round_up
 from ratedist.quantizers import ScalarQuantizer
+from ratedist.rd import closed_form
 
 N_SE = 5.0
 
@@ -131,6 +132,44 @@ def test_sign_and_scaled_sign_exact():
     err = ((x_hat - x) ** 2).sum()
     # closed form ||x||^2 - ||x||_1^2 / d; 1e-12: float rounding of the sums
     assert err == pytest.approx(x @ x - np.abs(x).sum() ** 2 / x.size, rel=1e-12)
+
+
+def test_scaled_sign_linf_scale_and_its_lack_of_contraction():
+    x = _x()
+    x_hat = np.asarray(_run(scaled_sign(scale="linf"), x)[0])
+    np.testing.assert_array_equal(x_hat, np.abs(x).max() * np.where(x >= 0, 1.0, -1.0))
+    err = ((x_hat - x) ** 2).sum()
+    m = np.abs(x).max()
+    # closed form d m^2 - 2 m ||x||_1 + ||x||^2; 1e-12: float rounding of the sums
+    assert err == pytest.approx(x.size * m**2 - 2 * m * np.abs(x).sum() + x @ x, rel=1e-12)
+    # not contractive: a 1-sparse x attains the worst case (d - 1) ||x||^2
+    d = 7
+    e1 = np.zeros(d)
+    e1[2] = -3.0
+    err1 = float(((np.asarray(_run(scaled_sign(scale="linf"), e1)[0]) - e1) ** 2).sum())
+    assert err1 == pytest.approx((d - 1) * 9.0, rel=1e-15) and err1 > e1 @ e1
+    # flat |x|: exact
+    flat = 0.7 * np.array([1.0, -1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(np.asarray(_run(scaled_sign(scale="linf"), flat)[0]), flat)
+    assert scaled_sign(scale="linf").facts.alpha is None
+    # the l1 closed form does not describe it: none is offered
+    assert closed_form(scaled_sign(scale="linf"), 10) is None
+    assert closed_form(scaled_sign(), 10) is not None
+
+
+def test_scaled_sign_default_keeps_its_label_and_numbers():
+    """The l1 default: params (and so stored labels) unchanged, same numbers as spelled out."""
+    from ratedist.sim.method import label
+
+    assert label(make("scaled-sign")) == "scaled-sign:float_bits=32"
+    assert label(scaled_sign(scale="l1")) == "scaled-sign:float_bits=32"
+    assert label(make("scaled-sign:scale=linf")) == "scaled-sign:float_bits=32,scale=linf"
+    x = jnp.asarray(_x())
+    got = np.asarray(_run(scaled_sign(scale="l1"), x)[0])
+    want = np.asarray(
+        jax.jit(lambda v: jnp.sum(jnp.abs(v)) / v.shape[0] * jnp.where(v >= 0, 1.0, -1.0))(x)
+    )
+    np.testing.assert_array_equal(got, want)
 
 
 # ----------------------------------------------------------------------------- dense stochastic
@@ -284,6 +323,7 @@ def test_update_rejects_bad_x_and_missing_key():
         (threshold, {"kappa": 1.5}, ValueError, "kappa"),
         (threshold, {"kappa": float("nan")}, ValueError, "kappa"),
         (scaled_sign, {"float_bits": 0}, ValueError, "float_bits"),
+        (scaled_sign, {"scale": "l2"}, ValueError, "scale"),
         (terngrad, {"float_bits": 65}, ValueError, "float_bits"),
         (scalar, {}, ValueError, "quantizer"),
         (scalar, {"quantizer": [0, 1]}, TypeError, "quantizer"),

@@ -17,6 +17,7 @@ from ratedist.validate import (
     to_json,
     verdict_equal,
     verdict_less,
+    verdict_lower,
     verdict_upper,
     verdict_zero_count,
 )
@@ -54,6 +55,13 @@ def test_verdict_less_rules():
     assert verdict_less(1.0, 1.0 + 1e-9, 0.0)[0] == "holds"
     assert verdict_less(1.0, math.nan, 0.1)[0] == "inconclusive"
     assert verdict_less(1.0, 2.0, math.inf)[0] == "inconclusive"
+
+
+def test_verdict_lower_rules():
+    assert verdict_lower(30.0, 31.0)[0] == "holds"
+    assert verdict_lower(30.0, math.inf)[0] == "holds"  # a diverged run is above any floor
+    assert verdict_lower(30.0, 29.9)[0] == "violated"
+    assert verdict_lower(30.0, math.nan)[0] == "inconclusive"
 
 
 def test_running_average_by_hand():
@@ -183,3 +191,32 @@ def test_weight_quantization_quick_check():
         big = by_name[f"weight_quantization[{kind}:delta=0.2]"].predicted
         small = by_name[f"weight_quantization[{kind}:delta=0.1]"].predicted
         assert ratio.predicted == pytest.approx(big / small, rel=1e-12)
+
+
+def test_quantized_adam_quick_check():
+    """Mode (a) + identity is optax.adam bit for bit, N = 1 mode (b) is single-machine EF Adam,
+    1-bit without EF plateaus far above EF (which tracks full precision), the bounds hold."""
+    rows = run_checks(["quantized_adam"], quick=True)
+    by_name = {r.check.removeprefix("quantized_adam[").removesuffix("]"): r for r in rows}
+    assert set(by_name) == {
+        "identity=optax_adam",
+        "ef_tracks_full:seed=0",
+        "no_ef_plateaus:seed=0",
+        "lr_scaling:seed=0",
+        "ef_residual:server",
+        "n1_worker=ef_adam",
+        "ef_residual:worker",
+        "bound:server,lr=0.01",
+        "weight_excess",
+        "weight_smooth",
+    }
+    assert all(r.verdict == "holds" for r in rows), [r for r in rows if r.verdict != "holds"]
+    assert by_name["identity=optax_adam"].measured == 0.0
+    assert by_name["n1_worker=ef_adam"].measured <= 1e-12
+    assert by_name["no_ef_plateaus:seed=0"].measured >= 30
+    assert by_name["ef_tracks_full:seed=0"].measured <= 1e-3
+    # the bound holds but says nothing quantitative: the row says so
+    bound = by_name["bound:server,lr=0.01"]
+    assert bound.measured < 1e-3 * bound.predicted and "vacuous" in bound.detail
+    w = by_name["weight_excess"]
+    assert w.error > 0 and abs(w.measured - w.predicted) <= 0.05 * w.predicted
