@@ -10,8 +10,15 @@
 first point of each compressor's default RD sweep and three 3PC checks (constants, GD
 identities, pathwise Lyapunov descent); explicit ``--dim``/``--trials`` still win.
 
-Everything is written under ``--out`` (default ``ratedist-demo/``) through a temporary file
-and ``os.replace``, so an interrupted demo never leaves a half-written result.
+``--out`` (default ``ratedist-demo/``) becomes a report directory a newcomer can open:
+``report.md`` and ``index.html`` (the same page: what was computed, the levels table, the RD
+figure, the validation table, timings, the command that reproduces it) next to the data they
+show, ``levels.csv``/``levels.json``, ``rd_gaussian.png``/``rd_gaussian.json``,
+``validation.json`` and ``demo.json`` (everything in one record). Every file is written through
+a temporary file and ``os.replace``, so an interrupted demo never leaves a half-written result,
+and a re-run into the same directory replaces the report (a killed run's temporaries are swept).
+Progress goes to stderr, one line per stage (and per validation check) with the seconds
+elapsed; the tables go to stdout, and the last line names the report.
 """
 
 from __future__ import annotations
