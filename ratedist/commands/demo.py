@@ -10,24 +10,40 @@
 first point of each compressor's default RD sweep and three 3PC checks (constants, GD
 identities, pathwise Lyapunov descent); explicit ``--dim``/``--trials`` still win.
 
-Everything is written under ``--out`` (default ``ratedist-demo/``) through a temporary file
-and ``os.replace``, so an interrupted demo never leaves a half-written result.
+``--out`` (default ``ratedist-demo/``) becomes a report directory a newcomer can open:
+``report.md`` and ``index.html`` (the same page: what was computed, the levels table, the RD
+figure, the validation table, timings, the command that reproduces it) next to the data they
+show, ``levels.csv``/``levels.json``, ``rd_gaussian.png``/``rd_gaussian.json``,
+``validation.json`` and ``demo.json`` (everything in one record). Every file is written through
+a temporary file and ``os.replace``, so an interrupted demo never leaves a half-written result,
+and a re-run into the same directory replaces the report (a killed run's temporaries are swept).
+Progress goes to stderr, one line per stage (and per validation check) with the seconds
+elapsed; the tables go to stdout, and the last line names the report.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import math
+import resource
+import shlex
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ratedist._io import atomic_write, check_output_dir
+from ratedist._io import atomic_write, check_output_dir, remove_stale_temporaries
 from ratedist._validation import check_int
+from ratedist.commands._report import to_html, to_markdown
 from ratedist.commands.rd import _table
 from ratedist.quantizers import DESIGNS
 from ratedist.quantizers.evaluate import as_quantizer, design, evaluate, rounding_of
 from ratedist.sources import Gaussian
+from ratedist.validate.verdicts import VERDICTS
 
 #: Sizes of the full demo and of ``--quick``: dimension, Monte Carlo trials, RD points per
 #: compressor (None: its whole default sweep), validate checks (None: the whole quick suite of
@@ -135,6 +151,256 @@ def _rd_section(
     return _table(points), [p.to_json() for p in points]
 
 
+# ----------------------------------------------------------------------------- the report
+#: Files of the report directory, besides the figure (named in :func:`_rd_section`).
+REPORT_FILES = {
+    "markdown": "report.md",
+    "html": "index.html",
+    "levels_csv": "levels.csv",
+    "levels_json": "levels.json",
+    "rd_json": "rd_gaussian.json",
+    "validation_json": "validation.json",
+    "record": "demo.json",
+}
+
+_LEVELS_COLUMNS = (
+    "method",
+    "rounding",
+    "n_levels",
+    "mse",
+    "rate_bits",
+    "gap_db",
+    "entropy_bits",
+    "entropy_gap_db",
+    "converged",
+    "levels",
+)
+
+
+#: How the timings table of the report names the stages of :func:`run`.
+_STAGE_LABELS = {
+    "levels": "optimal levels",
+    "rd": "rate-distortion figure",
+    "validate": "theory vs simulation",
+}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and of its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class _Progress:
+    """One line per stage on stderr, with the seconds elapsed since the demo started."""
+
+    def __init__(self, n_stages: int) -> None:
+        self.n = n_stages
+        self.i = 0
+        self.t0 = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self._stage: tuple[str, float] | None = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def stage(self, name: str, label: str) -> None:
+        """Start stage ``name`` (its key in the timings), announced as ``label``."""
+        self._close()
+        self.i += 1
+        print(f"[{self.elapsed():6.1f} s] {self.i}/{self.n} {label}", file=sys.stderr, flush=True)
+        self._stage = (name, time.perf_counter())
+
+    def note(self, text: str) -> None:
+        print(f"{'':10s} {text}", file=sys.stderr, flush=True)
+
+    def _close(self) -> None:
+        if self._stage is not None:
+            name, t = self._stage
+            self.seconds[name] = round(time.perf_counter() - t, 2)
+            self._stage = None
+
+    def done(self) -> float:
+        self._close()
+        return round(self.elapsed(), 2)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    payload = (json.dumps(obj, indent=1, default=str) + "\n").encode()
+    atomic_write(path, lambda fh: fh.write(payload))
+
+
+def _write_text(path: Path, text: str) -> None:
+    payload = text.encode()
+    atomic_write(path, lambda fh: fh.write(payload))
+
+
+def _levels_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(_LEVELS_COLUMNS)
+    for r in rows:
+        w.writerow(
+            [
+                r["method"],
+                r["rounding"],
+                len(r["levels"]),
+                repr(r["mse"]),
+                repr(r["rate_bits"]),
+                repr(r["gap_db"]),
+                repr(r["entropy_bits"]),
+                repr(r["entropy_gap_db"]),
+                r["converged"],
+                " ".join(repr(v) for v in r["levels"]),
+            ]
+        )
+    return buf.getvalue()
+
+
+def _num(v: Any, fmt: str = ".4g") -> str:
+    if v is None or not math.isfinite(float(v)):
+        return "-"
+    return format(float(v), fmt)
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    """The ``ratedist demo`` command line that recomputes this report (sizes as given)."""
+    argv = ["ratedist", "demo"]
+    if args.quick:
+        argv.append("--quick")
+    argv += ["--out", str(args.out), "--bits", str(args.bits), "--seed", str(args.seed)]
+    if args.dim is not None:
+        argv += ["--dim", str(args.dim)]
+    if args.trials is not None:
+        argv += ["--trials", str(args.trials)]
+    if args.skip_validate:
+        argv.append("--skip-validate")
+    return shlex.join(argv)
+
+
+def _report_blocks(report: dict[str, Any], figure: str, checks_label: str) -> list[Any]:
+    bits, dim, trials = report["bits"], report["dim"], report["trials"]
+    mode = "quick" if report["quick"] else "full"
+    blocks: list[Any] = [
+        ("h1", "ratedist demo report"),
+        (
+            "p",
+            f"A {mode} run of ratedist demo (seed {report['seed']}). It computed (1) the optimal "
+            f"{bits}-bit quantizers of a unit Gaussian gradient coordinate with every registered "
+            "design method, evaluated exactly; (2) the rate-distortion points of the run-time "
+            f"gradient compressors on Gaussian gradients of dimension d = {dim} (closed form and "
+            f"a {trials}-trial Monte Carlo estimate) against the Shannon bound; "
+            + (
+                f"(3) {checks_label} of the theory-vs-simulation suite (ratedist validate)."
+                if "validate" in report
+                else "(3) no theory-vs-simulation checks (--skip-validate)."
+            ),
+        ),
+        (
+            "p",
+            "Rates are in bits per coordinate at two layers: fixed = the container a real "
+            "implementation sends (log2 n bits per index), entropy = the ideal entropy-coded "
+            "size H; each gap to Shannon is taken at its own layer's rate.",
+        ),
+        ("h2", f"Optimal {bits}-bit levels for N(0, 1)"),
+        (
+            "table",
+            (
+                "method",
+                "rounding",
+                "n",
+                "MSE",
+                "R fixed (bit)",
+                "gap fixed (dB)",
+                "H (bit)",
+                "gap entropy (dB)",
+                "converged",
+            ),
+            [
+                (
+                    r["method"],
+                    r["rounding"],
+                    str(len(r["levels"])),
+                    _num(r["mse"], ".6f"),
+                    _num(r["rate_bits"], ".4f"),
+                    _num(r["gap_db"], ".3f"),
+                    _num(r["entropy_bits"], ".4f"),
+                    _num(r["entropy_gap_db"], ".3f"),
+                    "yes" if r["converged"] else "no",
+                )
+                for r in report["levels"]
+            ],
+        ),
+        ("p", "The levels themselves are in levels.csv and levels.json."),
+        ("h2", "Rate-distortion on Gaussian gradients"),
+        ("img", figure, f"rate-distortion points, d = {dim}, {trials} trials"),
+        (
+            "p",
+            f"{len(report['rd_points'])} points (closed form and Monte Carlo distortion, both "
+            "bit layers, gap to Shannon) are in rd_gaussian.json.",
+        ),
+    ]
+    if "validate" in report:
+        rows = report["validate"]
+        counts = Counter(r["verdict"] for r in rows)
+        blocks += [
+            ("h2", "Theory vs simulation"),
+            (
+                "p",
+                "Each row compares a theoretical value (a bound, or the exact value of an "
+                "identity) with its simulated measurement and standard error (SE); details per "
+                "row are in validation.json. "
+                + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+                + ".",
+            ),
+            (
+                "table",
+                ("check", "predicted", "measured", "SE", "verdict"),
+                [
+                    (
+                        r["check"],
+                        _num(r["predicted"]),
+                        _num(r["measured"]),
+                        _num(r["error"]),
+                        r["verdict"],
+                    )
+                    for r in rows
+                ],
+            ),
+        ]
+    t = report["timings"]
+    blocks += [
+        ("h2", "Timings"),
+        (
+            "table",
+            ("stage", "wall (s)"),
+            [(_STAGE_LABELS.get(name, name), f"{s:.1f}") for name, s in t["stages"].items()]
+            + [("total", f"{t['wall_s']:.1f}")],
+        ),
+        ("p", f"CPU time (user + system, all threads and subprocesses): {t['cpu_s']:.1f} s."),
+        ("h2", "Reproduce"),
+        ("code", report["command"]),
+        ("h2", "Files"),
+        (
+            "links",
+            [
+                ("levels.csv — the levels table", REPORT_FILES["levels_csv"]),
+                ("levels.json — the levels table with every level", REPORT_FILES["levels_json"]),
+                ("rd_gaussian.png — the rate-distortion figure", figure),
+                ("rd_gaussian.json — its points", REPORT_FILES["rd_json"]),
+            ]
+            + (
+                [("validation.json — the validation table", REPORT_FILES["validation_json"])]
+                if "validate" in report
+                else []
+            )
+            + [("demo.json — everything above in one record", REPORT_FILES["record"])],
+        ),
+    ]
+    return blocks
+
+
 def run(args: argparse.Namespace) -> int:
 
     size = SIZES["quick" if args.quick else "full"]
@@ -146,18 +412,23 @@ def run(args: argparse.Namespace) -> int:
     )
     seed = check_int("seed", args.seed, min_value=0)
     out = check_output_dir(args.out, option="--out")
-    t0 = time.perf_counter()
+    remove_stale_temporaries(out)
+    cpu0 = _cpu_seconds()
+    progress = _Progress(3 if args.skip_validate else 4)
     report: dict[str, Any] = {
         "bits": bits,
         "dim": dim,
         "trials": trials,
         "seed": seed,
         "quick": bool(args.quick),
+        "command": reproduce_command(args),
     }
 
+    progress.stage("levels", f"optimal {bits}-bit levels")
     text, report["levels"] = _levels_section(bits)
     print(text, end="\n\n", flush=True)
 
+    progress.stage("rd", f"rate-distortion figure (d = {dim}, {trials} trials)")
     text, report["rd_points"] = _rd_section(dim, trials, seed, out, size["per_compressor"])
     print(
         "Rate-distortion on Gaussian gradients (fixed = container bits, entropy = ideal "
@@ -165,16 +436,52 @@ def run(args: argparse.Namespace) -> int:
     )
     print(text, end="\n\n", flush=True)
 
+    checks = size["checks"]
+    checks_label = (
+        "the whole quick suite" if checks is None else f"{len(checks)} checks ({', '.join(checks)})"
+    )
     if not args.skip_validate:
         from ratedist.validate import format_table, run_checks
 
-        results = run_checks(size["checks"], quick=True)
-        report["validate"] = [r._asdict() for r in results]
-        print(f"Theory vs simulation ({'three 3PC checks' if args.quick else 'quick suite'})")
+        progress.stage("validate", f"theory vs simulation: {checks_label}")
+        seen: set[str] = set()
+
+        def on_result(r: Any) -> None:
+            # all rows of a check arrive together once it has finished: one line per check
+            family = r.check.split("[", 1)[0]
+            if family not in seen:
+                seen.add(family)
+                progress.note(f"{family} {r.detail.rsplit('[', 1)[-1].rstrip(']')}")
+
+        results = run_checks(
+            checks,
+            quick=True,
+            on_result=on_result,
+        )
+        report["validate"] = [r.as_dict() for r in results]
+        print(f"Theory vs simulation ({checks_label})")
         print(format_table(results), end="\n\n")
 
-    report["seconds"] = round(time.perf_counter() - t0, 2)
-    payload = json.dumps(report, indent=1, default=str).encode()
-    atomic_write(out / "demo.json", lambda fh: fh.write(payload))
-    print(f"wrote {out / 'demo.json'} and {out / 'rd_gaussian.png'} in {report['seconds']} s")
+    progress.stage("report", "report")
+    report["seconds"] = progress.elapsed()
+    report["timings"] = {
+        "stages": progress.seconds,
+        "wall_s": round(progress.elapsed(), 2),
+        "cpu_s": round(_cpu_seconds() - cpu0, 2),
+    }
+    _write_text(out / REPORT_FILES["levels_csv"], _levels_csv(report["levels"]))
+    _write_json(out / REPORT_FILES["levels_json"], report["levels"])
+    _write_json(out / REPORT_FILES["rd_json"], report["rd_points"])
+    validation = out / REPORT_FILES["validation_json"]
+    if "validate" in report:
+        _write_json(validation, report["validate"])
+    else:  # a re-run without checks must not leave an earlier run's table in the report
+        validation.unlink(missing_ok=True)
+    _write_json(out / REPORT_FILES["record"], report)
+    blocks = _report_blocks(report, "rd_gaussian.png", checks_label)
+    _write_text(out / REPORT_FILES["markdown"], to_markdown(blocks))
+    _write_text(out / REPORT_FILES["html"], to_html(blocks, title="ratedist demo report"))
+    total = progress.done()
+    print(f"[{total:6.1f} s] done", file=sys.stderr, flush=True)
+    print(f"report: {out / REPORT_FILES['markdown']} (also {out / REPORT_FILES['html']})")
     return 0
