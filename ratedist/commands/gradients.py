@@ -32,8 +32,9 @@ where a fit is :meth:`ratedist.gradients.fit.BestFit.to_dict` (``best``, ``runne
 ``design`` fits the best model to the first half of each layer's minibatch gradients
 (normalised by their RMS), designs every registered quantizer (``--methods``) at each of
 ``--bits`` on it, and prints per layer the MSE the model predicts, the MSE measured on the
-held-out half ± SE, the *model cost* ``10 log10(measured/predicted)`` dB, and the held-out
-MSE of the same method designed on the empirical law (a KDE) of the fitting half
+held-out half ± SE, the *model cost* ``10 log10(measured/predicted)`` dB, the held-out
+MSE of the same method designed on the empirical law (a KDE) of the fitting half, and the
+output entropy (model vs held-out)
 (``--no-empirical`` skips it: it is most of the run time). See
 :mod:`ratedist.gradients.design`. ``--json`` prints ``{"directory", "model", "bits",
 "steps": [{"step", "layers": {name: LayerDesign.to_dict() or {"error": ...}}}]}``.
@@ -322,7 +323,7 @@ def _design_rows(lr: LayerResult) -> list[str]:
         f"fit on {d.n_fit}, measured on {d.n_eval} held-out nonzero coordinates "
         f"({d.zeros_eval:.1%} zeros left out)",
         f"    {'method':<17} {'bits':>4} {'rounding':<13} {'predicted':>10} "
-        f"{'measured ± SE':>20} {'cost dB':>8} {'empirical':>10}",
+        f"{'measured ± SE':>20} {'cost dB':>8} {'empirical':>10}  entropy bits pred/meas",
     ]
     for r in d.rows:
         if r.error is not None:
@@ -331,7 +332,8 @@ def _design_rows(lr: LayerResult) -> list[str]:
         meas = f"{_fmt(r.measured)} ± {_fmt(r.measured_se, '.2g')}"
         lines.append(
             f"    {r.method:<17} {r.bits:>4} {r.rounding:<13} {_fmt(r.predicted):>10} "
-            f"{meas:>20} {r.model_cost_db:>+8.2f} {_fmt(r.empirical):>10}"
+            f"{meas:>20} {r.model_cost_db:>+8.2f} {_fmt(r.empirical):>10}  "
+            f"{r.predicted_entropy:.3f}/{r.measured_entropy:.3f}"
         )
     return lines
 
@@ -380,7 +382,7 @@ def _run_design(args: argparse.Namespace) -> int:
         "MSE per coordinate in units of the fitting half's mean square (per-layer RMS "
         "normalisation); cost = 10 log10(measured/predicted);",
         "empirical = held-out MSE of the same method designed on the fitting half's KDE; "
-        "ecsq: bits = target entropy",
+        "ecsq: bits = target entropy; entropy = output entropy, model vs held-out",
     ]
     for step in cap.steps:
         lines += ["", f"step {step}:"]

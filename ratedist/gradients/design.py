@@ -80,6 +80,8 @@ class DesignRow(NamedTuple):
         empirical_se: its standard error.
         error: why the model design failed (then the numbers are NaN), else ``None``.
         empirical_error: why the empirical design failed, else ``None``.
+        predicted_entropy: output entropy in bits the model predicts for the model design.
+        measured_entropy: its output entropy on the held-out samples (plug-in).
     """
 
     method: str
@@ -93,6 +95,8 @@ class DesignRow(NamedTuple):
     empirical_se: float | None
     error: str | None = None
     empirical_error: str | None = None
+    predicted_entropy: float = math.nan
+    measured_entropy: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes ``None``)."""
@@ -160,6 +164,31 @@ def sample_mse(quantizer: Any, x: np.ndarray, *, rounding: str) -> tuple[float, 
     n = err2.size
     se = float(np.std(err2, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
     return float(np.mean(err2)), se
+
+
+def sample_entropy_bits(quantizer: Any, x: np.ndarray, *, rounding: str) -> float:
+    """Entropy in bits of the output of ``quantizer`` on the samples ``x`` (plug-in).
+
+    The output law is the empirical one: the frequencies of the cells (deterministic), or the
+    mean over ``x`` of the stochastic-rounding probabilities onto the two neighbouring
+    levels (stochastic). Biased low by about ``(levels - 1) / (2 n ln 2)`` bits.
+    """
+    q: ScalarQuantizer = as_quantizer(quantizer)
+    x = np.asarray(x, np.float64).ravel()
+    lv = np.asarray(q.levels, np.float64)
+    if rounding == "deterministic":
+        idx = np.searchsorted(np.asarray(q.thresholds, np.float64), x, side="left")
+        w = np.bincount(idx, minlength=lv.size).astype(np.float64)
+    elif rounding == "stochastic":
+        c = np.clip(x, lv[0], lv[-1])
+        j = np.clip(np.searchsorted(lv, c, side="right") - 1, 0, lv.size - 2)
+        t = (c - lv[j]) / (lv[j + 1] - lv[j])
+        w = np.bincount(j, weights=1 - t, minlength=lv.size)
+        w += np.bincount(j + 1, weights=t, minlength=lv.size)
+    else:
+        raise ValueError(f"rounding must be 'deterministic' or 'stochastic', got {rounding!r}")
+    p = w[w > 0] / w.sum()
+    return float(-np.sum(p * np.log2(p)))
 
 
 def applicable_methods() -> list[str]:
@@ -231,12 +260,14 @@ def design_layer(
         for b in bits:
             try:
                 q = design(method, model, bits=b).value
-                pred = evaluate(q, model, rounding=rounding).mse
+                ev = evaluate(q, model, rounding=rounding)
+                pred, h_pred = ev.mse, ev.entropy_bits
                 meas, se = sample_mse(q, xe, rounding=rounding)
+                h_meas = sample_entropy_bits(q, xe, rounding=rounding)
                 cost = 10 * math.log10(meas / pred) if pred > 0 else math.nan
                 err = None
             except (ValueError, ArithmeticError, RuntimeError) as exc:
-                pred = meas = se = cost = math.nan
+                pred = meas = se = cost = h_pred = h_meas = math.nan
                 err = f"{type(exc).__name__}: {exc}"
             e_mse = e_se = e_err = None
             if emp is not None:
@@ -247,7 +278,21 @@ def design_layer(
                 except (ValueError, ArithmeticError, RuntimeError) as exc:
                     e_err = f"{type(exc).__name__}: {exc}"
             rows.append(
-                DesignRow(method, b, rounding, pred, meas, se, cost, e_mse, e_se, err, e_err)
+                DesignRow(
+                    method,
+                    b,
+                    rounding,
+                    pred,
+                    meas,
+                    se,
+                    cost,
+                    e_mse,
+                    e_se,
+                    err,
+                    e_err,
+                    h_pred,
+                    h_meas,
+                )
             )
     return LayerDesign(
         name=name,

@@ -164,3 +164,15 @@ def test_cli_design_missing_directory_and_one_minibatch(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["gradients", "design", str(out), "--no-empirical"]) == 0
     assert "at least 2 are needed" in capsys.readouterr().out
+
+
+def test_sample_entropy_matches_the_exact_entropy_on_the_source():
+    from ratedist.gradients.design import sample_entropy_bits
+
+    src = Laplace(scale=1.0)
+    x = src.ppf(np.random.default_rng(7).uniform(size=40_000))
+    for method in ("lloyd-max", "tnq"):
+        q = design(method, src, bits=3).value
+        r = rounding_of(method)
+        h = sample_entropy_bits(q, x, rounding=r)
+        assert h == pytest.approx(evaluate(q, src, rounding=r).entropy_bits, abs=0.01)
