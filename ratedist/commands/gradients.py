@@ -5,6 +5,7 @@ Examples::
     ratedist gradients capture --model mlp-digits --steps 0,100,1000 --out grads/mlp
     ratedist gradients fit grads/mlp                 # a table per step: one row per layer
     ratedist gradients fit grads/mlp --step 100 --json
+    ratedist gradients design grads/mlp --step 100 --bits 2,3,4
 
 ``capture`` trains ``--model`` (one of :data:`ratedist.gradients.models.MODELS`) with
 ``--optimizer`` (``adam``/``sgd``, ``--lr``) on minibatches of ``--batch-size`` and records,
@@ -27,6 +28,16 @@ and ``steps``, a list of ``{"step", "metrics", "layers": {name: fit or {"error":
 where a fit is :meth:`ratedist.gradients.fit.BestFit.to_dict` (``best``, ``runner_up``,
 ``delta_aic``, ``tail``, ``summary`` and every family's ``params``, ``stderr``, ``loglik``,
 ``aic``, ``ks``, ``at_bound``, ``note``; ``--qq`` adds the QQ quantiles).
+
+``design`` fits the best model to the first half of each layer's minibatch gradients
+(normalised by their RMS), designs every registered quantizer (``--methods``) at each of
+``--bits`` on it, and prints per layer the MSE the model predicts, the MSE measured on the
+held-out half ± SE, the *model cost* ``10 log10(measured/predicted)`` dB, the held-out
+MSE of the same method designed on the empirical law (a KDE) of the fitting half, and the
+output entropy (model vs held-out)
+(``--no-empirical`` skips it: it is most of the run time). See
+:mod:`ratedist.gradients.design`. ``--json`` prints ``{"directory", "model", "bits",
+"steps": [{"step", "layers": {name: LayerDesign.to_dict() or {"error": ...}}}]}``.
 """
 
 from __future__ import annotations
@@ -49,6 +60,13 @@ from ratedist.gradients.capture import (
     load_capture,
     parse_steps,
 )
+from ratedist.gradients.design import (
+    DEFAULT_BITS,
+    LayerDesign,
+    LayerResult,
+    applicable_methods,
+    design_capture,
+)
 from ratedist.gradients.fit import (
     EMPIRICAL_MAX_CENTRES,
     MIN_SAMPLES,
@@ -58,6 +76,7 @@ from ratedist.gradients.fit import (
     parametric_families,
 )
 from ratedist.gradients.models import MODELS
+from ratedist.quantizers import DESIGNS
 
 
 class Action(NamedTuple):
@@ -251,6 +270,129 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- design
+def _design_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", help="a store written by `ratedist gradients capture`")
+    p.add_argument("--step", type=int, default=None, help="this step only (default all)")
+    p.add_argument(
+        "--bits",
+        default=",".join(map(str, DEFAULT_BITS)),
+        help="comma-separated bits per coordinate (default 2,3,4; target entropy for ecsq)",
+    )
+    p.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma-separated design methods (default all: {', '.join(DESIGNS.names())})",
+    )
+    p.add_argument(
+        "--no-empirical",
+        action="store_true",
+        help="skip the reference design on the empirical law (most of the run time)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _parse_list(text: str, option: str) -> list[str]:
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise ValueError(f"{option} must be a comma-separated list, got {text!r}")
+    return items
+
+
+def _parse_bits(text: str) -> list[int]:
+    out = []
+    for t in _parse_list(text, "--bits"):
+        try:
+            out.append(int(t))
+        except ValueError:
+            raise ValueError(f"--bits must be comma-separated integers, got {text!r}") from None
+    return [check_int("--bits", b, min_value=1, max_value=16) for b in out]
+
+
+def _fmt(v: float | None, spec: str = ".4g") -> str:
+    return "-" if v is None or v != v else format(v, spec)
+
+
+def _design_rows(lr: LayerResult) -> list[str]:
+    if lr.result is None:
+        return [f"  {lr.layer}: error: {lr.error}"]
+    d: LayerDesign = lr.result
+    params = " ".join(f"{k}={_fmt(v)}" for k, v in d.fit.best.params.items())
+    lines = [
+        f"  {lr.layer}: model {d.fit.best.family} {params} (unit: RMS {d.rms:.4g}); "
+        f"fit on {d.n_fit}, measured on {d.n_eval} held-out nonzero coordinates "
+        f"({d.zeros_eval:.1%} zeros left out)",
+        f"    {'method':<17} {'bits':>4} {'rounding':<13} {'predicted':>10} "
+        f"{'measured ± SE':>20} {'cost dB':>8} {'empirical':>10}  entropy bits pred/meas",
+    ]
+    for r in d.rows:
+        if r.error is not None:
+            lines.append(f"    {r.method:<17} {r.bits:>4} error: {r.error}")
+            continue
+        meas = f"{_fmt(r.measured)} ± {_fmt(r.measured_se, '.2g')}"
+        lines.append(
+            f"    {r.method:<17} {r.bits:>4} {r.rounding:<13} {_fmt(r.predicted):>10} "
+            f"{meas:>20} {r.model_cost_db:>+8.2f} {_fmt(r.empirical):>10}  "
+            f"{r.predicted_entropy:.3f}/{r.measured_entropy:.3f}"
+        )
+    return lines
+
+
+def _run_design(args: argparse.Namespace) -> int:
+    if args.step is not None and args.step < 0:
+        raise ValueError(f"--step must be >= 0, got {args.step}")
+    bits = _parse_bits(args.bits)
+    methods = None if args.methods is None else _parse_list(args.methods, "--methods")
+    for m in methods or ():
+        if m not in DESIGNS.names():
+            raise ValueError(
+                f"--methods: unknown method {m!r}; known: {', '.join(DESIGNS.names())}"
+            )
+    cap = load_capture(args.directory, steps=None if args.step is None else [args.step])
+    res = design_capture(cap, bits=bits, methods=methods, empirical=not args.no_empirical)
+    for lr in res:
+        if lr.error is not None:
+            warnings.warn(f"not designed: {lr.error}", stacklevel=1)
+    if args.json:
+        steps = [
+            {
+                "step": step,
+                "layers": {
+                    lr.layer: {"error": lr.error} if lr.result is None else lr.result.to_dict()
+                    for lr in res
+                    if lr.step == step
+                },
+            }
+            for step in cap.steps
+        ]
+        obj = {
+            "directory": str(cap.directory),
+            "model": cap.manifest["model"],
+            "bits": bits,
+            "methods": methods or applicable_methods(),
+            "steps": steps,
+        }
+        json.dump(obj, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    m = cap.manifest
+    lines = [
+        f"{m['model']}: quantizers designed on the best-fit model of the first half of the "
+        f"{m['minibatches']} minibatch gradients, measured on the other half ({cap.directory})",
+        "MSE per coordinate in units of the fitting half's mean square (per-layer RMS "
+        "normalisation); cost = 10 log10(measured/predicted);",
+        "empirical = held-out MSE of the same method designed on the fitting half's KDE; "
+        "ecsq: bits = target entropy; entropy = output entropy, model vs held-out",
+    ]
+    for step in cap.steps:
+        lines += ["", f"step {step}:"]
+        for lr in res:
+            if lr.step == step:
+                lines += _design_rows(lr)
+    print("\n".join(lines))
+    return 0
+
+
 #: action name -> :class:`Action`.
 ACTIONS: Registry[Action] = Registry("gradients action")
 ACTIONS.add(
@@ -267,6 +409,16 @@ ACTIONS.add(
         "Fit gradient models to a capture: best family by AIC, KS, dAIC, tail index per layer.",
         _fit_arguments,
         _run_fit,
+    ),
+)
+
+
+ACTIONS.add(
+    "design",
+    Action(
+        "Design every quantizer from the fitted model; predicted vs held-out MSE per layer.",
+        _design_arguments,
+        _run_design,
     ),
 )
 

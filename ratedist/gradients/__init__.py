@@ -4,7 +4,9 @@
 * :mod:`.capture` — train one and record per-layer full-batch and minibatch gradients at
   chosen steps into a resumable on-disk store; :func:`load_capture` reads it back;
 * :mod:`.fit` — maximum-likelihood fits of the :mod:`ratedist.sources` families with
-  goodness of fit, a Hill tail index and the best model by AIC.
+  goodness of fit, a Hill tail index and the best model by AIC;
+* :mod:`.design` — every quantizer designed from the best-fit model of half the minibatch
+  gradients, its predicted MSE against the MSE measured on the other half.
 
 See docs/gradients.md.
 """
@@ -17,6 +19,12 @@ from ratedist.gradients.capture import (
     StepGradients,
     capture_gradients,
     load_capture,
+)
+from ratedist.gradients.design import (
+    DesignRow,
+    LayerDesign,
+    design_capture,
+    design_layer,
 )
 from ratedist.gradients.fit import (
     FAMILIES,
@@ -38,12 +46,16 @@ __all__ = [
     "BestFit",
     "Capture",
     "CaptureReport",
+    "DesignRow",
     "Fit",
     "GradientModel",
     "HillEstimate",
+    "LayerDesign",
     "StepGradients",
     "best_fit",
     "capture_gradients",
+    "design_capture",
+    "design_layer",
     "fit_capture",
     "fit_family",
     "hill_estimator",
