@@ -1,0 +1,67 @@
+"""The training comparison: budgets matched, a short run trains, ranks and Spearman's rho."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ratedist.compressors import make
+from ratedist.gradients import compare
+
+
+@pytest.mark.parametrize("d", [650, 4810])
+@pytest.mark.parametrize("bits", compare.BUDGETS)
+def test_budget_table_hits_the_budget(bits, d):
+    tol = compare.tolerance_bits(d)
+    rows = {r.label: r for r in compare.budget_table(bits, d)}
+    assert tuple(rows) == compare.LABELS
+    for r in rows.values():
+        if r.status == "matched":
+            assert abs(r.bits_per_coord - bits) <= tol
+        elif r.status == "under":
+            assert r.bits_per_coord < bits - tol
+        else:
+            assert r.bits_per_coord > bits + tol
+    for label in ("TNQ", "TUQ", "QSGD", "NUQSGD", "Top-K + EF"):
+        assert rows[label].status == "matched", label
+    # side information is charged: a 32-bit scale or norm per message
+    assert rows["QSGD"].bits_per_coord == pytest.approx(bits + 32 / d, abs=1e-12)
+    assert rows["Top-K + EF"].bits_per_coord <= bits
+    assert rows["TernGrad"].status == ("matched" if bits == 2 else "under")
+    assert rows["scaled sign + EF"].status == "under"
+    assert rows["natural"].status == "off"
+    assert rows["natural"].bits_per_coord == 9.0  # sign + float32 exponent
+
+
+def test_budget_table_rejects_bad_bits():
+    with pytest.raises(ValueError, match="bits"):
+        compare.budget_table(0, 100)
+
+
+def test_tiny_training_run_is_finite_and_decreases():
+    c = compare.train(
+        "logistic-digits", make("scalar:method=tnq,bits=2"), seeds=(0, 1), steps=20, eval_every=10
+    )
+    assert c.train_loss.shape == (2, 3) and c.bits.shape == (2, 3)
+    assert np.all(np.isfinite(c.train_loss))
+    assert np.all(c.train_loss[:, -1] < c.train_loss[:, 0])
+    # one worker sends (2 * 650 + 32) container bits per step
+    np.testing.assert_allclose(c.bits[:, -1], 20 * (2 * 650 + 32))
+    assert np.all((c.test_accuracy >= 0) & (c.test_accuracy <= 1))
+
+
+def test_ranks_and_spearman_on_a_hand_example():
+    np.testing.assert_array_equal(compare.rank([0.3, 0.1, 0.2]), [3, 1, 2])
+    np.testing.assert_array_equal(compare.rank([1.0, 2.0, 2.0, 0.5]), [2, 3.5, 3.5, 1])
+    assert compare.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0, abs=1e-12)
+    assert compare.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0, abs=1e-12)
+    # d_i = (0, 0, 1, -1): rho = 1 - 6 * 2 / (4 * 15) = 0.8
+    assert compare.spearman([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(0.8, abs=1e-12)
+    assert math.isnan(compare.spearman([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(ValueError, match="equal length"):
+        compare.spearman([1, 2], [1, 2, 3])
+
+
+def test_mean_se():
+    m, se = compare.mean_se([1.0, 2.0, 3.0])
+    assert m == 2.0 and se == pytest.approx(1 / math.sqrt(3), abs=1e-12)
