@@ -149,6 +149,8 @@ def test_loop_engine_matches_vmap(key):
     a = run(alg, prob, steps=30, key=key)
     b = run(alg, prob, steps=30, key=key, engine="loop")
     np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(b.f, a.f, rtol=1e-13)
+    # f passes through 0 (f* < 0 here): relative to the largest |f|, not to each entry, whose
+    # last bits come from cancellation (1.6e-17 absolute seen at f = -1.2e-5)
+    np.testing.assert_allclose(b.f, a.f, rtol=1e-13, atol=1e-13 * np.abs(a.f).max())
     np.testing.assert_array_equal(a.bits.container, b.bits.container)
     assert b.worker_error.shape == a.worker_error.shape == (31, 4)
