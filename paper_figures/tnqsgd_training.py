@@ -218,7 +218,7 @@ def main() -> int:
     seconds = time.perf_counter() - t0
     rhos = {k: compare.rank_correlations(rows, *v) for k, v in RHOS.items()}
     plot(rows, rhos)
-    TABLE.write_text(table(rows, rhos) + f"\nrun time {seconds:.0f} s\n")
+    TABLE.write_text(table(rows, rhos) + f"\nrun time {seconds:.0f} s (2 shared CPU cores)\n")
     print(table(rows, rhos))
     print(f"wrote {OUT} and {TABLE} ({seconds:.0f} s)")
     return 0
