@@ -41,9 +41,23 @@ reference but excluded from the rankings.
 
 **Prediction** (:func:`predicted_mse`). The rate–distortion view predicts that at equal bits
 the compressor with the smaller normalised error ``E||C(g) - g||^2 / E||g||^2`` trains better.
-It is measured on captured gradients: the workers' minibatch gradients at every seed's
-initial parameters (no error feedback: the error of the compressor itself). The measured
-ranking orders the mean final full-train-set loss; :func:`spearman` compares the two.
+It is computed two ways: on captured gradients, the workers' minibatch gradients at every
+seed's initial parameters (no error feedback: the error of the compressor itself), and on the
+FITTED MODEL (:func:`fitted_model`, :func:`predicted_mse_fitted`): the best-AIC family of
+:func:`ratedist.gradients.fit.best_fit` fitted to the pooled coordinates of the captured
+gradients (each row divided by its rms), and the error measured on i.i.d. draws from it. The
+measured ranking orders the mean final full-train-set loss; :func:`spearman` compares them.
+
+**Entropy layer.** Besides the container bits, every run counts the entropy-coded bits of the
+compressors' :class:`~ratedist.compressors.CompressInfo` (``entropy_bits``), accumulated by
+:func:`~ratedist.optax.compress_then_average`; the comparison reports them per coordinate and
+step. Budgets are matched on the container layer only.
+
+**Step sizes.** Each compressor runs at the common step size of the model
+(:data:`LEARNING_RATES`) and at a step size tuned for it: one :func:`train_grid` program trains
+the grid :data:`LR_FACTORS` x the common step on the evaluation seeds and on the separate
+:data:`TUNING_SEEDS`; the factor of least mean final loss on the tuning seeds is chosen, and its
+results on the evaluation seeds are reported.
 """
 
 from __future__ import annotations
@@ -62,6 +76,7 @@ from jax.flatten_util import ravel_pytree
 
 from ratedist._validation import check_int
 from ratedist.compressors import Compressor, make
+from ratedist.gradients.fit import BestFit, best_fit
 from ratedist.gradients.models import MODELS, GradientModel
 from ratedist.optax import compress_then_average
 
@@ -80,6 +95,10 @@ LEARNING_RATES: dict[str, float] = {
     "cnn-digits": 0.3,
     "logistic-breast-cancer": 1.0,
 }
+#: Step-size grid of the per-compressor tuning, as factors of :data:`LEARNING_RATES`.
+LR_FACTORS: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
+#: Seeds on which the step size is tuned (disjoint from the evaluation seeds 0, 1, 2).
+TUNING_SEEDS: tuple[int, ...] = (100, 101, 102)
 #: Compressor labels in display order.
 LABELS: tuple[str, ...] = (
     "TNQ",
@@ -170,6 +189,10 @@ class TrainCurves(NamedTuple):
         steps: ``(E,)`` step index of each evaluation (0 = initial parameters).
         train_loss: ``(S, E)`` loss on the whole training split.
         bits: ``(S, E)`` cumulative container bits of ONE worker (all workers / N).
+        entropy_bits: ``(S, E)`` cumulative entropy-coded bits of one worker (the
+            ``entropy_bits`` of the compressors' :class:`~ratedist.compressors.CompressInfo`,
+            counted by :func:`~ratedist.optax.compress_then_average`; 32 bits per coordinate
+            uncompressed).
         test_accuracy: ``(S,)`` test accuracy of the final parameters.
         seconds: wall time of the call (compilation included).
     """
@@ -177,6 +200,7 @@ class TrainCurves(NamedTuple):
     steps: np.ndarray
     train_loss: np.ndarray
     bits: np.ndarray
+    entropy_bits: np.ndarray
     test_accuracy: np.ndarray
     seconds: float
 
@@ -215,12 +239,57 @@ def train(
     """
     if isinstance(model, str):
         model = MODELS.get(model)
+    lr = LEARNING_RATES[model.name] if lr is None else float(lr)
+    c = train_grid(
+        model,
+        compressor,
+        (lr,),
+        error_feedback=error_feedback,
+        seeds=seeds,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        n_workers=n_workers,
+    )
+    return c._replace(
+        train_loss=c.train_loss[0],
+        bits=c.bits[0],
+        entropy_bits=c.entropy_bits[0],
+        test_accuracy=c.test_accuracy[0],
+    )
+
+
+def train_grid(
+    model: GradientModel | str,
+    compressor: Compressor | None,
+    lrs: Sequence[float],
+    *,
+    error_feedback: bool = False,
+    seeds: Sequence[int] = (0, 1, 2),
+    steps: int = 200,
+    batch_size: int = 32,
+    eval_every: int = 10,
+    n_workers: int = N_WORKERS,
+) -> TrainCurves:
+    """:func:`train` at every step size of ``lrs`` and every seed, in ONE vmapped program
+    (compilation dominates a run on these models: a grid of step sizes costs about as much as
+    one). Seed ``s`` draws the same initial parameters, minibatches and compressor randomness
+    at every step size. The arrays of the result carry a leading step-size axis:
+    ``train_loss``, ``bits``, ``entropy_bits`` are ``(L, S, E)``, ``test_accuracy`` ``(L, S)``.
+
+    Raises:
+        ValueError: as :func:`train`; an empty ``lrs`` or a step size that is not positive.
+    """
+    if isinstance(model, str):
+        model = MODELS.get(model)
     eval_every = check_int("eval_every", eval_every, min_value=1)
     steps = check_int("steps", steps, min_value=eval_every)
     if steps % eval_every:
         raise ValueError(f"steps must be a multiple of eval_every={eval_every}, got {steps}")
     n_workers = check_int("n_workers", n_workers, min_value=1)
-    lr = LEARNING_RATES[model.name] if lr is None else float(lr)
+    lrs = [float(v) for v in lrs]
+    if not lrs or not all(v > 0 and math.isfinite(v) for v in lrs):
+        raise ValueError(f"lrs must be one or more positive finite step sizes, got {lrs}")
     split = model.data()
     check_int("batch_size", batch_size, min_value=1, max_value=split.x_train.shape[0])
     x_tr, y_tr = jnp.asarray(split.x_train), jnp.asarray(split.y_train)
@@ -228,7 +297,9 @@ def train(
     n_train = x_tr.shape[0]
     grad = jax.grad(model.loss)
 
-    def one_seed(seed_key: Any, x_tr: Any, y_tr: Any, x_te: Any, y_te: Any) -> tuple[Any, Any, Any]:
+    def one_run(
+        seed_key: Any, lr: Any, x_tr: Any, y_tr: Any, x_te: Any, y_te: Any
+    ) -> tuple[Any, Any, Any, Any]:
         k_init, k_data, k_comp = jax.random.split(seed_key, 3)
         params = model.init(k_init)
         d = ravel_pytree(params)[0].size
@@ -243,10 +314,14 @@ def train(
             )
         opt_state = tx.init(params)
 
-        def bits_of(state: Any, t: Any) -> Any:
+        def bits_of(state: Any, t: Any) -> tuple[Any, Any]:
             if compressor is None:
-                return jnp.asarray(t * FLOAT_BITS * d, jnp.float32)
-            return state[0].container_bits.astype(jnp.float32) / n_workers
+                full = jnp.asarray(t * FLOAT_BITS * d, jnp.float32)
+                return full, full
+            return (
+                state[0].container_bits.astype(jnp.float32) / n_workers,
+                state[0].entropy_bits.astype(jnp.float32) / n_workers,
+            )
 
         def step(carry: Any, t: Any) -> tuple[Any, None]:
             params, state = carry
@@ -270,36 +345,41 @@ def train(
             updates, state = tx.update(grads, state, params)
             return (optax.apply_updates(params, updates), state), None
 
-        def block(carry: Any, b: Any) -> tuple[Any, tuple[Any, Any]]:
+        def block(carry: Any, b: Any) -> tuple[Any, tuple[Any, Any, Any]]:
             ts = b * eval_every + jnp.arange(eval_every)
             carry, _ = lax.scan(step, carry, ts)
             params, state = carry
-            return carry, (model.loss(params, x_tr, y_tr), bits_of(state, (b + 1) * eval_every))
+            cb, eb = bits_of(state, (b + 1) * eval_every)
+            return carry, (model.loss(params, x_tr, y_tr), cb, eb)
 
         loss0 = model.loss(params, x_tr, y_tr)
-        (params, _), (losses, bits) = lax.scan(
+        (params, _), (losses, bits, ebits) = lax.scan(
             block, (params, opt_state), jnp.arange(steps // eval_every)
         )
         losses = jnp.concatenate([loss0[None], losses])
         bits = jnp.concatenate([jnp.zeros((1,), bits.dtype), bits])
-        return losses, bits, model.accuracy(params, x_te, y_te)
+        ebits = jnp.concatenate([jnp.zeros((1,), ebits.dtype), ebits])
+        return losses, bits, ebits, model.accuracy(params, x_te, y_te)
 
     keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
-    # the data are arguments, not closed-over constants: XLA folds large constants slowly
+    n_lr, n_seed = len(lrs), len(seeds)
+    # one flat batch of (step size, seed) pairs; the data are arguments, not closed-over
+    # constants: XLA folds large constants slowly
+    flat_keys = jnp.tile(keys, (n_lr, 1))
+    flat_lrs = jnp.repeat(jnp.asarray(lrs, jnp.float32), n_seed)
     run = jax.jit(
         jax.vmap(
-            lambda kd, *data: one_seed(jax.random.wrap_key_data(kd), *data),
-            in_axes=(0, None, None, None, None),
+            lambda kd, lr, *data: one_run(jax.random.wrap_key_data(kd), lr, *data),
+            in_axes=(0, 0, None, None, None, None),
         )
     )
     t0 = time.perf_counter()
-    losses, bits, acc = jax.block_until_ready(run(keys, x_tr, y_tr, x_te, y_te))
+    out = jax.block_until_ready(run(flat_keys, flat_lrs, x_tr, y_tr, x_te, y_te))
+    losses, bits, ebits, acc = (
+        np.asarray(a, np.float64).reshape(n_lr, n_seed, *a.shape[1:]) for a in out
+    )
     return TrainCurves(
-        np.arange(0, steps + 1, eval_every),
-        np.asarray(losses, np.float64),
-        np.asarray(bits, np.float64),
-        np.asarray(acc, np.float64),
-        time.perf_counter() - t0,
+        np.arange(0, steps + 1, eval_every), losses, bits, ebits, acc, time.perf_counter() - t0
     )
 
 
@@ -347,6 +427,30 @@ def predicted_mse(compressor: Compressor, grads: Any, *, n_draws: int = 4, seed:
     return float(jnp.sum(e, dtype=jnp.float32) / (n_draws * jnp.sum(g * g)))
 
 
+def fitted_model(grads: Any, *, max_samples: int = 20000, seed: int = 0) -> BestFit:
+    """Best-AIC fit (:func:`ratedist.gradients.fit.best_fit`, every parametric family) to the
+    POOLED coordinates of the captured gradients, each row first divided by its rms.
+
+    Pooled, not per layer: every compressor of the comparison sees one flat vector per worker
+    with one scale or norm for the whole model, so the law it meets is that of a coordinate
+    drawn from the whole vector. Each row is normalised first because all the compressors are
+    scale-invariant (up to natural compression's power-of-two rounding), so the spread of
+    gradient norms across seeds and minibatches is not part of what they see.
+    """
+    g = np.asarray(grads, np.float64)
+    g = g / np.sqrt(np.mean(g * g, axis=1, keepdims=True))
+    return best_fit(g, name="captured gradients (rows / rms)", max_samples=max_samples, seed=seed)
+
+
+def predicted_mse_fitted(
+    compressor: Compressor, fitted: BestFit, shape: tuple[int, int], *, seed: int = 0
+) -> float:
+    """:func:`predicted_mse` on ``shape = (rows, d)`` i.i.d. draws from the fitted model
+    (``fitted.best.source``): the theory's prediction, from the model rather than the data."""
+    x = fitted.best.source.sample(jax.random.key(seed), shape, jnp.float32)
+    return predicted_mse(compressor, x, seed=seed + 1)
+
+
 def rank(values: Sequence[float]) -> np.ndarray:
     """Ranks 1..n of ``values`` (smallest = 1), ties sharing their mean rank."""
     v = np.asarray(values, np.float64)
@@ -385,7 +489,14 @@ def mean_se(a: Any) -> tuple[float, float]:
 
 
 class Row(NamedTuple):
-    """One (model, budget, compressor) of :func:`run_comparison`."""
+    """One (model, budget, compressor) of :func:`run_comparison`.
+
+    ``predicted_mse`` is on the captured gradients, ``predicted_mse_fit`` on draws from the
+    fitted model; ``final_loss``, ``test_accuracy``, ``curves`` and ``measured_rank`` are at the
+    common step size, the ``*_tuned`` fields at the step size ``tuned_lr`` chosen on
+    :data:`TUNING_SEEDS`. ``entropy_bits_per_coord`` is one worker's entropy-coded bits per step
+    and coordinate (mean over seeds and steps, common step size).
+    """
 
     model: str
     bits: int
@@ -396,6 +507,39 @@ class Row(NamedTuple):
     curves: TrainCurves
     predicted_rank: float
     measured_rank: float
+    predicted_mse_fit: float = math.nan
+    predicted_rank_fit: float = math.nan
+    entropy_bits_per_coord: float = math.nan
+    tuned_lr: float = math.nan
+    final_loss_tuned: tuple[float, float] = (math.nan, math.nan)
+    curves_tuned: TrainCurves | None = None
+    measured_rank_tuned: float = math.nan
+
+
+def _at(c: TrainCurves, i: int, sel: slice) -> TrainCurves:
+    """Step size ``i`` and seeds ``sel`` of a :func:`train_grid` result."""
+    return c._replace(
+        train_loss=c.train_loss[i, sel],
+        bits=c.bits[i, sel],
+        entropy_bits=c.entropy_bits[i, sel],
+        test_accuracy=c.test_accuracy[i, sel],
+    )
+
+
+def _tuned_index(c: TrainCurves, tune: slice) -> int:
+    """Step size of least mean final loss on the tuning seeds (a diverged run counts as inf)."""
+    final = c.train_loss[:, tune, -1]
+    score = np.where(np.all(np.isfinite(final), axis=1), final.mean(axis=1), np.inf)
+    return int(np.argmin(score))
+
+
+class _Trained(NamedTuple):
+    mse: float
+    mse_fit: float
+    common: TrainCurves
+    tuned: TrainCurves
+    tuned_lr: float
+    seconds: float
 
 
 def run_comparison(
@@ -403,6 +547,8 @@ def run_comparison(
     budgets: Sequence[int] = BUDGETS,
     *,
     seeds: Sequence[int] = (0, 1, 2),
+    tuning_seeds: Sequence[int] = TUNING_SEEDS,
+    lr_factors: Sequence[float] = LR_FACTORS,
     steps: int = 200,
     batch_size: int = 32,
     eval_every: int = 20,
@@ -410,68 +556,120 @@ def run_comparison(
 ) -> list[Row]:
     """Train every model with every compressor of :func:`budget_table` at every budget.
 
+    Every compressor runs ONE :func:`train_grid` program over the step sizes
+    ``lr_factors x LEARNING_RATES[model]`` and the seeds ``seeds + tuning_seeds``. The common
+    step size (factor 1, which must be in ``lr_factors``) on ``seeds`` gives the common-step
+    results; the factor of least mean final loss on ``tuning_seeds`` is the tuned step size,
+    and its results on ``seeds`` (not those it was chosen on) are the tuned-step results.
+
     Ranks are within one (model, budget) over the compressors whose status is ``"matched"``
-    or ``"under"`` (NaN for ``"off"``): predicted by :func:`predicted_mse`, measured by the
-    mean final training loss. A compressor whose spec does not depend on the budget
-    (TernGrad, natural compression, scaled sign) is trained once per model and its results
-    reused at every budget.
+    or ``"under"`` (NaN for ``"off"``): predicted by :func:`predicted_mse` on the captured
+    gradients and by :func:`predicted_mse_fitted` on the :func:`fitted_model`; measured by the
+    mean final training loss at the common and at the tuned step size. A compressor whose spec
+    does not depend on the budget (TernGrad, natural compression, scaled sign) is trained once
+    per model and its results reused at every budget.
+
+    Raises:
+        ValueError: 1 not in ``lr_factors``; empty ``tuning_seeds``.
     """
+    lr_factors = [float(f) for f in lr_factors]
+    if 1.0 not in lr_factors:
+        raise ValueError(f"lr_factors must contain 1 (the common step size), got {lr_factors}")
+    if not tuning_seeds:
+        raise ValueError("tuning_seeds must name at least one seed")
+    i_common = lr_factors.index(1.0)
+    ev, tune = slice(0, len(seeds)), slice(len(seeds), len(seeds) + len(tuning_seeds))
     rows: list[Row] = []
     for name in models:
         model = MODELS.get(name)
         grads = captured_gradients(model, seeds=seeds, batch_size=batch_size)
+        fitted = fitted_model(grads)
+        if log is not None:
+            log(f"{name}: fitted model {fitted.best.family} {dict(fitted.best.params)}")
         d = grads.shape[1]
-        done: dict[tuple[str, bool], tuple[float, TrainCurves]] = {}
+        lr0 = LEARNING_RATES[name]
+        lrs = [lr0 * f for f in lr_factors]
+        done: dict[tuple[str, bool], _Trained] = {}
         for b in budgets:
             block = []
             for m in budget_table(b, d):
                 if (m.spec, m.error_feedback) not in done:  # TernGrad, natural, sign: once
                     comp = make(m.spec)
-                    done[m.spec, m.error_feedback] = (
-                        predicted_mse(comp, grads),
-                        train(
-                            model,
-                            comp,
-                            error_feedback=m.error_feedback,
-                            seeds=seeds,
-                            steps=steps,
-                            batch_size=batch_size,
-                            eval_every=eval_every,
-                        ),
+                    c = train_grid(
+                        model,
+                        comp,
+                        lrs,
+                        error_feedback=m.error_feedback,
+                        seeds=tuple(seeds) + tuple(tuning_seeds),
+                        steps=steps,
+                        batch_size=batch_size,
+                        eval_every=eval_every,
                     )
-                mse, cur = done[m.spec, m.error_feedback]
-                block.append((m, mse, cur))
+                    it = _tuned_index(c, tune)
+                    done[m.spec, m.error_feedback] = _Trained(
+                        predicted_mse(comp, grads),
+                        predicted_mse_fitted(comp, fitted, grads.shape),
+                        _at(c, i_common, ev),
+                        _at(c, it, ev),
+                        lrs[it],
+                        c.seconds,
+                    )
+                t = done[m.spec, m.error_feedback]
+                block.append((m, t))
                 if log is not None:
                     log(
-                        f"{name} b={b} {m.label:17s} mse={mse:.4f} "
-                        f"loss={cur.train_loss[:, -1].mean():.4f} ({cur.seconds:.1f} s)"
+                        f"{name} b={b} {m.label:17s} mse={t.mse:.4f} fit={t.mse_fit:.4f} "
+                        f"loss={t.common.train_loss[:, -1].mean():.4f} "
+                        f"tuned(lr={t.tuned_lr:g})={t.tuned.train_loss[:, -1].mean():.4f} "
+                        f"({t.seconds:.1f} s)"
                     )
-            ranked = [i for i, (m, _, _) in enumerate(block) if m.status != "off"]
-            pr = rank([block[i][1] for i in ranked])
-            mr = rank([block[i][2].train_loss[:, -1].mean() for i in ranked])
-            ranks = {i: (p, q) for i, p, q in zip(ranked, pr, mr, strict=True)}
-            for i, (m, mse, cur) in enumerate(block):
-                p, q = ranks.get(i, (math.nan, math.nan))
+            ranked = [i for i, (m, _) in enumerate(block) if m.status != "off"]
+            cols = [
+                rank([block[i][1].mse for i in ranked]),
+                rank([block[i][1].mse_fit for i in ranked]),
+                rank([block[i][1].common.train_loss[:, -1].mean() for i in ranked]),
+                rank([block[i][1].tuned.train_loss[:, -1].mean() for i in ranked]),
+            ]
+            ranks = {i: tuple(float(c[j]) for c in cols) for j, i in enumerate(ranked)}
+            for i, (m, t) in enumerate(block):
+                p, pf, q, qt = ranks.get(i, (math.nan,) * 4)
+                eb = t.common.entropy_bits[:, -1].mean() / (steps * d)
                 rows.append(
                     Row(
                         name,
                         b,
                         m,
-                        mse,
-                        mean_se(cur.train_loss[:, -1]),
-                        mean_se(cur.test_accuracy),
-                        cur,
-                        float(p),
-                        float(q),
+                        t.mse,
+                        mean_se(t.common.train_loss[:, -1]),
+                        mean_se(t.common.test_accuracy),
+                        t.common,
+                        p,
+                        q,
+                        t.mse_fit,
+                        pf,
+                        float(eb),
+                        t.tuned_lr,
+                        mean_se(t.tuned.train_loss[:, -1]),
+                        t.tuned,
+                        qt,
                     )
                 )
     return rows
 
 
-def rank_correlations(rows: Sequence[Row]) -> dict[tuple[str, int], float]:
-    """Spearman correlation of predicted and measured ranks per (model, budget)."""
+def rank_correlations(
+    rows: Sequence[Row], predicted: str = "predicted_rank", measured: str = "measured_rank"
+) -> dict[tuple[str, int], float]:
+    """Spearman correlation of predicted and measured ranks per (model, budget).
+
+    ``predicted``: ``"predicted_rank"`` (captured gradients) or ``"predicted_rank_fit"``
+    (fitted model); ``measured``: ``"measured_rank"`` (common step size) or
+    ``"measured_rank_tuned"`` (tuned step size).
+    """
     out = {}
     for key in dict.fromkeys((r.model, r.bits) for r in rows):
         sel = [r for r in rows if (r.model, r.bits) == key and r.matched.status != "off"]
-        out[key] = spearman([r.predicted_rank for r in sel], [r.measured_rank for r in sel])
+        out[key] = spearman(
+            [getattr(r, predicted) for r in sel], [getattr(r, measured) for r in sel]
+        )
     return out

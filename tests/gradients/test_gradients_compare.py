@@ -38,6 +38,15 @@ def test_budget_table_rejects_bad_bits():
         compare.budget_table(0, 100)
 
 
+@pytest.mark.slow
+def test_train_is_the_one_step_size_slice_of_train_grid():
+    comp = make("scalar:method=tnq,bits=2")
+    g = compare.train_grid("logistic-digits", comp, (0.5, 1.0), seeds=(0, 1), steps=20)
+    c = compare.train("logistic-digits", comp, seeds=(0, 1), steps=20, lr=1.0)
+    np.testing.assert_allclose(c.train_loss, g.train_loss[1], rtol=1e-6)
+    np.testing.assert_allclose(c.entropy_bits, g.entropy_bits[1], rtol=1e-6)
+
+
 def test_tiny_training_run_is_finite_and_decreases():
     c = compare.train(
         "logistic-digits", make("scalar:method=tnq,bits=2"), seeds=(0, 1), steps=20, eval_every=10
@@ -47,6 +56,9 @@ def test_tiny_training_run_is_finite_and_decreases():
     assert np.all(c.train_loss[:, -1] < c.train_loss[:, 0])
     # one worker sends (2 * 650 + 32) container bits per step
     np.testing.assert_allclose(c.bits[:, -1], 20 * (2 * 650 + 32))
+    # entropy-coded bits are counted too, below the container bits for a 2-bit TNQ code
+    assert c.entropy_bits.shape == (2, 3)
+    assert np.all((c.entropy_bits[:, -1] > 0) & (c.entropy_bits[:, -1] < c.bits[:, -1]))
     assert np.all((c.test_accuracy >= 0) & (c.test_accuracy <= 1))
 
 
@@ -65,3 +77,42 @@ def test_ranks_and_spearman_on_a_hand_example():
 def test_mean_se():
     m, se = compare.mean_se([1.0, 2.0, 3.0])
     assert m == 2.0 and se == pytest.approx(1 / math.sqrt(3), abs=1e-12)
+
+
+@pytest.mark.slow
+def test_train_grid_runs_every_step_size_and_counts_entropy_bits():
+    comp = make("scalar:method=tnq,bits=2")
+    g = compare.train_grid("logistic-digits", comp, (0.5, 1.0), seeds=(0, 1), steps=20)
+    assert g.train_loss.shape == (2, 2, 3) and g.entropy_bits.shape == (2, 2, 3)
+    assert g.test_accuracy.shape == (2, 2)
+    # the same seed draws the same initial parameters at every step size
+    np.testing.assert_array_equal(g.train_loss[0, :, 0], g.train_loss[1, :, 0])
+    assert not np.allclose(g.train_loss[0, :, -1], g.train_loss[1, :, -1])
+    # entropy-coded bits are counted, below the container bits for a 2-bit TNQ code
+    assert np.all(g.entropy_bits[:, :, -1] > 0)
+    assert np.all(g.entropy_bits[:, :, -1] <= g.bits[:, :, -1])
+    with pytest.raises(ValueError, match="lrs"):
+        compare.train_grid("logistic-digits", comp, (), steps=20)
+
+
+def test_tuned_index_skips_diverged_step_sizes():
+    c = compare.TrainCurves(
+        np.arange(2),
+        np.array([[[1, 0.5], [1, 0.5]], [[1, np.nan], [1, 0.1]], [[1, 0.3], [1, 0.2]]]),
+        np.zeros((3, 2, 2)),
+        np.zeros((3, 2, 2)),
+        np.zeros((3, 2)),
+        0.0,
+    )
+    assert compare._tuned_index(c, slice(0, 2)) == 2
+
+
+def test_fitted_model_prediction_tracks_the_captured_one():
+    rng = np.random.default_rng(0)
+    grads = rng.laplace(size=(4, 1000)) * np.array([[1.0], [3.0], [0.1], [10.0]])
+    fitted = compare.fitted_model(grads)
+    assert fitted.best.family in ("laplace", "gen-gaussian", "student-t")
+    comp = make("qsgd:s=3")
+    a = compare.predicted_mse(comp, grads)
+    b = compare.predicted_mse_fitted(comp, fitted, grads.shape)
+    assert b == pytest.approx(a, rel=0.1)
