@@ -121,6 +121,7 @@ def bench(method, n, d, repeats, steps, engines, check_3pc=True):
             engine=e,
             dtype=np.float32,
             check_3pc=check_3pc,
+            diagnostics=False,  # the numpy baseline computes no per-step diagnostics
         )
         t0 = time.perf_counter()
         state, _ = st.init()

@@ -139,11 +139,11 @@ def checks_3pc(rnd: Round, A: float, check_3pc: bool) -> bool:
     )
 
 
-def _diagnostics(algorithm: Algorithm, xg, g_i, mstate, hp):
+def _diagnostics(algorithm: Algorithm, xg, g_i, mstate, hp, enabled: bool = True):
     """``(||e_i||^2, relative error, step min, step max)`` of a worker (NaN where the
-    algorithm reports nothing)."""
+    algorithm reports nothing, or when ``enabled`` is False)."""
     nan = jnp.full((), jnp.nan, g_i.dtype)
-    if algorithm.diagnostics is None:
+    if algorithm.diagnostics is None or not enabled:
         return nan, nan, nan, nan
     d = algorithm.diagnostics(xg, g_i, mstate, hp)
     unknown = set(d) - set(DIAGNOSTICS)
@@ -155,9 +155,10 @@ def _diagnostics(algorithm: Algorithm, xg, g_i, mstate, hp):
     return tuple(jnp.asarray(d.get(k, nan), g_i.dtype) for k in DIAGNOSTICS)
 
 
-def worker_fns(rnd: Round, problem: Any, has_A: bool):
+def worker_fns(rnd: Round, problem: Any, has_A: bool, diagnostics: bool = True):
     """Per-worker pieces: ``local_init``/``local_step`` (no collectives), ``combine``,
-    ``finish`` and ``zeros`` (the loop engine's running sums).
+    ``finish`` and ``zeros`` (the loop engine's running sums). ``diagnostics`` False skips the
+    algorithm's per-step diagnostics (their fields are NaN).
 
     Every collective of a step comes after the local work, so the same local functions run
     under vmap/shard_map (collectives over the named axis) and under the sequential ``loop``
@@ -238,7 +239,7 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
         nan = jnp.full((), jnp.nan, x0.dtype)
         err_i = jnp.sum((g_i - ex) ** 2)
         everyone_ = jnp.ones((n,), bool)
-        diag = _diagnostics(algorithm, y, g_i, mstate, hp)
+        diag = _diagnostics(algorithm, y, g_i, mstate, hp, diagnostics)
         loc = local(
             g_i, everyone_, idx, hp, ex, f_i, err_i, nan, nan, diag, server_grad(x_server, data_i)
         )
@@ -269,7 +270,7 @@ def worker_fns(rnd: Round, problem: Any, has_A: bool):
             tpc_i = jnp.full((), jnp.nan, x.dtype)
         trig = msg.triggered if algorithm.has_trigger else jnp.full((), jnp.nan, x.dtype)
         err_i = jnp.sum((g_i - ex) ** 2)
-        diag = _diagnostics(algorithm, xg, g_i, new[3], hp)
+        diag = _diagnostics(algorithm, xg, g_i, new[3], hp, diagnostics)
         loc = local(
             g_i, mask, idx, hp, ex, f_i, err_i, tpc_i, trig, diag, server_grad(x_server, data_i)
         )

@@ -196,19 +196,19 @@ _JIT_CACHE: OrderedDict = OrderedDict()
 _JIT_CACHE_SIZE = 4
 
 
-def _build(rnd, problem, has_A, engine, aggregate):
-    worker = worker_fns(rnd, problem, has_A)
+def _build(rnd, problem, has_A, engine, aggregate, diagnostics=True):
+    worker = worker_fns(rnd, problem, has_A, diagnostics)
     return engines.build(engine, worker, server_fns(rnd), problem.n_workers, aggregate)
 
 
-def _jitted(rnd, problem, has_A, engine, aggregate, replicas, batched):
+def _jitted(rnd, problem, has_A, engine, aggregate, replicas, batched, diagnostics=True):
     objs = (*rnd, problem)
-    ck = (tuple(map(id, objs)), has_A, engine, aggregate, replicas, batched)
+    ck = (tuple(map(id, objs)), has_A, engine, aggregate, replicas, batched, diagnostics)
     hit = _JIT_CACHE.get(ck)
     if hit is not None and all(a is b for a, b in zip(hit[0], objs, strict=True)):
         _JIT_CACHE.move_to_end(ck)
         return hit[1], hit[2]
-    init, chunk_fn = _build(rnd, problem, has_A, engine, aggregate)
+    init, chunk_fn = _build(rnd, problem, has_A, engine, aggregate, diagnostics)
     if replicas is not None:
         init = jax.vmap(init, in_axes=(None, None, None, 0, None))
         chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, None, None, 0, None))
@@ -267,6 +267,7 @@ def make_stepper(
     dtype: Any = None,
     check_3pc: bool = True,
     hyper: Mapping[str, Any] | None = None,
+    diagnostics: bool = True,
     **stages: Any,
 ) -> Stepper:
     """Build the jitted init/chunk functions of a run (see :func:`run` for the arguments)."""
@@ -285,8 +286,10 @@ def make_stepper(
     data = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), problem.data)
     x0 = jnp.asarray(problem.x0, dtype)
     idx = jnp.arange(problem.n_workers, dtype=jnp.uint32)
+    if not isinstance(diagnostics, bool):
+        raise TypeError(f"diagnostics must be a bool, got {diagnostics!r}")
     init_j, chunk_j = _jitted(
-        rnd, problem, has_A, engine, aggregate, replicas, batch.size is not None
+        rnd, problem, has_A, engine, aggregate, replicas, batch.size is not None, diagnostics
     )
     if replicas is not None:
         run_key = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(replicas))
@@ -344,6 +347,7 @@ def run(
     server: Any = None,
     downlink: Downlink | None = None,
     oracle: Any = None,
+    diagnostics: bool = True,
 ) -> Trace:
     """Simulate ``algorithm`` on ``problem`` for ``steps`` steps.
 
@@ -373,6 +377,10 @@ def run(
             :mod:`ratedist.sim.engines`).
         dtype: simulation dtype (default: float64 under x64, else float32; float64 without
             x64 falls back to float32).
+        diagnostics: record the algorithm's per-step diagnostics (``Trace.ef_norm_sq``,
+            ``quant_rel_error``, ``worker_step_min/max``); False skips them (NaN), which saves
+            two passes over each worker's vector per step for the error-feedback methods
+            (measured ≈ 10 % of an EF14 step at N = 8, d = 1e5; ``benchmarks/README.md``).
         check_3pc: record the per-worker 3PC residual (needs ``g_i^t`` and the previous
             gradient kept in the state: for EF21 one more ``N x d`` buffer per step); False
             sets ``tpc_residual`` to NaN and runs faster.
@@ -409,6 +417,7 @@ def run(
         dtype=dtype,
         check_3pc=check_3pc,
         hyper=hyper,
+        diagnostics=diagnostics,
         participation=participation,
         aggregation=aggregation,
         server=server,

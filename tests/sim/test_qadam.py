@@ -212,3 +212,15 @@ def test_bad_input():
     with pytest.raises(ValueError, match="lr"):
         adam_server(0.0)
     assert set(QADAM_MODES.names()) == {"server", "worker"}
+
+
+def test_diagnostics_can_be_switched_off(problem):
+    """``run(..., diagnostics=False)`` records NaN instead and leaves the iterates alone."""
+    rnd = quantized_adam("worker", make("scaled-sign"))
+    on = run(rnd, problem, steps=5, key=jax.random.key(0), gamma=LR)
+    off = run(rnd, problem, steps=5, key=jax.random.key(0), gamma=LR, diagnostics=False)
+    np.testing.assert_array_equal(on.x, off.x)
+    for field in ("ef_norm_sq", "quant_rel_error", "worker_step_min", "worker_step_max"):
+        assert np.all(np.isfinite(getattr(on, field))) and np.all(np.isnan(getattr(off, field)))
+    with pytest.raises(TypeError, match="diagnostics"):
+        run(rnd, problem, steps=1, key=jax.random.key(0), gamma=LR, diagnostics="no")
