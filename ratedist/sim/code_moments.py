@@ -25,7 +25,6 @@ stragglers.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -41,7 +40,7 @@ from ratedist.bounds.gradient_coding import (
     frc_moments,
     probability_rescaling_moments,
 )
-from ratedist.sim.codes import GradientCode, decoding_vectors
+from ratedist.sim.codes import GradientCode, decoding_vectors, exact_straggler_masks
 from ratedist.sim.stages import Participation
 
 
@@ -87,12 +86,8 @@ def _law_exactly(config: Mapping[str, Any], n: int, enumerate_: bool, samples: i
     s = int(config["s"])
     label = f"exactly {s} stragglers (uniform)"
     if enumerate_:
-        rows = []
-        for strag in itertools.combinations(range(n), s):
-            mask = np.ones(n, bool)
-            mask[list(strag)] = False
-            rows.append(mask)
-        return MaskLaw(np.stack(rows), None, True, f"{label}, all C({n},{s}) patterns")
+        masks = exact_straggler_masks(n, s)
+        return MaskLaw(masks, None, True, f"{label}, all C({n},{s}) patterns")
     masks = rng.random((samples, n)).argsort(axis=1) >= s
     return MaskLaw(masks, None, False, f"{label}, {samples} sampled patterns")
 

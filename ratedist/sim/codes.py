@@ -415,18 +415,21 @@ def decoding_conditioning(
     )
 
 
+def exact_straggler_masks(n: int, r: int) -> np.ndarray:
+    """Every participation mask of ``n`` workers with exactly ``r`` stragglers, bool
+    ``(C(n, r), n)`` (True = answers), in ``itertools.combinations`` order (host, no checks)."""
+    masks = np.ones((math.comb(n, r), n), bool)
+    for row, strag in enumerate(itertools.combinations(range(n), r)):
+        masks[row, list(strag)] = False
+    return masks
+
+
 def straggler_masks(n: int, s: int) -> np.ndarray:
     """Every participation mask of ``n`` workers with at most ``s`` stragglers, bool
     ``(sum_{r<=s} C(n, r), n)`` (True = answers), fewest stragglers first."""
     n = check_int("n", n, min_value=1)
     s = check_int("s", s, min_value=0, max_value=n)
-    rows = []
-    for r in range(s + 1):
-        for strag in itertools.combinations(range(n), r):
-            mask = np.ones(n, bool)
-            mask[list(strag)] = False
-            rows.append(mask)
-    return np.stack(rows)
+    return np.concatenate([exact_straggler_masks(n, r) for r in range(s + 1)])
 
 
 def decoding_vectors(code: GradientCode, masks: Any) -> np.ndarray:
@@ -488,9 +491,7 @@ def adversarial_mask(code: GradientCode, stragglers: int | None = None) -> Adver
             f"stragglers={r} of n={n} gives {count} patterns, more than "
             f"ADVERSARIAL_MAX_PATTERNS = {ADVERSARIAL_MAX_PATTERNS}; use fewer stragglers"
         )
-    masks = np.ones((count, n), bool)
-    for row, strag in enumerate(itertools.combinations(range(n), r)):
-        masks[row, list(strag)] = False
+    masks = exact_straggler_masks(n, r)
     a = decoding_vectors(code, masks).astype(np.float64)
     residual = np.sum((a @ code.B - 1.0) ** 2, axis=1)
     norm = np.sum(a**2, axis=1)

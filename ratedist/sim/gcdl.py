@@ -40,11 +40,11 @@ from ratedist._validation import check_choice
 from ratedist.compressors.spec import make
 from ratedist.sim.algorithms import compressed_sgd, ef14, gd
 from ratedist.sim.coded import ENCODINGS, coded
-from ratedist.sim.codes import GradientCode
+from ratedist.sim.codes import DECODE_RULES, GradientCode
 from ratedist.sim.method import Algorithm
 from ratedist.sim.problems import Problem
 from ratedist.sim.round import Round
-from ratedist.sim.stages import Aggregation, Participation, everyone, majority, mean_active
+from ratedist.sim.stages import AGGREGATION, Participation, everyone
 
 
 class GCMethod(NamedTuple):
@@ -54,7 +54,9 @@ class GCMethod(NamedTuple):
         name: registry name.
         algorithm: ``() -> Algorithm``, the workers' encoder.
         coded: the workers are coded (decoding aggregation) or uncoded (stragglers ignored).
-        rule: ``"decode"``, ``"mean_active"`` or ``"majority"``.
+        rule: the server's rule: a key of :data:`ratedist.sim.codes.DECODE_RULES` for coded
+            methods (``"decode"``, ``"majority"``), an :data:`~ratedist.sim.stages.AGGREGATION`
+            name for uncoded ones (``"mean_active"``, ``"majority"``).
         description: one line.
     """
 
@@ -87,11 +89,10 @@ class GCSetup(NamedTuple):
 #: Registry of 1-bit GC-DL setups and their baselines.
 GC_METHODS: Registry[GCMethod] = Registry("gradient-coding method")
 
-RULES = ("decode", "mean_active", "majority")
-
 
 def _method(name: str, algorithm: Callable[[], Algorithm], coded_: bool, rule: str, text: str):
-    check_choice("rule", rule, RULES)
+    # coded: a rule on the decoded sum (codes.DECODE_RULES); uncoded: a registered aggregation
+    check_choice("rule", rule, tuple(DECODE_RULES) if coded_ else tuple(AGGREGATION.names()))
     GC_METHODS.add(name, GCMethod(name, algorithm, coded_, rule, text))
 
 
@@ -153,12 +154,6 @@ _method(
 )
 
 
-_UNCODED_AGGREGATION: dict[str, Callable[[], Aggregation]] = {
-    "mean_active": mean_active,
-    "majority": majority,
-}
-
-
 def gc_setup(
     method: str,
     problem: Problem,
@@ -184,7 +179,7 @@ def gc_setup(
     encode = check_choice("encode", encode, ENCODINGS)
     part = everyone() if participation is None else participation
     if not m.coded:
-        agg = _UNCODED_AGGREGATION[m.rule]()
+        agg = AGGREGATION.get(m.rule)()
         return GCSetup(m, Round(m.algorithm(), part, agg), problem, None, None)
     if code is None:
         raise ValueError(

@@ -69,7 +69,7 @@ from ratedist._io import remove_stale_temporaries
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.compressors.spec import make
 from ratedist.sim.algorithms import ALGORITHMS
-from ratedist.sim.coded import ENCODINGS, Coded, coded, partitionwise
+from ratedist.sim.coded import ENCODINGS, coded, partitionwise
 from ratedist.sim.codes import CODES, DECODE_RULES, GradientCode
 from ratedist.sim.engines import ENGINES
 from ratedist.sim.method import Algorithm
@@ -505,10 +505,6 @@ class _Stages(NamedTuple):
     encode: str | None = None
 
 
-def _coded(problem: Problem, code: GradientCode, encode: str) -> Coded:
-    return coded(problem, code, encode=encode)
-
-
 def _run_stages(cfg: Mapping[str, Any], problem: Problem, pkey: Mapping[str, Any]) -> _Stages:
     """The stages of a run config (all shared by config: see :data:`_OBJECTS`)."""
     out = _Stages(problem, {}, {}, {})
@@ -517,7 +513,9 @@ def _run_stages(cfg: Mapping[str, Any], problem: Problem, pkey: Mapping[str, Any
     if ccfg is not None:
         code = _shared("code", ccfg, lambda: make_code_from_config(ccfg))
         encode = ccfg.get("encode", "combination")
-        c = _shared("coded", {"problem": pkey, "code": ccfg}, lambda: _coded(problem, code, encode))
+        c = _shared(
+            "coded", {"problem": pkey, "code": ccfg}, lambda: coded(problem, code, encode=encode)
+        )
         out = out._replace(problem=c.problem, encode=encode)
         out.kwargs.update(oracle=c.oracle, aggregation=c.aggregation)
         out.meta.update(code=code.name, code_s=code.s)
