@@ -10,7 +10,7 @@ import pytest
 from ratedist import sim
 from ratedist.compressors.base import FLOAT_BITS
 from ratedist.sim import equal_bits as eb
-from ratedist.sim.gcdl import RULES
+from ratedist.sim.gcdl import GC_METHODS
 
 
 def test_value_at_bits_hand_example():
@@ -75,7 +75,7 @@ def test_paired_difference_and_mean_se():
 
 
 def test_rule_scales_cover_the_server_rules():
-    assert set(eb.RULE_SCALE) == set(RULES)
+    assert set(eb.RULE_SCALE) == {GC_METHODS.get(n).rule for n in GC_METHODS.names()}
 
 
 def test_curvature_and_grid_on_the_logistic():
