@@ -56,6 +56,7 @@ import contextlib
 import copy
 import inspect
 import itertools
+import threading
 import time
 import tomllib
 from collections import OrderedDict
@@ -477,15 +478,21 @@ _OBJECTS: OrderedDict = OrderedDict()
 _OBJECTS_SIZE = 16
 
 
+#: Guards :data:`_OBJECTS`: the threads of an executor's worker (a Dask worker with several
+#: threads) run configs at the same time.
+_OBJECTS_LOCK = threading.RLock()
+
+
 def _shared(kind: str, cfg: Mapping[str, Any], build: Callable[[], Any]) -> Any:
     ck = (kind, canonical_json(cfg))
-    if ck in _OBJECTS:
-        _OBJECTS.move_to_end(ck)
-        return _OBJECTS[ck]
-    obj = _OBJECTS[ck] = build()
-    while len(_OBJECTS) > _OBJECTS_SIZE:
-        _OBJECTS.popitem(last=False)
-    return obj
+    with _OBJECTS_LOCK:
+        if ck in _OBJECTS:
+            _OBJECTS.move_to_end(ck)
+            return _OBJECTS[ck]
+        obj = _OBJECTS[ck] = build()
+        while len(_OBJECTS) > _OBJECTS_SIZE:
+            _OBJECTS.popitem(last=False)
+        return obj
 
 
 def _split_hyper(acfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
