@@ -195,7 +195,11 @@ def results_columns(
             **flatten_config(meta, "meta."),
         }
         per_file.append((info, cols))
-    info_keys = list(dict.fromkeys(k for info, _ in per_file for k in info))
+    # hash, then config fields, then meta, each alphabetical (as canonical JSON orders them)
+    info_keys = sorted(
+        {k for info, _ in per_file for k in info},
+        key=lambda k: (k != "hash", k.startswith("meta."), k),
+    )
     metric_keys = list(dict.fromkeys(k for _, cols in per_file for k in cols))
     out: dict[str, Any] = {}
     for key in info_keys:
