@@ -311,3 +311,17 @@ def test_concurrent_shard_processes_write_the_single_process_files(tmp_path, sin
     assert sum(ran[:3]) == 4  # disjoint shards: each config run exactly once
     assert _files(tmp_path / "sharded") == single
     assert _files(tmp_path / "twice") == single
+
+
+@pytest.mark.slow
+def test_dask_worker_processes_write_the_single_process_files(tmp_path, single):
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        counts = run_sweep(expand_sweep(DOC), tmp_path, executor=client)
+    assert counts["ran"] == 4
+    assert _files(tmp_path) == single
