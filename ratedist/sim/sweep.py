@@ -835,11 +835,14 @@ def run_sweep(
             log(f"skip {rec['name']}")
         elif status == "claimed":
             h = rec["holder"]
-            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.get("time", 0)))
-            log(
-                f"claimed {rec['name']} by {h.get('host', '?')}:{h.get('pid', '?')} since "
-                f"{since}: not run here"
+            t = h.get("time")
+            since = (
+                time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(t))
+                if isinstance(t, int | float)
+                else ""
             )
+            who = f"{h.get('host', '?')}:{h.get('pid', '?')}" if h else "another process"
+            log(f"claimed {rec['name']} by {who}{since}: not run here")
         else:
             meta = rec["meta"]
             tail = f" DIVERGED at step {first}" if diverged else ""

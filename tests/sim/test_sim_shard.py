@@ -229,6 +229,23 @@ def test_two_runs_of_one_shard_at_once_leave_a_consistent_store(tmp_path, single
         load_trace(p)
 
 
+def test_a_config_claimed_by_a_live_process_is_not_run(tmp_path):
+    cfg = expand_sweep(DOC)[0]
+    held = ResultStore(tmp_path).claim(cfg)  # another holder (token) in a live process
+
+    def runner(cfg, progress=False):
+        raise AssertionError("a claimed config must not run")
+
+    lines = []
+    counts = run_sweep([cfg], tmp_path, runner=runner, log=lines.append)
+    assert counts == {"total": 1, "ran": 0, "skipped": 0, "claimed": 1, "diverged": 0}
+    assert lines == [
+        f"claimed {held.path.stem}.npz by {socket.gethostname()}:{os.getpid()} since "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(read_claim(held.path)['time']))}"
+        ": not run here"
+    ]
+
+
 def test_a_failed_run_releases_its_claim(tmp_path):
     def runner(cfg, progress=False):
         raise RuntimeError("boom")
@@ -299,12 +316,13 @@ def _simulate(toml: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_concurrent_shard_processes_write_the_single_process_files(tmp_path, single):
-    """3 processes ``--shard i/3`` at once, then 2 processes of the same (whole) sweep at once
-    into another directory: both directories equal the single-process one."""
+    """3 processes ``--shard i/3`` and, at the same time, 2 processes of one same shard
+    (``0/1``: the whole sweep) into another directory: both directories equal the
+    single-process one."""
     toml = tmp_path / "sweep.toml"
     toml.write_text(TOML)
     procs = [_simulate(toml, tmp_path / "sharded", "--shard", f"{i}/3") for i in range(3)]
-    procs += [_simulate(toml, tmp_path / "twice") for _ in range(2)]
+    procs += [_simulate(toml, tmp_path / "twice", "--shard", "0/1") for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0] * 5, outs
     ran = [int(out.split(" run")[0]) for out, _ in outs]
