@@ -787,7 +787,8 @@ def run_sweep(
         executor: None to run in this process, or an object with ``submit(fn, *args)``
             returning a future with ``result()`` — a ``concurrent.futures`` executor or a
             ``dask.distributed.Client`` — whose workers run the configs and write the result
-            files themselves (they must see ``out``); the runs use this process's x64 setting.
+            files themselves (they must see ``out``, which they are given as an absolute
+            path); the runs use this process's x64 setting.
 
     Returns:
         ``{"total": ..., "ran": ..., "skipped": ..., "claimed": ..., "diverged": ...}``
@@ -814,7 +815,13 @@ def run_sweep(
                 None
                 if store.done(cfg)
                 else executor.submit(
-                    run_claimed, cfg, str(out), runner, progress, claim_timeout_s, x64
+                    run_claimed,
+                    cfg,
+                    str(Path(out).absolute()),
+                    runner,
+                    progress,
+                    claim_timeout_s,
+                    x64,
                 )
                 for cfg, _ in todo
             ],
