@@ -248,13 +248,24 @@ def worker_sharded(tree: Any, n_workers: int) -> Any:
 
 
 def fetch(tree: Any) -> Any:
-    """``tree`` with every array spanning other processes' devices gathered to a numpy array
-    on EVERY process (a collective: all processes must call it with the same structure)."""
+    """``tree`` with every array that spans other processes' devices made a numpy array of
+    its global value on EVERY process: replicated ones from a local copy, sharded ones
+    all-gathered (a collective: all processes must call it with the same structure).
+    Process-local arrays (a vmap/loop run inside a multi-process job) are left as they are.
+    """
     if not is_multiprocess():
         return tree
     from jax.experimental import multihost_utils
 
-    return multihost_utils.process_allgather(tree, tiled=True)
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    spans = [isinstance(a, jax.Array) and not a.is_fully_addressable for a in leaves]
+    sharded = [a for a, s in zip(leaves, spans, strict=True) if s and not a.is_fully_replicated]
+    gathered = iter(multihost_utils.process_allgather(sharded, tiled=True) if sharded else [])
+    out = [
+        (np.asarray(a.addressable_data(0)) if a.is_fully_replicated else next(gathered)) if s else a
+        for a, s in zip(leaves, spans, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 # ----------------------------------------------------------------------------- launcher

@@ -63,7 +63,20 @@ def coded_stragglers():
     return (rnd, c.problem), {"steps": 12, "gamma": 0.1}
 
 
-CASES = {"ef21_top_k": ef21_top_k, "marina_perm_k": marina_perm_k, "coded": coded_stragglers}
+def marina_sweep_replicas():
+    # a step-size sweep (one vmapped program) of 2 independent replicas each: leading axes
+    # outside the shard_map
+    prob = tridiagonal_quadratic(n_workers=16, dim=16, seed=4)
+    alg = marina(make("rand-k-unbiased:k=4"), 0.3)
+    return (alg, prob), {"steps": 8, "gamma": [0.02, 0.05], "replicas": 2}
+
+
+CASES = {
+    "ef21_top_k": ef21_top_k,
+    "marina_perm_k": marina_perm_k,
+    "coded": coded_stragglers,
+    "sweep_replicas": marina_sweep_replicas,
+}
 KEY_SEED = 7
 
 
@@ -82,7 +95,7 @@ def run_case(name, **kw):
     return run(alg, prob, key=jax.random.key(KEY_SEED), **opts, **kw)
 
 
-def main(out, names):
+def main(out, names, flags=()):
     from ratedist.sim import distributed
 
     jax.config.update("jax_enable_x64", True)
@@ -92,9 +105,14 @@ def main(out, names):
     for name in names:
         tr = run_case(name, engine="shard_map", aggregate="gather")
         saved.update({f"{name}/{f}": field(tr, f) for f in FIELDS})
+    if "--local-vmap" in flags:
+        # a single-device engine inside the job runs on each process's own device
+        tr = run_case(names[0])
+        saved.update({f"local_vmap/{f}": field(tr, f) for f in FIELDS})
     if distributed.is_main():
         np.savez(out, n_devices=len(lay.devices), n_processes=lay.num_processes, **saved)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:] or list(CASES))
+    args = [a for a in sys.argv[2:] if not a.startswith("--")]
+    main(sys.argv[1], args or list(CASES), [a for a in sys.argv[2:] if a.startswith("--")])

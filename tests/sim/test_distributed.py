@@ -41,11 +41,11 @@ DEFAULT_CASES = ("ef21_top_k",)
 SLOW_CASES = tuple(c for c in dc.CASES if c not in DEFAULT_CASES)
 
 
-def _launch(tmp_path_factory, cases):
+def _launch(tmp_path_factory, cases, *flags):
     out = tmp_path_factory.mktemp("dist") / "traces.npz"
     script = str(HERE / "distributed_cases.py")
     rc = distributed.launch(
-        [script, str(out), *cases], 2, local_devices=4, timeout=240, grace=20, env=_env()
+        [script, str(out), *cases, *flags], 2, local_devices=4, timeout=240, grace=20, env=_env()
     )
     assert rc == 0, f"the 2-process job failed with status {rc}"
     return dict(np.load(out))
@@ -58,7 +58,7 @@ def default_job(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slow_job(tmp_path_factory):
-    return _launch(tmp_path_factory, SLOW_CASES)
+    return _launch(tmp_path_factory, SLOW_CASES, "--local-vmap")
 
 
 def _check_bitwise(job, case):
@@ -81,6 +81,15 @@ def test_two_processes_match_single_process_vmap_bitwise(default_job, case):
 @pytest.mark.parametrize("case", SLOW_CASES)
 def test_two_processes_match_single_process_vmap_bitwise_more_methods(slow_job, case):
     _check_bitwise(slow_job, case)
+
+
+@pytest.mark.slow
+def test_vmap_inside_a_job_runs_locally(slow_job):
+    # engine="vmap" in a multi-process program: every process runs all workers on its own
+    # device, and its outputs are not gathered across processes
+    ref = dc.run_case(SLOW_CASES[0])
+    for f in dc.FIELDS:
+        np.testing.assert_array_equal(slow_job[f"local_vmap/{f}"], dc.field(ref, f), err_msg=f)
 
 
 @pytest.mark.slow
