@@ -33,8 +33,9 @@ non-zero exit) with ``Terminating process because the JAX distributed service de
 errors ... The following tasks are unhealthy (stopped sending heartbeats): <id>``; when process
 0 itself dies the others lose the coordinator and abort the same way. So a lost process ends
 the job within about ``heartbeat_timeout`` seconds (default :data:`DEFAULT_HEARTBEAT_TIMEOUT_S`)
-instead of hanging in a collective. A JAX distributed process ignores SIGTERM while it is
-inside a collective: :func:`launch` stops processes with SIGKILL.
+instead of hanging in a collective. SIGTERM did not stop a process of a running job here (JAX
+registers a SIGTERM handler for preemption notices): :func:`launch` stops processes with
+SIGKILL.
 
 On CPU the cross-process collectives are gloo over TCP (``jax_cpu_collectives_implementation``,
 the default in jax 0.10; set explicitly here). ``python3 -m ratedist.sim.distributed`` starts
