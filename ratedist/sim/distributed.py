@@ -13,8 +13,8 @@ processes (``jax.devices()``), unchanged::
 What each process does (:mod:`ratedist.sim.runner`):
 
 * the worker-sharded inputs (problem data, worker indices) are built with
-  :func:`jax.make_array_from_callback`, so a process materializes only the rows of the workers
-  on its own devices; the per-worker state (``h``, ``y``, ...) stays on the devices that own it;
+  :func:`jax.make_array_from_callback`, so a process copies to its devices only the rows of
+  its own workers (the host still holds the whole problem object); the per-worker state (``h``, ``y``, ...) stays on the devices that own it;
 * between chunks the outputs (metrics, per-worker errors and bits) are gathered with
   :func:`jax.experimental.multihost_utils.process_allgather` — a collective every process
   joins — so :func:`ratedist.sim.run` returns the same complete :class:`~ratedist.sim.Trace`
@@ -227,7 +227,7 @@ def initialize(
 def worker_sharded(tree: Any, n_workers: int) -> Any:
     """Global arrays of ``tree``'s leaves (leading axis ``n_workers``) split over workers.
 
-    Each process builds only the rows of the workers on its own devices
+    Each process copies to its devices only the rows of the workers they hold
     (:func:`jax.make_array_from_callback`); the sharding is the shard_map engine's
     (:func:`ratedist.sim.engines.worker_mesh`). Every process must pass the same values.
 
