@@ -188,8 +188,11 @@ def initialize(
     """
     coord, n, pid = resolve(coordinator, num_processes, process_id)
     if heartbeat_timeout is None:
-        raw = os.environ.get(ENV_HEARTBEAT_TIMEOUT)
-        heartbeat_timeout = float(raw) if raw else DEFAULT_HEARTBEAT_TIMEOUT_S
+        raw = os.environ.get(ENV_HEARTBEAT_TIMEOUT) or DEFAULT_HEARTBEAT_TIMEOUT_S
+        try:
+            heartbeat_timeout = float(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_HEARTBEAT_TIMEOUT} must be a number, got {raw!r}") from None
     hb = max(1, round(check_positive("heartbeat_timeout", heartbeat_timeout)))
     init_s = max(1, round(check_positive("initialization_timeout", initialization_timeout)))
     if jax.distributed.is_initialized():

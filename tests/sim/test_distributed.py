@@ -212,3 +212,11 @@ def test_launch_reports_a_failing_process(tmp_path):
     assert distributed.launch([str(script)], 2, grace=5) == 3
     with pytest.raises(ValueError, match="argv"):
         distributed.launch([], 2)
+
+
+def test_initialize_rejects_a_bad_heartbeat_before_starting_anything(monkeypatch):
+    monkeypatch.setenv(distributed.ENV_HEARTBEAT_TIMEOUT, "soon")
+    with pytest.raises(ValueError, match="RATEDIST_HEARTBEAT_TIMEOUT must be a number"):
+        distributed.initialize("127.0.0.1:1", 2, 0)
+    with pytest.raises(ValueError, match="heartbeat_timeout"):
+        distributed.initialize("127.0.0.1:1", 2, 0, heartbeat_timeout=0)
