@@ -67,9 +67,7 @@ def quadratic(
             ``layout``/``method``.
         TypeError: a sparse sequence holding a non-sparse element.
     """
-    if is_sparse(A) or (
-        isinstance(A, list | tuple) and len(A) > 0 and all(is_sparse(a) for a in A)
-    ):
+    if is_sparse(A) or (isinstance(A, list | tuple) and any(is_sparse(a) for a in A)):
         return _sparse_quadratic(A, b, c=c, x0=x0, layout=layout, method=method)
     A = check_array("A", A, ndim=3)
     n, d, d2 = A.shape

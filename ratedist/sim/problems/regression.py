@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
+import scipy.sparse as sp
 from scipy.special import expit
 
-from ratedist._validation import check_int, check_real
+from ratedist._validation import check_array, check_int, check_real
 from ratedist.sim.problems.core import PROBLEMS, Problem, _spectral_constants
 from ratedist.sim.problems.sampled import (
     _check_xy,
@@ -19,6 +20,12 @@ from ratedist.sim.problems.sampled import (
     _reg_grad,
     _reg_loss,
     _split,
+)
+from ratedist.sim.problems.sparse import (
+    DENSE_EIG_MAX_DIM,
+    is_sparse,
+    largest_singular_value_sq,
+    pack,
 )
 
 
@@ -198,14 +205,10 @@ def logistic_nonconvex(
         X, y = _synthetic_classification(M, d, seed)
         src = {"data": "synthetic", "n_samples": M, "dim": d, "seed": seed}
     else:
+        if is_sparse(X):
+            return _sparse_logistic(X, y, n, lam, batch_size, solve_f_star, source)
         X, y = _check_xy(X, y)
-        labels = set(np.unique(y).tolist())
-        if labels <= {0.0, 1.0}:
-            y = 2 * y - 1
-        elif not labels <= {-1.0, 1.0}:
-            raise ValueError(
-                f"y must hold labels in {{-1, 1}} or {{0, 1}}, got {sorted(labels)[:5]}"
-            )
+        y = _pm1_labels(y)
         src = {"data": source or "user-supplied", "n_samples": X.shape[0], "dim": X.shape[1]}
     Xs, ys = _split(X, y, n)
     m, d = Xs.shape[1], Xs.shape[2]
@@ -236,7 +239,7 @@ def logistic_nonconvex(
         config={"problem": "logistic_nonconvex", "n_workers": n, "lam": lam, **src},
     )
     if solve_f_star:
-        prob = _with_numeric_fstar(prob)
+        prob = _with_numeric_fstar(prob, Xall, ys.reshape(n * m))
     sgrad, var, batch_cfg = _optional_minibatch_oracle(_logistic_sample_grad, batch_size)
     if batch_cfg:
         prob = dataclasses.replace(
@@ -245,17 +248,27 @@ def logistic_nonconvex(
     return prob
 
 
-def _with_numeric_fstar(prob: Problem) -> Problem:
-    """``f*`` of the logistic problem by L-BFGS-B in numpy float64 (independent of JAX's dtype)."""
-    n, m, d = prob.data["X"].shape
-    X = prob.data["X"].reshape(n * m, d)
-    y = prob.data["y"].reshape(n * m)
+def _pm1_labels(y: np.ndarray) -> np.ndarray:
+    labels = set(np.unique(y).tolist())
+    if labels <= {0.0, 1.0}:
+        return 2 * y - 1
+    if not labels <= {-1.0, 1.0}:
+        raise ValueError(f"y must hold labels in {{-1, 1}} or {{0, 1}}, got {sorted(labels)[:5]}")
+    return y
+
+
+def _with_numeric_fstar(prob: Problem, X: Any, y: np.ndarray) -> Problem:
+    """``f*`` of the logistic problem by L-BFGS-B in numpy float64 (independent of JAX's dtype).
+
+    ``X`` is the ``(n m, d)`` design matrix the workers hold (dense or ``scipy.sparse``).
+    """
+    M = X.shape[0]
     lam = float(prob.data["lam"][0])
 
     def fun(x):
         z = -y * (X @ x)
         f = np.mean(np.logaddexp(0.0, z)) + lam * np.sum(x * x / (1 + x * x))
-        g = -(X.T @ (y * expit(z))) / (n * m) + lam * 2 * x / (1 + x * x) ** 2
+        g = -(X.T @ (y * expit(z))) / M + lam * 2 * x / (1 + x * x) ** 2
         return f, g
 
     res = scipy.optimize.minimize(
@@ -270,3 +283,88 @@ def _with_numeric_fstar(prob: Problem) -> Problem:
         f"numerical: L-BFGS-B from x0 (local minimum, |grad| = {np.linalg.norm(res.jac):.1e})"
     )
     return dataclasses.replace(prob, f_star=float(res.fun), labels=labels)
+
+
+def _sparse_logistic_fns(packed, m):
+    def value_and_grad(x, data_i):
+        y = data_i["y"]
+        z = -y * packed.matvec(x, data_i)
+        loss = jnp.mean(jnp.logaddexp(0.0, z)) + _reg_loss(x, data_i)
+        g = -packed.rmatvec(y * jax.nn.sigmoid(z), data_i) / m + _reg_grad(x, data_i)
+        return loss, g
+
+    def loss(x, data_i):
+        z = -data_i["y"] * packed.matvec(x, data_i)
+        return jnp.mean(jnp.logaddexp(0.0, z)) + _reg_loss(x, data_i)
+
+    def grad(x, data_i):
+        return value_and_grad(x, data_i)[1]
+
+    return loss, grad, value_and_grad
+
+
+def _sparse_split(X: Any, y: Any, n: int):
+    """Contiguous equal row blocks of a sparse ``X`` (remainder dropped, as :func:`_split`)."""
+    X = sp.csr_array(X, dtype=np.float64)
+    X.sum_duplicates()
+    if not np.all(np.isfinite(X.data)):
+        raise ValueError("X must contain only finite values (found NaN or inf)")
+    if y is None:
+        raise ValueError("y must be given with X")
+    y = check_array("y", y, ndim=1)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have {X.shape[0]} entries (rows of X), got {y.shape[0]}")
+    m = X.shape[0] // n
+    if m < 1:
+        raise ValueError(f"n_workers must be <= number of samples {X.shape[0]}, got {n}")
+    Xall = X[: m * n]
+    return Xall, [Xall[i * m : (i + 1) * m] for i in range(n)], y[: m * n].reshape(n, m)
+
+
+def _sparse_logistic(X, y, n, lam, batch_size, solve_f_star, source) -> Problem:
+    """:func:`logistic_nonconvex` on ``scipy.sparse`` ``X`` (padded COO per worker, O(nnz))."""
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size must be None with scipy.sparse X (minibatch oracles need dense X), "
+            f"got {batch_size!r}"
+        )
+    Xall, mats, ys = _sparse_split(X, y, n)
+    ys = _pm1_labels(ys)
+    m, d = mats[0].shape
+    packed = pack(mats, "coo")
+    L_i = np.array([largest_singular_value_sq(Xi) / (4 * m) for Xi in mats]) + 2 * lam
+    L_minus = float(largest_singular_value_sq(Xall) / (4 * n * m) + 2 * lam)
+    L_up = float(np.sqrt(np.mean(L_i**2)))
+    how = "Lanczos eigsh" if min(m, d) > DENSE_EIG_MAX_DIM else "dense eigvalsh"
+    loss, grad, vg = _sparse_logistic_fns(packed, m)
+    src = {
+        "data": source or "user-supplied",
+        "n_samples": X.shape[0],
+        "dim": d,
+        "sparse": {"layout": packed.layout, "nnz": int(Xall.nnz)},
+    }
+    prob = Problem(
+        name="logistic_nonconvex",
+        n_workers=n,
+        dim=d,
+        data={**packed.arrays, "y": ys, "lam": np.full(n, lam)},
+        loss_fn=loss,
+        grad_fn=grad,
+        value_and_grad_fn=vg,
+        x0=np.zeros(d),
+        f_star=0.0,
+        L_minus=L_minus,
+        L_plus=L_up,
+        L_plus_upper=L_up,
+        L_i=L_i,
+        labels={
+            "f_star": "lower bound: 0 (loss and regulariser are nonnegative)",
+            "L_minus": f"bound: ||X||_2^2/(4M) + 2 lam (||X||_2 by {how})",
+            "L_plus": "bound: sqrt(mean_i L_i^2) (no exact value computed)",
+            "L_plus_upper": (
+                f"bound: sqrt(mean_i L_i^2), L_i <= ||X_i||_2^2/(4m) + 2 lam (||X_i||_2 by {how})"
+            ),
+        },
+        config={"problem": "logistic_nonconvex", "n_workers": n, "lam": lam, **src},
+    )
+    return _with_numeric_fstar(prob, Xall, ys.reshape(n * m)) if solve_f_star else prob
