@@ -167,6 +167,7 @@ def test_additive_noise_variance_model(key):
 
 
 def test_libsvm_roundtrip(tmp_path):
+    pytest.importorskip("sklearn")
     rng = np.random.default_rng(0)
     X = np.round(rng.standard_normal((50, 6)), 6)
     X[X < -0.5] = 0.0  # sparse entries are omitted from the file
@@ -189,6 +190,7 @@ def test_libsvm_roundtrip(tmp_path):
 
 
 def test_libsvm_bad_inputs(tmp_path):
+    pytest.importorskip("sklearn")
     bad = tmp_path / "bad.svm"
     bad.write_text("1 1:0.5 2:x\n")
     with pytest.raises(ValueError, match="line 1"):

