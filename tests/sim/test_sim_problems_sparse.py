@@ -275,3 +275,25 @@ def test_sparse_logistic_memory_is_order_nnz():
     assert prob.L_minus > 2 * 0.1 and np.all(prob.L_i > 2 * 0.1)  # lam = 0.1 default
     g = prob.grad_fn(np.zeros(d), {k: v[0] for k, v in prob.data.items()})
     assert g.shape == (d,)
+
+
+def test_sparse_least_squares_matches_numpy_references():
+    from ratedist.sim.problems import least_squares
+
+    rng = np.random.default_rng(6)
+    M, d, n = 150, 40, 3
+    X = sp.csr_array(sp.random(M, d, density=0.2, random_state=8))
+    y = rng.standard_normal(M)
+    prob = least_squares(X, y, n_workers=n)
+    assert "X" not in prob.data
+    Xd, m = X.toarray(), M // n
+    parts = [(Xd[i * m : (i + 1) * m], y[i * m : (i + 1) * m]) for i in range(n)]
+    x = rng.standard_normal(d)
+    ref_g = np.stack([Xi.T @ (Xi @ x - yi) / m for Xi, yi in parts])
+    np.testing.assert_allclose(prob.local_grads(x), ref_g, rtol=1e-11, atol=1e-13)
+    H = [Xi.T @ Xi / m for Xi, _ in parts]
+    assert prob.L_minus == pytest.approx(np.linalg.eigvalsh(np.mean(H, 0))[-1], rel=1e-12)
+    sq = np.mean([h @ h for h in H], 0)
+    assert prob.L_plus == pytest.approx(np.sqrt(np.linalg.eigvalsh(sq)[-1]), rel=1e-12)
+    w, *_ = np.linalg.lstsq(Xd, y, rcond=None)
+    assert prob.f_star == pytest.approx(0.5 * np.mean((Xd @ w - y) ** 2), rel=1e-9)
