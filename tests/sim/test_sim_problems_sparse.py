@@ -209,8 +209,8 @@ def _logistic_reference(X, y, lam, x):
 
 def test_sparse_logistic_matches_numpy_and_dense_problem():
     rng = np.random.default_rng(4)
-    M, d, n, lam = 203, 300, 4, 0.1
-    X = sp.csr_array(sp.random(M, d, density=0.05, random_state=7))
+    M, d, n, lam = 163, 120, 4, 0.1
+    X = sp.csr_array(sp.random(M, d, density=0.1, random_state=7))
     y = np.where(rng.uniform(size=M) < 0.5, 0.0, 1.0)
     prob = logistic_nonconvex(X, y, n_workers=n, lam=lam)
     dense = logistic_nonconvex(X.toarray(), y, n_workers=n, lam=lam)
