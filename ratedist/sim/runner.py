@@ -228,6 +228,14 @@ def clear_compiled_cache() -> None:
     _JIT_CACHE.clear()
 
 
+def _as_dtype(a: Any, dtype: Any) -> Any:
+    """A data leaf in the simulation dtype; integer leaves (sparse indices) stay integers."""
+    a = np.asarray(a)
+    if np.issubdtype(a.dtype, np.integer):
+        return jnp.asarray(a)
+    return jnp.asarray(a, dtype)
+
+
 class Stepper(NamedTuple):
     """Compiled pieces of a run (what :func:`run` drives; exposed for benchmarks).
 
@@ -283,7 +291,7 @@ def make_stepper(
     A0 = batch.points[0]["A"]
     has_A = checks_3pc(rnd, A0, check_3pc)
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
-    data = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), problem.data)
+    data = jax.tree_util.tree_map(lambda a: _as_dtype(a, dtype), problem.data)
     x0 = jnp.asarray(problem.x0, dtype)
     idx = jnp.arange(problem.n_workers, dtype=jnp.uint32)
     if engine == "shard_map" and jax.process_count() > 1:
