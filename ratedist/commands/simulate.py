@@ -84,6 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "whose workers see --out; needs the 'cluster' extra)",
     )
     parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process JAX job (RATEDIST_COORDINATOR, RATEDIST_NUM_PROCESSES, "
+        "RATEDIST_PROCESS_ID, or SLURM; docs/cluster.md): every process runs every config, "
+        'engine = "shard_map" places the workers on the devices of all processes, and '
+        "process 0 writes the results",
+    )
+    parser.add_argument(
         "--claim-timeout",
         type=_seconds,
         default=None,
@@ -101,6 +109,14 @@ def run(args: argparse.Namespace) -> int:
     from ratedist.sim.store import CLAIM_TIMEOUT_S, ResultStore, config_hash
     from ratedist.sim.sweep import STAGE_SECTIONS, load_sweep, parse_shard, run_sweep
 
+    if args.distributed:
+        if args.executor is not None:
+            raise ValueError("--distributed and --executor exclude each other: pick one")
+        from ratedist.sim import distributed
+
+        distributed.initialize()
+    # in a multi-process job process 0 speaks for all (and writes: run_sweep)
+    speaks = not args.distributed or distributed.is_main()
     shard = None if args.shard is None else parse_shard(args.shard)
     configs = load_sweep(args.config)
     if shard is not None:
@@ -125,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             configs,
             out,
             progress=args.progress,
-            log=lambda s: print(s, file=sys.stderr),
+            log=(lambda s: print(s, file=sys.stderr)) if speaks else None,
             claim_timeout_s=CLAIM_TIMEOUT_S if args.claim_timeout is None else args.claim_timeout,
             executor=executor,
         )
@@ -139,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
         else ""
     )
     part = f" (shard {shard})" if shard is not None else ""
-    print(
-        f"{counts['ran']} run{note}, {counts['skipped']} skipped{claimed}, "
-        f"{counts['total']} total{part} -> {out}"
-    )
+    if speaks:
+        print(
+            f"{counts['ran']} run{note}, {counts['skipped']} skipped{claimed}, "
+            f"{counts['total']} total{part} -> {out}"
+        )
     return 0

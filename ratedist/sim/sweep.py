@@ -695,6 +695,18 @@ def parse_shard(spec: Any) -> Shard:
     return Shard(index, count)
 
 
+#: what :func:`run_claimed` does with a config, in the order process 0 broadcasts them
+_STATUSES = ("ran", "skipped", "claimed")
+
+
+def _agree(code: int) -> int:
+    """Process 0's ``code`` on every process of a multi-process job (a collective: every
+    process calls it in the same order)."""
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int32(code)))
+
+
 def run_claimed(
     config: Mapping[str, Any],
     out: Any,
@@ -711,6 +723,11 @@ def run_claimed(
     process that released its claim meanwhile); the claim is released when the run ends,
     also when it raises.
 
+    In a multi-process job (:mod:`ratedist.sim.distributed`) every process calls this for
+    the same configs in the same order: process 0 alone checks the store, claims, and writes
+    the result; the others follow its decision (a broadcast), so all run the same programs
+    (their collectives span the processes) and nothing is written twice.
+
     Args:
         config: a canonical run config.
         out: result directory.
@@ -725,21 +742,37 @@ def run_claimed(
         ``"meta"`` (algorithm and stage names) and ``"diverged_at"``; ``"claimed"`` adds
         ``"holder"`` (:func:`~ratedist.sim.store.read_claim`).
     """
+    from ratedist.sim import distributed  # not at import: `python -m` runs that module
+
     store = ResultStore(out)
     name = store.path(config).name
-    if store.done(config):
+    multi = distributed.is_multiprocess()
+    writer = distributed.is_main()  # one process: always
+    claim, status = None, "ran"
+    if writer:
+        if store.done(config):
+            status = "skipped"
+        else:
+            claim = store.claim(config, timeout_s=claim_timeout_s)
+            if claim is None:
+                status = "claimed"
+            elif store.done(config):
+                store.release(claim)
+                claim, status = None, "skipped"
+    if multi:  # every process of a job runs the same configs: process 0 decides
+        status = _STATUSES[_agree(_STATUSES.index(status))]
+    if status == "skipped":
         return {"status": "skipped", "name": name}
-    claim = store.claim(config, timeout_s=claim_timeout_s)
-    if claim is None:
+    if status == "claimed":
         return {"status": "claimed", "name": name, "holder": store.holder(config) or {}}
     try:
-        if store.done(config):
-            return {"status": "skipped", "name": name}
         with jax.enable_x64(x64) if x64 is not None else contextlib.nullcontext():
             trace, meta = runner(config, progress=progress)
-        store.save(config, trace, meta)
+        if writer:
+            store.save(config, trace, meta)
     finally:
-        store.release(claim)
+        if claim is not None:
+            store.release(claim)
     keep = ("algorithm", *STAGE_SECTIONS)
     return {
         "status": "ran",
@@ -801,9 +834,17 @@ def run_sweep(
         part = parse_shard(shard)
         mine = [i for i, cfg in enumerate(configs) if cfg in part]
         configs, labels = [configs[i] for i in mine], [labels[i] for i in mine]
-    for orphan in remove_stale_temporaries(out, before=time.time()):
-        if log:
-            log(f"removed {orphan.name}, left by a writer that was killed")
+    from ratedist.sim import distributed
+
+    if executor is not None and distributed.is_multiprocess():
+        raise ValueError(
+            "executor must be None in a multi-process job (its processes run every config "
+            "together); got an executor"
+        )
+    if distributed.is_main():
+        for orphan in remove_stale_temporaries(out, before=time.time()):
+            if log:
+                log(f"removed {orphan.name}, left by a writer that was killed")
     store = ResultStore(out)
     todo = [(cfg, label) for cfg, label in zip(configs, labels, strict=True)]
     if executor is None:
