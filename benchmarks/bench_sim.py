@@ -61,7 +61,12 @@ def _pin(spec: str) -> str:
     if not hasattr(os, "sched_setaffinity"):
         raise SystemExit("--cores needs os.sched_setaffinity (Linux); use --cores all")
     allowed = sorted(os.sched_getaffinity(0))
-    core = allowed[0] if spec == "first" else int(spec)
+    if spec == "first":
+        core = allowed[0]
+    elif spec.isdigit() and int(spec) in allowed:
+        core = int(spec)
+    else:
+        raise SystemExit(f"--cores must be 'first', 'all' or one of {allowed}, got {spec!r}")
     os.sched_setaffinity(0, {core})
     return f"pinned to core {core}"
 
@@ -424,7 +429,7 @@ def main(argv=None):
     for m in methods:
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; allowed: {list(METHODS)}")
-    pinned = globals().get("_PINNED", _pin(args.cores))
+    pinned = globals()["_PINNED"] if "_PINNED" in globals() else _pin(args.cores)
     bw = copy_bandwidth()
     load = os.getloadavg()
     xla = os.environ.get("XLA_FLAGS", "default (thread pool)")
