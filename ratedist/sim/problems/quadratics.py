@@ -6,6 +6,7 @@ import functools
 import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse.linalg as spla
@@ -231,13 +232,21 @@ def _tri_Ax(x, data_i):
     return (data_i["nu"] / 4) * _tridiag_matvec(x) + data_i["shift"] * x
 
 
+def _minus_b(Ax, b1):
+    """``A_i x - b_i`` with ``b_i = b1 e_1``, elementwise (``Ax[0] + (-b1)`` at the first
+    entry, the same float as ``.at[0].add(-b1)``): unlike a scatter into ``Ax``, XLA fuses it
+    into every consumer, so neither ``Ax`` nor a copy of it is written per worker."""
+    first = jax.lax.broadcasted_iota(jnp.int32, Ax.shape, 0) == 0
+    return jnp.where(first, Ax + (-b1), Ax)
+
+
 def _tri_grad(x, data_i):
-    return _tri_Ax(x, data_i).at[0].add(-data_i["b1"])  # b_i = b1_i e_1
+    return _minus_b(_tri_Ax(x, data_i), data_i["b1"])
 
 
 def _tri_value_and_grad(x, data_i):
     Ax = _tri_Ax(x, data_i)
-    return 0.5 * x @ Ax - data_i["b1"] * x[0], Ax.at[0].add(-data_i["b1"])
+    return 0.5 * x @ Ax - data_i["b1"] * x[0], _minus_b(Ax, data_i["b1"])
 
 
 def _tri_loss(x, data_i):
