@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from scipy import special
 
 from ratedist._validation import check_in_interval, check_int
+from ratedist.compressors import _kernels
 from ratedist.compressors._common import (
     binary_entropy_bits,
     ceil_log2,
@@ -320,11 +321,9 @@ def threshold(kappa: float = 0.01, float_bits: int = FLOAT_BITS) -> Compressor:
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
-        ax = jnp.abs(x)
         t = jnp.sqrt(jnp.sum(x * x) / d) * jnp.asarray(z, x.dtype)
-        keep = ax > t
-        x_hat = jnp.where(keep, x, jnp.zeros_like(x))
-        m = jnp.sum(keep, dtype=jnp.int32)
+        x_hat, counts = _kernels.keep_above(x, t)  # x where |x| > t; counts [dropped, kept]
+        m = counts[1]
         vb = m * float_bits
         ent = log2_binom_traced(d, m) + vb + float_bits
         return x_hat, state, make_info(vb, m * ceil_log2(d), float_bits, ent)
