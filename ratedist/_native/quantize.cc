@@ -16,6 +16,7 @@
 // Random123) of the counter (hi, lo) = (i >> 32, i & 0xffffffff) under the 64-bit key
 // (k0, k1); 32-bit words are b0 ^ b1, 64-bit words (b0 << 32) | b1. Element i depends only on
 // (key, i): the output does not depend on threads, chunking or the batch layout.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -30,15 +31,23 @@ namespace ffi = xla::ffi;
 namespace {
 
 constexpr int64_t kBlock = 512;  // elements whose random words are generated together
+constexpr int kLanes = 4;        // sub-histograms (breaks the increment dependency chain)
 
-inline uint32_t Rotl(uint32_t v, int r) { return (v << r) | (v >> (32 - r)); }
+#define RD_INLINE inline __attribute__((always_inline))
+// The row functions are compiled for AVX-512, AVX2 and the x86-64 baseline; the loader picks
+// one (GCC function multiversioning). Integer and IEEE arithmetic give the same bits on all.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define RD_CLONES
+#endif
+
+RD_INLINE uint32_t Rotl(uint32_t v, int r) { return (v << r) | (v >> (32 - r)); }
 
 // Threefry-2x32-20 of the counters (hi, lo0 + j) for j < n, as JAX computes it
-// (jax/_src/random/threefry2x32.py). Written as a flat loop the compiler vectorizes.
-__attribute__((target_clones("avx2", "default"))) void Threefry(uint32_t k0, uint32_t k1,
-                                                                 uint32_t hi, uint32_t lo0,
-                                                                 int64_t n, uint32_t* out0,
-                                                                 uint32_t* out1) {
+// (jax/_src/random/threefry2x32.py). A flat loop the compiler vectorizes.
+RD_INLINE void Threefry(uint32_t k0, uint32_t k1, uint32_t hi, uint32_t lo0, int64_t n,
+                        uint32_t* __restrict out0, uint32_t* __restrict out1) {
   const uint32_t k2 = k0 ^ k1 ^ 0x1BD11BDAu;
   for (int64_t j = 0; j < n; ++j) {
     uint32_t x0 = hi + k0;
@@ -82,81 +91,31 @@ struct Bits;
 template <>
 struct Bits<float> {
   using U = uint32_t;
+  using I = int32_t;
   static constexpr int kMant = 23;
+  static constexpr int kBias = 127;
   static constexpr U kOne = 0x3f800000u;
 };
 template <>
 struct Bits<double> {
   using U = uint64_t;
+  using I = int64_t;
   static constexpr int kMant = 52;
+  static constexpr int kBias = 1023;
   static constexpr U kOne = 0x3ff0000000000000ull;
 };
 
-// jax.random.uniform's mapping of random bits onto [0, 1).
 template <typename F>
-inline F UniformOf(uint32_t b0, uint32_t b1) {
-  using U = typename Bits<F>::U;
-  U w;
-  if constexpr (sizeof(F) == 4) {
-    w = b0 ^ b1;
-  } else {
-    w = (static_cast<U>(b0) << 32) | b1;
-  }
-  w = (w >> (8 * sizeof(F) - Bits<F>::kMant)) | Bits<F>::kOne;
+RD_INLINE F FromBits(typename Bits<F>::U w) {
   F f;
   std::memcpy(&f, &w, sizeof(F));
-  return f - F(1);
+  return f;
 }
-
-// The random numbers of one block [i0, i0 + n): u[j] in [0, 1) compared as `u < p`.
-// rng_bits = 32: jax.random.uniform; 8/16: ((b + 0.5) * 2^-rng_bits) with b the rng_bits-bit
-// fields of jax.random.bits(key, (ceil(d * rng_bits / 32),), uint32), little-endian.
 template <typename F>
-struct Uniforms {
-  uint32_t w0[kBlock], w1[kBlock];
-  F u[kBlock];
-  void Fill(uint32_t k0, uint32_t k1, int64_t i0, int64_t n, int rng_bits) {
-    if (rng_bits == 32) {
-      Threefry(k0, k1, static_cast<uint32_t>(i0 >> 32), static_cast<uint32_t>(i0), n, w0, w1);
-      for (int64_t j = 0; j < n; ++j) u[j] = UniformOf<F>(w0[j], w1[j]);
-      return;
-    }
-    const int per = 32 / rng_bits;  // i0 is a multiple of kBlock, hence of per
-    const int64_t c0 = i0 / per, nw = (n + per - 1) / per;
-    Threefry(k0, k1, static_cast<uint32_t>(c0 >> 32), static_cast<uint32_t>(c0), nw, w0, w1);
-    const uint32_t mask = (1u << rng_bits) - 1u;
-    const F scale = std::ldexp(F(1), -rng_bits);
-    for (int64_t j = 0; j < n; ++j) {
-      const uint32_t w = w0[j / per] ^ w1[j / per];
-      const uint32_t b = (w >> (rng_bits * (j % per))) & mask;
-      u[j] = (static_cast<F>(b) + F(0.5)) * scale;
-    }
-  }
-};
-
-// Index of the cell of r: #{ levels[1..L-2] <= r } (a branch-free count, or a binary search
-// for long tables), i.e. the fused compare-and-count of the pure-JAX path.
-template <typename F>
-inline int32_t Cell(const F* lv, int32_t L, F r) {
-  const int32_t m = L - 2;  // interior levels lv[1..m]
-  if (m <= 32) {
-    int32_t c = 0;
-    for (int32_t j = 1; j <= m; ++j) c += r >= lv[j];
-    return c;
-  }
-  int32_t lo = 0, hi = m;
-  while (lo < hi) {
-    const int32_t mid = (lo + hi) / 2;
-    if (lv[1 + mid] <= r) lo = mid + 1; else hi = mid;
-  }
-  return lo;
-}
-
-// jnp.clip(r, a, b) = minimum(maximum(r, a), b) for finite r (NaN is not handled)
-template <typename F>
-inline F Clip(F r, F a, F b) {
-  r = r < a ? a : r;
-  return r > b ? b : r;
+RD_INLINE typename Bits<F>::U ToBits(F f) {
+  typename Bits<F>::U w;
+  std::memcpy(&w, &f, sizeof(F));
+  return w;
 }
 
 template <typename F>
@@ -169,124 +128,282 @@ struct Params {
   F scale;
 };
 
-// One row; returns nothing, writes y (d) and adds the symbol counts to cnt (n_sym).
 template <typename F>
-void Row(const Params<F>& P, const F* x, int64_t d, F* y, int32_t* cnt, Uniforms<F>& U) {
+struct alignas(64) Work {
+  uint32_t w0[kBlock], w1[kBlock];
+  F u[kBlock], r[kBlock], a[kBlock], b[kBlock];
+  typename Bits<F>::I c[kBlock];
+  int32_t sym[kBlock];
+};
+
+// u[j] in [0, 1) for the elements [i0, i0 + n), compared as `u < p`. rng_bits = 32:
+// jax.random.uniform; 8/16: (b + 0.5) 2^-rng_bits with b the rng_bits-bit fields
+// (little-endian) of jax.random.bits(key, (ceil(d rng_bits / 32),), uint32).
+template <typename F>
+RD_INLINE void Fill(const Params<F>& P, int64_t i0, int64_t n, Work<F>& W) {
+  using U = typename Bits<F>::U;
+  if (P.rng_bits == 32) {
+    Threefry(P.k0, P.k1, static_cast<uint32_t>(i0 >> 32), static_cast<uint32_t>(i0), n, W.w0,
+             W.w1);
+    for (int64_t j = 0; j < n; ++j) {
+      U w;
+      if constexpr (sizeof(F) == 4) {
+        w = W.w0[j] ^ W.w1[j];
+      } else {
+        w = (static_cast<U>(W.w0[j]) << 32) | W.w1[j];
+      }
+      W.u[j] = FromBits<F>((w >> (8 * sizeof(F) - Bits<F>::kMant)) | Bits<F>::kOne) - F(1);
+    }
+    return;
+  }
+  const int shift = P.rng_bits == 8 ? 2 : 1;  // log2(32 / rng_bits)
+  const int per = 1 << shift;                 // i0 is a multiple of kBlock, hence of per
+  const int64_t c0 = i0 >> shift, nw = (n + per - 1) >> shift;
+  Threefry(P.k0, P.k1, static_cast<uint32_t>(c0 >> 32), static_cast<uint32_t>(c0), nw, W.w0,
+           W.w1);
+  const uint32_t mask = (1u << P.rng_bits) - 1u;
+  const F scale = P.rng_bits == 8 ? F(1.0 / 256.0) : F(1.0 / 65536.0);
+  for (int64_t j = 0; j < n; ++j) {
+    const uint32_t w = W.w0[j >> shift] ^ W.w1[j >> shift];
+    const uint32_t b = (w >> (P.rng_bits * (j & (per - 1)))) & mask;
+    W.u[j] = (static_cast<F>(static_cast<int32_t>(b)) + F(0.5)) * scale;
+  }
+}
+
+// jnp.clip(r, a, b) = minimum(maximum(r, a), b) for finite r (NaN is not handled)
+template <typename F>
+RD_INLINE F Clip(F r, F a, F b) {
+  r = r < a ? a : r;
+  return r > b ? b : r;
+}
+
+// c[j] = #{ levels[1..L-2] <= r[j] } (the fused compare-and-count of the pure-JAX path) and
+// the cell's ends a[j] = levels[c[j]], b[j] = levels[c[j] + 1]: vectorized over j without
+// gathers for short tables, a binary search for long ones.
+template <typename F>
+RD_INLINE void Cells(const F* lv, int32_t L, int64_t n, Work<F>& W) {
+  using I = typename Bits<F>::I;
+  const int32_t m = L - 2;
+  if (m <= 64) {
+    const F a0 = lv[0], b0 = lv[1];
+    for (int64_t j = 0; j < n; ++j) {
+      W.c[j] = 0;
+      W.a[j] = a0;
+      W.b[j] = b0;
+    }
+    for (int32_t l = 1; l <= m; ++l) {
+      const F t = lv[l], t1 = lv[l + 1];
+      for (int64_t j = 0; j < n; ++j) {
+        const bool ge = W.r[j] >= t;
+        W.c[j] += static_cast<I>(ge);
+        W.a[j] = ge ? t : W.a[j];
+        W.b[j] = ge ? t1 : W.b[j];
+      }
+    }
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    int32_t lo = 0, hi = m;
+    while (lo < hi) {
+      const int32_t mid = (lo + hi) / 2;
+      if (lv[1 + mid] <= W.r[j]) lo = mid + 1; else hi = mid;
+    }
+    W.c[j] = lo;
+    W.a[j] = lv[lo];
+    W.b[j] = lv[lo + 1];
+  }
+}
+
+RD_INLINE void Histogram(const int32_t* sym, int64_t n, int32_t* h, int32_t n_sym) {
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) h[k * n_sym + sym[j + k]] += 1;
+  }
+  for (; j < n; ++j) h[sym[j]] += 1;
+}
+
+// Stochastic modes; h holds kLanes * n_sym counters.
+template <typename F>
+RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F* __restrict y,
+                        int32_t* h) {
+  using U = typename Bits<F>::U;
+  using I = typename Bits<F>::I;
+  thread_local Work<F> W;
   const F sc = P.scale;
   const bool nz = sc > F(0);
   const F* lv = P.lv;
   const int32_t L = P.L;
-  switch (P.mode) {
-    case kSign: {
-      // sign (flag 0): +-1; scaled sign (flag 1): scale * (+-1). Symbol 1 = "x >= 0".
-      int64_t pos = 0;
-      if (P.flag) {
-        for (int64_t i = 0; i < d; ++i) {
-          const bool p = x[i] >= F(0);
-          y[i] = sc * (p ? F(1) : F(-1));
-          pos += p;
-        }
-      } else {
-        for (int64_t i = 0; i < d; ++i) {
-          const bool p = x[i] >= F(0);
-          y[i] = p ? F(1) : F(-1);
-          pos += p;
-        }
-      }
-      cnt[1] += static_cast<int32_t>(pos);
-      cnt[0] += static_cast<int32_t>(d - pos);
-      return;
-    }
-    case kThreshold: {  // keep |x| > scale; symbol 1 = kept
-      int64_t kept = 0;
-      for (int64_t i = 0; i < d; ++i) {
-        const bool k = std::fabs(x[i]) > sc;
-        y[i] = k ? x[i] : F(0);
-        kept += k;
-      }
-      cnt[1] += static_cast<int32_t>(kept);
-      cnt[0] += static_cast<int32_t>(d - kept);
-      return;
-    }
-    case kNearest: {  // thresholds lv[0..L-2], levels lv[L-1..2L-2]; flag: normalize
-      const F* th = lv;
-      const F* q = lv + (L - 1);
-      for (int64_t i = 0; i < d; ++i) {
-        const F v = P.flag ? (nz ? x[i] / sc : F(0)) : x[i];
-        int32_t c = 0;
-        if (L - 1 <= 32) {
-          for (int32_t j = 0; j < L - 1; ++j) c += v > th[j];
-        } else {
-          int32_t lo = 0, hi = L - 1;  // #{th < v}
-          while (lo < hi) {
-            const int32_t mid = (lo + hi) / 2;
-            if (th[mid] < v) lo = mid + 1; else hi = mid;
-          }
-          c = lo;
-        }
-        y[i] = P.flag ? sc * q[c] : q[c];
-        cnt[c] += 1;
-      }
-      return;
-    }
-    default:
-      break;
-  }
-  // stochastic modes: blocks of kBlock elements share one generator call
   for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
     const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
-    U.Fill(P.k0, P.k1, i0, n, P.rng_bits);
-    const F* u = U.u;
-    const F* xb = x + i0;
-    F* yb = y + i0;
-    if (P.mode == kMagnitude) {
-      // r = safe_div(|x|, scale); idx = cell + (u < p); x_hat = scale * (+-levels[idx]);
-      // symbol s + idx (x >= 0) or s - idx (x < 0), s = L - 1. flag 1 (TernGrad): a zero
-      // level stays +0.
-      const int32_t s = L - 1;
+    const F* __restrict xb = x + i0;
+    F* __restrict yb = y + i0;
+    Fill<F>(P, i0, n, W);
+    if (P.mode == kMagnitude || P.mode == kSigned) {
+      const bool mag = P.mode == kMagnitude;
+      const bool norm = mag || P.flag;
+      const F lo = lv[0], hi = lv[L - 1];
       for (int64_t j = 0; j < n; ++j) {
-        const F ax = std::fabs(xb[j]);
-        F r = nz ? ax / sc : F(0);
-        r = Clip(r, lv[0], lv[s]);
-        const int32_t c = Cell(lv, L, r);
-        const F p = (r - lv[c]) / (lv[c + 1] - lv[c]);
-        const int32_t idx = c + (u[j] < p);
-        const bool neg = xb[j] < F(0);
-        F v = lv[idx];
-        if (neg && !(P.flag && v == F(0))) v = -v;
-        yb[j] = sc * v;
-        cnt[neg ? s - idx : s + idx] += 1;
+        const F v = mag ? std::fabs(xb[j]) : xb[j];
+        const F r = norm ? (nz ? v / sc : F(0)) : v;
+        W.r[j] = Clip(r, lo, hi);
       }
-    } else if (P.mode == kSigned) {  // flag: normalize by scale
-      for (int64_t j = 0; j < n; ++j) {
-        F r = P.flag ? (nz ? xb[j] / sc : F(0)) : xb[j];
-        r = Clip(r, lv[0], lv[L - 1]);
-        const int32_t c = Cell(lv, L, r);
-        const F p = (r - lv[c]) / (lv[c + 1] - lv[c]);
-        const int32_t idx = c + (u[j] < p);
-        yb[j] = P.flag ? sc * lv[idx] : lv[idx];
-        cnt[idx] += 1;
+      Cells<F>(lv, L, n, W);
+      if (mag) {
+        // x_hat = scale * (+-levels[idx]); symbol s + idx (x >= 0) or s - idx (x < 0),
+        // s = L - 1. flag 1 (TernGrad): a zero level stays +0.
+        const I s = L - 1;
+        const bool zero_plus = P.flag;
+        for (int64_t j = 0; j < n; ++j) {
+          const F a = W.a[j], b = W.b[j];
+          const F p = (W.r[j] - a) / (b - a);
+          const bool up = W.u[j] < p;
+          const I idx = W.c[j] + static_cast<I>(up);
+          const bool neg = xb[j] < F(0);
+          const F v = up ? b : a;
+          const bool flip = neg && !(zero_plus && v == F(0));
+          yb[j] = sc * (flip ? -v : v);
+          W.sym[j] = static_cast<int32_t>(neg ? s - idx : s + idx);
+        }
+      } else {
+        const bool scaled = P.flag;
+        for (int64_t j = 0; j < n; ++j) {
+          const F a = W.a[j], b = W.b[j];
+          const F p = (W.r[j] - a) / (b - a);
+          const bool up = W.u[j] < p;
+          const I idx = W.c[j] + static_cast<I>(up);
+          const F v = up ? b : a;
+          yb[j] = scaled ? sc * v : v;
+          W.sym[j] = static_cast<int32_t>(idx);
+        }
       }
     } else {  // kNatural; n_sym = 2 n_exp + 1
-      const int32_t n_exp = (P.n_sym - 1) / 2;
-      const int32_t e_min = std::numeric_limits<F>::min_exponent - std::numeric_limits<F>::digits + 1;
+      const I n_exp = (P.n_sym - 1) / 2;
+      const I e_min =
+          std::numeric_limits<F>::min_exponent - std::numeric_limits<F>::digits + 1;
+      constexpr int kM = Bits<F>::kMant;
+      constexpr U kExp = (U(1) << (8 * sizeof(F) - 1 - kM)) - 1;
+      I subnormal = 0;
       for (int64_t j = 0; j < n; ++j) {
+        // normal |x| = 1.f 2^(E - bias): frexp's e = E - bias + 1 and low = 2^(e - 1) is
+        // |x| with the mantissa cleared
         const F ax = std::fabs(xb[j]);
-        int e = 0;
-        (void)std::frexp(ax, &e);  // ax = m 2^e, m in [1/2, 1); e = 0 for ax = 0
-        const F low = std::ldexp(F(1), e - 1);
+        const U bits = ToBits<F>(ax);
+        const I ex = static_cast<I>((bits >> kM) & kExp);
+        subnormal += static_cast<I>(ex == 0) & static_cast<I>(ax > F(0));
+        const F low = FromBits<F>(bits & (kExp << kM));
         const bool pos = ax > F(0);
-        const F p = pos ? ax / low - F(1) : F(0);
-        const bool up = u[j] < p;
+        const F q = ax / low - F(1);  // computed for every element (branch-free loop)
+        const F p = pos ? q : F(0);
+        const bool up = W.u[j] < p;
         const F mag = pos ? (up ? F(2) * low : low) : F(0);
         const bool neg = xb[j] < F(0);
         yb[j] = neg ? -mag : mag;
-        int32_t eo = e + static_cast<int32_t>(up) - e_min;
-        eo = eo < 0 ? 0 : (eo > n_exp - 1 ? n_exp - 1 : eo);
-        cnt[pos ? (neg ? 1 + eo : 1 + n_exp + eo) : 0] += 1;
+        I eo = ex - Bits<F>::kBias + 1 + static_cast<I>(up) - e_min;
+        eo = std::min(std::max(eo, I(0)), n_exp - 1);
+        const I sym = pos ? (neg ? 1 + eo : 1 + n_exp + eo) : 0;
+        W.sym[j] = static_cast<int32_t>(sym);
+      }
+      if (subnormal != 0) {  // redo the block with frexp/ldexp (exact for subnormals)
+        for (int64_t j = 0; j < n; ++j) {
+          const F ax = std::fabs(xb[j]);
+          int e = 0;
+          (void)std::frexp(ax, &e);  // ax = m 2^e, m in [1/2, 1); e = 0 for ax = 0
+          const F low = std::ldexp(F(1), e - 1);
+          const bool pos = ax > F(0);
+          const F p = pos ? ax / low - F(1) : F(0);
+          const bool up = W.u[j] < p;
+          const F mag = pos ? (up ? F(2) * low : low) : F(0);
+          const bool neg = xb[j] < F(0);
+          yb[j] = neg ? -mag : mag;
+          I eo = e + static_cast<I>(up) - e_min;
+          eo = eo < 0 ? 0 : (eo > n_exp - 1 ? n_exp - 1 : eo);
+          W.sym[j] = static_cast<int32_t>(pos ? (neg ? 1 + eo : 1 + n_exp + eo) : 0);
+        }
       }
     }
+    Histogram(W.sym, n, h, P.n_sym);
   }
+}
+
+// Deterministic modes, one read of x; h holds kLanes * n_sym counters.
+template <typename F>
+RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* __restrict y,
+                      int32_t* h) {
+  const F sc = P.scale;
+  const bool nz = sc > F(0);
+  const F* lv = P.lv;
+  const int32_t L = P.L;
+  if (P.mode == kSign) {  // sign (flag 0): +-1; scaled sign (flag 1): scale * (+-1)
+    int64_t pos = 0;
+    const F one = P.flag ? sc : F(1);
+    for (int64_t i = 0; i < d; ++i) {
+      const bool p = x[i] >= F(0);
+      y[i] = P.flag ? sc * (p ? F(1) : F(-1)) : (p ? F(1) : F(-1));
+      pos += p;
+    }
+    (void)one;
+    h[1] += static_cast<int32_t>(pos);
+    h[0] += static_cast<int32_t>(d - pos);
+    return;
+  }
+  if (P.mode == kThreshold) {  // keep |x| > scale; symbol 1 = kept
+    int64_t kept = 0;
+    for (int64_t i = 0; i < d; ++i) {
+      const bool k = std::fabs(x[i]) > sc;
+      y[i] = k ? x[i] : F(0);
+      kept += k;
+    }
+    h[1] += static_cast<int32_t>(kept);
+    h[0] += static_cast<int32_t>(d - kept);
+    return;
+  }
+  // kNearest: thresholds lv[0..L-2], levels lv[L-1..2L-2]; flag: normalize
+  using I = typename Bits<F>::I;
+  thread_local Work<F> W;
+  const F* th = lv;
+  const F* q = lv + (L - 1);
+  for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
+    const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
+    const F* __restrict xb = x + i0;
+    F* __restrict yb = y + i0;
+    for (int64_t j = 0; j < n; ++j) W.r[j] = P.flag ? (nz ? xb[j] / sc : F(0)) : xb[j];
+    for (int64_t j = 0; j < n; ++j) W.c[j] = 0;
+    if (L - 1 <= 64) {
+      for (int32_t l = 0; l < L - 1; ++l) {
+        const F t = th[l];
+        for (int64_t j = 0; j < n; ++j) W.c[j] += static_cast<I>(W.r[j] > t);
+      }
+    } else {
+      for (int64_t j = 0; j < n; ++j) {
+        int32_t lo = 0, hi = L - 1;  // #{th < v}
+        while (lo < hi) {
+          const int32_t mid = (lo + hi) / 2;
+          if (th[mid] < W.r[j]) lo = mid + 1; else hi = mid;
+        }
+        W.c[j] = lo;
+      }
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      const I c = W.c[j];
+      yb[j] = P.flag ? sc * q[c] : q[c];
+      W.sym[j] = static_cast<int32_t>(c);
+    }
+    Histogram(W.sym, n, h, P.n_sym);
+  }
+}
+
+RD_CLONES void RowF32(const Params<float>& P, const float* x, int64_t d, float* y, int32_t* h) {
+  if (P.mode <= kNatural) StochRow<float>(P, x, d, y, h); else DetRow<float>(P, x, d, y, h);
+}
+RD_CLONES void RowF64(const Params<double>& P, const double* x, int64_t d, double* y,
+                      int32_t* h) {
+  if (P.mode <= kNatural) StochRow<double>(P, x, d, y, h); else DetRow<double>(P, x, d, y, h);
+}
+inline void Row(const Params<float>& P, const float* x, int64_t d, float* y, int32_t* h) {
+  RowF32(P, x, d, y, h);
+}
+inline void Row(const Params<double>& P, const double* x, int64_t d, double* y, int32_t* h) {
+  RowF64(P, x, d, y, h);
 }
 
 template <ffi::DataType T>
@@ -317,7 +434,8 @@ ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> 
   if (needs_table && P.L < 2) {
     return ffi::Error::InvalidArgument("ratedist quantize: need at least 2 levels");
   }
-  thread_local Uniforms<F> U;
+  thread_local std::vector<int32_t> hist;
+  hist.resize(static_cast<size_t>(kLanes * n_sym));
   const F* xp = x.typed_data();
   const uint32_t* kp = key.typed_data();
   const F* sp = scale.typed_data();
@@ -327,9 +445,14 @@ ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> 
     P.k0 = kp[2 * r];
     P.k1 = kp[2 * r + 1];
     P.scale = sp[r];
+    std::fill(hist.begin(), hist.end(), 0);
+    Row(P, xp + r * d, d, yp + r * d, hist.data());
     int32_t* c = cp + r * n_sym;
-    for (int64_t j = 0; j < n_sym; ++j) c[j] = 0;
-    Row<F>(P, xp + r * d, d, yp + r * d, c, U);
+    for (int64_t j = 0; j < n_sym; ++j) {
+      int32_t t = 0;
+      for (int k = 0; k < kLanes; ++k) t += hist[k * n_sym + j];
+      c[j] = t;
+    }
   }
   return ffi::Error::Success();
 }
