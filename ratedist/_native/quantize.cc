@@ -161,12 +161,24 @@ RD_INLINE void Fill(const Params<F>& P, int64_t i0, int64_t n, Work<F>& W) {
   const int64_t c0 = i0 >> shift, nw = (n + per - 1) >> shift;
   Threefry(P.k0, P.k1, static_cast<uint32_t>(c0 >> 32), static_cast<uint32_t>(c0), nw, W.w0,
            W.w1);
-  const uint32_t mask = (1u << P.rng_bits) - 1u;
-  const F scale = P.rng_bits == 8 ? F(1.0 / 256.0) : F(1.0 / 65536.0);
-  for (int64_t j = 0; j < n; ++j) {
-    const uint32_t w = W.w0[j >> shift] ^ W.w1[j >> shift];
-    const uint32_t b = (w >> (P.rng_bits * (j & (per - 1)))) & mask;
-    W.u[j] = (static_cast<F>(static_cast<int32_t>(b)) + F(0.5)) * scale;
+  // fields of one word with compile-time shifts (kBlock is a multiple of 4: the last word's
+  // spare fields land inside u and are never read)
+  if (P.rng_bits == 8) {
+    for (int64_t w = 0; w < nw; ++w) {
+      const uint32_t v = W.w0[w] ^ W.w1[w];
+      for (int k = 0; k < 4; ++k) {
+        const auto b = static_cast<int32_t>((v >> (8 * k)) & 0xffu);
+        W.u[4 * w + k] = (static_cast<F>(b) + F(0.5)) * F(1.0 / 256.0);
+      }
+    }
+  } else {
+    for (int64_t w = 0; w < nw; ++w) {
+      const uint32_t v = W.w0[w] ^ W.w1[w];
+      for (int k = 0; k < 2; ++k) {
+        const auto b = static_cast<int32_t>((v >> (16 * k)) & 0xffffu);
+        W.u[2 * w + k] = (static_cast<F>(b) + F(0.5)) * F(1.0 / 65536.0);
+      }
+    }
   }
 }
 
@@ -290,18 +302,18 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
         const U bits = ToBits<F>(ax);
         const I ex = static_cast<I>((bits >> kM) & kExp);
         subnormal += static_cast<I>(ex == 0) & static_cast<I>(ax > F(0));
+        // Branch-free (random branches would be mispredicted half the time): for ax = 0,
+        // low = 0 and p = 0/0 - 1 = NaN, so `u < p` is false and mag = 0, as in JAX.
         const F low = FromBits<F>(bits & (kExp << kM));
-        const bool pos = ax > F(0);
-        const F q = ax / low - F(1);  // computed for every element (branch-free loop)
-        const F p = pos ? q : F(0);
-        const bool up = W.u[j] < p;
-        const F mag = pos ? (up ? F(2) * low : low) : F(0);
-        const bool neg = xb[j] < F(0);
-        yb[j] = neg ? -mag : mag;
-        I eo = ex - Bits<F>::kBias + 1 + static_cast<I>(up) - e_min;
+        const I pos = static_cast<I>(ax > F(0));
+        const F p = ax / low - F(1);
+        const I up = static_cast<I>(W.u[j] < p);
+        const F mag = low * static_cast<F>(1 + up);  // low or 2 low, exactly
+        const I neg = static_cast<I>(xb[j] < F(0));
+        yb[j] = FromBits<F>(ToBits<F>(mag) | (static_cast<U>(neg) << (8 * sizeof(F) - 1)));
+        I eo = ex - Bits<F>::kBias + 1 + up - e_min;
         eo = std::min(std::max(eo, I(0)), n_exp - 1);
-        const I sym = pos ? (neg ? 1 + eo : 1 + n_exp + eo) : 0;
-        W.sym[j] = static_cast<int32_t>(sym);
+        W.sym[j] = static_cast<int32_t>(pos * (1 + eo + (1 - neg) * n_exp));
       }
       if (subnormal != 0) {  // redo the block with frexp/ldexp (exact for subnormals)
         for (int64_t j = 0; j < n; ++j) {
