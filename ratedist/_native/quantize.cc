@@ -2,8 +2,9 @@
 // stochastic (QSGD, NUQSGD, TernGrad, natural, stochastic scalar/TNQ/TUQ) and deterministic
 // (sign, scaled sign, deterministic scalar, threshold) compressors.
 //
-// One row of x (shape (..., d)) is read once; the kernel writes the dequantized row and the
-// counts of the entropy-coded symbols (shape (..., C)). The scale (||x||_2, max|x|, the rms,
+// One row of x (shape (..., d)) is read once; the kernel writes the dequantized row (with the
+// compressors' non-finite policy applied: x_hat_i = x_i where x_i is NaN or +-inf) and the
+// counts of the entropy-coded symbols (shape (..., C); unspecified for non-finite inputs). The scale (||x||_2, max|x|, the rms,
 // ||x||_1/d, the threshold) is a reduction computed by the caller in JAX and passed in, so it
 // is bit-identical to the pure-JAX path. Every floating operation below repeats, in the same
 // order and precision, the jax.numpy expression of ratedist/compressors (no FMA contraction:
@@ -116,6 +117,24 @@ RD_INLINE typename Bits<F>::U ToBits(F f) {
   typename Bits<F>::U w;
   std::memcpy(&w, &f, sizeof(F));
   return w;
+}
+// the exponent field (all ones: inf and NaN)
+template <typename F>
+constexpr typename Bits<F>::U ToBitsConst() {
+  using U = typename Bits<F>::U;
+  return ((U(1) << (8 * sizeof(F) - 1 - Bits<F>::kMant)) - 1) << Bits<F>::kMant;
+}
+
+// The non-finite policy of ratedist's compressors (base.propagate_nonfinite): where x is NaN
+// or +-inf the output is x itself. Applied to every output element, after the rounding.
+template <typename F>
+RD_INLINE void KeepNonFinite(const F* __restrict x, F* __restrict y, int64_t n) {
+  using U = typename Bits<F>::U;
+  constexpr U kInf = ToBitsConst<F>();
+  for (int64_t j = 0; j < n; ++j) {
+    const bool finite = (ToBits<F>(x[j]) & kInf) != kInf;
+    y[j] = finite ? y[j] : x[j];
+  }
 }
 
 template <typename F>
@@ -333,6 +352,7 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
         }
       }
     }
+    KeepNonFinite<F>(xb, yb, n);
     Histogram(W.sym, n, h, P.n_sym);
   }
 }
@@ -348,9 +368,12 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
   if (P.mode == kSign) {  // sign (flag 0): +-1; scaled sign (flag 1): scale * (+-1)
     int64_t pos = 0;
     const F one = P.flag ? sc : F(1);
+    using U = typename Bits<F>::U;
+    constexpr U kInf = ToBitsConst<F>();
     for (int64_t i = 0; i < d; ++i) {
       const bool p = x[i] >= F(0);
-      y[i] = P.flag ? sc * (p ? F(1) : F(-1)) : (p ? F(1) : F(-1));
+      const F v = P.flag ? sc * (p ? F(1) : F(-1)) : (p ? F(1) : F(-1));
+      y[i] = (ToBits<F>(x[i]) & kInf) != kInf ? v : x[i];
       pos += p;
     }
     (void)one;
@@ -360,9 +383,11 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
   }
   if (P.mode == kThreshold) {  // keep |x| > scale; symbol 1 = kept
     int64_t kept = 0;
+    using U = typename Bits<F>::U;
+    constexpr U kInf = ToBitsConst<F>();
     for (int64_t i = 0; i < d; ++i) {
       const bool k = std::fabs(x[i]) > sc;
-      y[i] = k ? x[i] : F(0);
+      y[i] = (k || (ToBits<F>(x[i]) & kInf) == kInf) ? x[i] : F(0);
       kept += k;
     }
     h[1] += static_cast<int32_t>(kept);
@@ -400,6 +425,7 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
       yb[j] = P.flag ? sc * q[c] : q[c];
       W.sym[j] = static_cast<int32_t>(c);
     }
+    KeepNonFinite<F>(xb, yb, n);
     Histogram(W.sym, n, h, P.n_sym);
   }
 }

@@ -1,8 +1,12 @@
 """One-pass elementwise quantizers: the native CPU kernel and its pure-JAX twin.
 
-Every function here returns ``(x_hat, counts)``: the dequantized vector and the counts of the
-symbols the entropy layer codes (``counts_entropy_bits(counts, d)`` is the empirical entropy
-of the message). One family, parameterized by a level table:
+Every function here returns ``(x_hat, counts)``: the dequantized vector, with the compressors'
+non-finite policy already applied (``x_hat_i = x_i`` where ``x_i`` is NaN or ``±inf``, see
+:func:`~ratedist.compressors.base.propagate_nonfinite`; updates built on these functions are
+marked :func:`propagates_nonfinite` so :class:`~ratedist.compressors.base.Compressor` does
+not add a second pass), and the counts of the symbols the entropy layer codes
+(``counts_entropy_bits(counts, d)`` is the empirical entropy of the message; unspecified, and
+not necessarily equal between the two paths, when ``x`` has non-finite entries). One family, parameterized by a level table:
 
 =============  ====================================================  =========================
 function       rounding                                              users
@@ -46,6 +50,7 @@ import numpy as np
 
 from ratedist import _native
 from ratedist.compressors._common import random_uints, safe_div
+from ratedist.compressors.base import propagate_nonfinite
 
 #: kernel modes (the ``Mode`` enum of ``ratedist/_native/quantize.cc``)
 MAGNITUDE, SIGNED, NATURAL, SIGN, NEAREST, THRESHOLD = range(6)
@@ -103,8 +108,13 @@ def _dispatch(x, key, scale, jax_fn, *, mode, rng_bits=32, flag=0, table=(), n_s
         words = (jnp.zeros((2,), jnp.uint32), lambda kd: None)
     else:
         words = _threefry_words(key)
+
+    def pure(a, k, s):
+        x_hat, counts = jax_fn(a, k, s)
+        return propagate_nonfinite(a, x_hat), counts
+
     if words is None or not native_available(x.dtype):
-        return jax_fn(x, key, scale)
+        return pure(x, key, scale)
     kd, rewrap = words
     kw = {"mode": mode, "rng_bits": rng_bits, "flag": flag, "table": table, "n_sym": n_sym}
     return jax.lax.platform_dependent(
@@ -112,7 +122,7 @@ def _dispatch(x, key, scale, jax_fn, *, mode, rng_bits=32, flag=0, table=(), n_s
         kd,
         scale,
         cpu=lambda a, k, s: _ffi(a, k, s, **kw),
-        default=lambda a, k, s: jax_fn(a, rewrap(k), s),
+        default=lambda a, k, s: pure(a, rewrap(k), s),
     )
 
 
@@ -213,6 +223,14 @@ def _jax_keep(x, t):
 
 
 # ----------------------------------------------------------------------------- public
+def propagates_nonfinite(update: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``update`` as returning ``x_hat`` with the non-finite policy applied (its
+    ``x_hat`` comes straight from a function of this module), so ``Compressor`` does not
+    wrap it in :func:`~ratedist.compressors.base.propagate_nonfinite` again."""
+    update.propagates_nonfinite = True
+    return update
+
+
 def magnitude(x, key, scale, levels: np.ndarray, rng_bits: int, zero_plus: bool = False):
     """``scale * sign(x) L[xi]``, ``xi`` the unbiased stochastic rounding of
     ``clip(|x|/scale, L[0], L[-1])`` onto ``L = levels`` (increasing, in [0, 1], ``s + 1``
@@ -315,6 +333,7 @@ __all__ = [
     "natural",
     "natural_symbols",
     "nearest",
+    "propagates_nonfinite",
     "sign",
     "signed",
     "stochastic_levels",

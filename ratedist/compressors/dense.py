@@ -92,6 +92,7 @@ def _rng_compressor(
     (with the registry's omega) only at 32 RNG bits.
     """
 
+    @_kernels.propagates_nonfinite
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         x_hat, info = core(x, check_key(key, name))
@@ -159,6 +160,7 @@ def sign() -> Compressor:
         arXiv 1802.04434.
     """
 
+    @_kernels.propagates_nonfinite
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
@@ -218,6 +220,7 @@ def scaled_sign(float_bits: int = FLOAT_BITS, scale: str = "l1") -> Compressor:
     float_bits = check_float_bits(float_bits)
     scale = check_choice("scale", scale, SIGN_SCALES)
 
+    @_kernels.propagates_nonfinite
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]

@@ -123,6 +123,7 @@ def scalar(
     side = float_bits if normalize == "rms" else 0
     stochastic = rounding == "stochastic"
 
+    @_kernels.propagates_nonfinite
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]

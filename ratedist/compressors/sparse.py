@@ -318,6 +318,7 @@ def threshold(kappa: float = 0.01, float_bits: int = FLOAT_BITS) -> Compressor:
     float_bits = check_float_bits(float_bits)
     z = float(-special.ndtri(kappa / 2))  # Phi^-1(1 - kappa/2) without cancellation
 
+    @_kernels.propagates_nonfinite
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]

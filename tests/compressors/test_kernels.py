@@ -247,3 +247,18 @@ def test_same_key_same_bits_with_one_or_many_threads_and_without_the_kernel():
     off = _run({"RATEDIST_NATIVE": "0"})
     assert one["native"] and many["native"] and not off["native"]
     assert one["hash"] == many["hash"] == off["hash"]
+
+
+def test_non_finite_entries_pass_through_on_both_paths(monkeypatch):
+    """x_hat_i = x_i where x_i is NaN or +-inf (the compressors' policy), in the kernel too."""
+    x = np.array(_vector(np.float32, 600, 4))
+    bad = np.array([np.nan, np.inf, -np.inf], np.float32)
+    x[[7, 300, 599]] = bad
+    x = jnp.asarray(x)
+    key = jax.random.key(8)
+    for name in ("qsgd32", "natural8", "signed_rms", "nearest", "sign", "threshold"):
+        fn = CASES[name]
+        native = np.asarray(jax.jit(fn)(x, key)[0])
+        pure = np.asarray(_pure(fn, x, key, monkeypatch=monkeypatch)[0])
+        assert _same_bits(native, pure), name
+        assert np.isnan(native[7]) and native[300] == np.inf and native[599] == -np.inf, name
