@@ -16,7 +16,11 @@ median of ``--repeats`` calls after a warm-up (compile) call. Columns:
   are listed per row in ``_configs`` (e.g. 3 vectors for QSGD: the norm is a reduction, a
   second read rounds and writes);
 - ``cpu/wall``: process CPU seconds per wall second over the timed calls (1.0 = one busy core;
-  below 1 the process waited, e.g. for a shared core).
+  below 1 the process waited, e.g. for a shared core);
+- ``cpu ms`` and ``roof(cpu)``: the median process CPU time of a call and the roofline fraction
+  computed from CPU times (the copy's too). On a shared machine, where the process gets a
+  fraction of its core, this is the steadier estimate; it still counts the memory traffic of
+  the other jobs against us.
 
 By default the process is pinned to one core (``os.sched_setaffinity``) and XLA runs
 single-threaded, so every row is a single-core row; ``--multi-thread`` keeps XLA's thread pool
@@ -83,38 +87,43 @@ def _median_time(fn, repeats: int) -> float:
     return _timed(fn, repeats)[0]
 
 
-def _timed(fn, repeats: int) -> tuple[float, float]:
-    """(median wall seconds of ``repeats`` calls, process CPU s / wall s over all of them)."""
-    times = []
-    c0, w0 = time.process_time(), time.perf_counter()
+def _timed(fn, repeats: int) -> tuple[float, float, float]:
+    """Median wall seconds and median process CPU seconds of ``repeats`` calls, and CPU s /
+    wall s over all of them."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-    return statistics.median(times), cpu / wall
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus), sum(cpus) / sum(walls)
+
+
+def _copy(x_np: np.ndarray, repeats: int) -> tuple[float, float]:
+    """numpy copy: GB/s of bytes READ (the copy moves twice that), by wall and by CPU time."""
+    dst = np.empty_like(x_np)
+    np.copyto(dst, x_np)
+    wall, cpu, _ = _timed(lambda: np.copyto(dst, x_np), repeats)
+    return x_np.nbytes / wall / 1e9, x_np.nbytes / max(cpu, 1e-9) / 1e9
 
 
 def _copy_gbs(x_np: np.ndarray, repeats: int) -> float:
-    """numpy copy, GB/s of bytes READ (the copy moves twice that)."""
-    dst = np.empty_like(x_np)
-    np.copyto(dst, x_np)
-    t = _median_time(lambda: np.copyto(dst, x_np), repeats)
-    return x_np.nbytes / t / 1e9
+    return _copy(x_np, repeats)[0]
 
 
 def bench(d: int, repeats: int, only: list[str] | None) -> None:
     x_np = np.random.default_rng(0).standard_normal(d).astype(np.float32)
     x = jnp.asarray(x_np)
     key = jax.random.key(0)
-    copy = _copy_gbs(x_np, max(repeats, 5))
+    copy, copy_cpu = _copy(x_np, max(repeats, 9))
     print(
         f"\nd = {d:.0e} (float32, {x_np.nbytes / 1e6:.0f} MB); numpy copy {copy:.2f} GB/s read "
-        f"({2 * copy:.2f} GB/s moved); load average {os.getloadavg()[0]:.1f}"
+        f"({2 * copy:.2f} GB/s moved; by CPU time {copy_cpu:.2f} GB/s read); load average "
+        f"{os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'compressor':<24}{'ms':>10}{'GB/s':>9}{'ratio':>8}{'min bytes':>11}"
-        f"{'roofline':>10}{'cpu/wall':>10}"
+        f"{'compressor':<24}{'ms':>9}{'GB/s':>8}{'ratio':>7}{'min bytes':>11}"
+        f"{'roofline':>9}{'cpu/wall':>9}{'cpu ms':>9}{'roof(cpu)':>10}"
     )
     for label, spec, vectors in _configs(d):
         if only and not any(o in label for o in only):
@@ -127,12 +136,13 @@ def bench(d: int, repeats: int, only: list[str] | None) -> None:
         state = comp.init(x)
         f = jax.jit(lambda x, s, k, comp=comp: comp.update(x, s, key=k)[0])
         jax.block_until_ready(f(x, state, key))
-        t, load = _timed(lambda f=f, state=state: f(x, state, key), repeats)
+        t, cpu, load = _timed(lambda f=f, state=state: f(x, state, key), repeats)
         gbs = x_np.nbytes / t / 1e9
         roof = vectors * x_np.nbytes / t / 1e9 / (2 * copy)
+        roof_cpu = vectors * x_np.nbytes / max(cpu, 1e-9) / 1e9 / (2 * copy_cpu)
         print(
-            f"{label:<24}{t * 1e3:>10.2f}{gbs:>9.3f}{gbs / copy:>8.3f}{vectors:>9.2f} v"
-            f"{roof:>10.3f}{load:>10.2f}"
+            f"{label:<24}{t * 1e3:>9.2f}{gbs:>8.3f}{gbs / copy:>7.3f}{vectors:>9.2f} v"
+            f"{roof:>9.3f}{load:>9.2f}{cpu * 1e3:>9.2f}{roof_cpu:>10.3f}"
         )
 
 

@@ -85,6 +85,7 @@ enum Mode : int32_t {
   kSign = 3,       // sign / scaled sign: scale * (x >= 0 ? 1 : -1)
   kNearest = 4,    // deterministic scalar: levels[#{thresholds < x/scale}] (* scale)
   kThreshold = 5,  // threshold sparsifier: |x| > scale ? x : 0
+  kRandKeys = 6,   // Rand-K's random keys: float32((bits >> 2) + 2^23) as F; x is not read
 };
 
 template <typename F>
@@ -430,12 +431,41 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
   }
 }
 
+// Rand-K's keys: 30 random bits of jax.random.bits(key, (d,), uint32) mapped monotonically
+// onto normal positive float32 numbers (then widened exactly to F); one symbol counted.
+template <typename F>
+RD_INLINE void KeysRow(const Params<F>& P, int64_t d, F* __restrict y, int32_t* h) {
+  thread_local Work<F> W;
+  for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
+    const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
+    Threefry(P.k0, P.k1, static_cast<uint32_t>(i0 >> 32), static_cast<uint32_t>(i0), n, W.w0,
+             W.w1);
+    F* __restrict yb = y + i0;
+    for (int64_t j = 0; j < n; ++j) {
+      yb[j] = static_cast<F>(FromBits<float>(((W.w0[j] ^ W.w1[j]) >> 2) + 0x00800000u));
+    }
+  }
+  h[0] += static_cast<int32_t>(d);
+}
+
 RD_CLONES void RowF32(const Params<float>& P, const float* x, int64_t d, float* y, int32_t* h) {
-  if (P.mode <= kNatural) StochRow<float>(P, x, d, y, h); else DetRow<float>(P, x, d, y, h);
+  if (P.mode == kRandKeys) {
+    KeysRow<float>(P, d, y, h);
+  } else if (P.mode <= kNatural) {
+    StochRow<float>(P, x, d, y, h);
+  } else {
+    DetRow<float>(P, x, d, y, h);
+  }
 }
 RD_CLONES void RowF64(const Params<double>& P, const double* x, int64_t d, double* y,
                       int32_t* h) {
-  if (P.mode <= kNatural) StochRow<double>(P, x, d, y, h); else DetRow<double>(P, x, d, y, h);
+  if (P.mode == kRandKeys) {
+    KeysRow<double>(P, d, y, h);
+  } else if (P.mode <= kNatural) {
+    StochRow<double>(P, x, d, y, h);
+  } else {
+    DetRow<double>(P, x, d, y, h);
+  }
 }
 inline void Row(const Params<float>& P, const float* x, int64_t d, float* y, int32_t* h) {
   RowF32(P, x, d, y, h);

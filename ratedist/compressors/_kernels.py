@@ -17,6 +17,7 @@ natural        ``|x|`` stochastically onto the powers of two          natural
 nearest        ``x/scale`` (or ``x``) to the nearest-cell level       scalar (deterministic)
 sign           ``scale * (+-1)`` (or ``+-1``)                         sign, scaled-sign
 keep           ``x`` where ``|x| > t``, else 0                         threshold
+rand_keys      30 random bits as positive float32 keys (x not read)   rand-k, rand-k-unbiased
 =============  ====================================================  =========================
 
 Implementations (same results, bit for bit; ``tests/compressors/test_kernels.py``):
@@ -53,7 +54,7 @@ from ratedist.compressors._common import random_uints, safe_div
 from ratedist.compressors.base import propagate_nonfinite
 
 #: kernel modes (the ``Mode`` enum of ``ratedist/_native/quantize.cc``)
-MAGNITUDE, SIGNED, NATURAL, SIGN, NEAREST, THRESHOLD = range(6)
+MAGNITUDE, SIGNED, NATURAL, SIGN, NEAREST, THRESHOLD, RAND_KEYS = range(7)
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -101,7 +102,7 @@ def _ffi(x, kd, scale, *, mode, rng_bits, flag, table, n_sym):
     )
 
 
-def _dispatch(x, key, scale, jax_fn, *, mode, rng_bits=32, flag=0, table=(), n_sym):
+def _dispatch(x, key, scale, jax_fn, *, mode, rng_bits=32, flag=0, table=(), n_sym, policy=True):
     """``jax_fn(x, key, scale)`` or the native kernel with the same result, per platform."""
     scale = jnp.asarray(0 if scale is None else scale, x.dtype)
     if key is None:
@@ -111,7 +112,7 @@ def _dispatch(x, key, scale, jax_fn, *, mode, rng_bits=32, flag=0, table=(), n_s
 
     def pure(a, k, s):
         x_hat, counts = jax_fn(a, k, s)
-        return propagate_nonfinite(a, x_hat), counts
+        return (propagate_nonfinite(a, x_hat) if policy else x_hat), counts
 
     if words is None or not native_available(x.dtype):
         return pure(x, key, scale)
@@ -326,6 +327,29 @@ def keep_above(x, t):
     return _dispatch(x, None, t, lambda a, k, sc: _jax_keep(a, sc), mode=THRESHOLD, n_sym=2)
 
 
+def _jax_rand_keys(x, key):
+    bits = jax.random.bits(key, x.shape, jnp.uint32)
+    keys = jax.lax.bitcast_convert_type((bits >> 2) + jnp.uint32(0x00800000), jnp.float32)
+    return keys.astype(x.dtype), jnp.full((1,), x.shape[0], jnp.int32)
+
+
+def rand_keys(x, key):
+    """Rand-K's selection keys: ``(bits >> 2) + 2^23`` of ``jax.random.bits(key, (d,),
+    uint32)`` bit-cast to normal positive float32 numbers (monotone in the bits), in
+    ``x.dtype`` (an exact widening, so the order and the ties are those of the float32 keys).
+    Only ``x``'s shape and dtype are used."""
+    keys, _ = _dispatch(
+        x,
+        key,
+        None,
+        lambda a, k, sc: _jax_rand_keys(a, k),
+        mode=RAND_KEYS,
+        n_sym=1,
+        policy=False,
+    )
+    return keys
+
+
 __all__ = [
     "keep_above",
     "magnitude",
@@ -334,6 +358,7 @@ __all__ = [
     "natural_symbols",
     "nearest",
     "propagates_nonfinite",
+    "rand_keys",
     "sign",
     "signed",
     "stochastic_levels",

@@ -124,7 +124,7 @@ def _rand_k_omega(d: int, k: int, **_: Any) -> float:
     return d / min(k, d) - 1.0
 
 
-def _random_subset(key: Any, d: int, k: int) -> jax.Array:
+def _random_subset(key: Any, x: jax.Array, k: int) -> jax.Array:
     """``k`` distinct indices, increasing, uniformly random: the top ``k`` of ``d`` random keys.
 
     The keys are 30 random bits mapped monotonically onto normal positive float32 numbers and
@@ -133,9 +133,13 @@ def _random_subset(key: Any, d: int, k: int) -> jax.Array:
     ``jax.random.choice(replace=False)``; the native kernel is faster still). Equal keys
     (probability ~ d 2^-30 that one pair straddles the cut) go to the lower index, which
     moves an inclusion probability by ~2^-30 at most: uniform to that resolution.
+
+    On CPU the keys come from the native kernel (:func:`ratedist.compressors._kernels.rand_keys`,
+    the same Threefry stream regenerated in C, widened exactly to ``x.dtype``: the same order and
+    ties, hence the same indices). Only the shape and dtype of ``x`` are used (the kernel does
+    not read it).
     """
-    bits = jax.random.bits(key, (d,), jnp.uint32)
-    keys = jax.lax.bitcast_convert_type((bits >> 2) + jnp.uint32(0x00800000), jnp.float32)
+    keys = _kernels.rand_keys(x, key)
     return top_k_abs(keys, k)[1]
 
 
@@ -148,7 +152,7 @@ def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
         key = check_key(key, name)
         d = x.shape[0]
         check_k(k, d)
-        idx = _random_subset(key, d, k)
+        idx = _random_subset(key, x, k)
         vals = x[idx] * jnp.asarray(d / k, x.dtype) if unbiased else x[idx]
         return vals, idx, state, _k_info(d, k, float_bits)
 
