@@ -223,7 +223,11 @@ RD_INLINE void Cells(const F* lv, int32_t L, int64_t n, Work<F>& W) {
       W.a[j] = a0;
       W.b[j] = b0;
     }
-    for (int32_t l = 1; l <= m; ++l) {
+    // levels above the block's largest r add nothing: stop there (QSGD at large d has
+    // r = |x|/||x|| far below the first interior level almost everywhere)
+    F rmax = lv[0];  // (a NaN r never raises it; its cell is unspecified anyway)
+    for (int64_t j = 0; j < n; ++j) rmax = W.r[j] > rmax ? W.r[j] : rmax;
+    for (int32_t l = 1; l <= m && lv[l] <= rmax; ++l) {
       const F t = lv[l], t1 = lv[l + 1];
       for (int64_t j = 0; j < n; ++j) {
         const bool ge = W.r[j] >= t;
