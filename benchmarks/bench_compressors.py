@@ -1,18 +1,44 @@
-"""Throughput of the run-time compressors (GB/s of float32 input) against numpy copy bandwidth.
+"""Throughput of the run-time compressors against numpy copy bandwidth and the memory roofline.
 
 Usage::
 
     MALLOC_TRIM_THRESHOLD_=1000000000 MALLOC_MMAP_THRESHOLD_=1000000000 \\
-        python benchmarks/bench_compressors.py [--quick] [--repeats 3] [--only NAME ...]
+        python benchmarks/bench_compressors.py [--quick] [--repeats 5] [--only NAME ...]
+        [--cpu N | --no-pin] [--multi-thread]
 
 For each d, every compressor runs as ``jax.jit(update)`` on one float32 vector; the time is the
-median of ``--repeats`` calls after a warm-up (compile) call. The baseline is ``np.copyto``
-of the same vector in the same run (GB/s of bytes read); ``ratio = compressor / copy``.
-A second table times the selection of K = d/100 indices: the O(d) threshold sparsifier, the
-exact ``top_k_abs`` (native kernel on CPU), ``jax.lax.top_k`` and ``np.argpartition``.
+median of ``--repeats`` calls after a warm-up (compile) call. Columns:
+
+- ``ratio``: GB/s of float32 input (``4 d / t``) over numpy ``copyto`` GB/s of bytes read, both
+  measured in this run (the historical column);
+- ``roofline``: the fraction of the memory roofline, ``(minimal bytes the step must move / t)
+  / (copy bandwidth)``, where the copy moves ``8 d`` bytes (read + write). The minimal bytes
+  are listed per row in ``_configs`` (e.g. 3 vectors for QSGD: the norm is a reduction, a
+  second read rounds and writes);
+- ``cpu/wall``: process CPU seconds per wall second over the timed calls (1.0 = one busy core;
+  below 1 the process waited, e.g. for a shared core);
+- ``cpu ms`` and ``roof(cpu)``: the median process CPU time of a call and the roofline fraction
+  computed from CPU times (the copy's too). On a shared machine, where the process gets a
+  fraction of its core, this is the steadier estimate; it still counts the memory traffic of
+  the other jobs against us.
+
+By default the process is pinned to one core (``os.sched_setaffinity``) and XLA runs
+single-threaded, so every row is a single-core row; ``--multi-thread`` keeps XLA's thread pool
+(and ``--no-pin`` the whole affinity mask). A second table times the selection of K = d/100
+indices: the O(d) threshold sparsifier, the exact ``top_k_abs`` (native kernel on CPU),
+``jax.lax.top_k`` and ``np.argpartition``.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+
+if "--multi-thread" not in sys.argv:  # before jax is imported
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    )
 
 import argparse
 import statistics
@@ -22,62 +48,84 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ratedist.compressors import make
+from ratedist.compressors import _kernels, make
 from ratedist.compressors.select import native_available, top_k_abs
 
 
-def _configs(d: int) -> list[tuple[str, str]]:
+def _configs(d: int) -> list[tuple[str, str, float]]:
+    """(label, spec, minimal bytes moved in units of one float32 vector, 4 d bytes)."""
     k = max(1, d // 100)
+    f = k / d
     out = [
-        ("identity", "identity"),
-        ("sign", "sign"),
-        ("scaled-sign", "scaled-sign"),
-        ("top-k 1%", f"top-k:k={k}"),
-        ("top-k-sign 1%", f"top-k-sign:k={k}"),
-        ("rand-k 1%", f"rand-k:k={k}"),
-        ("rand-k-unbiased 1%", f"rand-k-unbiased:k={k}"),
-        ("threshold 1%", "threshold:kappa=0.01"),
-        ("qsgd s=1", "qsgd:s=1"),
-        ("qsgd s=15", "qsgd:s=15"),
-        ("qsgd s=15 rng8", "qsgd:s=15,rng_bits=8"),
-        ("qsgd s=15 rng16", "qsgd:s=15,rng_bits=16"),
-        ("nuqsgd s=3", "nuqsgd:s=3"),
-        ("nuqsgd s=3 rng8", "nuqsgd:s=3,rng_bits=8"),
-        ("terngrad", "terngrad"),
-        ("terngrad rng8", "terngrad:rng_bits=8"),
-        ("natural", "natural"),
-        ("natural rng8", "natural:rng_bits=8"),
-        ("scalar lloyd-max 3b", "scalar:method=lloyd-max,bits=3"),
-        ("scalar tnq 3b (stoch.)", "scalar:method=tnq,bits=3"),
-        ("scalar tnq 3b rng8", "scalar:method=tnq,bits=3,rng_bits=8"),
+        ("identity", "identity", 2),  # a jitted call returns a fresh buffer: read + write
+        ("sign", "sign", 2),  # read, write
+        ("scaled-sign", "scaled-sign", 3),  # scale (read), then read + write
+        ("top-k 1%", f"top-k:k={k}", 1 + 2 * f),  # read; k values + k indices
+        ("top-k-sign 1%", f"top-k-sign:k={k}", 1 + 2 * f),
+        # k random reads (a 64-byte line each) + k values + k indices
+        ("rand-k 1%", f"rand-k:k={k}", 18 * f),
+        ("rand-k-unbiased 1%", f"rand-k-unbiased:k={k}", 18 * f),
+        ("threshold 1%", "threshold:kappa=0.01", 3),  # rms (read), then read + write
+        ("qsgd s=1", "qsgd:s=1", 3),  # norm (read), then read + write
+        ("qsgd s=15", "qsgd:s=15", 3),
+        ("qsgd s=15 rng8", "qsgd:s=15,rng_bits=8", 3),
+        ("qsgd s=15 rng16", "qsgd:s=15,rng_bits=16", 3),
+        ("nuqsgd s=3", "nuqsgd:s=3", 3),
+        ("nuqsgd s=3 rng8", "nuqsgd:s=3,rng_bits=8", 3),
+        ("terngrad", "terngrad", 3),  # max (read), then read + write
+        ("terngrad rng8", "terngrad:rng_bits=8", 3),
+        ("natural", "natural", 2),  # read, write
+        ("natural rng8", "natural:rng_bits=8", 2),
+        ("scalar lloyd-max 3b", "scalar:method=lloyd-max,bits=3", 3),  # rms, read + write
+        ("scalar tnq 3b (stoch.)", "scalar:method=tnq,bits=3", 3),
+        ("scalar tnq 3b rng8", "scalar:method=tnq,bits=3,rng_bits=8", 3),
     ]
     return out
 
 
 def _median_time(fn, repeats: int) -> float:
-    times = []
+    return _timed(fn, repeats)[0]
+
+
+def _timed(fn, repeats: int) -> tuple[float, float, float]:
+    """Median wall seconds and median process CPU seconds of ``repeats`` calls, and CPU s /
+    wall s over all of them."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus), sum(cpus) / sum(walls)
+
+
+def _copy(x_np: np.ndarray, repeats: int) -> tuple[float, float]:
+    """numpy copy: GB/s of bytes READ (the copy moves twice that), by wall and by CPU time."""
+    dst = np.empty_like(x_np)
+    np.copyto(dst, x_np)
+    wall, cpu, _ = _timed(lambda: np.copyto(dst, x_np), repeats)
+    return x_np.nbytes / wall / 1e9, x_np.nbytes / max(cpu, 1e-9) / 1e9
 
 
 def _copy_gbs(x_np: np.ndarray, repeats: int) -> float:
-    dst = np.empty_like(x_np)
-    np.copyto(dst, x_np)
-    t = _median_time(lambda: np.copyto(dst, x_np), repeats)
-    return x_np.nbytes / t / 1e9
+    return _copy(x_np, repeats)[0]
 
 
 def bench(d: int, repeats: int, only: list[str] | None) -> None:
     x_np = np.random.default_rng(0).standard_normal(d).astype(np.float32)
     x = jnp.asarray(x_np)
     key = jax.random.key(0)
-    copy = _copy_gbs(x_np, max(repeats, 5))
-    print(f"\nd = {d:.0e} (float32, {x_np.nbytes / 1e6:.0f} MB); numpy copy {copy:.2f} GB/s")
-    print(f"{'compressor':<24}{'ms':>10}{'GB/s':>9}{'ratio':>8}")
-    for label, spec in _configs(d):
+    copy, copy_cpu = _copy(x_np, max(repeats, 9))
+    print(
+        f"\nd = {d:.0e} (float32, {x_np.nbytes / 1e6:.0f} MB); numpy copy {copy:.2f} GB/s read "
+        f"({2 * copy:.2f} GB/s moved; by CPU time {copy_cpu:.2f} GB/s read); load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'compressor':<24}{'ms':>9}{'GB/s':>8}{'ratio':>7}{'min bytes':>11}"
+        f"{'roofline':>9}{'cpu/wall':>9}{'cpu ms':>9}{'roof(cpu)':>10}"
+    )
+    for label, spec, vectors in _configs(d):
         if only and not any(o in label for o in only):
             continue
         try:
@@ -88,9 +136,14 @@ def bench(d: int, repeats: int, only: list[str] | None) -> None:
         state = comp.init(x)
         f = jax.jit(lambda x, s, k, comp=comp: comp.update(x, s, key=k)[0])
         jax.block_until_ready(f(x, state, key))
-        t = _median_time(lambda f=f, state=state: f(x, state, key), repeats)
+        t, cpu, load = _timed(lambda f=f, state=state: f(x, state, key), repeats)
         gbs = x_np.nbytes / t / 1e9
-        print(f"{label:<24}{t * 1e3:>10.2f}{gbs:>9.3f}{gbs / copy:>8.3f}")
+        roof = vectors * x_np.nbytes / t / 1e9 / (2 * copy)
+        roof_cpu = vectors * x_np.nbytes / max(cpu, 1e-9) / 1e9 / (2 * copy_cpu)
+        print(
+            f"{label:<24}{t * 1e3:>9.2f}{gbs:>8.3f}{gbs / copy:>7.3f}{vectors:>9.2f} v"
+            f"{roof:>9.3f}{load:>9.2f}{cpu * 1e3:>9.2f}{roof_cpu:>10.3f}"
+        )
 
 
 def bench_selection(d: int, repeats: int) -> None:
@@ -121,11 +174,22 @@ def bench_selection(d: int, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="d = 1e5 and 1e6 only")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per point (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per point (median)")
     parser.add_argument("--only", nargs="*", help="substrings of compressor labels to run")
+    parser.add_argument("--cpu", type=int, default=None, help="core to pin to (default: first)")
+    parser.add_argument("--no-pin", action="store_true", help="keep the affinity mask")
+    parser.add_argument("--multi-thread", action="store_true", help="keep XLA's thread pool")
     args = parser.parse_args()
+    if not args.no_pin:
+        cpu = min(os.sched_getaffinity(0)) if args.cpu is None else args.cpu
+        os.sched_setaffinity(0, {cpu})
     sizes = [10**5, 10**6] if args.quick else [10**6, 10**7]
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.device_count()}")
+    print(
+        f"affinity {sorted(os.sched_getaffinity(0))}, XLA "
+        f"{'multi' if args.multi_thread else 'single'}-threaded, native quantizer kernel: "
+        f"{_kernels.native_available(jnp.float32)}"
+    )
     for d in sizes:
         bench(d, args.repeats, args.only)
     native = "native kernel" if native_available(jnp.float32) else "NO native kernel"

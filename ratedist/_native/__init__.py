@@ -1,9 +1,15 @@
 """Native CPU kernels, compiled on first use and called through JAX's FFI.
 
-One kernel today: exact Top-K by magnitude in O(d) (``select.cc``), which
-:func:`ratedist.compressors.select.top_k_abs` uses on CPU. XLA's CPU ``TopK`` costs a
-multiple of ``numpy.argpartition`` at K = d/100; from d = 1e5 on, the kernel is 6-15x faster
-than ``lax.top_k`` and 2-5x faster than argpartition (``benchmarks/README.md``).
+Two kernels:
+
+- exact Top-K by magnitude in O(d) (``select.cc``), which
+  :func:`ratedist.compressors.select.top_k_abs` uses on CPU. XLA's CPU ``TopK`` costs a
+  multiple of ``numpy.argpartition`` at K = d/100; from d = 1e5 on, the kernel is 6-15x
+  faster than ``lax.top_k`` and 2-5x faster than argpartition (``benchmarks/README.md``);
+- one-pass elementwise quantizers (``quantize.cc``) behind
+  :mod:`ratedist.compressors._kernels`: stochastic rounding on a level table with JAX's own
+  Threefry stream regenerated in C (bit-identical to ``jax.random.uniform``), and the fused
+  deterministic sign / scalar / threshold compressors.
 
 Build: the C++ source ships inside the package and is compiled the first time it is needed
 with the system C++ compiler (``$CXX``, else ``c++``) against the XLA FFI headers that come
@@ -44,7 +50,17 @@ TOP_K_ABS_TARGETS = {
     "float64": ("ratedist_top_k_abs_f64", "RatedistTopKAbsF64"),
 }
 
-_CXXFLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-w")
+#: FFI targets of the elementwise quantizer kernel, by JAX dtype name.
+QUANTIZE_TARGETS = {
+    "float32": ("ratedist_quantize_f32", "RatedistQuantizeF32"),
+    "float64": ("ratedist_quantize_f64", "RatedistQuantizeF64"),
+}
+
+#: C++ sources compiled into the one shared library.
+_SOURCES = ("select.cc", "quantize.cc")
+
+# -ffp-contract=off: no FMA contraction, so the kernels' arithmetic is that of XLA's
+_CXXFLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-w")
 _BUILD_TIMEOUT_S = 300
 
 
@@ -75,16 +91,17 @@ def _compiler() -> list[str]:
     return shlex.split(os.environ.get("CXX", "c++"))
 
 
-def _source() -> str:
-    return resources.files(__name__).joinpath("select.cc").read_text(encoding="utf-8")
+def _source() -> dict[str, str]:
+    pkg = resources.files(__name__)
+    return {name: pkg.joinpath(name).read_text(encoding="utf-8") for name in _SOURCES}
 
 
-def _library_path(source: str, cxx: list[str]) -> Path:
+def _library_path(source: dict[str, str], cxx: list[str]) -> Path:
     import jaxlib
 
     tag = "\0".join(
         [
-            source,
+            *(f"{name}\0{text}" for name, text in sorted(source.items())),
             jaxlib.__version__,
             " ".join(cxx),
             " ".join(_CXXFLAGS),
@@ -93,17 +110,19 @@ def _library_path(source: str, cxx: list[str]) -> Path:
         ]
     )
     digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
-    return cache_dir() / f"select-{digest}.so"
+    return cache_dir() / f"native-{digest}.so"
 
 
-def _build(source: str, cxx: list[str], out: Path) -> None:
+def _build(source: dict[str, str], cxx: list[str], out: Path) -> None:
     """Compile ``source`` into ``out`` atomically; raises RuntimeError with the compiler's words."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        src = Path(tmp) / "select.cc"
-        src.write_text(source, encoding="utf-8")
+        srcs = []
+        for name, text in source.items():
+            srcs.append(str(Path(tmp) / name))
+            Path(srcs[-1]).write_text(text, encoding="utf-8")
         lib = Path(tmp) / out.name
-        cmd = [*cxx, *_CXXFLAGS, f"-I{jax.ffi.include_dir()}", str(src), "-o", str(lib)]
+        cmd = [*cxx, *_CXXFLAGS, f"-I{jax.ffi.include_dir()}", *srcs, "-o", str(lib)]
         try:
             done = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S, check=False
@@ -135,15 +154,15 @@ def status() -> NativeStatus:
         if not path.exists():
             _build(source, cxx, path)
         lib = ctypes.cdll.LoadLibrary(str(path))
-        for target, symbol in TOP_K_ABS_TARGETS.values():
+        for target, symbol in (*TOP_K_ABS_TARGETS.values(), *QUANTIZE_TARGETS.values()):
             jax.ffi.register_ffi_target(
                 target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu"
             )
     except Exception as exc:  # any failure means: use the fallback, and say why once
-        reason = f"native Top-K kernel unavailable, using jax.lax.top_k: {exc}"
+        reason = f"native kernels unavailable, using the pure-JAX code: {exc}"
         _LOG.warning("%s", reason)
         return NativeStatus(False, reason)
     return NativeStatus(True, "ok", str(path))
 
 
-__all__ = ["TOP_K_ABS_TARGETS", "NativeStatus", "cache_dir", "status"]
+__all__ = ["QUANTIZE_TARGETS", "TOP_K_ABS_TARGETS", "NativeStatus", "cache_dir", "status"]

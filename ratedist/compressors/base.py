@@ -197,8 +197,16 @@ def _propagating_sparse(x: Any, result: tuple[Any, Any, Any, CompressInfo]) -> t
 
 def _guard(fn: Callable[..., Any], post: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` under the policy ``post``, wrapped once (a rebuilt record keeps its wrapper)."""
-    done = isinstance(fn, _Propagating) and fn._post is post
-    return fn if done else _Propagating(fn, post)
+    if isinstance(fn, _Propagating) and fn._post in (post, _already_applied):
+        return fn
+    if post is _propagating_update and getattr(fn, "propagates_nonfinite", False):
+        # x_hat already follows the policy (ratedist.compressors._kernels): no second pass
+        return _Propagating(fn, _already_applied)
+    return _Propagating(fn, post)
+
+
+def _already_applied(x: Any, result: Any) -> Any:
+    return result
 
 
 #: Registry of compressor factories, the one place a compressor is enrolled (use

@@ -29,21 +29,18 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ratedist._validation import check_choice, check_int
+from ratedist.compressors import _kernels
 from ratedist.compressors._common import (
-    binary_entropy_bits,
     check_float_bits,
     check_key,
     check_rng_bits,
     check_vector,
-    empirical_entropy_bits,
+    counts_entropy_bits,
     make_info,
-    round_up,
-    safe_div,
 )
 from ratedist.compressors.base import COMPRESSORS, FLOAT_BITS, Compressor, Facts, register
 
@@ -95,6 +92,7 @@ def _rng_compressor(
     (with the registry's omega) only at 32 RNG bits.
     """
 
+    @_kernels.propagates_nonfinite
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         x_hat, info = core(x, check_key(key, name))
@@ -102,11 +100,6 @@ def _rng_compressor(
 
     inexact = {} if rng_bits == 32 else {"unbiased": False, "omega": None}
     return _stateless(name, params, update, **inexact)
-
-
-def _sign_pm1(x: jax.Array) -> jax.Array:
-    """``+1`` for ``x >= 0`` (including ``-0.0``), ``-1`` otherwise: the 1-bit sign code."""
-    return jnp.where(x >= 0, 1, -1).astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------- identity
@@ -167,12 +160,12 @@ def sign() -> Compressor:
         arXiv 1802.04434.
     """
 
+    @_kernels.propagates_nonfinite
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
-        s = _sign_pm1(x)
-        n_pos = jnp.sum(x >= 0, dtype=jnp.int32)
-        return s, state, make_info(d, 0, 0, binary_entropy_bits(n_pos, d))
+        s, counts = _kernels.sign(x)
+        return s, state, make_info(d, 0, 0, counts_entropy_bits(counts, d))
 
     return _stateless("sign", {}, update)
 
@@ -227,6 +220,7 @@ def scaled_sign(float_bits: int = FLOAT_BITS, scale: str = "l1") -> Compressor:
     float_bits = check_float_bits(float_bits)
     scale = check_choice("scale", scale, SIGN_SCALES)
 
+    @_kernels.propagates_nonfinite
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
@@ -234,9 +228,8 @@ def scaled_sign(float_bits: int = FLOAT_BITS, scale: str = "l1") -> Compressor:
             s = jnp.sum(jnp.abs(x)) / d
         else:
             s = jnp.max(jnp.abs(x))
-        x_hat = s * _sign_pm1(x)
-        n_pos = jnp.sum(x >= 0, dtype=jnp.int32)
-        ent = binary_entropy_bits(n_pos, d) + float_bits
+        x_hat, counts = _kernels.sign(x, s)
+        ent = counts_entropy_bits(counts, d) + float_bits
         return x_hat, state, make_info(d, 0, float_bits, ent)
 
     if scale == "l1":  # the default keeps the labels of stored results and golden traces
@@ -246,18 +239,8 @@ def scaled_sign(float_bits: int = FLOAT_BITS, scale: str = "l1") -> Compressor:
 
 
 # ----------------------------------------------------------------------------- QSGD-family
-def _stochastic_levels(key: Any, r: jax.Array, levels: np.ndarray, rng_bits: int) -> jax.Array:
-    """Unbiased stochastic rounding of ``r`` in ``[levels[0], levels[-1]]`` onto ``levels``.
-
-    Returns the chosen level INDEX (int32). The cell index is a fused compare-and-count over
-    the interior levels (no ``searchsorted``).
-    """
-    lv = jnp.asarray(levels, dtype=r.dtype)
-    r = jnp.clip(r, lv[0], lv[-1])
-    lo = jnp.sum(r[:, None] >= lv[None, 1:-1], axis=1, dtype=jnp.int32)
-    l_lo, l_hi = lv[lo], lv[lo + 1]
-    p = (r - l_lo) / (l_hi - l_lo)
-    return lo + round_up(key, p, rng_bits).astype(jnp.int32)
+#: stochastic rounding onto a level table (kept here for the modules that import it)
+_stochastic_levels = _kernels.stochastic_levels
 
 
 def _qsgd_omega(d: int, s: int, **_: Any) -> float:
@@ -368,19 +351,18 @@ def _norm_level_compressor(
     def core(x: Any, key: Any) -> tuple[Any, Any]:
         d = x.shape[0]
         norm = jnp.sqrt(jnp.sum(x * x))
-        r = safe_div(jnp.abs(x), norm)
-        idx = _stochastic_levels(key, r, levels, rng_bits)
-        lv = jnp.asarray(levels, dtype=x.dtype)
-        neg = x < 0
-        x_hat = norm * jnp.where(neg, -lv[idx], lv[idx])
-        signed = jnp.where(neg, s - idx, s + idx)  # in [0, 2s]; both zeros map to s
-        ent = empirical_entropy_bits(signed, 2 * s + 1) + float_bits
+        # counts of the signed levels s -+ idx in [0, 2s] (both zeros are s)
+        x_hat, counts = _kernels.magnitude(x, key, norm, levels, rng_bits)
+        ent = counts_entropy_bits(counts, d) + float_bits
         return x_hat, make_info(d * value_bits_per_coord, 0, float_bits, ent)
 
     return _rng_compressor(name, params, rng_bits, core)
 
 
 # ----------------------------------------------------------------------------- TernGrad
+_TERNARY = np.array([0.0, 1.0])
+
+
 def _terngrad_omega(d: int, **_: Any) -> float:
     return math.sqrt(d) - 1.0
 
@@ -415,12 +397,10 @@ def terngrad(float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
 
     def core(x: Any, key: Any) -> tuple[Any, Any]:
         d = x.shape[0]
-        ax = jnp.abs(x)
-        st = jnp.max(ax)
-        b = round_up(key, safe_div(ax, st), rng_bits)
-        tern = jnp.where(b, jnp.where(x < 0, -1, 1), 0).astype(jnp.int32)
-        x_hat = st * tern.astype(x.dtype)
-        ent = empirical_entropy_bits(tern + 1, 3) + float_bits
+        st = jnp.max(jnp.abs(x))
+        # levels {0, 1}: b_i ~ Bernoulli(|x_i| / st); the ternary symbols counted
+        x_hat, counts = _kernels.magnitude(x, key, st, _TERNARY, rng_bits, zero_plus=True)
+        ent = counts_entropy_bits(counts, d) + float_bits
         return x_hat, make_info(2 * d, 0, float_bits, ent)
 
     params = {"float_bits": float_bits, "rng_bits": rng_bits}
@@ -430,12 +410,6 @@ def terngrad(float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compressor:
 # ----------------------------------------------------------------------------- natural
 def _natural_omega(d: int, **_: Any) -> float:
     return 0.125
-
-
-def _exponent_range(dtype: Any) -> tuple[int, int]:
-    """Range of ``frexp`` exponents ``e`` (``|x| = m 2^e``, ``m in [1/2, 1)``) of a dtype."""
-    fi = jnp.finfo(dtype)
-    return int(fi.minexp) - int(fi.nmant) + 1, int(fi.maxexp) + 1
 
 
 @register(
@@ -470,18 +444,8 @@ def natural(rng_bits: int = 32) -> Compressor:
 
     def core(x: Any, key: Any) -> tuple[Any, Any]:
         d = x.shape[0]
-        ax = jnp.abs(x)
-        _, e = jnp.frexp(ax)  # ax = m 2^e, m in [1/2, 1)
-        low = jnp.ldexp(jnp.ones_like(ax), e - 1)  # 2^(e-1) <= ax < 2^e
-        p = jnp.where(ax > 0, ax / low - 1, 0)
-        up = round_up(key, p, rng_bits)
-        mag = jnp.where(ax > 0, jnp.where(up, 2 * low, low), 0).astype(x.dtype)
-        x_hat = jnp.where(x < 0, -mag, mag)
-        e_min, e_max = _exponent_range(x.dtype)
-        n_exp = e_max - e_min + 2  # +1 for the rounded-up top exponent
-        e_out = jnp.clip(e + up.astype(e.dtype) - e_min, 0, n_exp - 1)
-        sym = jnp.where(ax > 0, jnp.where(x < 0, 1 + e_out, 1 + n_exp + e_out), 0)
-        ent = empirical_entropy_bits(sym, 2 * n_exp + 1)
+        x_hat, counts = _kernels.natural(x, key, rng_bits)
+        ent = counts_entropy_bits(counts, d)
         exp_bits = int(np.finfo(np.dtype(x.dtype)).nexp)
         return x_hat, make_info(d * (1 + exp_bits), 0, 0, ent)
 

@@ -8,18 +8,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from ratedist._validation import check_choice, check_int
+from ratedist.compressors import _kernels
 from ratedist.compressors._common import (
     ceil_log2,
     check_float_bits,
     check_key,
     check_rng_bits,
     check_vector,
-    empirical_entropy_bits,
+    counts_entropy_bits,
     make_info,
-    safe_div,
 )
 from ratedist.compressors.base import FLOAT_BITS, Compressor, register
-from ratedist.compressors.dense import _stateless, _stochastic_levels
+from ratedist.compressors.dense import _stateless
 from ratedist.quantizers.core import ScalarQuantizer
 from ratedist.quantizers.registry import DESIGNS
 from ratedist.sources.classic import Gaussian
@@ -123,24 +123,18 @@ def scalar(
     side = float_bits if normalize == "rms" else 0
     stochastic = rounding == "stochastic"
 
+    @_kernels.propagates_nonfinite
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
         if stochastic:
             key = check_key(key, "scalar")
-        if normalize == "rms":
-            sigma = jnp.sqrt(jnp.sum(x * x) / d)
-            y = safe_div(x, sigma)
-        else:
-            sigma, y = None, x
+        sigma = jnp.sqrt(jnp.sum(x * x) / d) if normalize == "rms" else None
         if stochastic:
-            idx = _stochastic_levels(key, y, levels, rng_bits)
+            x_hat, counts = _kernels.signed(x, key, sigma, levels, rng_bits)
         else:
-            th = jnp.asarray(thresholds, x.dtype)
-            idx = jnp.sum(y[:, None] > th[None, :], axis=1, dtype=jnp.int32)
-        q = jnp.asarray(levels, x.dtype)[idx]
-        x_hat = q if sigma is None else sigma * q
-        ent = empirical_entropy_bits(idx, n) + side
+            x_hat, counts = _kernels.nearest(x, sigma, thresholds, levels)
+        ent = counts_entropy_bits(counts, d) + side
         return x_hat, state, make_info(d * ceil_log2(n), 0, side, ent)
 
     params = {

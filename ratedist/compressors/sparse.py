@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from scipy import special
 
 from ratedist._validation import check_in_interval, check_int
+from ratedist.compressors import _kernels
 from ratedist.compressors._common import (
     binary_entropy_bits,
     ceil_log2,
@@ -123,7 +124,7 @@ def _rand_k_omega(d: int, k: int, **_: Any) -> float:
     return d / min(k, d) - 1.0
 
 
-def _random_subset(key: Any, d: int, k: int) -> jax.Array:
+def _random_subset(key: Any, x: jax.Array, k: int) -> jax.Array:
     """``k`` distinct indices, increasing, uniformly random: the top ``k`` of ``d`` random keys.
 
     The keys are 30 random bits mapped monotonically onto normal positive float32 numbers and
@@ -132,9 +133,13 @@ def _random_subset(key: Any, d: int, k: int) -> jax.Array:
     ``jax.random.choice(replace=False)``; the native kernel is faster still). Equal keys
     (probability ~ d 2^-30 that one pair straddles the cut) go to the lower index, which
     moves an inclusion probability by ~2^-30 at most: uniform to that resolution.
+
+    On CPU the keys come from the native kernel (:func:`ratedist.compressors._kernels.rand_keys`,
+    the same Threefry stream regenerated in C, widened exactly to ``x.dtype``: the same order and
+    ties, hence the same indices). Only the shape and dtype of ``x`` are used (the kernel does
+    not read it).
     """
-    bits = jax.random.bits(key, (d,), jnp.uint32)
-    keys = jax.lax.bitcast_convert_type((bits >> 2) + jnp.uint32(0x00800000), jnp.float32)
+    keys = _kernels.rand_keys(x, key)
     return top_k_abs(keys, k)[1]
 
 
@@ -147,7 +152,7 @@ def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
         key = check_key(key, name)
         d = x.shape[0]
         check_k(k, d)
-        idx = _random_subset(key, d, k)
+        idx = _random_subset(key, x, k)
         vals = x[idx] * jnp.asarray(d / k, x.dtype) if unbiased else x[idx]
         return vals, idx, state, _k_info(d, k, float_bits)
 
@@ -317,14 +322,13 @@ def threshold(kappa: float = 0.01, float_bits: int = FLOAT_BITS) -> Compressor:
     float_bits = check_float_bits(float_bits)
     z = float(-special.ndtri(kappa / 2))  # Phi^-1(1 - kappa/2) without cancellation
 
+    @_kernels.propagates_nonfinite
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
-        ax = jnp.abs(x)
         t = jnp.sqrt(jnp.sum(x * x) / d) * jnp.asarray(z, x.dtype)
-        keep = ax > t
-        x_hat = jnp.where(keep, x, jnp.zeros_like(x))
-        m = jnp.sum(keep, dtype=jnp.int32)
+        x_hat, counts = _kernels.keep_above(x, t)  # x where |x| > t; counts [dropped, kept]
+        m = counts[1]
         vb = m * float_bits
         ent = log2_binom_traced(d, m) + vb + float_bits
         return x_hat, state, make_info(vb, m * ceil_log2(d), float_bits, ent)

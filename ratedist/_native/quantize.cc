@@ -1,0 +1,547 @@
+// Elementwise quantizers in one pass: the XLA FFI custom call behind ratedist's CPU
+// stochastic (QSGD, NUQSGD, TernGrad, natural, stochastic scalar/TNQ/TUQ) and deterministic
+// (sign, scaled sign, deterministic scalar, threshold) compressors.
+//
+// One row of x (shape (..., d)) is read once; the kernel writes the dequantized row (with the
+// compressors' non-finite policy applied: x_hat_i = x_i where x_i is NaN or +-inf) and the
+// counts of the entropy-coded symbols (shape (..., C); unspecified for non-finite inputs). The scale (||x||_2, max|x|, the rms,
+// ||x||_1/d, the threshold) is a reduction computed by the caller in JAX and passed in, so it
+// is bit-identical to the pure-JAX path. Every floating operation below repeats, in the same
+// order and precision, the jax.numpy expression of ratedist/compressors (no FMA contraction:
+// x86-64 baseline, -ffp-contract=off), so the results are bit for bit those of the pure-JAX
+// path.
+//
+// Randomness: the uniforms of jax.random.uniform(key, (d,), dtype) and the words of
+// jax.random.bits(key, (n,), uint32) in JAX's partitionable Threefry mode
+// (jax_threefry_partitionable=True): element i is Threefry-2x32-20 (Salmon et al., SC'11;
+// Random123) of the counter (hi, lo) = (i >> 32, i & 0xffffffff) under the 64-bit key
+// (k0, k1); 32-bit words are b0 ^ b1, 64-bit words (b0 << 32) | b1. Element i depends only on
+// (key, i): the output does not depend on threads, chunking or the batch layout.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+#include <type_traits>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kBlock = 512;  // elements whose random words are generated together
+constexpr int kLanes = 4;        // sub-histograms (breaks the increment dependency chain)
+
+#define RD_INLINE inline __attribute__((always_inline))
+// The row functions are compiled for AVX-512, AVX2 and the x86-64 baseline; the loader picks
+// one (GCC function multiversioning). Integer and IEEE arithmetic give the same bits on all.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define RD_CLONES
+#endif
+
+RD_INLINE uint32_t Rotl(uint32_t v, int r) { return (v << r) | (v >> (32 - r)); }
+
+// Threefry-2x32-20 of the counters (hi, lo0 + j) for j < n, as JAX computes it
+// (jax/_src/random/threefry2x32.py). A flat loop the compiler vectorizes.
+RD_INLINE void Threefry(uint32_t k0, uint32_t k1, uint32_t hi, uint32_t lo0, int64_t n,
+                        uint32_t* __restrict out0, uint32_t* __restrict out1) {
+  const uint32_t k2 = k0 ^ k1 ^ 0x1BD11BDAu;
+  for (int64_t j = 0; j < n; ++j) {
+    uint32_t x0 = hi + k0;
+    uint32_t x1 = lo0 + static_cast<uint32_t>(j) + k1;
+#define RD_ROUND(r) \
+  x0 += x1;         \
+  x1 = Rotl(x1, r); \
+  x1 ^= x0;
+#define RD_R4A RD_ROUND(13) RD_ROUND(15) RD_ROUND(26) RD_ROUND(6)
+#define RD_R4B RD_ROUND(17) RD_ROUND(29) RD_ROUND(16) RD_ROUND(24)
+    RD_R4A x0 += k1;
+    x1 += k2 + 1u;
+    RD_R4B x0 += k2;
+    x1 += k0 + 2u;
+    RD_R4A x0 += k0;
+    x1 += k1 + 3u;
+    RD_R4B x0 += k1;
+    x1 += k2 + 4u;
+    RD_R4A x0 += k2;
+    x1 += k0 + 5u;
+#undef RD_R4A
+#undef RD_R4B
+#undef RD_ROUND
+    out0[j] = x0;
+    out1[j] = x1;
+  }
+}
+
+// The modes of the kernel (attribute `mode`); the Python side holds the same table.
+enum Mode : int32_t {
+  kMagnitude = 0,  // QSGD/NUQSGD/TernGrad: |x|/scale rounded on levels in [0, 1], signed
+  kSigned = 1,     // stochastic scalar: x/scale (or x) rounded on the levels
+  kNatural = 2,    // natural compression: |x| rounded to a power of two
+  kSign = 3,       // sign / scaled sign: scale * (x >= 0 ? 1 : -1)
+  kNearest = 4,    // deterministic scalar: levels[#{thresholds < x/scale}] (* scale)
+  kThreshold = 5,  // threshold sparsifier: |x| > scale ? x : 0
+  kRandKeys = 6,   // Rand-K's random keys: float32((bits >> 2) + 2^23) as F; x is not read
+};
+
+template <typename F>
+struct Bits;
+template <>
+struct Bits<float> {
+  using U = uint32_t;
+  using I = int32_t;
+  static constexpr int kMant = 23;
+  static constexpr int kBias = 127;
+  static constexpr U kOne = 0x3f800000u;
+};
+template <>
+struct Bits<double> {
+  using U = uint64_t;
+  using I = int64_t;
+  static constexpr int kMant = 52;
+  static constexpr int kBias = 1023;
+  static constexpr U kOne = 0x3ff0000000000000ull;
+};
+
+template <typename F>
+RD_INLINE F FromBits(typename Bits<F>::U w) {
+  F f;
+  std::memcpy(&f, &w, sizeof(F));
+  return f;
+}
+template <typename F>
+RD_INLINE typename Bits<F>::U ToBits(F f) {
+  typename Bits<F>::U w;
+  std::memcpy(&w, &f, sizeof(F));
+  return w;
+}
+// the exponent field (all ones: inf and NaN)
+template <typename F>
+constexpr typename Bits<F>::U ToBitsConst() {
+  using U = typename Bits<F>::U;
+  return ((U(1) << (8 * sizeof(F) - 1 - Bits<F>::kMant)) - 1) << Bits<F>::kMant;
+}
+
+// The non-finite policy of ratedist's compressors (base.propagate_nonfinite): where x is NaN
+// or +-inf the output is x itself. Applied to every output element, after the rounding.
+template <typename F>
+RD_INLINE void KeepNonFinite(const F* __restrict x, F* __restrict y, int64_t n) {
+  using U = typename Bits<F>::U;
+  constexpr U kInf = ToBitsConst<F>();
+  for (int64_t j = 0; j < n; ++j) {
+    const bool finite = (ToBits<F>(x[j]) & kInf) != kInf;
+    y[j] = finite ? y[j] : x[j];
+  }
+}
+
+template <typename F>
+struct Params {
+  int32_t mode, rng_bits, flag;
+  const F* lv;  // levels (kMagnitude/kSigned) or thresholds then levels (kNearest)
+  int32_t L;
+  int32_t n_sym;
+  uint32_t k0, k1;
+  F scale;
+};
+
+template <typename F>
+struct alignas(64) Work {
+  uint32_t w0[kBlock], w1[kBlock];
+  F u[kBlock], r[kBlock], a[kBlock], b[kBlock];
+  typename Bits<F>::I c[kBlock];
+  int32_t sym[kBlock];
+};
+
+// u[j] in [0, 1) for the elements [i0, i0 + n), compared as `u < p`. rng_bits = 32:
+// jax.random.uniform; 8/16: (b + 0.5) 2^-rng_bits with b the rng_bits-bit fields
+// (little-endian) of jax.random.bits(key, (ceil(d rng_bits / 32),), uint32).
+template <typename F>
+RD_INLINE void Fill(const Params<F>& P, int64_t i0, int64_t n, Work<F>& W) {
+  using U = typename Bits<F>::U;
+  if (P.rng_bits == 32) {
+    Threefry(P.k0, P.k1, static_cast<uint32_t>(i0 >> 32), static_cast<uint32_t>(i0), n, W.w0,
+             W.w1);
+    for (int64_t j = 0; j < n; ++j) {
+      U w;
+      if constexpr (sizeof(F) == 4) {
+        w = W.w0[j] ^ W.w1[j];
+      } else {
+        w = (static_cast<U>(W.w0[j]) << 32) | W.w1[j];
+      }
+      W.u[j] = FromBits<F>((w >> (8 * sizeof(F) - Bits<F>::kMant)) | Bits<F>::kOne) - F(1);
+    }
+    return;
+  }
+  const int shift = P.rng_bits == 8 ? 2 : 1;  // log2(32 / rng_bits)
+  const int per = 1 << shift;                 // i0 is a multiple of kBlock, hence of per
+  const int64_t c0 = i0 >> shift, nw = (n + per - 1) >> shift;
+  Threefry(P.k0, P.k1, static_cast<uint32_t>(c0 >> 32), static_cast<uint32_t>(c0), nw, W.w0,
+           W.w1);
+  // fields of one word with compile-time shifts (kBlock is a multiple of 4: the last word's
+  // spare fields land inside u and are never read)
+  if (P.rng_bits == 8) {
+    for (int64_t w = 0; w < nw; ++w) {
+      const uint32_t v = W.w0[w] ^ W.w1[w];
+      for (int k = 0; k < 4; ++k) {
+        const auto b = static_cast<int32_t>((v >> (8 * k)) & 0xffu);
+        W.u[4 * w + k] = (static_cast<F>(b) + F(0.5)) * F(1.0 / 256.0);
+      }
+    }
+  } else {
+    for (int64_t w = 0; w < nw; ++w) {
+      const uint32_t v = W.w0[w] ^ W.w1[w];
+      for (int k = 0; k < 2; ++k) {
+        const auto b = static_cast<int32_t>((v >> (16 * k)) & 0xffffu);
+        W.u[2 * w + k] = (static_cast<F>(b) + F(0.5)) * F(1.0 / 65536.0);
+      }
+    }
+  }
+}
+
+// jnp.clip(r, a, b) = minimum(maximum(r, a), b) for finite r (NaN is not handled)
+template <typename F>
+RD_INLINE F Clip(F r, F a, F b) {
+  r = r < a ? a : r;
+  return r > b ? b : r;
+}
+
+// c[j] = #{ levels[1..L-2] <= r[j] } (the fused compare-and-count of the pure-JAX path) and
+// the cell's ends a[j] = levels[c[j]], b[j] = levels[c[j] + 1]: vectorized over j without
+// gathers for short tables, a binary search for long ones.
+template <typename F>
+RD_INLINE void Cells(const F* lv, int32_t L, int64_t n, Work<F>& W) {
+  using I = typename Bits<F>::I;
+  const int32_t m = L - 2;
+  if (m <= 64) {
+    const F a0 = lv[0], b0 = lv[1];
+    for (int64_t j = 0; j < n; ++j) {
+      W.c[j] = 0;
+      W.a[j] = a0;
+      W.b[j] = b0;
+    }
+    // levels above the block's largest r add nothing: stop there (QSGD at large d has
+    // r = |x|/||x|| far below the first interior level almost everywhere)
+    F rmax = lv[0];  // (a NaN r never raises it; its cell is unspecified anyway)
+    for (int64_t j = 0; j < n; ++j) rmax = W.r[j] > rmax ? W.r[j] : rmax;
+    for (int32_t l = 1; l <= m && lv[l] <= rmax; ++l) {
+      const F t = lv[l], t1 = lv[l + 1];
+      for (int64_t j = 0; j < n; ++j) {
+        const bool ge = W.r[j] >= t;
+        W.c[j] += static_cast<I>(ge);
+        W.a[j] = ge ? t : W.a[j];
+        W.b[j] = ge ? t1 : W.b[j];
+      }
+    }
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    int32_t lo = 0, hi = m;
+    while (lo < hi) {
+      const int32_t mid = (lo + hi) / 2;
+      if (lv[1 + mid] <= W.r[j]) lo = mid + 1; else hi = mid;
+    }
+    W.c[j] = lo;
+    W.a[j] = lv[lo];
+    W.b[j] = lv[lo + 1];
+  }
+}
+
+RD_INLINE void Histogram(const int32_t* sym, int64_t n, int32_t* h, int32_t n_sym) {
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) h[k * n_sym + sym[j + k]] += 1;
+  }
+  for (; j < n; ++j) h[sym[j]] += 1;
+}
+
+// Stochastic modes; h holds kLanes * n_sym counters.
+template <typename F>
+RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F* __restrict y,
+                        int32_t* h) {
+  using U = typename Bits<F>::U;
+  using I = typename Bits<F>::I;
+  thread_local Work<F> W;
+  const F sc = P.scale;
+  const bool nz = sc > F(0);
+  const F* lv = P.lv;
+  const int32_t L = P.L;
+  for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
+    const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
+    const F* __restrict xb = x + i0;
+    F* __restrict yb = y + i0;
+    Fill<F>(P, i0, n, W);
+    if (P.mode == kMagnitude || P.mode == kSigned) {
+      const bool mag = P.mode == kMagnitude;
+      const bool norm = mag || P.flag;
+      const F lo = lv[0], hi = lv[L - 1];
+      for (int64_t j = 0; j < n; ++j) {
+        const F v = mag ? std::fabs(xb[j]) : xb[j];
+        const F r = norm ? (nz ? v / sc : F(0)) : v;
+        W.r[j] = Clip(r, lo, hi);
+      }
+      Cells<F>(lv, L, n, W);
+      if (mag) {
+        // x_hat = scale * (+-levels[idx]); symbol s + idx (x >= 0) or s - idx (x < 0),
+        // s = L - 1. flag 1 (TernGrad): a zero level stays +0.
+        const I s = L - 1;
+        const bool zero_plus = P.flag;
+        for (int64_t j = 0; j < n; ++j) {
+          const F a = W.a[j], b = W.b[j];
+          const F p = (W.r[j] - a) / (b - a);
+          const bool up = W.u[j] < p;
+          const I idx = W.c[j] + static_cast<I>(up);
+          const bool neg = xb[j] < F(0);
+          const F v = up ? b : a;
+          const bool flip = neg && !(zero_plus && v == F(0));
+          yb[j] = sc * (flip ? -v : v);
+          W.sym[j] = static_cast<int32_t>(neg ? s - idx : s + idx);
+        }
+      } else {
+        const bool scaled = P.flag;
+        for (int64_t j = 0; j < n; ++j) {
+          const F a = W.a[j], b = W.b[j];
+          const F p = (W.r[j] - a) / (b - a);
+          const bool up = W.u[j] < p;
+          const I idx = W.c[j] + static_cast<I>(up);
+          const F v = up ? b : a;
+          yb[j] = scaled ? sc * v : v;
+          W.sym[j] = static_cast<int32_t>(idx);
+        }
+      }
+    } else {  // kNatural; n_sym = 2 n_exp + 1
+      const I n_exp = (P.n_sym - 1) / 2;
+      const I e_min =
+          std::numeric_limits<F>::min_exponent - std::numeric_limits<F>::digits + 1;
+      constexpr int kM = Bits<F>::kMant;
+      constexpr U kExp = (U(1) << (8 * sizeof(F) - 1 - kM)) - 1;
+      I subnormal = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        // normal |x| = 1.f 2^(E - bias): frexp's e = E - bias + 1 and low = 2^(e - 1) is
+        // |x| with the mantissa cleared
+        const F ax = std::fabs(xb[j]);
+        const U bits = ToBits<F>(ax);
+        const I ex = static_cast<I>((bits >> kM) & kExp);
+        subnormal += static_cast<I>(ex == 0) & static_cast<I>(ax > F(0));
+        // Branch-free (random branches would be mispredicted half the time): for ax = 0,
+        // low = 0 and p = 0/0 - 1 = NaN, so `u < p` is false and mag = 0, as in JAX.
+        const F low = FromBits<F>(bits & (kExp << kM));
+        const I pos = static_cast<I>(ax > F(0));
+        const F p = ax / low - F(1);
+        const I up = static_cast<I>(W.u[j] < p);
+        const F mag = low * static_cast<F>(1 + up);  // low or 2 low, exactly
+        const I neg = static_cast<I>(xb[j] < F(0));
+        yb[j] = FromBits<F>(ToBits<F>(mag) | (static_cast<U>(neg) << (8 * sizeof(F) - 1)));
+        I eo = ex - Bits<F>::kBias + 1 + up - e_min;
+        eo = std::min(std::max(eo, I(0)), n_exp - 1);
+        W.sym[j] = static_cast<int32_t>(pos * (1 + eo + (1 - neg) * n_exp));
+      }
+      if (subnormal != 0) {  // redo the block with frexp/ldexp (exact for subnormals)
+        for (int64_t j = 0; j < n; ++j) {
+          const F ax = std::fabs(xb[j]);
+          int e = 0;
+          (void)std::frexp(ax, &e);  // ax = m 2^e, m in [1/2, 1); e = 0 for ax = 0
+          const F low = std::ldexp(F(1), e - 1);
+          const bool pos = ax > F(0);
+          const F p = pos ? ax / low - F(1) : F(0);
+          const bool up = W.u[j] < p;
+          const F mag = pos ? (up ? F(2) * low : low) : F(0);
+          const bool neg = xb[j] < F(0);
+          yb[j] = neg ? -mag : mag;
+          I eo = e + static_cast<I>(up) - e_min;
+          eo = eo < 0 ? 0 : (eo > n_exp - 1 ? n_exp - 1 : eo);
+          W.sym[j] = static_cast<int32_t>(pos ? (neg ? 1 + eo : 1 + n_exp + eo) : 0);
+        }
+      }
+    }
+    KeepNonFinite<F>(xb, yb, n);
+    Histogram(W.sym, n, h, P.n_sym);
+  }
+}
+
+// Deterministic modes, one read of x; h holds kLanes * n_sym counters.
+template <typename F>
+RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* __restrict y,
+                      int32_t* h) {
+  const F sc = P.scale;
+  const bool nz = sc > F(0);
+  const F* lv = P.lv;
+  const int32_t L = P.L;
+  if (P.mode == kSign) {  // sign (flag 0): +-1; scaled sign (flag 1): scale * (+-1)
+    int64_t pos = 0;
+    const F one = P.flag ? sc : F(1);
+    using U = typename Bits<F>::U;
+    constexpr U kInf = ToBitsConst<F>();
+    for (int64_t i = 0; i < d; ++i) {
+      const bool p = x[i] >= F(0);
+      const F v = P.flag ? sc * (p ? F(1) : F(-1)) : (p ? F(1) : F(-1));
+      y[i] = (ToBits<F>(x[i]) & kInf) != kInf ? v : x[i];
+      pos += p;
+    }
+    (void)one;
+    h[1] += static_cast<int32_t>(pos);
+    h[0] += static_cast<int32_t>(d - pos);
+    return;
+  }
+  if (P.mode == kThreshold) {  // keep |x| > scale; symbol 1 = kept
+    int64_t kept = 0;
+    using U = typename Bits<F>::U;
+    constexpr U kInf = ToBitsConst<F>();
+    for (int64_t i = 0; i < d; ++i) {
+      const bool k = std::fabs(x[i]) > sc;
+      y[i] = (k || (ToBits<F>(x[i]) & kInf) == kInf) ? x[i] : F(0);
+      kept += k;
+    }
+    h[1] += static_cast<int32_t>(kept);
+    h[0] += static_cast<int32_t>(d - kept);
+    return;
+  }
+  // kNearest: thresholds lv[0..L-2], levels lv[L-1..2L-2]; flag: normalize
+  using I = typename Bits<F>::I;
+  thread_local Work<F> W;
+  const F* th = lv;
+  const F* q = lv + (L - 1);
+  for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
+    const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
+    const F* __restrict xb = x + i0;
+    F* __restrict yb = y + i0;
+    for (int64_t j = 0; j < n; ++j) W.r[j] = P.flag ? (nz ? xb[j] / sc : F(0)) : xb[j];
+    for (int64_t j = 0; j < n; ++j) W.c[j] = 0;
+    if (L - 1 <= 64) {
+      for (int32_t l = 0; l < L - 1; ++l) {
+        const F t = th[l];
+        for (int64_t j = 0; j < n; ++j) W.c[j] += static_cast<I>(W.r[j] > t);
+      }
+    } else {
+      for (int64_t j = 0; j < n; ++j) {
+        int32_t lo = 0, hi = L - 1;  // #{th < v}
+        while (lo < hi) {
+          const int32_t mid = (lo + hi) / 2;
+          if (th[mid] < W.r[j]) lo = mid + 1; else hi = mid;
+        }
+        W.c[j] = lo;
+      }
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      const I c = W.c[j];
+      yb[j] = P.flag ? sc * q[c] : q[c];
+      W.sym[j] = static_cast<int32_t>(c);
+    }
+    KeepNonFinite<F>(xb, yb, n);
+    Histogram(W.sym, n, h, P.n_sym);
+  }
+}
+
+// Rand-K's keys: 30 random bits of jax.random.bits(key, (d,), uint32) mapped monotonically
+// onto normal positive float32 numbers (then widened exactly to F); one symbol counted.
+template <typename F>
+RD_INLINE void KeysRow(const Params<F>& P, int64_t d, F* __restrict y, int32_t* h) {
+  thread_local Work<F> W;
+  for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
+    const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
+    Threefry(P.k0, P.k1, static_cast<uint32_t>(i0 >> 32), static_cast<uint32_t>(i0), n, W.w0,
+             W.w1);
+    F* __restrict yb = y + i0;
+    for (int64_t j = 0; j < n; ++j) {
+      yb[j] = static_cast<F>(FromBits<float>(((W.w0[j] ^ W.w1[j]) >> 2) + 0x00800000u));
+    }
+  }
+  h[0] += static_cast<int32_t>(d);
+}
+
+RD_CLONES void RowF32(const Params<float>& P, const float* x, int64_t d, float* y, int32_t* h) {
+  if (P.mode == kRandKeys) {
+    KeysRow<float>(P, d, y, h);
+  } else if (P.mode <= kNatural) {
+    StochRow<float>(P, x, d, y, h);
+  } else {
+    DetRow<float>(P, x, d, y, h);
+  }
+}
+RD_CLONES void RowF64(const Params<double>& P, const double* x, int64_t d, double* y,
+                      int32_t* h) {
+  if (P.mode == kRandKeys) {
+    KeysRow<double>(P, d, y, h);
+  } else if (P.mode <= kNatural) {
+    StochRow<double>(P, x, d, y, h);
+  } else {
+    DetRow<double>(P, x, d, y, h);
+  }
+}
+inline void Row(const Params<float>& P, const float* x, int64_t d, float* y, int32_t* h) {
+  RowF32(P, x, d, y, h);
+}
+inline void Row(const Params<double>& P, const double* x, int64_t d, double* y, int32_t* h) {
+  RowF64(P, x, d, y, h);
+}
+
+template <ffi::DataType T>
+ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scale,
+                    ffi::ResultBuffer<T> y, ffi::ResultBuffer<ffi::S32> counts, int32_t mode,
+                    int32_t rng_bits, int32_t flag, ffi::Span<const double> table) {
+  using F = ffi::NativeType<T>;
+  auto dims = x.dimensions();
+  if (dims.size() == 0) return ffi::Error::InvalidArgument("ratedist quantize: x needs rank >= 1");
+  const int64_t d = dims.back();
+  const int64_t rows = d == 0 ? 0 : static_cast<int64_t>(x.element_count()) / d;
+  const int64_t n_sym = counts->dimensions().back();
+  if (static_cast<int64_t>(scale.element_count()) != rows ||
+      static_cast<int64_t>(key.element_count()) != 2 * rows ||
+      static_cast<int64_t>(counts->element_count()) != rows * n_sym) {
+    return ffi::Error::InvalidArgument("ratedist quantize: inconsistent shapes");
+  }
+  if (rng_bits != 8 && rng_bits != 16 && rng_bits != 32) {
+    return ffi::Error::InvalidArgument("ratedist quantize: rng_bits must be 8, 16 or 32");
+  }
+  if (d > INT32_MAX) return ffi::Error::InvalidArgument("ratedist quantize: d too large");
+  thread_local std::vector<F> lv;
+  lv.assign(table.begin(), table.end());  // double -> F rounds to nearest, as jnp.asarray
+  Params<F> P{mode, rng_bits, flag, lv.data(), 0, static_cast<int32_t>(n_sym), 0, 0, F(0)};
+  P.L = mode == kNearest ? static_cast<int32_t>((lv.size() + 1) / 2)
+                         : static_cast<int32_t>(lv.size());
+  const bool needs_table = mode == kMagnitude || mode == kSigned || mode == kNearest;
+  if (needs_table && P.L < 2) {
+    return ffi::Error::InvalidArgument("ratedist quantize: need at least 2 levels");
+  }
+  thread_local std::vector<int32_t> hist;
+  hist.resize(static_cast<size_t>(kLanes * n_sym));
+  const F* xp = x.typed_data();
+  const uint32_t* kp = key.typed_data();
+  const F* sp = scale.typed_data();
+  F* yp = y->typed_data();
+  int32_t* cp = counts->typed_data();
+  for (int64_t r = 0; r < rows; ++r) {
+    P.k0 = kp[2 * r];
+    P.k1 = kp[2 * r + 1];
+    P.scale = sp[r];
+    std::fill(hist.begin(), hist.end(), 0);
+    Row(P, xp + r * d, d, yp + r * d, hist.data());
+    int32_t* c = cp + r * n_sym;
+    for (int64_t j = 0; j < n_sym; ++j) {
+      int32_t t = 0;
+      for (int k = 0; k < kLanes; ++k) t += hist[k * n_sym + j];
+      c[j] = t;
+    }
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define RD_BIND(T)                                   \
+  ffi::Ffi::Bind()                                   \
+      .Arg<ffi::Buffer<T>>()                         \
+      .Arg<ffi::Buffer<ffi::U32>>()                  \
+      .Arg<ffi::Buffer<T>>()                         \
+      .Ret<ffi::Buffer<T>>()                         \
+      .Ret<ffi::Buffer<ffi::S32>>()                  \
+      .Attr<int32_t>("mode")                         \
+      .Attr<int32_t>("rng_bits")                     \
+      .Attr<int32_t>("flag")                         \
+      .Attr<ffi::Span<const double>>("table")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF32, Quantize<ffi::F32>, RD_BIND(ffi::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF64, Quantize<ffi::F64>, RD_BIND(ffi::F64));

@@ -1,0 +1,365 @@
+"""One-pass elementwise quantizers: the native CPU kernel and its pure-JAX twin.
+
+Every function here returns ``(x_hat, counts)``: the dequantized vector, with the compressors'
+non-finite policy already applied (``x_hat_i = x_i`` where ``x_i`` is NaN or ``±inf``, see
+:func:`~ratedist.compressors.base.propagate_nonfinite`; updates built on these functions are
+marked :func:`propagates_nonfinite` so :class:`~ratedist.compressors.base.Compressor` does
+not add a second pass), and the counts of the symbols the entropy layer codes
+(``counts_entropy_bits(counts, d)`` is the empirical entropy of the message; unspecified, and
+not necessarily equal between the two paths, when ``x`` has non-finite entries). One family, parameterized by a level table:
+
+=============  ====================================================  =========================
+function       rounding                                              users
+=============  ====================================================  =========================
+magnitude      ``|x|/scale`` stochastically onto levels in [0, 1]     qsgd, nuqsgd, terngrad
+signed         ``x/scale`` (or ``x``) stochastically onto levels      scalar (stochastic, TNQ)
+natural        ``|x|`` stochastically onto the powers of two          natural
+nearest        ``x/scale`` (or ``x``) to the nearest-cell level       scalar (deterministic)
+sign           ``scale * (+-1)`` (or ``+-1``)                         sign, scaled-sign
+keep           ``x`` where ``|x| > t``, else 0                         threshold
+rand_keys      30 random bits as positive float32 keys (x not read)   rand-k, rand-k-unbiased
+=============  ====================================================  =========================
+
+Implementations (same results, bit for bit; ``tests/compressors/test_kernels.py``):
+
+- CPU, float32/float64, native kernels available (:mod:`ratedist._native`), Threefry keys in
+  JAX's partitionable mode (the default): one XLA FFI custom call reads ``x`` once and writes
+  ``x_hat`` and the counts. The scale (a reduction) is computed by the caller in JAX and
+  passed in. The random numbers are those of ``jax.random.uniform(key, (d,), dtype)``
+  (``rng_bits=32``) or of ``jax.random.bits`` (8/16 bits): the kernel regenerates JAX's
+  Threefry-2x32-20 stream (counter = element index), so element ``i`` depends only on
+  ``(key, i)``, not on threads or chunking, and equals the pure-JAX draw.
+- Everything else (GPU/TPU, other dtypes or key types, ``RATEDIST_NATIVE=0``,
+  ``jax_threefry_partitionable=False``): the ``_jax_*`` functions below, which are the
+  compressors' original ``jax.numpy`` code.
+
+The choice is made per lowering platform with ``jax.lax.platform_dependent`` (as
+:func:`ratedist.compressors.select.top_k_abs`). Limitations of the native path: no
+derivative (the stochastic compressors are not differentiated anywhere), no ``jax.export``
+for CPU (use ``RATEDIST_NATIVE=0``), NaN/inf inputs are not guaranteed to match the pure-JAX
+path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ratedist import _native
+from ratedist.compressors._common import random_uints, safe_div
+from ratedist.compressors.base import propagate_nonfinite
+
+#: kernel modes (the ``Mode`` enum of ``ratedist/_native/quantize.cc``)
+MAGNITUDE, SIGNED, NATURAL, SIGN, NEAREST, THRESHOLD, RAND_KEYS = range(7)
+
+
+# ----------------------------------------------------------------------------- dispatch
+def _threefry_words(key: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]] | None:
+    """``(raw uint32 (2,) key, rewrap)`` when the native generator can reproduce ``key``'s
+    stream (Threefry-2x32, partitionable mode), else None."""
+    if not jax.config.jax_threefry_partitionable:
+        return None
+    if _typed(key):
+        impl = jax.random.key_impl(key)
+        if "threefry2x32" not in str(impl) or jnp.shape(key) != ():
+            return None
+        return jax.random.key_data(key), lambda kd: jax.random.wrap_key_data(kd, impl=impl)
+    raw = jnp.asarray(key)
+    if raw.dtype != jnp.uint32 or raw.shape != (2,):
+        return None
+    if "threefry2x32" not in str(jax.config.jax_default_prng_impl):
+        return None
+    return raw, lambda kd: kd
+
+
+def _typed(key: Any) -> bool:
+    return hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+
+
+def native_available(dtype: Any) -> bool:
+    """Whether the quantizer kernel serves arrays of ``dtype`` on CPU in this process."""
+    return jnp.dtype(dtype).name in _native.QUANTIZE_TARGETS and _native.status().available
+
+
+def _ffi(x, kd, scale, *, mode, rng_bits, flag, table, n_sym):
+    target, _ = _native.QUANTIZE_TARGETS[x.dtype.name]
+    outs = (
+        jax.ShapeDtypeStruct(x.shape, x.dtype),
+        jax.ShapeDtypeStruct((n_sym,), jnp.int32),
+    )
+    return jax.ffi.ffi_call(target, outs, vmap_method="broadcast_all")(
+        x,
+        kd,
+        jnp.reshape(jnp.asarray(scale, x.dtype), (1,)),
+        mode=np.int32(mode),
+        rng_bits=np.int32(rng_bits),
+        flag=np.int32(flag),
+        table=np.asarray(table, np.float64),
+    )
+
+
+def _dispatch(x, key, scale, jax_fn, *, mode, rng_bits=32, flag=0, table=(), n_sym, policy=True):
+    """``jax_fn(x, key, scale)`` or the native kernel with the same result, per platform."""
+    scale = jnp.asarray(0 if scale is None else scale, x.dtype)
+    if key is None:
+        words = (jnp.zeros((2,), jnp.uint32), lambda kd: None)
+    else:
+        words = _threefry_words(key)
+
+    def pure(a, k, s):
+        x_hat, counts = jax_fn(a, k, s)
+        return (propagate_nonfinite(a, x_hat) if policy else x_hat), counts
+
+    if words is None or not native_available(x.dtype):
+        return pure(x, key, scale)
+    kd, rewrap = words
+    kw = {"mode": mode, "rng_bits": rng_bits, "flag": flag, "table": table, "n_sym": n_sym}
+    return jax.lax.platform_dependent(
+        x,
+        kd,
+        scale,
+        cpu=lambda a, k, s: _ffi(a, k, s, **kw),
+        default=lambda a, k, s: pure(a, rewrap(k), s),
+    )
+
+
+# ----------------------------------------------------------------------------- pure JAX
+def round_up(key: Any, p: jax.Array, rng_bits: int) -> jax.Array:
+    """Bernoulli(``p``) draws for stochastic rounding (see ``_common.round_up``)."""
+    if rng_bits == 32:
+        return jax.random.uniform(key, p.shape, dtype=p.dtype) < p
+    b = random_uints(key, p.shape[0], rng_bits)
+    return (b.astype(p.dtype) + 0.5) * float(2.0**-rng_bits) < p
+
+
+def stochastic_levels(key: Any, r: jax.Array, levels: np.ndarray, rng_bits: int) -> jax.Array:
+    """Unbiased stochastic rounding of ``r`` clipped to ``[levels[0], levels[-1]]`` onto
+    ``levels``; the chosen level INDEX (int32). The cell is a fused compare-and-count."""
+    lv = jnp.asarray(levels, dtype=r.dtype)
+    r = jnp.clip(r, lv[0], lv[-1])
+    lo = jnp.sum(r[:, None] >= lv[None, 1:-1], axis=1, dtype=jnp.int32)
+    l_lo, l_hi = lv[lo], lv[lo + 1]
+    p = (r - l_lo) / (l_hi - l_lo)
+    return lo + round_up(key, p, rng_bits).astype(jnp.int32)
+
+
+def _jax_magnitude(x, key, scale, levels, rng_bits, zero_plus):
+    s = len(levels) - 1
+    r = safe_div(jnp.abs(x), scale)
+    idx = stochastic_levels(key, r, levels, rng_bits)
+    lv = jnp.asarray(levels, dtype=x.dtype)
+    neg = x < 0
+    v = lv[idx]
+    flip = neg & (v != 0) if zero_plus else neg
+    x_hat = scale * jnp.where(flip, -v, v)
+    signed = jnp.where(neg, s - idx, s + idx)  # in [0, 2s]; both zeros map to s
+    return x_hat, jnp.bincount(signed, length=2 * s + 1).astype(jnp.int32)
+
+
+def _jax_signed(x, key, scale, levels, rng_bits, normalize):
+    y = safe_div(x, scale) if normalize else x
+    idx = stochastic_levels(key, y, levels, rng_bits)
+    q = jnp.asarray(levels, x.dtype)[idx]
+    return (scale * q if normalize else q), jnp.bincount(idx, length=len(levels)).astype(jnp.int32)
+
+
+def _exponent_range(dtype: Any) -> tuple[int, int]:
+    """Range of ``frexp`` exponents ``e`` (``|x| = m 2^e``, ``m in [1/2, 1)``) of a dtype."""
+    fi = jnp.finfo(dtype)
+    return int(fi.minexp) - int(fi.nmant) + 1, int(fi.maxexp) + 1
+
+
+def natural_symbols(dtype: Any) -> int:
+    """Alphabet size of natural compression's signed exponents (0, then the two signs)."""
+    e_min, e_max = _exponent_range(dtype)
+    return 2 * (e_max - e_min + 2) + 1
+
+
+def _jax_natural(x, key, rng_bits):
+    ax = jnp.abs(x)
+    _, e = jnp.frexp(ax)  # ax = m 2^e, m in [1/2, 1)
+    low = jnp.ldexp(jnp.ones_like(ax), e - 1)  # 2^(e-1) <= ax < 2^e
+    p = jnp.where(ax > 0, ax / low - 1, 0)
+    up = round_up(key, p, rng_bits)
+    mag = jnp.where(ax > 0, jnp.where(up, 2 * low, low), 0).astype(x.dtype)
+    x_hat = jnp.where(x < 0, -mag, mag)
+    e_min, e_max = _exponent_range(x.dtype)
+    n_exp = e_max - e_min + 2  # +1 for the rounded-up top exponent
+    e_out = jnp.clip(e + up.astype(e.dtype) - e_min, 0, n_exp - 1)
+    sym = jnp.where(ax > 0, jnp.where(x < 0, 1 + e_out, 1 + n_exp + e_out), 0)
+    return x_hat, jnp.bincount(sym, length=2 * n_exp + 1).astype(jnp.int32)
+
+
+def _jax_nearest(x, scale, thresholds, levels, normalize):
+    y = safe_div(x, scale) if normalize else x
+    th = jnp.asarray(thresholds, x.dtype)
+    idx = jnp.sum(y[:, None] > th[None, :], axis=1, dtype=jnp.int32)
+    q = jnp.asarray(levels, x.dtype)[idx]
+    return (scale * q if normalize else q), jnp.bincount(idx, length=len(levels)).astype(jnp.int32)
+
+
+def _sign_pm1(x: jax.Array) -> jax.Array:
+    """``+1`` for ``x >= 0`` (including ``-0.0``), ``-1`` otherwise: the 1-bit sign code."""
+    return jnp.where(x >= 0, 1, -1).astype(x.dtype)
+
+
+def _two_counts(n_one: jax.Array, d: int) -> jax.Array:
+    return jnp.stack([d - n_one, n_one]).astype(jnp.int32)
+
+
+def _jax_sign(x, scale, scaled):
+    s = _sign_pm1(x)
+    n_pos = jnp.sum(x >= 0, dtype=jnp.int32)
+    return (scale * s if scaled else s), _two_counts(n_pos, x.shape[0])
+
+
+def _jax_keep(x, t):
+    keep = jnp.abs(x) > t
+    x_hat = jnp.where(keep, x, jnp.zeros_like(x))
+    return x_hat, _two_counts(jnp.sum(keep, dtype=jnp.int32), x.shape[0])
+
+
+# ----------------------------------------------------------------------------- public
+def propagates_nonfinite(update: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``update`` as returning ``x_hat`` with the non-finite policy applied (its
+    ``x_hat`` comes straight from a function of this module), so ``Compressor`` does not
+    wrap it in :func:`~ratedist.compressors.base.propagate_nonfinite` again."""
+    update.propagates_nonfinite = True
+    return update
+
+
+def magnitude(x, key, scale, levels: np.ndarray, rng_bits: int, zero_plus: bool = False):
+    """``scale * sign(x) L[xi]``, ``xi`` the unbiased stochastic rounding of
+    ``clip(|x|/scale, L[0], L[-1])`` onto ``L = levels`` (increasing, in [0, 1], ``s + 1``
+    of them); counts of the signed levels ``s +- xi`` (``2s + 1`` symbols; both zeros are
+    ``s``). ``zero_plus``: level 0 is written ``+0.0`` (TernGrad), else it keeps the sign
+    of ``x`` (QSGD). ``scale = 0`` gives zeros."""
+
+    def fn(a, k, sc):
+        return _jax_magnitude(a, k, sc, levels, rng_bits, zero_plus)
+
+    return _dispatch(
+        x,
+        key,
+        scale,
+        fn,
+        mode=MAGNITUDE,
+        rng_bits=rng_bits,
+        flag=int(zero_plus),
+        table=levels,
+        n_sym=2 * len(levels) - 1,
+    )
+
+
+def signed(x, key, scale, levels: np.ndarray, rng_bits: int):
+    """Stochastic rounding of ``x / scale`` (``scale=None``: of ``x``) clipped onto
+    ``levels``; ``x_hat = scale * L[idx]`` (or ``L[idx]``); counts of ``idx``."""
+    normalize = scale is not None
+
+    def fn(a, k, sc):
+        return _jax_signed(a, k, sc, levels, rng_bits, normalize)
+
+    return _dispatch(
+        x,
+        key,
+        scale,
+        fn,
+        mode=SIGNED,
+        rng_bits=rng_bits,
+        flag=int(normalize),
+        table=levels,
+        n_sym=len(levels),
+    )
+
+
+def natural(x, key, rng_bits: int):
+    """Natural compression (stochastic rounding of ``|x|`` to a power of two, signed);
+    counts of the signed exponents (:func:`natural_symbols` symbols, 0 = exact zero)."""
+    return _dispatch(
+        x,
+        key,
+        None,
+        lambda a, k, sc: _jax_natural(a, k, rng_bits),
+        mode=NATURAL,
+        rng_bits=rng_bits,
+        n_sym=natural_symbols(x.dtype),
+    )
+
+
+def nearest(x, scale, thresholds: np.ndarray, levels: np.ndarray):
+    """Deterministic scalar quantization: ``L[#{thresholds < x/scale}]`` (times ``scale``;
+    ``scale=None``: of ``x``); counts of the level indices."""
+    normalize = scale is not None
+    thresholds = np.asarray(thresholds, np.float64)
+    levels = np.asarray(levels, np.float64)
+    return _dispatch(
+        x,
+        None,
+        scale,
+        lambda a, k, sc: _jax_nearest(a, sc, thresholds, levels, normalize),
+        mode=NEAREST,
+        flag=int(normalize),
+        table=np.concatenate([thresholds, levels]),
+        n_sym=len(levels),
+    )
+
+
+def sign(x, scale=None):
+    """``+-1`` by ``x >= 0`` (times ``scale`` unless None); counts ``[#negative, #(x >= 0)]``."""
+    scaled = scale is not None
+    return _dispatch(
+        x,
+        None,
+        scale,
+        lambda a, k, sc: _jax_sign(a, sc, scaled),
+        mode=SIGN,
+        flag=int(scaled),
+        n_sym=2,
+    )
+
+
+def keep_above(x, t):
+    """``x`` where ``|x| > t``, else 0; counts ``[#dropped, #kept]``."""
+    return _dispatch(x, None, t, lambda a, k, sc: _jax_keep(a, sc), mode=THRESHOLD, n_sym=2)
+
+
+def _jax_rand_keys(x, key):
+    bits = jax.random.bits(key, x.shape, jnp.uint32)
+    keys = jax.lax.bitcast_convert_type((bits >> 2) + jnp.uint32(0x00800000), jnp.float32)
+    return keys.astype(x.dtype), jnp.full((1,), x.shape[0], jnp.int32)
+
+
+def rand_keys(x, key):
+    """Rand-K's selection keys: ``(bits >> 2) + 2^23`` of ``jax.random.bits(key, (d,),
+    uint32)`` bit-cast to normal positive float32 numbers (monotone in the bits), in
+    ``x.dtype`` (an exact widening, so the order and the ties are those of the float32 keys).
+    Only ``x``'s shape and dtype are used."""
+    keys, _ = _dispatch(
+        x,
+        key,
+        None,
+        lambda a, k, sc: _jax_rand_keys(a, k),
+        mode=RAND_KEYS,
+        n_sym=1,
+        policy=False,
+    )
+    return keys
+
+
+__all__ = [
+    "keep_above",
+    "magnitude",
+    "native_available",
+    "natural",
+    "natural_symbols",
+    "nearest",
+    "propagates_nonfinite",
+    "rand_keys",
+    "sign",
+    "signed",
+    "stochastic_levels",
+]

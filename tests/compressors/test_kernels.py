@@ -1,0 +1,266 @@
+"""The one-pass quantizer kernel (ratedist/_native/quantize.cc) against the pure-JAX path.
+
+- Equality: on CPU the native kernel gives the SAME bits as the pure-JAX code (the
+  compressors' original jax.numpy expressions with jax.random draws), for every mode, both
+  float dtypes, 8/16/32 random bits, batched keys (vmap), zeros, subnormals, a zero vector.
+- Monte Carlo: every stochastic compressor on the new path is unbiased and has the
+  per-coordinate variance of its closed form, ``(b - r)(r - a) scale^2`` for rounding r
+  between neighbouring levels a < r < b, within 5 standard errors.
+- Determinism: the same key gives the same bits with 1 and with several XLA threads, and with
+  ``RATEDIST_NATIVE=0`` (subprocesses).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ratedist.compressors import _kernels, make
+
+pytestmark = pytest.mark.skipif(
+    not _kernels.native_available(jnp.float32), reason="native kernels not built here"
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _vector(dtype, d=3000, seed=0):
+    """Gaussian entries with exact zeros, -0.0, tiny and (for the dtype) subnormal values."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(d)
+    x[::97] = 0.0
+    x[1::97] = -0.0
+    x[2::97] *= 1e-30
+    tiny = np.finfo(dtype).smallest_subnormal
+    x[3::97] = tiny * rng.integers(1, 50, size=x[3::97].shape)
+    x[4::97] = -tiny * 3
+    return jnp.asarray(x.astype(dtype))
+
+
+def _rms(x):
+    return jnp.sqrt(jnp.sum(x * x) / x.shape[0])
+
+
+LV16 = np.arange(16) / 15.0
+NUQ = np.array([0.0, 0.25, 0.5, 1.0])
+SIGNED = np.linspace(-2.0, 2.0, 8)
+SIGNED_LONG = np.linspace(-3.0, 3.0, 200)  # binary-search branch of the kernel
+
+#: name -> fn(x, key) -> (x_hat, counts); every mode of the kernel
+CASES = {
+    "qsgd32": lambda x, k: _kernels.magnitude(x, k, jnp.sqrt(jnp.sum(x * x)), LV16, 32),
+    "qsgd8": lambda x, k: _kernels.magnitude(x, k, jnp.sqrt(jnp.sum(x * x)), LV16, 8),
+    "qsgd16": lambda x, k: _kernels.magnitude(x, k, jnp.sqrt(jnp.sum(x * x)), LV16, 16),
+    "nuqsgd": lambda x, k: _kernels.magnitude(x, k, jnp.sqrt(jnp.sum(x * x)), NUQ, 32),
+    "terngrad": lambda x, k: _kernels.magnitude(
+        x, k, jnp.max(jnp.abs(x)), np.array([0.0, 1.0]), 32, zero_plus=True
+    ),
+    "zero_vector": lambda x, k: _kernels.magnitude(0 * x, k, jnp.sum(0 * x), LV16, 32),
+    "signed_rms": lambda x, k: _kernels.signed(x, k, _rms(x), SIGNED, 32),
+    "signed_raw8": lambda x, k: _kernels.signed(x, k, None, SIGNED, 8),
+    "signed_long": lambda x, k: _kernels.signed(x, k, _rms(x), SIGNED_LONG, 16),
+    "natural32": lambda x, k: _kernels.natural(x, k, 32),
+    "natural8": lambda x, k: _kernels.natural(x, k, 8),
+    "nearest": lambda x, k: _kernels.nearest(
+        x, _rms(x), np.linspace(-1.5, 1.5, 7), np.linspace(-2, 2, 8)
+    ),
+    "nearest_long": lambda x, k: _kernels.nearest(
+        x, None, np.linspace(-2.9, 2.9, 99), np.linspace(-3, 3, 100)
+    ),
+    "sign": lambda x, k: _kernels.sign(x),
+    "scaled_sign": lambda x, k: _kernels.sign(x, jnp.sum(jnp.abs(x)) / x.shape[0]),
+    "threshold": lambda x, k: _kernels.keep_above(x, 0.7 * _rms(x)),
+    "rand_keys": lambda x, k: (_kernels.rand_keys(x, k), jnp.zeros((1,), jnp.int32)),
+}
+
+
+def _pure(fn, *args, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(_kernels, "native_available", lambda dtype: False)
+        return jax.jit(fn)(*args)
+
+
+def _same_bits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
+def test_native_equals_pure_jax_bit_for_bit(dtype, monkeypatch):
+    x = _vector(dtype)
+    key = jax.random.key(11)
+    for name, fn in CASES.items():
+        native = jax.jit(fn)(x, key)
+        pure = _pure(fn, x, key, monkeypatch=monkeypatch)
+        for a, b in zip(native, pure, strict=True):
+            assert _same_bits(a, b), name
+        # the counts are the histogram of what was sent: they sum to d
+        assert name == "rand_keys" or int(np.sum(native[1])) == x.shape[0], name
+
+
+def test_native_equals_pure_jax_under_vmap_and_raw_keys(monkeypatch):
+    xs = jnp.stack([_vector(np.float32, 1000, s) for s in range(3)])
+    keys = jax.random.split(jax.random.key(5), 3)
+    raw = jax.random.PRNGKey(9)  # a raw uint32 key of the default implementation
+    for name in ("qsgd32", "natural8", "scaled_sign"):
+        fn = jax.vmap(CASES[name])
+        for a, b in zip(
+            jax.jit(fn)(xs, keys), _pure(fn, xs, keys, monkeypatch=monkeypatch), strict=True
+        ):
+            assert _same_bits(a, b), name
+        one = CASES[name]
+        for a, b in zip(
+            jax.jit(one)(xs[0], raw), _pure(one, xs[0], raw, monkeypatch=monkeypatch), strict=True
+        ):
+            assert _same_bits(a, b), name
+
+
+def test_compressors_use_the_kernel_and_match_the_pure_path(monkeypatch):
+    """Whole compressors (info included) agree with the pure-JAX path; the kernel is in the HLO."""
+    x = _vector(np.float64, 2000, 3)
+    key = jax.random.key(2)
+    specs = [
+        "qsgd:s=4",
+        "natural",
+        "scalar:method=tnq,bits=3",
+        "scalar:method=lloyd-max,bits=3",
+        "threshold:kappa=0.05",
+        "rand-k-unbiased:k=50",
+    ]
+    for spec in specs:
+        c = make(spec)
+
+        def f(x, k, c=c):
+            return c.update(x, c.init(x), key=k)
+
+        lowered = jax.jit(f).lower(x, key)
+        assert "ratedist_quantize_f64" in lowered.as_text(), spec  # rand-k: its keys
+        native = lowered.compile()(x, key)
+        pure = _pure(f, x, key, monkeypatch=monkeypatch)
+        for a, b in zip(jax.tree.leaves(native), jax.tree.leaves(pure), strict=True):
+            assert _same_bits(a, b), spec
+
+
+# ----------------------------------------------------------------------------- Monte Carlo
+def _two_point_variance(r, levels):
+    """Closed form: variance of unbiased rounding of r (in [L0, L-1]) between its levels."""
+    r = np.clip(r, levels[0], levels[-1])
+    hi_idx = np.clip(np.searchsorted(levels, r, side="right"), 1, len(levels) - 1)
+    a, b = levels[hi_idx - 1], levels[hi_idx]
+    return (b - r) * (r - a)
+
+
+def _reference(spec, x):
+    """(mean, variance) per coordinate, computed here with numpy from the papers' formulas."""
+    ax = np.abs(x)
+    if spec.startswith("qsgd") or spec.startswith("nuqsgd"):
+        s = int(spec.split("=")[1])
+        if spec.startswith("qsgd"):
+            levels = np.arange(s + 1) / s
+        else:
+            levels = np.concatenate([[0.0], 2.0 ** -np.arange(s - 1, -1, -1)])
+        norm = np.linalg.norm(x)
+        return x, norm**2 * _two_point_variance(ax / norm, levels)
+    if spec == "terngrad":
+        st = ax.max()
+        return x, st * ax - x**2
+    if spec == "natural":
+        low = 2.0 ** np.floor(np.log2(np.where(ax > 0, ax, 1.0)))
+        return x, np.where(ax > 0, (2 * low - ax) * (ax - low), 0.0)
+    raise AssertionError(spec)
+
+
+@pytest.mark.parametrize(
+    "spec", ["qsgd:s=1", "qsgd:s=4", "nuqsgd:s=3", "terngrad", "natural", "tnq"]
+)
+def test_monte_carlo_unbiased_with_closed_form_variance(spec):
+    d, n = 48, 4000
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(d) * rng.choice([0.01, 1.0, 3.0], size=d)
+    x[5] = 0.0
+    if spec == "tnq":
+        comp = make("scalar:method=tnq,bits=3")
+        levels = np.asarray(comp.facts.params["levels"])
+        for _ in range(100):  # clip into the levels' range (a fixed point: no truncation)
+            sigma = np.linalg.norm(x) / np.sqrt(d)
+            x = np.clip(x, 0.9 * levels[0] * sigma, 0.9 * levels[-1] * sigma)
+        sigma = np.linalg.norm(x) / np.sqrt(d)
+        assert levels[0] < (x / sigma).min() and (x / sigma).max() < levels[-1]
+        mean, var = x, sigma**2 * _two_point_variance(x / sigma, levels)
+    else:
+        comp = make(spec)
+        mean, var = _reference(spec, x)
+    xj = jnp.asarray(x)
+    keys = jax.random.split(jax.random.key(123), n)
+    hlo = jax.jit(lambda k: comp.update(xj, comp.init(xj), key=k)[0]).lower(keys[0]).as_text()
+    assert "ratedist_quantize" in hlo  # the Monte Carlo runs on the new path
+    out = np.asarray(jax.jit(jax.vmap(lambda k: comp.update(xj, comp.init(xj), key=k)[0]))(keys))
+    emp_mean = out.mean(axis=0)
+    se_mean = np.sqrt(var / n)
+    exact = var < 1e-12 * np.maximum(x**2, 1e-300)
+    np.testing.assert_allclose(emp_mean[exact], mean[exact], rtol=1e-12, atol=1e-300)
+    z = np.abs(emp_mean - mean)[~exact] / se_mean[~exact]
+    assert z.max() < 5.0, (spec, z.max())
+    # total variance E||C(x) - x||^2 against sum of the closed-form variances
+    err = ((out - x) ** 2).sum(axis=1)
+    se_tot = err.std(ddof=1) / np.sqrt(n)
+    assert abs(err.mean() - var.sum()) < 5.0 * se_tot, (spec, err.mean(), var.sum(), se_tot)
+
+
+# ----------------------------------------------------------------------------- determinism
+_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json
+    import jax, jax.numpy as jnp, numpy as np
+    from ratedist.compressors import _kernels, make
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(100_003).astype(np.float32))
+    h = hashlib.sha256()
+    for spec in ("qsgd:s=15", "natural:rng_bits=8"):
+        c = make(spec)
+        f = jax.jit(lambda v, k, c=c: c.update(v, c.init(v), key=k)[0])
+        h.update(np.asarray(f(x, jax.random.key(42))).tobytes())
+    print(json.dumps({"native": _kernels.native_available(jnp.float32), "hash": h.hexdigest()}))
+    """
+)
+
+
+def _run(env_extra):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **env_extra}
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_same_key_same_bits_with_one_or_many_threads_and_without_the_kernel():
+    single = " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    base = os.environ.get("XLA_FLAGS", "").replace(single, "")
+    one = _run({"XLA_FLAGS": base + single})
+    many = _run({"XLA_FLAGS": base})  # XLA's default: a multi-threaded CPU client
+    off = _run({"RATEDIST_NATIVE": "0"})
+    assert one["native"] and many["native"] and not off["native"]
+    assert one["hash"] == many["hash"] == off["hash"]
+
+
+def test_non_finite_entries_pass_through_on_both_paths(monkeypatch):
+    """x_hat_i = x_i where x_i is NaN or +-inf (the compressors' policy), in the kernel too."""
+    x = np.array(_vector(np.float32, 600, 4))
+    bad = np.array([np.nan, np.inf, -np.inf], np.float32)
+    x[[7, 300, 599]] = bad
+    x = jnp.asarray(x)
+    key = jax.random.key(8)
+    for name in ("qsgd32", "natural8", "signed_rms", "nearest", "sign", "threshold"):
+        fn = CASES[name]
+        native = np.asarray(jax.jit(fn)(x, key)[0])
+        pure = np.asarray(_pure(fn, x, key, monkeypatch=monkeypatch)[0])
+        assert _same_bits(native, pure), name
+        assert np.isnan(native[7]) and native[300] == np.inf and native[599] == -np.inf, name
