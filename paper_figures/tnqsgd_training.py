@@ -27,6 +27,17 @@ each compressor's entropy-coded bits per coordinate and step (at the common step
 container budget, open = under or off budget. Many final losses lie within 2 SE of each other:
 those measured ranks are not resolved by 3 seeds.
 
+What it shows (table in tnqsgd_training.txt; ``docs/gradients.md`` discusses it). At the common
+step, TNQ/TUQ train slowest of the ranked compressors on the logistic model and the MLP (rho
+-0.13 to -0.57 from captured gradients): their truncation shrinks the update like a smaller
+step. At the tuned step rho turns positive on the logistic model (+0.71, +0.61, +0.32) and the
+MLP at 2 bits (+0.64), near zero at 3-4 bits (-0.04, 0.00). On the CNN the prediction does best:
+rho +0.45/+0.43/+0.11 at the common step, +0.67/+0.68/+0.57 tuned (fitted model +0.75/+0.79/
++0.54); TNQ is 4th, 3rd, 2nd tuned and beats TUQ at 3-4 bits (within 2 SE). TNQ is first
+nowhere: scaled sign + EF (1 bit) leads every cell at the tuned step. Every tuned step of the
+logistic model and the MLP is bracketed by its grid; on the CNN 14 of 27 sit on the grid's
+lower edge (1x, starred).
+
 Run: ``python3 paper_figures/tnqsgd_training.py`` (writes tnqsgd_training.png and
 tnqsgd_training.txt, the results table, beside itself).
 """
