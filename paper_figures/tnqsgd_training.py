@@ -6,7 +6,7 @@ images per step, compress their gradient (the whole model as one vector), the se
 and takes a plain SGD step; 200 steps (100 for the CNN), 3 evaluation seeds (initial parameters,
 minibatches, compressor randomness). Every compressor runs at the model's common step size and at
 the step size tuned for it (grid ``compare.LR_FACTORS`` x the common one: 1, 3, 10, 30, 100 for
-the logistic model, 0.3, 1, 3, 10, 30 for the MLP, 1, 3, 10, 30 for the CNN; chosen on 3
+the logistic model, 0.3, 1, 3, 10, 30 for the MLP and the CNN; chosen on 3
 separate tuning seeds). All compressors of a model train in one program
 (``compare.train_group``). Budgets
 count the ``container`` layer INCLUDING side information (norms, scales, Top-K indices), per
@@ -32,11 +32,11 @@ step, TNQ/TUQ train slowest of the ranked compressors on the logistic model and 
 -0.13 to -0.57 from captured gradients): their truncation shrinks the update like a smaller
 step. At the tuned step rho turns positive on the logistic model (+0.71, +0.61, +0.32) and the
 MLP at 2 bits (+0.64), near zero at 3-4 bits (-0.04, 0.00). On the CNN the prediction does best:
-rho +0.45/+0.43/+0.11 at the common step, +0.67/+0.68/+0.57 tuned (fitted model +0.75/+0.79/
+rho +0.45/+0.43/+0.11 at the common step, +0.67/+0.64/+0.57 tuned (fitted model +0.75/+0.75/
 +0.54); TNQ is 4th, 3rd, 2nd tuned and beats TUQ at 3-4 bits (within 2 SE). TNQ is first
 nowhere: scaled sign + EF (1 bit) leads every cell at the tuned step. Every tuned step of the
-logistic model and the MLP is bracketed by its grid; on the CNN 14 of 27 sit on the grid's
-lower edge (1x, starred).
+logistic model and the MLP is bracketed by its grid; on the CNN 3 of 27 (QSGD, NUQSGD) sit on
+its lower edge (0.3x, starred).
 
 Run: ``python3 paper_figures/tnqsgd_training.py`` (writes tnqsgd_training.png and
 tnqsgd_training.txt, the results table, beside itself).
