@@ -54,10 +54,29 @@ compressors' :class:`~ratedist.compressors.CompressInfo` (``entropy_bits``), acc
 step. Budgets are matched on the container layer only.
 
 **Step sizes.** Each compressor runs at the common step size of the model
-(:data:`LEARNING_RATES`) and at a step size tuned for it: one :func:`train_grid` program trains
-the grid :data:`LR_FACTORS` x the common step on the evaluation seeds and on the separate
-:data:`TUNING_SEEDS`; the factor of least mean final loss on the tuning seeds is chosen, and its
-results on the evaluation seeds are reported.
+(:data:`LEARNING_RATES`) and at a step size tuned for it: the grid :data:`LR_FACTORS` x the
+common step is trained on the evaluation seeds and on the separate :data:`TUNING_SEEDS`; the
+factor of least mean final loss on the tuning seeds is chosen, and its results on the
+evaluation seeds are reported.
+
+**Plan and cost** (measured on the 2 shared CPU cores of the development machine, load
+average ~10, so ~4x the unloaded times; the convolutional model compiles in ~11.5 s
+unloaded). One compressor's grid as its own program costs, for ``cnn-digits`` (5 step sizes x
+6 seeds x 100 steps), 49 s to compile and 53 s to run; for ``mlp-digits`` (200 steps) 19 s and
+3.5 s: compilation dominates the small models and is half of the CNN's cost, and 18 distinct
+compressors per model make 18 programs. Hence :func:`train_group`: ONE program per model for
+all its compressors, in which the model's gradient is traced once for the runs of every
+compressor, step size and seed, and only the compressor and the SGD step are traced per
+compressor (``logistic-digits``: 18 compressors x 30 runs x 200 steps, 102 s to compile and
+10 s to run at load ~10). A traced budget (one program per compressor family, the budget an
+input) is not possible with these compressors: TNQ/TUQ/QSGD/NUQSGD bake their level tables
+into the trace and Top-K's ``k`` is a static shape. The runs are grouped by seed inside the
+program (the runs of one seed share its minibatches), so the convolutions see one batch of
+images per seed and fold the runs into their output channels: flattening all 432 runs of the
+CNN into one vmap instead turned them into a 432-group convolution, 18 s per step. The CNN runs
+:data:`STEPS` = 100 steps (its per-step cost is ~20x the MLP's); each factor of its step grid
+costs a fifth of its run time (the runs dominate the CNN's program: 41 s to compile, 668 s to
+run 18 compressors x 5 step sizes x 6 seeds at load ~5).
 """
 
 from __future__ import annotations
@@ -95,8 +114,21 @@ LEARNING_RATES: dict[str, float] = {
     "cnn-digits": 0.3,
     "logistic-breast-cancer": 1.0,
 }
-#: Step-size grid of the per-compressor tuning, as factors of :data:`LEARNING_RATES`.
-LR_FACTORS: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0)
+#: Step-size grid of the per-compressor tuning per model, as factors of
+#: :data:`LEARNING_RATES` (1 = the common step must be in it). With the grid 0.3, 1, 3, 10 most
+#: tuned steps of the logistic model and many of the MLP sat on the top edge (10); 30 is added
+#: everywhere and 100 for the logistic model, whose 0.3 was never chosen and is dropped. The
+#: CNN has the MLP's grid: without 0.3 (it trained TNQ worst in a pilot) 14 of its 27 tuned
+#: steps were the common step, on the lower edge of the grid.
+LR_FACTORS: dict[str, tuple[float, ...]] = {
+    "logistic-digits": (1.0, 3.0, 10.0, 30.0, 100.0),
+    "mlp-digits": (0.3, 1.0, 3.0, 10.0, 30.0),
+    "cnn-digits": (0.3, 1.0, 3.0, 10.0, 30.0),
+    "logistic-breast-cancer": (0.3, 1.0, 3.0, 10.0, 30.0),
+}
+#: SGD steps per model in :func:`run_comparison` (default 200). The CNN runs 100: its step
+#: costs ~20x the MLP's on 2 CPU cores (convolutions of 8x8 images vmapped over runs).
+STEPS: dict[str, int] = {"cnn-digits": 100}
 #: Seeds on which the step size is tuned (disjoint from the evaluation seeds 0, 1, 2).
 TUNING_SEEDS: tuple[int, ...] = (100, 101, 102)
 #: Compressor labels in display order.
@@ -195,6 +227,7 @@ class TrainCurves(NamedTuple):
             uncompressed).
         test_accuracy: ``(S,)`` test accuracy of the final parameters.
         seconds: wall time of the call (compilation included).
+        compile_seconds: the part of ``seconds`` spent tracing and compiling the program.
     """
 
     steps: np.ndarray
@@ -203,6 +236,7 @@ class TrainCurves(NamedTuple):
     entropy_bits: np.ndarray
     test_accuracy: np.ndarray
     seconds: float
+    compile_seconds: float = math.nan
 
 
 def train(
@@ -280,6 +314,45 @@ def train_grid(
     Raises:
         ValueError: as :func:`train`; an empty ``lrs`` or a step size that is not positive.
     """
+    return train_group(
+        model,
+        [(compressor, error_feedback)],
+        lrs,
+        seeds=seeds,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        n_workers=n_workers,
+    )[0]
+
+
+def train_group(
+    model: GradientModel | str,
+    members: Sequence[tuple[Compressor | None, bool]],
+    lrs: Sequence[float],
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    steps: int = 200,
+    batch_size: int = 32,
+    eval_every: int = 10,
+    n_workers: int = N_WORKERS,
+) -> list[TrainCurves]:
+    """:func:`train_grid` for several compressors ``members = [(compressor, error_feedback),
+    ...]`` in ONE compiled program: one :class:`TrainCurves` per member, each exactly what
+    :func:`train_grid` returns for it alone (same seeds, minibatches and compressor keys) up to
+    float rounding.
+
+    The model's minibatch gradients of all members' runs are ONE vmapped computation (the
+    model enters the program once, however many compressors); only the compression and the
+    SGD step are traced per member. Compiling the model's gradient dominates the compile time
+    of the convolutional model (~11.5 s of a ~12 s program on 2 cores), so a group of ``M``
+    compressors compiles in about the time of one. The full-training-set evaluation maps over
+    the members (``lax.map``: one member's runs at a time, to bound memory).
+    ``seconds`` and ``compile_seconds`` of every member are those of the whole program.
+
+    Raises:
+        ValueError: as :func:`train_grid`; no members.
+    """
     if isinstance(model, str):
         model = MODELS.get(model)
     eval_every = check_int("eval_every", eval_every, min_value=1)
@@ -290,97 +363,159 @@ def train_grid(
     lrs = [float(v) for v in lrs]
     if not lrs or not all(v > 0 and math.isfinite(v) for v in lrs):
         raise ValueError(f"lrs must be one or more positive finite step sizes, got {lrs}")
+    members = list(members)
+    if not members:
+        raise ValueError("members must name at least one (compressor, error_feedback) pair")
     split = model.data()
     check_int("batch_size", batch_size, min_value=1, max_value=split.x_train.shape[0])
     x_tr, y_tr = jnp.asarray(split.x_train), jnp.asarray(split.y_train)
     x_te, y_te = jnp.asarray(split.x_test), jnp.asarray(split.y_test)
     n_train = x_tr.shape[0]
     grad = jax.grad(model.loss)
+    n_lr, n_seed, n_m = len(lrs), len(seeds), len(members)
+    n_run = n_lr * n_seed
 
-    def one_run(
-        seed_key: Any, lr: Any, x_tr: Any, y_tr: Any, x_te: Any, y_te: Any
-    ) -> tuple[Any, Any, Any, Any]:
-        k_init, k_data, k_comp = jax.random.split(seed_key, 3)
-        params = model.init(k_init)
-        d = ravel_pytree(params)[0].size
+    def make_tx(m: int, lr: Any, k_comp: Any) -> Any:
+        compressor, ef = members[m]
         if compressor is None:
-            tx = optax.sgd(lr)
-        else:
-            tx = optax.chain(
-                compress_then_average(
-                    compressor, n_workers=n_workers, key=k_comp, error_feedback=error_feedback
-                ),
-                optax.sgd(lr),
-            )
-        opt_state = tx.init(params)
+            return optax.sgd(lr)
+        return optax.chain(
+            compress_then_average(compressor, n_workers=n_workers, key=k_comp, error_feedback=ef),
+            optax.sgd(lr),
+        )
 
-        def bits_of(state: Any, t: Any) -> tuple[Any, Any]:
-            if compressor is None:
-                full = jnp.asarray(t * FLOAT_BITS * d, jnp.float32)
-                return full, full
-            return (
-                state[0].container_bits.astype(jnp.float32) / n_workers,
-                state[0].entropy_bits.astype(jnp.float32) / n_workers,
+    def keys_of(seed_key: Any) -> tuple[Any, Any, Any]:
+        return tuple(jax.random.split(seed_key, 3))
+
+    def init_run(m: int, seed_key: Any, lr: Any) -> tuple[Any, Any]:
+        k_init, _, k_comp = keys_of(seed_key)
+        params = model.init(k_init)
+        return params, make_tx(m, lr, k_comp).init(params)
+
+    def seed_grads(params: Any, seed_key: Any, t: Any, x_tr: Any, y_tr: Any) -> Any:
+        """Every worker's gradient for all ``P`` runs of one seed (they share its minibatches):
+        ``(P, N, ...)``. The runs are vmapped over the parameters only, so a convolution folds
+        them into its output channels instead of becoming a grouped convolution."""
+        k_t = jax.random.fold_in(keys_of(seed_key)[1], t)
+
+        def one(i: Any) -> Any:
+            idx = jax.random.randint(jax.random.fold_in(k_t, i), (batch_size,), 0, n_train)
+            return jax.vmap(grad, in_axes=(0, None, None))(params, x_tr[idx], y_tr[idx])
+
+        g = jax.vmap(one)(jnp.arange(n_workers))  # (N, P, ...)
+        return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), g)
+
+    def apply_run(m: int, params: Any, state: Any, grads: Any, seed_key: Any, lr: Any) -> Any:
+        if members[m][0] is None:
+            grads = jax.tree_util.tree_map(  # the fixed-order mean of optax.py
+                lambda g: (
+                    (jnp.ones((n_workers,), g.dtype) @ g.reshape(n_workers, -1)).reshape(
+                        g.shape[1:]
+                    )
+                    / n_workers
+                ),
+                grads,
             )
+        updates, state = make_tx(m, lr, keys_of(seed_key)[2]).update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    def bits_of(m: int, state: Any, t: Any, d: int) -> tuple[Any, Any]:
+        if members[m][0] is None:
+            full = jnp.full((n_run,), t * FLOAT_BITS * d, jnp.float32)
+            return full, full
+        return (
+            state[0].container_bits.astype(jnp.float32) / n_workers,
+            state[0].entropy_bits.astype(jnp.float32) / n_workers,
+        )
+
+    def stack(trees: Sequence[Any]) -> Any:
+        return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
+    def program(run_keys: Any, run_lrs: Any, x_tr: Any, y_tr: Any, x_te: Any, y_te: Any) -> Any:
+        seed_keys = jax.vmap(jax.random.wrap_key_data)(run_keys)
+        carry = tuple(
+            jax.vmap(lambda k, lr, m=m: init_run(m, k, lr))(seed_keys, run_lrs) for m in range(n_m)
+        )
+        d = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], carry[0][0]))[0].size
+        by_seed = jax.vmap(seed_grads, in_axes=(0, 0, None, None, None))
+
+        def losses_of(carry: Any, x: Any, y: Any, fn: Any) -> Any:  # (M, R)
+            params = stack([p for p, _ in carry])
+            return lax.map(lambda p: jax.vmap(fn, in_axes=(0, None, None))(p, x, y), params)
 
         def step(carry: Any, t: Any) -> tuple[Any, None]:
-            params, state = carry
-            k_t = jax.random.fold_in(k_data, t)
-
-            def worker_grad(i: Any) -> Any:
-                idx = jax.random.randint(jax.random.fold_in(k_t, i), (batch_size,), 0, n_train)
-                return grad(params, x_tr[idx], y_tr[idx])
-
-            grads = jax.vmap(worker_grad)(jnp.arange(n_workers))
-            if compressor is None:
-                grads = jax.tree_util.tree_map(  # the fixed-order mean of optax.py
-                    lambda g: (
-                        (jnp.ones((n_workers,), g.dtype) @ g.reshape(n_workers, -1)).reshape(
-                            g.shape[1:]
-                        )
-                        / n_workers
-                    ),
-                    grads,
-                )
-            updates, state = tx.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), None
+            # the model's gradients of every member's runs at once, grouped by seed: run
+            # r = l * S + s of member m is row (m * L + l, s) of (M * L, S)
+            params = jax.tree_util.tree_map(
+                lambda *a: jnp.swapaxes(
+                    jnp.concatenate(a).reshape(n_m * n_lr, n_seed, *a[0].shape[1:]), 0, 1
+                ),
+                *[p for p, _ in carry],
+            )  # (S, M * L, ...)
+            grads = jax.tree_util.tree_map(
+                lambda a: jnp.swapaxes(a, 0, 1).reshape(n_m * n_run, *a.shape[2:]),
+                by_seed(params, seed_keys[:n_seed], t, x_tr, y_tr),
+            )  # (M * R, N, ...)
+            out = []
+            for m, (p, s) in enumerate(carry):
+                g = jax.tree_util.tree_map(lambda a, m=m: a[m * n_run : (m + 1) * n_run], grads)
+                out.append(jax.vmap(lambda *a, m=m: apply_run(m, *a))(p, s, g, seed_keys, run_lrs))
+            return tuple(out), None
 
         def block(carry: Any, b: Any) -> tuple[Any, tuple[Any, Any, Any]]:
-            ts = b * eval_every + jnp.arange(eval_every)
-            carry, _ = lax.scan(step, carry, ts)
-            params, state = carry
-            cb, eb = bits_of(state, (b + 1) * eval_every)
-            return carry, (model.loss(params, x_tr, y_tr), cb, eb)
+            carry, _ = lax.scan(step, carry, b * eval_every + jnp.arange(eval_every))
+            t = (b + 1) * eval_every
+            bits = [bits_of(m, s, t, d) for m, (_, s) in enumerate(carry)]
+            return carry, (
+                losses_of(carry, x_tr, y_tr, model.loss),
+                jnp.stack([cb for cb, _ in bits]),
+                jnp.stack([eb for _, eb in bits]),
+            )
 
-        loss0 = model.loss(params, x_tr, y_tr)
-        (params, _), (losses, bits, ebits) = lax.scan(
-            block, (params, opt_state), jnp.arange(steps // eval_every)
+        loss0 = losses_of(carry, x_tr, y_tr, model.loss)
+        carry, (losses, bits, ebits) = lax.scan(block, carry, jnp.arange(steps // eval_every))
+        zero = jnp.zeros((1, n_m, n_run), jnp.float32)
+        return (
+            jnp.concatenate([loss0[None], losses]),  # (E, M, R)
+            jnp.concatenate([zero, bits]),
+            jnp.concatenate([zero, ebits]),
+            losses_of(carry, x_te, y_te, model.accuracy),  # (M, R)
         )
-        losses = jnp.concatenate([loss0[None], losses])
-        bits = jnp.concatenate([jnp.zeros((1,), bits.dtype), bits])
-        ebits = jnp.concatenate([jnp.zeros((1,), ebits.dtype), ebits])
-        return losses, bits, ebits, model.accuracy(params, x_te, y_te)
 
     keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
-    n_lr, n_seed = len(lrs), len(seeds)
-    # one flat batch of (step size, seed) pairs; the data are arguments, not closed-over
-    # constants: XLA folds large constants slowly
-    flat_keys = jnp.tile(keys, (n_lr, 1))
-    flat_lrs = jnp.repeat(jnp.asarray(lrs, jnp.float32), n_seed)
-    run = jax.jit(
-        jax.vmap(
-            lambda kd, lr, *data: one_run(jax.random.wrap_key_data(kd), lr, *data),
-            in_axes=(0, 0, None, None, None, None),
-        )
+    # one flat batch of (step size, seed) runs per member; the data are arguments, not
+    # closed-over constants: XLA folds large constants slowly
+    args = (
+        jnp.tile(keys, (n_lr, 1)),
+        jnp.repeat(jnp.asarray(lrs, jnp.float32), n_seed),
+        x_tr,
+        y_tr,
+        x_te,
+        y_te,
     )
     t0 = time.perf_counter()
-    out = jax.block_until_ready(run(flat_keys, flat_lrs, x_tr, y_tr, x_te, y_te))
+    compiled = jax.jit(program).lower(*args).compile()
+    t_compile = time.perf_counter() - t0
     losses, bits, ebits, acc = (
-        np.asarray(a, np.float64).reshape(n_lr, n_seed, *a.shape[1:]) for a in out
+        np.asarray(a, np.float64) for a in jax.block_until_ready(compiled(*args))
     )
-    return TrainCurves(
-        np.arange(0, steps + 1, eval_every), losses, bits, ebits, acc, time.perf_counter() - t0
-    )
+    seconds = time.perf_counter() - t0
+
+    def curves(a: np.ndarray) -> np.ndarray:  # (E, R) -> (L, S, E)
+        return a.T.reshape(n_lr, n_seed, a.shape[0])
+
+    return [
+        TrainCurves(
+            np.arange(0, steps + 1, eval_every),
+            curves(losses[:, m]),
+            curves(bits[:, m]),
+            curves(ebits[:, m]),
+            acc[m].reshape(n_lr, n_seed),
+            seconds,
+            t_compile,
+        )
+        for m in range(n_m)
+    ]
 
 
 # ---------------------------------------------------------------------------- prediction
@@ -543,24 +678,25 @@ class _Trained(NamedTuple):
 
 
 def run_comparison(
-    models: Sequence[str] = ("logistic-digits", "mlp-digits"),
+    models: Sequence[str] = ("logistic-digits", "mlp-digits", "cnn-digits"),
     budgets: Sequence[int] = BUDGETS,
     *,
     seeds: Sequence[int] = (0, 1, 2),
     tuning_seeds: Sequence[int] = TUNING_SEEDS,
-    lr_factors: Sequence[float] = LR_FACTORS,
-    steps: int = 200,
+    lr_factors: Sequence[float] | None = None,
+    steps: int | None = None,
     batch_size: int = 32,
     eval_every: int = 20,
     log: Any = None,
 ) -> list[Row]:
     """Train every model with every compressor of :func:`budget_table` at every budget.
 
-    Every compressor runs ONE :func:`train_grid` program over the step sizes
-    ``lr_factors x LEARNING_RATES[model]`` and the seeds ``seeds + tuning_seeds``. The common
-    step size (factor 1, which must be in ``lr_factors``) on ``seeds`` gives the common-step
-    results; the factor of least mean final loss on ``tuning_seeds`` is the tuned step size,
-    and its results on ``seeds`` (not those it was chosen on) are the tuned-step results.
+    Per model, ONE :func:`train_group` program trains every distinct compressor of every
+    budget over the step sizes ``lr_factors x LEARNING_RATES[model]`` and the seeds ``seeds +
+    tuning_seeds`` (the model is compiled once, not once per compressor). The common step size
+    (factor 1, which must be in ``lr_factors``) on ``seeds`` gives the common-step results; the
+    factor of least mean final loss on ``tuning_seeds`` is the tuned step size, and its results
+    on ``seeds`` (not those it was chosen on) are the tuned-step results.
 
     Ranks are within one (model, budget) over the compressors whose status is ``"matched"``
     or ``"under"`` (NaN for ``"off"``): predicted by :func:`predicted_mse` on the captured
@@ -569,59 +705,70 @@ def run_comparison(
     does not depend on the budget (TernGrad, natural compression, scaled sign) is trained once
     per model and its results reused at every budget.
 
+    Args:
+        lr_factors: step-size grid for every model; None: :data:`LR_FACTORS` of each model.
+        steps: SGD steps for every model; None: :data:`STEPS` of each model (default 200).
+
     Raises:
-        ValueError: 1 not in ``lr_factors``; empty ``tuning_seeds``.
+        ValueError: 1 not in the step-size grid; empty ``tuning_seeds``.
     """
-    lr_factors = [float(f) for f in lr_factors]
-    if 1.0 not in lr_factors:
-        raise ValueError(f"lr_factors must contain 1 (the common step size), got {lr_factors}")
     if not tuning_seeds:
         raise ValueError("tuning_seeds must name at least one seed")
-    i_common = lr_factors.index(1.0)
     ev, tune = slice(0, len(seeds)), slice(len(seeds), len(seeds) + len(tuning_seeds))
     rows: list[Row] = []
     for name in models:
         model = MODELS.get(name)
+        factors = [float(f) for f in (LR_FACTORS[name] if lr_factors is None else lr_factors)]
+        if 1.0 not in factors:
+            raise ValueError(f"lr_factors must contain 1 (the common step size), got {factors}")
+        i_common = factors.index(1.0)
+        n_steps = STEPS.get(name, 200) if steps is None else steps
         grads = captured_gradients(model, seeds=seeds, batch_size=batch_size)
         fitted = fitted_model(grads)
         if log is not None:
             log(f"{name}: fitted model {fitted.best.family} {dict(fitted.best.params)}")
         d = grads.shape[1]
-        lr0 = LEARNING_RATES[name]
-        lrs = [lr0 * f for f in lr_factors]
+        lrs = [LEARNING_RATES[name] * f for f in factors]
+        tables = {b: budget_table(b, d) for b in budgets}
+        # every distinct compressor once (TernGrad, natural, sign serve every budget)
+        members = list(
+            dict.fromkeys((m.spec, m.error_feedback) for t in tables.values() for m in t)
+        )
+        comps = {spec: make(spec) for spec, _ in members}
+        curves = train_group(
+            model,
+            [(comps[spec], ef) for spec, ef in members],
+            lrs,
+            seeds=tuple(seeds) + tuple(tuning_seeds),
+            steps=n_steps,
+            batch_size=batch_size,
+            eval_every=eval_every,
+        )
+        if log is not None:
+            log(
+                f"{name}: {len(members)} compressors x {len(lrs)} step sizes x "
+                f"{len(seeds) + len(tuning_seeds)} seeds x {n_steps} steps in one program: "
+                f"compile {curves[0].compile_seconds:.1f} s, total {curves[0].seconds:.1f} s"
+            )
         done: dict[tuple[str, bool], _Trained] = {}
+        for (spec, ef), c in zip(members, curves, strict=True):
+            it = _tuned_index(c, tune)
+            done[spec, ef] = _Trained(
+                predicted_mse(comps[spec], grads),
+                predicted_mse_fitted(comps[spec], fitted, grads.shape),
+                _at(c, i_common, ev),
+                _at(c, it, ev),
+                lrs[it],
+                c.seconds,
+            )
         for b in budgets:
-            block = []
-            for m in budget_table(b, d):
-                if (m.spec, m.error_feedback) not in done:  # TernGrad, natural, sign: once
-                    comp = make(m.spec)
-                    c = train_grid(
-                        model,
-                        comp,
-                        lrs,
-                        error_feedback=m.error_feedback,
-                        seeds=tuple(seeds) + tuple(tuning_seeds),
-                        steps=steps,
-                        batch_size=batch_size,
-                        eval_every=eval_every,
-                    )
-                    it = _tuned_index(c, tune)
-                    done[m.spec, m.error_feedback] = _Trained(
-                        predicted_mse(comp, grads),
-                        predicted_mse_fitted(comp, fitted, grads.shape),
-                        _at(c, i_common, ev),
-                        _at(c, it, ev),
-                        lrs[it],
-                        c.seconds,
-                    )
-                t = done[m.spec, m.error_feedback]
-                block.append((m, t))
-                if log is not None:
+            block = [(m, done[m.spec, m.error_feedback]) for m in tables[b]]
+            if log is not None:
+                for m, t in block:
                     log(
                         f"{name} b={b} {m.label:17s} mse={t.mse:.4f} fit={t.mse_fit:.4f} "
                         f"loss={t.common.train_loss[:, -1].mean():.4f} "
-                        f"tuned(lr={t.tuned_lr:g})={t.tuned.train_loss[:, -1].mean():.4f} "
-                        f"({t.seconds:.1f} s)"
+                        f"tuned(lr={t.tuned_lr:g})={t.tuned.train_loss[:, -1].mean():.4f}"
                     )
             ranked = [i for i, (m, _) in enumerate(block) if m.status != "off"]
             cols = [
@@ -633,7 +780,7 @@ def run_comparison(
             ranks = {i: tuple(float(c[j]) for c in cols) for j, i in enumerate(ranked)}
             for i, (m, t) in enumerate(block):
                 p, pf, q, qt = ranks.get(i, (math.nan,) * 4)
-                eb = t.common.entropy_bits[:, -1].mean() / (steps * d)
+                eb = t.common.entropy_bits[:, -1].mean() / (n_steps * d)
                 rows.append(
                     Row(
                         name,

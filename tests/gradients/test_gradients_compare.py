@@ -116,3 +116,78 @@ def test_fitted_model_prediction_tracks_the_captured_one():
     a = compare.predicted_mse(comp, grads)
     b = compare.predicted_mse_fitted(comp, fitted, grads.shape)
     assert b == pytest.approx(a, rel=0.1)
+
+
+def _numpy_sgd_losses(seed, lr, steps, eval_every, n_workers=4, batch_size=32):
+    """Reference: plain minibatch SGD of softmax regression on the digits in float64 numpy,
+    with the protocol's minibatch indices (``randint(fold_in(fold_in(k_data, t), i))``)."""
+    import jax
+
+    model = compare.MODELS.get("logistic-digits")
+    split = model.data()
+    x, y = np.asarray(split.x_train, np.float64), np.asarray(split.y_train)
+    k_init, k_data, _ = jax.random.split(jax.random.key(seed), 3)
+    p = model.init(k_init)["dense"]
+    w, b = np.asarray(p["w"], np.float64), np.asarray(p["b"], np.float64)
+
+    def probs(w, b, xb):
+        z = xb @ w + b
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def loss(w, b):
+        return -np.mean(np.log(probs(w, b, x)[np.arange(len(y)), y]))
+
+    def draw(t, i):
+        k = jax.random.fold_in(jax.random.fold_in(k_data, t), i)
+        return jax.random.randint(k, (batch_size,), 0, len(y))
+
+    t_i = np.stack(np.meshgrid(np.arange(steps), np.arange(n_workers), indexing="ij"), -1)
+    all_idx = np.asarray(jax.jit(jax.vmap(jax.vmap(draw)))(t_i[..., 0], t_i[..., 1]))
+    out = [loss(w, b)]
+    for t in range(steps):
+        gw, gb = np.zeros_like(w), np.zeros_like(b)
+        for i in range(n_workers):
+            idx = all_idx[t, i]
+            r = probs(w, b, x[idx])
+            r[np.arange(batch_size), y[idx]] -= 1.0
+            gw += x[idx].T @ r / batch_size / n_workers
+            gb += r.mean(axis=0) / n_workers
+        w, b = w - lr * gw, b - lr * gb
+        if (t + 1) % eval_every == 0:
+            out.append(loss(w, b))
+    return np.array(out)
+
+
+@pytest.mark.slow
+def test_train_group_members_train_as_if_alone():
+    # one program, a compressed member and an uncompressed one: the uncompressed runs (every
+    # step size and seed, re-ordered by seed inside the program) match a numpy SGD loop, and
+    # the compressed member is not the uncompressed one
+    lrs, seeds = (0.5, 2.0), (0, 3)
+    g = compare.train_group(
+        "logistic-digits",
+        [(make("scalar:method=tnq,bits=2"), False), (None, False)],
+        lrs,
+        seeds=seeds,
+        steps=6,
+        eval_every=3,
+    )
+    assert len(g) == 2 and g[1].train_loss.shape == (2, 2, 3)
+    for i, lr in enumerate(lrs):
+        for j, s in enumerate(seeds):
+            ref = _numpy_sgd_losses(s, lr, steps=6, eval_every=3)
+            np.testing.assert_allclose(g[1].train_loss[i, j], ref, rtol=2e-5)
+    np.testing.assert_array_equal(g[1].bits[:, :, -1], 6 * 32 * 650)
+    np.testing.assert_array_equal(g[0].bits[:, :, -1], 6 * (2 * 650 + 32))
+    assert np.all(g[0].train_loss[:, :, 0] == g[1].train_loss[:, :, 0])
+    assert not np.allclose(g[0].train_loss[:, :, -1], g[1].train_loss[:, :, -1], rtol=1e-3)
+    assert g[0].compile_seconds <= g[0].seconds
+    with pytest.raises(ValueError, match="members"):
+        compare.train_group("logistic-digits", [], lrs, steps=6, eval_every=3)
+
+
+def test_lr_grids_contain_the_common_step():
+    for name, grid in compare.LR_FACTORS.items():
+        assert 1.0 in grid and list(grid) == sorted(grid), name
+        assert name in compare.LEARNING_RATES
