@@ -27,6 +27,8 @@ SCRIPTS = {
     "rd_gaussian": True,
     "convergence_3pc": True,
     "gradient_coding": True,
+    "quantized_adam": False,
+    "tnqsgd_training": True,
     "truncation_threshold": False,
     "gradient_qq": False,
     "real_gradient_rd": False,
