@@ -33,6 +33,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "ratedist.commands.rd",
         "Rate-distortion points (closed form + Monte Carlo) of compressors on Gaussian gradients.",
     ),
+    "results": Subcommand(
+        "ratedist.commands.results",
+        "A sweep's result directory as one table (one row per run or step): CSV, Parquet.",
+    ),
     "simulate": Subcommand(
         "ratedist.commands.simulate",
         "Run a simulation sweep from a TOML config; finished configs are skipped on re-runs.",

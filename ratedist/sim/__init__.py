@@ -88,7 +88,15 @@ from ratedist.sim.stages import (
     quantized_weights,
 )
 from ratedist.sim.store import ResultStore, config_hash, load_trace, save_trace
-from ratedist.sim.sweep import expand_sweep, load_sweep, make_algorithm, run_config, run_sweep
+from ratedist.sim.sweep import (
+    Shard,
+    expand_sweep,
+    load_sweep,
+    make_algorithm,
+    parse_shard,
+    run_config,
+    run_sweep,
+)
 from ratedist.sim.trace import Bits, Trace
 
 __all__ = [
@@ -116,6 +124,7 @@ __all__ = [
     "Problem",
     "ResultStore",
     "Round",
+    "Shard",
     "Shared",
     "Stepper",
     "Trace",
@@ -159,6 +168,7 @@ __all__ = [
     "mean",
     "mean_active",
     "mlp",
+    "parse_shard",
     "partitionwise",
     "pattern_stragglers",
     "quadratic",

@@ -6,7 +6,8 @@ same function runs under
 * ``"vmap"``: ``jax.vmap(..., axis_name="workers")`` on one device;
 * ``"shard_map"``: ``jax.shard_map`` over a 1-D device mesh with axis ``"workers"`` (CPU devices
   can be emulated with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` set before JAX is
-  imported); several workers per device are vmapped inside over axis ``"local"``;
+  imported); several workers per device are vmapped inside over axis ``"local"``. After
+  :func:`ratedist.sim.distributed.initialize` the mesh spans the devices of all processes;
 * ``"loop"``: one device, a ``lax.scan`` over workers inside each step with running sums (one
   worker's temporaries at a time; same numbers to float rounding).
 
@@ -90,6 +91,14 @@ def make_aggregator(mode: str, axes: tuple[str, ...], n_workers: int) -> Aggrega
     return Aggregator(mean, vmax, n_workers)
 
 
+def worker_mesh(devices: Any = None) -> Mesh:
+    """The shard_map engine's 1-D mesh ``("workers",)`` over ``devices`` (default
+    ``jax.devices()``: after :func:`ratedist.sim.distributed.initialize`, the devices of every
+    process, process by process). Worker ``i`` lives on device ``i // (N / n_devices)``."""
+    devs = np.asarray(jax.devices() if devices is None else devices)
+    return Mesh(devs.reshape(devs.size), (AXIS,))
+
+
 def run_on_engine(
     engine: str,
     fn_factory: Callable[[Aggregator], Callable],
@@ -125,14 +134,13 @@ def run_on_engine(
     if engine == "vmap":
         agg = make_aggregator(aggregate, (AXIS,), n_workers)
         return jax.vmap(fn_factory(agg), in_axes=in_axes, out_axes=out_axes, axis_name=AXIS)
-    devs = np.asarray(jax.devices() if devices is None else devices)
-    n_dev = devs.size
+    mesh = worker_mesh(devices)
+    n_dev = mesh.devices.size
     if n_workers % n_dev:
         raise ValueError(
             f"n_workers must be divisible by the number of devices {n_dev} for engine "
             f"'shard_map', got {n_workers}"
         )
-    mesh = Mesh(devs.reshape(n_dev), (AXIS,))
     to_spec = lambda a: PartitionSpec(AXIS) if a == 0 else PartitionSpec()  # noqa: E731
     is_leaf = lambda a: a is None or isinstance(a, int)  # noqa: E731
     in_specs = jax.tree_util.tree_map(to_spec, in_axes, is_leaf=is_leaf)

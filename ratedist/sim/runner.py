@@ -228,6 +228,14 @@ def clear_compiled_cache() -> None:
     _JIT_CACHE.clear()
 
 
+def _as_dtype(a: Any, dtype: Any) -> Any:
+    """A data leaf in the simulation dtype; integer leaves (sparse indices) stay integers."""
+    a = np.asarray(a)
+    if np.issubdtype(a.dtype, np.integer):
+        return jnp.asarray(a)
+    return jnp.asarray(a, dtype)
+
+
 class Stepper(NamedTuple):
     """Compiled pieces of a run (what :func:`run` drives; exposed for benchmarks).
 
@@ -283,9 +291,14 @@ def make_stepper(
     A0 = batch.points[0]["A"]
     has_A = checks_3pc(rnd, A0, check_3pc)
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
-    data = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), problem.data)
+    data = jax.tree_util.tree_map(lambda a: _as_dtype(a, dtype), problem.data)
     x0 = jnp.asarray(problem.x0, dtype)
     idx = jnp.arange(problem.n_workers, dtype=jnp.uint32)
+    if engine == "shard_map" and jax.process_count() > 1:
+        from ratedist.sim import distributed  # not at import: python3 -m ratedist.sim.distributed
+
+        # global arrays: each process builds only its own workers' rows
+        data, idx = distributed.worker_sharded((data, idx), problem.n_workers)
     if not isinstance(diagnostics, bool):
         raise TypeError(f"diagnostics must be a bool, got {diagnostics!r}")
     init_j, chunk_j = _jitted(
@@ -362,7 +375,9 @@ def run(
             participation ``2^31−3`` and the downlink ``2^31−4``. Every point of a sweep uses
             the same numbers (common random numbers).
         engine: "vmap" (one device, workers batched), "shard_map" (all ``jax.devices()``;
-            N must be a multiple of the device count) or "loop" (one device, a ``lax.scan``
+            N must be a multiple of the device count; after
+            :func:`ratedist.sim.distributed.initialize`, the devices of all processes, and
+            every process gets the complete trace) or "loop" (one device, a ``lax.scan``
             over workers inside each step: one worker's temporaries at a time; same numbers
             to float rounding). On CPU, "loop" is the faster one once N x d no longer fits
             in cache (measured: from N x d ≈ 3e6 at d = 1e5; ``benchmarks/README.md``).
@@ -432,15 +447,17 @@ def run(
     lead = stepper.lead
     n_chunks = math.ceil(steps / (chunk or 1000))
     size = math.ceil(steps / n_chunks)
+    fetch = _fetch if jax.process_count() > 1 else (lambda out: out)
     state, out0 = stepper.init()
-    outs = [to_host(out0, lead, single=True)]
+    # several processes: outputs gathered on every process (a collective each chunk)
+    outs = [to_host(fetch(out0), lead, single=True)]
     done = 0
     bar = _progress(steps, progress)
     try:
         for _ in range(n_chunks):
             take = min(size, steps - done)
             state, out = stepper.advance(state, 1 + done, take)
-            outs.append(to_host(out, lead, single=False))
+            outs.append(to_host(fetch(out), lead, single=False))
             done += take
             if bar is not None:
                 bar.update(take)
@@ -462,10 +479,16 @@ def run(
         stepper.B,
         steps,
         rtol,
-        np.asarray(state.x),
+        np.asarray(fetch(state.x)),
         lyap,
         stepper.hyper,
     )
+
+
+def _fetch(out):
+    from ratedist.sim import distributed
+
+    return distributed.fetch(out)
 
 
 def _progress(total, on):

@@ -52,13 +52,15 @@ is a nested algorithm table (3PCv3's ``inner``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import itertools
+import threading
 import time
 import tomllib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -76,7 +78,7 @@ from ratedist.sim.method import Algorithm
 from ratedist.sim.problems import PROBLEMS, Problem
 from ratedist.sim.runner import run, theory_gamma
 from ratedist.sim.stages import AGGREGATION, PARTICIPATION, Aggregation, Participation
-from ratedist.sim.store import ResultStore, canonical_json
+from ratedist.sim.store import CLAIM_TIMEOUT_S, ResultStore, canonical_json, config_hash
 from ratedist.sim.trace import Trace
 
 _RUN_DEFAULTS = {
@@ -476,15 +478,21 @@ _OBJECTS: OrderedDict = OrderedDict()
 _OBJECTS_SIZE = 16
 
 
+#: Guards :data:`_OBJECTS`: the threads of an executor's worker (a Dask worker with several
+#: threads) run configs at the same time.
+_OBJECTS_LOCK = threading.RLock()
+
+
 def _shared(kind: str, cfg: Mapping[str, Any], build: Callable[[], Any]) -> Any:
     ck = (kind, canonical_json(cfg))
-    if ck in _OBJECTS:
-        _OBJECTS.move_to_end(ck)
-        return _OBJECTS[ck]
-    obj = _OBJECTS[ck] = build()
-    while len(_OBJECTS) > _OBJECTS_SIZE:
-        _OBJECTS.popitem(last=False)
-    return obj
+    with _OBJECTS_LOCK:
+        if ck in _OBJECTS:
+            _OBJECTS.move_to_end(ck)
+            return _OBJECTS[ck]
+        obj = _OBJECTS[ck] = build()
+        while len(_OBJECTS) > _OBJECTS_SIZE:
+            _OBJECTS.popitem(last=False)
+        return obj
 
 
 def _split_hyper(acfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -637,6 +645,110 @@ def problem_labels(problems: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+class Shard(NamedTuple):
+    """Part ``index`` of ``count`` of a sweep: the configs whose :func:`config_hash` ``h`` has
+    ``int(h, 16) % count == index``.
+
+    A config's shard is a function of the config alone — not of its position in the expanded
+    list — so every process of a job array agrees on it whatever the order of the sweep file,
+    and a config keeps its shard when others are added to the sweep (its result is found where
+    it was). The price is balance: shard sizes are binomial around ``total / count`` rather
+    than equal (``±sqrt(total / count)``), and configs that share a compiled program (those
+    differing only in hyperparameters) spread over the shards, each compiling it once.
+    """
+
+    index: int
+    count: int
+
+    def __contains__(self, config: object) -> bool:
+        if not isinstance(config, Mapping):
+            return False
+        return int(config_hash(config), 16) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(spec: Any) -> Shard:
+    """A :class:`Shard` from ``"i/n"`` (as ``--shard`` takes it: ``0/3``, ``2/3``), a
+    ``(index, count)`` pair or a :class:`Shard`.
+
+    Raises:
+        ValueError: not two integers ``0 <= i < n`` (the message quotes ``spec``).
+        TypeError: neither a string nor a pair.
+    """
+    allowed = "'i/n' with integers 0 <= i < n (e.g. 0/3, 1/3, 2/3)"
+    if isinstance(spec, str):
+        parts = spec.strip().split("/")
+        try:
+            index, count = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            index = count = None
+    elif isinstance(spec, tuple | list) and len(spec) == 2:
+        index, count = spec
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in spec):
+            raise TypeError(f"shard must be {allowed} or an (index, count) pair, got {spec!r}")
+    else:
+        raise TypeError(f"shard must be {allowed} or an (index, count) pair, got {spec!r}")
+    if index is None or count is None or not 0 <= index < count:
+        raise ValueError(f"shard must be {allowed}, got {spec!r}")
+    return Shard(index, count)
+
+
+def run_claimed(
+    config: Mapping[str, Any],
+    out: Any,
+    runner: Callable[..., tuple[Trace, dict[str, Any]]] = run_config,
+    progress: bool = False,
+    claim_timeout_s: float = CLAIM_TIMEOUT_S,
+    x64: bool | None = None,
+) -> dict[str, Any]:
+    """Run one config into the store ``out`` unless it is finished or another live process
+    has claimed it (:meth:`ResultStore.claim`); the unit of work of :func:`run_sweep`, and
+    what a worker of an executor runs (it writes the result itself and returns a summary).
+
+    The config is checked again after it is claimed (it may have been finished by a
+    process that released its claim meanwhile); the claim is released when the run ends,
+    also when it raises.
+
+    Args:
+        config: a canonical run config.
+        out: result directory.
+        runner: ``config -> (trace, meta)``.
+        progress: tqdm bars inside the run.
+        claim_timeout_s: age after which any claim is stale (:data:`CLAIM_TIMEOUT_S`).
+        x64: run under ``jax.enable_x64(x64)`` (a worker thread or process does not inherit
+            its caller's setting); None: under the caller's.
+
+    Returns:
+        ``{"status": "ran" | "skipped" | "claimed", "name": file name, ...}``: ``"ran"`` adds
+        ``"meta"`` (algorithm and stage names) and ``"diverged_at"``; ``"claimed"`` adds
+        ``"holder"`` (:func:`~ratedist.sim.store.read_claim`).
+    """
+    store = ResultStore(out)
+    name = store.path(config).name
+    if store.done(config):
+        return {"status": "skipped", "name": name}
+    claim = store.claim(config, timeout_s=claim_timeout_s)
+    if claim is None:
+        return {"status": "claimed", "name": name, "holder": store.holder(config) or {}}
+    try:
+        if store.done(config):
+            return {"status": "skipped", "name": name}
+        with jax.enable_x64(x64) if x64 is not None else contextlib.nullcontext():
+            trace, meta = runner(config, progress=progress)
+        store.save(config, trace, meta)
+    finally:
+        store.release(claim)
+    keep = ("algorithm", *STAGE_SECTIONS)
+    return {
+        "status": "ran",
+        "name": name,
+        "meta": {k: meta[k] for k in keep if k in meta},
+        "diverged_at": np.asarray(trace.diverged_at).tolist(),
+    }
+
+
 def run_sweep(
     configs: Iterable[Mapping[str, Any]],
     out: Any,
@@ -644,13 +756,22 @@ def run_sweep(
     progress: bool = False,
     runner: Callable[..., tuple[Trace, dict[str, Any]]] = run_config,
     log: Callable[[str], None] | None = None,
+    shard: Any = None,
+    claim_timeout_s: float = CLAIM_TIMEOUT_S,
+    executor: Any = None,
 ) -> dict[str, int]:
-    """Run every config not yet finished in ``out``; each result is saved atomically.
+    """Run every config (of ``shard``) not yet finished in ``out``; each result is saved
+    atomically, by whichever process runs it.
 
     First the temporaries that killed writers left in ``out`` are removed (never one of a
-    live writer: :func:`ratedist._io.remove_stale_temporaries`).
+    live writer: :func:`ratedist._io.remove_stale_temporaries`). Each config is claimed
+    before it runs (:func:`run_claimed`), so several processes may work on one directory —
+    the shards of a job array, two copies of one shard, or plain copies of the whole sweep
+    that then share its configs — and a config held by a live process is not run twice.
 
-    An exception in config k propagates after configs 0..k−1 were saved; re-running skips them.
+    Without an executor an exception in config k propagates after configs 0..k−1 were
+    saved; re-running skips them. With one, every config is submitted first and the first
+    exception (in config order) propagates once the others ended.
 
     Args:
         configs: canonical run configs (:func:`expand_sweep`).
@@ -659,34 +780,99 @@ def run_sweep(
         runner: ``config -> (trace, meta)`` (default :func:`run_config`).
         log: optional callback for one line per config (problems named by
             :func:`problem_labels`).
+        shard: run only this part of the configs (:func:`parse_shard`: ``"i/n"``, a pair or
+            a :class:`Shard`); None runs them all.
+        claim_timeout_s: age in seconds after which another process's claim is stale
+            (:data:`~ratedist.sim.store.CLAIM_TIMEOUT_S`).
+        executor: None to run in this process, or an object with ``submit(fn, *args)``
+            returning a future with ``result()`` — a ``concurrent.futures`` executor or a
+            ``dask.distributed.Client`` — whose workers run the configs and write the result
+            files themselves (they must see ``out``, which they are given as an absolute
+            path); the runs use this process's x64 setting.
 
     Returns:
-        ``{"total": ..., "ran": ..., "skipped": ..., "diverged": ...}`` (``diverged``: runs
-        of this call whose trace has a non-finite metric).
+        ``{"total": ..., "ran": ..., "skipped": ..., "claimed": ..., "diverged": ...}``
+        (``total``: configs of the shard; ``claimed``: held by another live process, not run
+        here; ``diverged``: runs of this call whose trace has a non-finite metric).
     """
     configs = [copy.deepcopy(dict(cfg)) for cfg in configs]
     labels = problem_labels([cfg.get("problem", {}) for cfg in configs])
-    store = ResultStore(out)
+    if shard is not None:
+        part = parse_shard(shard)
+        mine = [i for i, cfg in enumerate(configs) if cfg in part]
+        configs, labels = [configs[i] for i in mine], [labels[i] for i in mine]
     for orphan in remove_stale_temporaries(out, before=time.time()):
         if log:
             log(f"removed {orphan.name}, left by a writer that was killed")
-    counts = {"total": 0, "ran": 0, "skipped": 0, "diverged": 0}
-    for cfg, label in zip(configs, labels, strict=True):
+    store = ResultStore(out)
+    todo = [(cfg, label) for cfg, label in zip(configs, labels, strict=True)]
+    if executor is None:
+        records = (run_claimed(cfg, out, runner, progress, claim_timeout_s) for cfg, _ in todo)
+    else:
+        x64 = bool(jax.config.jax_enable_x64)
+        records = _results_in_order(
+            [
+                None
+                if store.done(cfg)
+                else executor.submit(
+                    run_claimed,
+                    cfg,
+                    str(Path(out).absolute()),
+                    runner,
+                    progress,
+                    claim_timeout_s,
+                    x64,
+                )
+                for cfg, _ in todo
+            ],
+            [store.path(cfg).name for cfg, _ in todo],
+        )
+    counts = {"total": 0, "ran": 0, "skipped": 0, "claimed": 0, "diverged": 0}
+    for (cfg, label), rec in zip(todo, records, strict=True):
         counts["total"] += 1
-        if store.done(cfg):
-            counts["skipped"] += 1
-            if log:
-                log(f"skip {store.path(cfg).name}")
+        status = rec["status"]
+        counts[status] += 1
+        if status == "ran":
+            first = rec["diverged_at"]
+            diverged = bool(np.any(np.asarray(first) >= 0))
+            counts["diverged"] += diverged
+        if not log:
             continue
-        trace, meta = runner(cfg, progress=progress)
-        path = store.save(cfg, trace, meta)
-        counts["ran"] += 1
-        first = np.asarray(trace.diverged_at)
-        diverged = bool(np.any(first >= 0))
-        counts["diverged"] += diverged
-        if log:
-            tail = f" DIVERGED at step {first.tolist()}" if diverged else ""
+        if status == "skipped":
+            log(f"skip {rec['name']}")
+        elif status == "claimed":
+            h = rec["holder"]
+            t = h.get("time")
+            since = (
+                time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(t))
+                if isinstance(t, int | float)
+                else ""
+            )
+            who = f"{h.get('host', '?')}:{h.get('pid', '?')}" if h else "another process"
+            log(f"claimed {rec['name']} by {who}{since}: not run here")
+        else:
+            meta = rec["meta"]
+            tail = f" DIVERGED at step {first}" if diverged else ""
             with_ = ", ".join(str(meta.get(k, cfg[k])) for k in STAGE_SECTIONS if k in cfg)
             with_ = f" with {with_}" if with_ else ""
-            log(f"done {path.name}: {meta.get('algorithm', '')} on {label}{with_}{tail}")
+            log(f"done {rec['name']}: {meta.get('algorithm', '')} on {label}{with_}{tail}")
     return counts
+
+
+def _results_in_order(futures: Sequence[Any], names: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """The records of submitted configs in config order, each as soon as it is there (None
+    for a future: finished before submission). On an error every other future is waited
+    for (its run still writes its file) before the error is raised."""
+    for i, (fut, name) in enumerate(zip(futures, names, strict=True)):
+        if fut is None:
+            yield {"status": "skipped", "name": name}
+            continue
+        try:
+            rec = fut.result()
+        except Exception:
+            for rest in futures[i + 1 :]:
+                if rest is not None:
+                    with contextlib.suppress(Exception):
+                        rest.result()
+            raise
+        yield rec

@@ -92,7 +92,7 @@ def test_sweep_interrupted_then_resumed(tmp_path, small_trace):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
     calls.clear()
     counts = run_sweep(cfgs, tmp_path, runner=lambda c, progress=False: (small_trace, {}))
-    assert counts == {"total": 6, "ran": 3, "skipped": 3, "diverged": 0}
+    assert counts == {"total": 6, "ran": 3, "skipped": 3, "claimed": 0, "diverged": 0}
     assert all(store.done(c) for c in cfgs)
     assert len(list(store)) == 6
 

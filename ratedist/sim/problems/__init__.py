@@ -10,6 +10,12 @@ A :class:`Problem` is data plus pure JAX functions of ONE worker's data slice:
 so the engines can map or shard it. Every constant carries a label in ``problem.labels`` saying
 whether it is exact, a bound, or numerical.
 
+Users' sparse data stay sparse: ``quadratic`` takes a sequence of per-worker
+``scipy.sparse`` ``A_i``, ``least_squares``/``logistic_nonconvex`` a ``scipy.sparse`` ``X``, and
+``logistic_libsvm`` reads LIBSVM files into CSR; inside JAX they are padded per-worker layouts
+(:mod:`ratedist.sim.problems.sparse`) with O(nnz) memory, and their constants come from
+Lanczos (exact dense ``eigvalsh`` for small matrices).
+
 Smoothness conventions (arXiv 2202.00998, Assumptions 1-2): ``f`` is ``L_-``-smooth and
 ``(1/n) sum_i ||grad f_i(x) - grad f_i(y)||^2 <= L_+^2 ||x - y||^2``. Always
 ``L_- <= L_+ <= sqrt(mean_i L_i^2) = L_plus_upper``.

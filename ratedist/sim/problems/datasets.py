@@ -1,70 +1,79 @@
-"""Logistic problems on real data: the LIBSVM text format and scikit-learn's breast cancer."""
+"""Logistic problems on real data: LIBSVM/SVMlight files (kept sparse) and breast cancer."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ratedist._validation import check_int
 from ratedist.sim.problems.core import PROBLEMS, Problem
 from ratedist.sim.problems.regression import logistic_nonconvex
 
 
-def load_libsvm(path: Any, *, n_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read a LIBSVM/SVMlight text file into dense numpy arrays.
+def load_libsvm(
+    path: Any, *, n_features: int | None = None, dense: bool = False
+) -> tuple[Any, np.ndarray]:
+    """Read a LIBSVM/SVMlight text file into a CSR matrix (or dense arrays on request).
 
     Format: one sample per line, ``label index:value index:value ...`` with 1-based,
     increasing indices; ``#`` starts a comment; blank lines are skipped; a ``qid:`` token is
-    ignored.
+    ignored. Parsed by scikit-learn's C-speed ``load_svmlight_file`` (``zero_based=False``),
+    never densified unless ``dense=True``: memory is O(nnz).
 
     Args:
         path: file path.
         n_features: number of columns (default: the largest index seen).
+        dense: return a dense float64 ``X`` (memory O(samples x features)).
 
     Returns:
-        ``(X, y)``: ``X`` float64 ``(M, n_features)``, ``y`` float64 ``(M,)``.
+        ``(X, y)``: ``X`` a ``scipy.sparse.csr_array`` float64 ``(M, n_features)`` (a numpy
+        array if ``dense``), ``y`` float64 ``(M,)``.
 
     Raises:
         ValueError: malformed line (its number is named), index < 1 or > ``n_features``,
             or no samples.
+        ImportError: scikit-learn is not installed (``pip install 'ratedist[data]'``).
     """
-    rows: list[tuple[float, list[int], list[float]]] = []
-    max_idx = 0
-    with open(path, encoding="utf-8") as fh:
+    try:
+        from sklearn.datasets import load_svmlight_file
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("load_libsvm needs scikit-learn: pip install 'ratedist[data]'") from exc
+    if not isinstance(dense, bool | np.bool_):
+        raise TypeError(f"dense must be a bool, got {dense!r} ({type(dense).__name__})")
+    try:
+        X, y = load_svmlight_file(str(path), zero_based=False, dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"path {str(path)!r}: {_first_bad_line(path) or exc}") from exc
+    if X.shape[0] == 0:
+        raise ValueError(f"path {str(path)!r} holds no samples")
+    X = sp.csr_array(X)
+    if n_features is not None:
+        p = check_int("n_features", n_features, min_value=1)
+        if X.shape[1] > p:
+            raise ValueError(f"n_features must be >= the largest index {X.shape[1]}, got {p}")
+        X = sp.csr_array((X.data, X.indices, X.indptr), shape=(X.shape[0], p))
+    return (X.toarray() if dense else X), np.asarray(y, np.float64)
+
+
+def _first_bad_line(path: Any) -> str | None:
+    """``"malformed line k: ..."`` for the first line the LIBSVM grammar rejects (error path)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
+            tokens = raw.split("#", 1)[0].split()
+            if not tokens:
                 continue
-            tokens = line.split()
             try:
-                label = float(tokens[0])
-                idx, val = [], []
+                float(tokens[0])
                 for tok in tokens[1:]:
                     k, v = tok.split(":", 1)
-                    if k == "qid":
-                        continue
-                    idx.append(int(k))
-                    val.append(float(v))
-            except ValueError as exc:
-                raise ValueError(
-                    f"path {str(path)!r}: malformed line {lineno}: {raw.strip()!r}"
-                ) from exc
-            if idx and min(idx) < 1:
-                raise ValueError(f"path {str(path)!r}: line {lineno}: indices must be >= 1")
-            max_idx = max([max_idx, *idx])
-            rows.append((label, idx, val))
-    if not rows:
-        raise ValueError(f"path {str(path)!r} holds no samples")
-    p = max_idx if n_features is None else check_int("n_features", n_features, min_value=1)
-    if max_idx > p:
-        raise ValueError(f"n_features must be >= the largest index {max_idx}, got {p}")
-    X = np.zeros((len(rows), p))
-    y = np.empty(len(rows))
-    for r, (label, idx, val) in enumerate(rows):
-        y[r] = label
-        X[r, np.asarray(idx, dtype=np.int64) - 1] = val
-    return X, y
+                    float(v)
+                    if k != "qid" and int(k) < 1:
+                        return f"line {lineno}: indices must be >= 1, got {k}"
+            except ValueError:
+                return f"malformed line {lineno}: {raw.strip()!r}"
+    return None
 
 
 def _standardize(X: np.ndarray) -> np.ndarray:
@@ -86,17 +95,20 @@ def logistic_libsvm(
     """:func:`logistic_nonconvex` on a LIBSVM file (labels ``{−1, 1}`` or ``{0, 1}``).
 
     Args:
-        path: the file (read with :func:`load_libsvm`).
-        n_workers, lam, batch_size, solve_f_star: as in :func:`logistic_nonconvex`.
+        path: the file (read with :func:`load_libsvm` into CSR; the problem stays sparse,
+            gradients and memory O(nnz), see :mod:`ratedist.sim.problems.sparse`).
+        n_workers, lam, batch_size, solve_f_star: as in :func:`logistic_nonconvex`
+            (``batch_size`` needs ``standardize=True``: minibatch oracles are dense only).
         n_features: number of columns (default: largest index in the file).
-        standardize: centre and scale every column to unit variance first.
+        standardize: centre and scale every column to unit variance first; centring makes
+            ``X`` dense, so this takes the dense path (memory O(samples x features)).
 
     Raises:
         ValueError: unreadable file, labels not binary, bad sizes.
     """
     X, y = load_libsvm(path, n_features=n_features)
     if standardize:
-        X = _standardize(X)
+        X = _standardize(X.toarray())  # centring fills every entry: the dense path
     return logistic_nonconvex(
         X,
         y,

@@ -1,15 +1,26 @@
-"""Quadratic problems: user-supplied dense quadratics and the 3PC/EF21 tridiagonal family."""
+"""Quadratic problems: user-supplied dense or sparse quadratics and the 3PC/EF21 tridiagonal family."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse.linalg as spla
 
-from ratedist._validation import check_array, check_int, check_real
+from ratedist._validation import check_array, check_choice, check_int, check_real
 from ratedist.sim.problems.core import PROBLEMS, Problem, _quadratic_fstar, _spectral_constants
+from ratedist.sim.problems.sparse import (
+    DENSE_EIG_MAX_DIM,
+    LANCZOS_TOL,
+    as_csr_list,
+    extreme_eigenvalue,
+    is_sparse,
+    pack,
+    solve_positive_definite,
+)
 
 
 def _dense_quad_loss(x, data_i):
@@ -22,38 +33,49 @@ def _dense_quad_grad(x, data_i):
 
 
 @PROBLEMS.register("quadratic")
-def quadratic(A: Any, b: Any, *, c: Any = None, x0: Any = None) -> Problem:
+def quadratic(
+    A: Any, b: Any, *, c: Any = None, x0: Any = None, layout: str = "auto", method: str = "auto"
+) -> Problem:
     """User-supplied quadratics ``f_i(x) = ½ xᵀA_i x − xᵀb_i + c_i``.
 
+    ``A`` is either a dense ``(n, d, d)`` array or a sequence of ``n`` ``scipy.sparse``
+    ``(d, d)`` matrices. Sparse ``A_i`` stay sparse end to end (see
+    :mod:`ratedist.sim.problems.sparse`): stored in the ``layout`` ``"dia"`` (banded) or
+    ``"coo"`` (any pattern), gradients cost O(nnz), and no ``(d, d)`` dense array is formed
+    above ``DENSE_EIG_MAX_DIM``.
+
     Args:
-        A: ``(n, d, d)`` symmetric matrices (one per worker).
-        b: ``(n, d)`` linear terms.
+        A: ``(n, d, d)`` symmetric matrices, or a sequence of ``n`` symmetric
+            ``scipy.sparse`` matrices (one per worker).
+        b: ``(n, d)`` linear terms (dense).
         c: optional ``(n,)`` constants (default 0).
         x0: starting point (default zeros).
+        layout: sparse ``A`` only: ``"auto"``, ``"dia"`` or ``"coo"``.
+        method: sparse ``A`` only: eigenvalues by ``"dense"`` ``eigvalsh`` (exact),
+            ``"lanczos"`` (``eigsh``, relative tolerance ``LANCZOS_TOL``) or ``"auto"`` (dense
+            for ``d <= DENSE_EIG_MAX_DIM``).
 
     Returns:
-        The problem with exact ``L_-`` (spectral norm of the mean Hessian), exact ``L_+``
-        (``sqrt(lambda_max((1/n) sum A_i^2))``), ``L_plus_upper`` and closed-form ``f*`` (when
-        the mean Hessian is positive definite; None otherwise).
+        The problem with ``L_-`` (spectral norm of the mean Hessian), ``L_+``
+        (``sqrt(lambda_max((1/n) sum A_i^2))``), ``L_plus_upper`` and ``f*`` (when the mean
+        Hessian is positive definite; None otherwise): exact for dense ``A`` (closed form
+        ``f* = c̄ − ½ b̄ᵀĀ⁻¹b̄``), and for sparse ``A`` from the eigenvalue ``method`` and a sparse
+        LU solve (``scipy.sparse.linalg.spsolve``) of ``Ā x = b̄``; ``labels`` say which.
 
     Raises:
-        ValueError: shapes inconsistent, non-finite entries or non-symmetric ``A_i``.
+        ValueError: shapes inconsistent, non-finite entries, non-symmetric ``A_i``, unknown
+            ``layout``/``method``.
+        TypeError: a sparse sequence holding a non-sparse element.
     """
+    if is_sparse(A) or (isinstance(A, list | tuple) and any(is_sparse(a) for a in A)):
+        return _sparse_quadratic(A, b, c=c, x0=x0, layout=layout, method=method)
     A = check_array("A", A, ndim=3)
     n, d, d2 = A.shape
     if d != d2:
         raise ValueError(f"A must have shape (n, d, d), got {A.shape}")
     if not np.allclose(A, np.swapaxes(A, 1, 2), rtol=1e-12, atol=1e-12):
         raise ValueError("A must hold symmetric matrices A_i = A_i^T")
-    b = check_array("b", b, ndim=2)
-    if b.shape != (n, d):
-        raise ValueError(f"b must have shape (n_workers, d) = {(n, d)}, got {b.shape}")
-    c = np.zeros(n) if c is None else check_array("c", c, ndim=1)
-    if c.shape != (n,):
-        raise ValueError(f"c must have shape (n_workers,) = {(n,)}, got {c.shape}")
-    x0 = np.zeros(d) if x0 is None else check_array("x0", x0, ndim=1)
-    if x0.shape != (d,):
-        raise ValueError(f"x0 must have shape (d,) = {(d,)}, got {x0.shape}")
+    b, c, x0 = _check_bcx(b, c, x0, n, d)
     L_minus, L_plus, L_up, L_i = _spectral_constants(A)
     f_star, f_label = _quadratic_fstar(A.mean(0), b.mean(0), float(c.mean()))
     return Problem(
@@ -76,6 +98,123 @@ def quadratic(A: Any, b: Any, *, c: Any = None, x0: Any = None) -> Problem:
             "L_plus_upper": "bound: sqrt(mean_i ||A_i||_2^2)",
         },
         config={"problem": "quadratic", "n_workers": n, "dim": d, "data": "user-supplied"},
+    )
+
+
+def _check_bcx(b: Any, c: Any, x0: Any, n: int, d: int):
+    b = check_array("b", b, ndim=2)
+    if b.shape != (n, d):
+        raise ValueError(f"b must have shape (n_workers, d) = {(n, d)}, got {b.shape}")
+    c = np.zeros(n) if c is None else check_array("c", c, ndim=1)
+    if c.shape != (n,):
+        raise ValueError(f"c must have shape (n_workers,) = {(n,)}, got {c.shape}")
+    x0 = np.zeros(d) if x0 is None else check_array("x0", x0, ndim=1)
+    if x0.shape != (d,):
+        raise ValueError(f"x0 must have shape (d,) = {(d,)}, got {x0.shape}")
+    return b, c, x0
+
+
+#: symmetry tolerance of sparse A_i: max |A - Aᵀ| <= SYM_TOL * max(1, max |A|)
+SYM_TOL = 1e-12
+
+
+def _sparse_quad_fns(matvec):
+    def grad(x, data_i):
+        return matvec(x, data_i) - data_i["b"]
+
+    def value_and_grad(x, data_i):
+        Ax = matvec(x, data_i)
+        return 0.5 * x @ Ax - data_i["b"] @ x + data_i["c"], Ax - data_i["b"]
+
+    def loss(x, data_i):
+        return value_and_grad(x, data_i)[0]
+
+    return loss, grad, value_and_grad
+
+
+def sparse_quadratic_constants(mats: list, *, method: str = "auto"):
+    """``(L_-, L_+, sqrt(mean L_i^2), L_i, labels)`` of symmetric sparse Hessians ``mats``.
+
+    ``L_i = max |eig(A_i)|``, ``L_- = max |eig(Ā)|``, ``L_+ = sqrt(lambda_max((1/n) sum A_i^2))``
+    with ``(1/n) sum A_i^2`` applied as an operator (never formed); eigenvalues by ``method``
+    (see :func:`ratedist.sim.problems.sparse.extreme_eigenvalue`).
+    """
+    n = len(mats)
+    d = mats[0].shape[0]
+    mean = functools.reduce(lambda s, m: s + m, mats) / n
+    L_i = np.array([abs(extreme_eigenvalue(m, "LM", method=method)) for m in mats])
+    L_minus = abs(extreme_eigenvalue(mean, "LM", method=method))
+    sq = spla.LinearOperator(
+        (d, d), matvec=lambda v: sum(m @ (m @ v) for m in mats) / n, dtype=np.float64
+    )
+    L_plus = float(np.sqrt(max(extreme_eigenvalue(sq, "LA", method=method), 0.0)))
+    how = _how(d, method)
+    labels = {
+        "L_minus": f"{how}: ||mean_i A_i||_2",
+        "L_plus": f"{how}: sqrt(lambda_max(mean_i A_i^2))",
+        "L_plus_upper": f"bound: sqrt(mean_i ||A_i||_2^2) ({how})",
+    }
+    return L_minus, L_plus, float(np.sqrt(np.mean(L_i**2))), L_i, labels
+
+
+def _how(d: int, method: str) -> str:
+    if method == "dense" or (method == "auto" and d <= DENSE_EIG_MAX_DIM):
+        return "exact: dense eigvalsh"
+    return f"numerical: Lanczos eigsh (rel. tol {LANCZOS_TOL:g})"
+
+
+def _sparse_quadratic_fstar(mean, b_mean, c_mean, method):
+    x_star, how = solve_positive_definite(mean, b_mean, method=method)
+    if x_star is None:
+        return None, f"unbounded or not attained (mean Hessian not positive definite: {how})"
+    return float(c_mean - 0.5 * b_mean @ x_star), f"exact: -b^T A^-1 b / 2 ({how})"
+
+
+def _sparse_quadratic(A, b, *, c, x0, layout, method) -> Problem:
+    if is_sparse(A):
+        raise ValueError(
+            "A must be a sequence of scipy.sparse matrices (one per worker), got a single "
+            f"scipy.sparse matrix of shape {A.shape}"
+        )
+    mats = as_csr_list("A", list(A))
+    n, (d, d2) = len(mats), mats[0].shape
+    if d != d2:
+        raise ValueError(f"A[i] must be square (d, d), got {(d, d2)}")
+    for i, m in enumerate(mats):
+        asym = abs(m - m.T)
+        scale = max(1.0, float(abs(m).max()) if m.nnz else 0.0)
+        if asym.nnz and float(asym.max()) > SYM_TOL * scale:
+            raise ValueError(f"A must hold symmetric matrices A_i = A_i^T (A[{i}] is not)")
+    check_choice("method", method, ["auto", "dense", "lanczos"])
+    b, c, x0 = _check_bcx(b, c, x0, n, d)
+    packed = pack(mats, layout)
+    L_minus, L_plus, L_up, L_i, labels = sparse_quadratic_constants(mats, method=method)
+    mean = functools.reduce(lambda s, m: s + m, mats) / n
+    f_star, labels["f_star"] = _sparse_quadratic_fstar(mean, b.mean(0), float(c.mean()), method)
+    loss, grad, vg = _sparse_quad_fns(packed.matvec)
+    nnz = int(sum(m.nnz for m in mats))
+    return Problem(
+        name="quadratic",
+        n_workers=n,
+        dim=d,
+        data={**packed.arrays, "b": b, "c": c},
+        loss_fn=loss,
+        grad_fn=grad,
+        value_and_grad_fn=vg,
+        x0=x0,
+        f_star=f_star,
+        L_minus=L_minus,
+        L_plus=L_plus,
+        L_plus_upper=L_up,
+        L_i=L_i,
+        labels=labels,
+        config={
+            "problem": "quadratic",
+            "n_workers": n,
+            "dim": d,
+            "data": "user-supplied",
+            "sparse": {"layout": packed.layout, "nnz": nnz},
+        },
     )
 
 

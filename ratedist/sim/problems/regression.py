@@ -9,9 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 from scipy.special import expit
 
-from ratedist._validation import check_int, check_real
+from ratedist._validation import check_array, check_int, check_real
 from ratedist.sim.problems.core import PROBLEMS, Problem, _spectral_constants
 from ratedist.sim.problems.sampled import (
     _check_xy,
@@ -19,6 +21,13 @@ from ratedist.sim.problems.sampled import (
     _reg_grad,
     _reg_loss,
     _split,
+)
+from ratedist.sim.problems.sparse import (
+    DENSE_EIG_MAX_DIM,
+    extreme_eigenvalue,
+    is_sparse,
+    largest_singular_value_sq,
+    pack,
 )
 
 
@@ -54,7 +63,8 @@ def least_squares(
     """Least squares ``f_i(x) = (1/(2m)) ||X_i x − y_i||^2`` on contiguous equal data parts.
 
     Args:
-        X: ``(M, d)`` design matrix, or None for synthetic Gaussian data
+        X: ``(M, d)`` design matrix (dense, or ``scipy.sparse``: then kept sparse, see
+            :func:`_sparse_least_squares`), or None for synthetic Gaussian data
             (``n_samples`` x ``dim``, ``y = X w + 0.1 noise``).
         y: ``(M,)`` targets (required with ``X``).
         n_workers: number of workers; each gets ``floor(M/n)`` contiguous rows.
@@ -75,6 +85,8 @@ def least_squares(
         X = rng.standard_normal((M, d))
         y = X @ rng.standard_normal(d) + 0.1 * rng.standard_normal(M)
         source = {"data": "synthetic", "n_samples": M, "dim": d, "seed": int(seed)}
+    elif is_sparse(X):
+        return _sparse_least_squares(X, y, n, batch_size)
     else:
         X, y = _check_xy(X, y)
         source = {"data": "user-supplied", "n_samples": X.shape[0], "dim": X.shape[1]}
@@ -110,6 +122,83 @@ def least_squares(
         stochastic_grad_fn=sgrad,
         variance_fn=var,
         config=cfg,
+    )
+
+
+def _sparse_least_squares(X: Any, y: Any, n: int, batch_size: Any) -> Problem:
+    """:func:`least_squares` on ``scipy.sparse`` ``X`` (padded COO per worker, O(nnz) memory).
+
+    Constants without forming ``X_iᵀX_i`` densely above ``DENSE_EIG_MAX_DIM``:
+    ``L_i = ||X_i||_2^2/m`` and ``L_- = ||X||_2^2/M`` (Lanczos on the smaller Gram matrix),
+    ``L_+ = sqrt(lambda_max(mean_i (X_iᵀX_i/m)^2))`` (Lanczos on the operator
+    ``v -> mean_i X_iᵀX_i X_iᵀX_i v / m^2``); ``f*`` by LSQR (Paige, Saunders, ACM TOMS 8, 1982;
+    ``scipy.sparse.linalg.lsqr``, ``atol = btol = 1e-14``).
+    """
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size must be None with scipy.sparse X (minibatch oracles need dense X), "
+            f"got {batch_size!r}"
+        )
+    Xall, mats, ys = _sparse_split(X, y, n)
+    m, d = mats[0].shape
+    packed = pack(mats, "coo_t")
+    L_i = np.array([largest_singular_value_sq(Xi) / m for Xi in mats])
+    L_minus = float(largest_singular_value_sq(Xall) / (n * m))
+    sq = spla.LinearOperator(
+        (d, d),
+        matvec=lambda v: sum(Xi.T @ (Xi @ (Xi.T @ (Xi @ v))) for Xi in mats) / (n * m * m),
+        dtype=np.float64,
+    )
+    L_plus = float(np.sqrt(max(extreme_eigenvalue(sq, "LA"), 0.0)))
+    yall = ys.reshape(n * m)
+    sol = spla.lsqr(Xall, yall, atol=1e-14, btol=1e-14, iter_lim=max(10 * d, 1000))
+    f_star = float(0.5 * np.mean((Xall @ sol[0] - yall) ** 2))
+    how = "Lanczos eigsh" if min(m, d) > DENSE_EIG_MAX_DIM else "dense eigvalsh"
+    how_plus = "Lanczos eigsh" if d > DENSE_EIG_MAX_DIM else "dense eigvalsh"
+
+    def grad(x, data_i):
+        r = packed.matvec(x, data_i) - data_i["y"]
+        return packed.rmatvec(r, data_i) / m + _reg_grad(x, data_i)
+
+    def value_and_grad(x, data_i):
+        r = packed.matvec(x, data_i) - data_i["y"]
+        return (
+            0.5 * jnp.mean(r * r) + _reg_loss(x, data_i),
+            packed.rmatvec(r, data_i) / m + _reg_grad(x, data_i),
+        )
+
+    def loss(x, data_i):
+        r = packed.matvec(x, data_i) - data_i["y"]
+        return 0.5 * jnp.mean(r * r) + _reg_loss(x, data_i)
+
+    return Problem(
+        name="least_squares",
+        n_workers=n,
+        dim=d,
+        data={**packed.arrays, "y": ys, "lam": np.zeros(n)},
+        loss_fn=loss,
+        grad_fn=grad,
+        value_and_grad_fn=value_and_grad,
+        x0=np.zeros(d),
+        f_star=f_star,
+        L_minus=L_minus,
+        L_plus=L_plus,
+        L_plus_upper=float(np.sqrt(np.mean(L_i**2))),
+        L_i=L_i,
+        labels={
+            "f_star": f"numerical: LSQR (atol = btol = 1e-14, {sol[2]} iterations)",
+            "L_minus": f"{how}: ||X^T X / M||_2",
+            "L_plus": f"{how_plus}: sqrt(lambda_max(mean_i (X_i^T X_i/m)^2))",
+            "L_plus_upper": f"bound: sqrt(mean_i L_i^2) ({how})",
+        },
+        config={
+            "problem": "least_squares",
+            "n_workers": n,
+            "data": "user-supplied",
+            "n_samples": X.shape[0],
+            "dim": d,
+            "sparse": {"layout": packed.layout, "nnz": int(Xall.nnz)},
+        },
     )
 
 
@@ -198,14 +287,10 @@ def logistic_nonconvex(
         X, y = _synthetic_classification(M, d, seed)
         src = {"data": "synthetic", "n_samples": M, "dim": d, "seed": seed}
     else:
+        if is_sparse(X):
+            return _sparse_logistic(X, y, n, lam, batch_size, solve_f_star, source)
         X, y = _check_xy(X, y)
-        labels = set(np.unique(y).tolist())
-        if labels <= {0.0, 1.0}:
-            y = 2 * y - 1
-        elif not labels <= {-1.0, 1.0}:
-            raise ValueError(
-                f"y must hold labels in {{-1, 1}} or {{0, 1}}, got {sorted(labels)[:5]}"
-            )
+        y = _pm1_labels(y)
         src = {"data": source or "user-supplied", "n_samples": X.shape[0], "dim": X.shape[1]}
     Xs, ys = _split(X, y, n)
     m, d = Xs.shape[1], Xs.shape[2]
@@ -236,7 +321,7 @@ def logistic_nonconvex(
         config={"problem": "logistic_nonconvex", "n_workers": n, "lam": lam, **src},
     )
     if solve_f_star:
-        prob = _with_numeric_fstar(prob)
+        prob = _with_numeric_fstar(prob, Xall, ys.reshape(n * m))
     sgrad, var, batch_cfg = _optional_minibatch_oracle(_logistic_sample_grad, batch_size)
     if batch_cfg:
         prob = dataclasses.replace(
@@ -245,17 +330,27 @@ def logistic_nonconvex(
     return prob
 
 
-def _with_numeric_fstar(prob: Problem) -> Problem:
-    """``f*`` of the logistic problem by L-BFGS-B in numpy float64 (independent of JAX's dtype)."""
-    n, m, d = prob.data["X"].shape
-    X = prob.data["X"].reshape(n * m, d)
-    y = prob.data["y"].reshape(n * m)
+def _pm1_labels(y: np.ndarray) -> np.ndarray:
+    labels = set(np.unique(y).tolist())
+    if labels <= {0.0, 1.0}:
+        return 2 * y - 1
+    if not labels <= {-1.0, 1.0}:
+        raise ValueError(f"y must hold labels in {{-1, 1}} or {{0, 1}}, got {sorted(labels)[:5]}")
+    return y
+
+
+def _with_numeric_fstar(prob: Problem, X: Any, y: np.ndarray) -> Problem:
+    """``f*`` of the logistic problem by L-BFGS-B in numpy float64 (independent of JAX's dtype).
+
+    ``X`` is the ``(n m, d)`` design matrix the workers hold (dense or ``scipy.sparse``).
+    """
+    M = X.shape[0]
     lam = float(prob.data["lam"][0])
 
     def fun(x):
         z = -y * (X @ x)
         f = np.mean(np.logaddexp(0.0, z)) + lam * np.sum(x * x / (1 + x * x))
-        g = -(X.T @ (y * expit(z))) / (n * m) + lam * 2 * x / (1 + x * x) ** 2
+        g = -(X.T @ (y * expit(z))) / M + lam * 2 * x / (1 + x * x) ** 2
         return f, g
 
     res = scipy.optimize.minimize(
@@ -270,3 +365,89 @@ def _with_numeric_fstar(prob: Problem) -> Problem:
         f"numerical: L-BFGS-B from x0 (local minimum, |grad| = {np.linalg.norm(res.jac):.1e})"
     )
     return dataclasses.replace(prob, f_star=float(res.fun), labels=labels)
+
+
+def _sparse_logistic_fns(packed, m):
+    def value_and_grad(x, data_i):
+        y, lam = data_i["y"], data_i["lam"]
+        z = -y * packed.matvec(x, data_i)
+        r = 1 / (1 + x * x)  # the regulariser's value and gradient share it
+        loss = jnp.mean(jnp.logaddexp(0.0, z)) + lam * jnp.sum(x * x * r)
+        g = -packed.rmatvec(y * jax.nn.sigmoid(z), data_i) / m + lam * 2 * x * r * r
+        return loss, g
+
+    def loss(x, data_i):
+        z = -data_i["y"] * packed.matvec(x, data_i)
+        return jnp.mean(jnp.logaddexp(0.0, z)) + _reg_loss(x, data_i)
+
+    def grad(x, data_i):
+        return value_and_grad(x, data_i)[1]
+
+    return loss, grad, value_and_grad
+
+
+def _sparse_split(X: Any, y: Any, n: int):
+    """Contiguous equal row blocks of a sparse ``X`` (remainder dropped, as :func:`_split`)."""
+    X = sp.csr_array(X, dtype=np.float64)
+    X.sum_duplicates()
+    if not np.all(np.isfinite(X.data)):
+        raise ValueError("X must contain only finite values (found NaN or inf)")
+    if y is None:
+        raise ValueError("y must be given with X")
+    y = check_array("y", y, ndim=1)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have {X.shape[0]} entries (rows of X), got {y.shape[0]}")
+    m = X.shape[0] // n
+    if m < 1:
+        raise ValueError(f"n_workers must be <= number of samples {X.shape[0]}, got {n}")
+    Xall = X[: m * n]
+    return Xall, [Xall[i * m : (i + 1) * m] for i in range(n)], y[: m * n].reshape(n, m)
+
+
+def _sparse_logistic(X, y, n, lam, batch_size, solve_f_star, source) -> Problem:
+    """:func:`logistic_nonconvex` on ``scipy.sparse`` ``X`` (padded COO per worker, O(nnz))."""
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size must be None with scipy.sparse X (minibatch oracles need dense X), "
+            f"got {batch_size!r}"
+        )
+    Xall, mats, ys = _sparse_split(X, y, n)
+    ys = _pm1_labels(ys)
+    m, d = mats[0].shape
+    packed = pack(mats, "coo_t")
+    L_i = np.array([largest_singular_value_sq(Xi) / (4 * m) for Xi in mats]) + 2 * lam
+    L_minus = float(largest_singular_value_sq(Xall) / (4 * n * m) + 2 * lam)
+    L_up = float(np.sqrt(np.mean(L_i**2)))
+    how = "Lanczos eigsh" if min(m, d) > DENSE_EIG_MAX_DIM else "dense eigvalsh"
+    loss, grad, vg = _sparse_logistic_fns(packed, m)
+    src = {
+        "data": source or "user-supplied",
+        "n_samples": X.shape[0],
+        "dim": d,
+        "sparse": {"layout": packed.layout, "nnz": int(Xall.nnz)},
+    }
+    prob = Problem(
+        name="logistic_nonconvex",
+        n_workers=n,
+        dim=d,
+        data={**packed.arrays, "y": ys, "lam": np.full(n, lam)},
+        loss_fn=loss,
+        grad_fn=grad,
+        value_and_grad_fn=vg,
+        x0=np.zeros(d),
+        f_star=0.0,
+        L_minus=L_minus,
+        L_plus=L_up,
+        L_plus_upper=L_up,
+        L_i=L_i,
+        labels={
+            "f_star": "lower bound: 0 (loss and regulariser are nonnegative)",
+            "L_minus": f"bound: ||X||_2^2/(4M) + 2 lam (||X||_2 by {how})",
+            "L_plus": "bound: sqrt(mean_i L_i^2) (no exact value computed)",
+            "L_plus_upper": (
+                f"bound: sqrt(mean_i L_i^2), L_i <= ||X_i||_2^2/(4m) + 2 lam (||X_i||_2 by {how})"
+            ),
+        },
+        config={"problem": "logistic_nonconvex", "n_workers": n, "lam": lam, **src},
+    )
+    return _with_numeric_fstar(prob, Xall, ys.reshape(n * m)) if solve_f_star else prob

@@ -1,0 +1,299 @@
+"""Sparse problems (scipy.sparse in, padded COO / DIA inside JAX) against numpy/scipy references."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import jax
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from ratedist.compressors import make
+from ratedist.sim import ef21, run
+from ratedist.sim.problems import (
+    load_libsvm,
+    logistic_libsvm,
+    logistic_nonconvex,
+    quadratic,
+    tridiagonal_quadratic,
+)
+from ratedist.sim.problems.sparse import (
+    DENSE_EIG_MAX_DIM,
+    extreme_eigenvalue,
+    largest_singular_value_sq,
+    pack,
+    solve_positive_definite,
+)
+
+
+def _sym_sparse(d, density, shift, seed):
+    R = sp.random(d, d, density=density, random_state=seed, format="csr")
+    return sp.csr_array((R + R.T) / 2 + shift * sp.eye(d))
+
+
+def _banded(d, seed):
+    rng = np.random.default_rng(seed)
+    main = 2 + rng.uniform(size=d)
+    off = -rng.uniform(size=d - 1)
+    return sp.csr_array(sp.diags([off, main, off], [-1, 0, 1]))
+
+
+@pytest.mark.parametrize("layout", ["coo", "coo_t", "dia"])
+def test_pack_products_match_scipy(layout):
+    rng = np.random.default_rng(0)
+    d = 30
+    if layout == "dia":  # banded, asymmetric offsets
+        mats = [sp.csr_array(sp.random(d, d, density=0.3, random_state=i)) for i in range(3)]
+        mats = [sp.csr_array(sp.triu(sp.tril(m, 2), -1)) for m in mats]
+    else:  # rectangular, any pattern
+        mats = [sp.csr_array(sp.random(17, d, density=0.2, random_state=i)) for i in range(3)]
+    packed = pack(mats, layout)
+    assert packed.layout == layout
+    x = rng.standard_normal(d)
+    s = rng.standard_normal(mats[0].shape[0])
+    for i, M in enumerate(mats):
+        data_i = {k: v[i] for k, v in packed.arrays.items()}
+        np.testing.assert_allclose(packed.matvec(x, data_i), M @ x, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(packed.rmatvec(s, data_i), M.T @ s, rtol=1e-12, atol=1e-12)
+
+
+def test_auto_layout_and_bad_layouts():
+    band = [_banded(50, i) for i in range(2)]
+    scattered = [_sym_sparse(50, 0.05, 1.0, i) for i in range(2)]
+    assert pack(band).layout == "dia"
+    assert pack(scattered).layout == "coo"
+    with pytest.raises(ValueError, match="layout must be one of"):
+        pack(band, "csc")
+    with pytest.raises(ValueError, match="square"):
+        pack([sp.csr_array(sp.random(3, 5, density=0.5))], "dia")
+
+
+@pytest.mark.parametrize("layout", ["auto", "coo"])
+def test_sparse_quadratic_matches_numpy_references(layout):
+    rng = np.random.default_rng(1)
+    n, d = 3, 40
+    mats = [_banded(d, i) if layout == "auto" else _sym_sparse(d, 0.1, 2.0, i) for i in range(n)]
+    b = rng.standard_normal((n, d))
+    c = rng.standard_normal(n)
+    prob = quadratic(mats, b, c=c, layout=layout)
+    dense = [m.toarray() for m in mats]
+    x = rng.standard_normal(d)
+    ref_g = np.stack([A @ x - bi for A, bi in zip(dense, b, strict=True)])
+    ref_f = np.array([0.5 * x @ A @ x - bi @ x + ci for A, bi, ci in zip(dense, b, c, strict=True)])
+    np.testing.assert_allclose(prob.local_grads(x), ref_g, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(prob.local_losses(x), ref_f, rtol=1e-12, atol=1e-12)
+    Abar = np.mean(dense, axis=0)
+    ev = np.linalg.eigvalsh(Abar)
+    assert prob.L_minus == pytest.approx(np.max(np.abs(ev)), rel=1e-12)
+    sq = np.mean([A @ A for A in dense], axis=0)
+    assert prob.L_plus == pytest.approx(np.sqrt(np.linalg.eigvalsh(sq)[-1]), rel=1e-12)
+    L_i = [np.max(np.abs(np.linalg.eigvalsh(A))) for A in dense]
+    np.testing.assert_allclose(prob.L_i, L_i, rtol=1e-12)
+    assert ev[0] > 0
+    x_star = np.linalg.solve(Abar, b.mean(0))
+    assert prob.f_star == pytest.approx(c.mean() - 0.5 * b.mean(0) @ x_star, rel=1e-10)
+    assert prob.config["sparse"]["layout"] == ("dia" if layout == "auto" else "coo")
+
+
+def test_sparse_quadratic_indefinite_has_no_fstar():
+    mats = [_sym_sparse(30, 0.1, -0.5, i) for i in range(2)]
+    assert np.linalg.eigvalsh(np.mean([m.toarray() for m in mats], axis=0))[0] < 0
+    prob = quadratic(mats, np.zeros((2, 30)))
+    assert prob.f_star is None and "not positive definite" in prob.labels["f_star"]
+
+
+def test_solve_positive_definite_against_numpy():
+    b = np.arange(60.0)
+    for shift in (-0.5, 0.0, 0.5, 1.0, 3.0):
+        A = _sym_sparse(60, 0.05, shift, 3)
+        dense = A.toarray()
+        x, how = solve_positive_definite(A, b)
+        if np.linalg.eigvalsh(dense)[0] > 0:
+            np.testing.assert_allclose(x, np.linalg.solve(dense, b), rtol=1e-10, atol=1e-12)
+        else:
+            assert x is None, how
+
+
+def test_lanczos_agrees_with_dense_eigvalsh():
+    """Both eigenvalue paths on a problem both can do (d above the dense threshold)."""
+    d = DENSE_EIG_MAX_DIM + 44
+    mats = [_sym_sparse(d, 0.02, 0.3 * i, i) for i in range(3)]
+    b = np.ones((3, d))
+    lz = quadratic(mats, b, method="lanczos")
+    dn = quadratic(mats, b, method="dense")
+    assert "Lanczos" in lz.labels["L_minus"] and "dense" in dn.labels["L_minus"]
+    for name in ("L_minus", "L_plus", "L_plus_upper"):
+        assert getattr(lz, name) == pytest.approx(getattr(dn, name), rel=1e-7)
+    np.testing.assert_allclose(lz.L_i, dn.L_i, rtol=1e-7)
+    M = sp.csr_array(sp.random(80, d, density=0.05, random_state=5))
+    s_dense = np.linalg.norm(M.toarray(), 2) ** 2
+    assert largest_singular_value_sq(M, method="lanczos") == pytest.approx(s_dense, rel=1e-7)
+    assert largest_singular_value_sq(M, method="dense") == pytest.approx(s_dense, rel=1e-12)
+
+
+def test_lanczos_finds_top_of_clustered_tridiagonal_spectrum():
+    """Closed-form eigenvalues of tridiag(-1, 2, -1) (top gap ~ 1e-5): the extreme one is found."""
+    d = 600
+    T = sp.csr_array(sp.diags([-np.ones(d - 1), 2 * np.ones(d), -np.ones(d - 1)], [-1, 0, 1]))
+    mu = 4 * np.sin(np.arange(1, d + 1) * np.pi / (2 * (d + 1))) ** 2
+    assert extreme_eigenvalue(T, "LA", method="lanczos") == pytest.approx(mu[-1], rel=1e-9)
+    assert extreme_eigenvalue(T, "LM", method="lanczos") == pytest.approx(mu[-1], rel=1e-9)
+
+
+def test_sparse_quadratic_reproduces_tridiagonal_constants():
+    tri = tridiagonal_quadratic(4, 300, seed=2)
+    nu, shift = tri.data["nu"], tri.data["shift"]
+    T = sp.diags([-np.ones(299), 2 * np.ones(300), -np.ones(299)], [-1, 0, 1])
+    mats = [sp.csr_array(nu[i] / 4 * T + shift[i] * sp.eye(300)) for i in range(4)]
+    b = np.zeros((4, 300))
+    b[:, 0] = tri.data["b1"]
+    prob = quadratic(mats, b, x0=tri.x0)
+    assert prob.config["sparse"]["layout"] == "dia"
+    for name in ("L_minus", "L_plus", "L_plus_upper", "f_star"):
+        assert getattr(prob, name) == pytest.approx(getattr(tri, name), rel=1e-8)
+    x = np.random.default_rng(0).standard_normal(300)
+    np.testing.assert_allclose(prob.local_grads(x), tri.local_grads(x), rtol=1e-12, atol=1e-13)
+
+
+def _ef21_top_k_numpy(mats, b, x0, gamma, k, steps):
+    """EF21 with Top-K (Richtarik et al., arXiv 2106.05203, Alg. 1) as a numpy loop: f(x^t)."""
+    grads = [lambda x, A=A, bi=bi: A @ x - bi for A, bi in zip(mats, b, strict=True)]
+    x = x0.copy()
+    h = np.stack([g(x) for g in grads])
+    fs = [np.mean([0.5 * x @ (A @ x) - bi @ x for A, bi in zip(mats, b, strict=True)])]
+    for _ in range(steps):
+        x = x - gamma * h.mean(0)
+        for i, g in enumerate(grads):
+            v = g(x) - h[i]
+            idx = np.argsort(-np.abs(v), kind="stable")[:k]
+            h[i, idx] += v[idx]
+        fs.append(np.mean([0.5 * x @ (A @ x) - bi @ x for A, bi in zip(mats, b, strict=True)]))
+    return np.array(fs)
+
+
+def test_ef21_run_on_sparse_quadratic_matches_numpy_loop():
+    mats = [_sym_sparse(24, 0.15, 1.0, i) for i in range(3)]
+    rng = np.random.default_rng(3)
+    b = rng.standard_normal((3, 24))
+    x0 = rng.standard_normal(24)
+    prob = quadratic(mats, b, x0=x0)
+    tr = run(ef21(make("top-k:k=3")), prob, steps=30, key=jax.random.key(0), gamma=0.05)
+    ref = _ef21_top_k_numpy(mats, b, x0, 0.05, 3, 30)
+    np.testing.assert_allclose(tr.f, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_sparse_quadratic_bad_inputs():
+    good = [_banded(5, 0), _banded(5, 1)]
+    with pytest.raises(ValueError, match="symmetric"):
+        quadratic([sp.csr_array(sp.triu(_banded(5, 0)))], np.zeros((1, 5)))
+    with pytest.raises(ValueError, match="sequence"):
+        quadratic(_banded(5, 0), np.zeros((1, 5)))
+    with pytest.raises(ValueError, match=r"A\[1\] must have shape"):
+        quadratic([_banded(5, 0), _banded(6, 1)], np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="b must have shape"):
+        quadratic(good, np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="method must be one of"):
+        quadratic(good, np.zeros((2, 5)), method="power")
+    with pytest.raises(TypeError, match=r"A\[1\] must be a scipy.sparse"):
+        quadratic([_banded(5, 0), np.eye(5)], np.zeros((2, 5)))
+
+
+def _logistic_reference(X, y, lam, x):
+    """numpy loss and gradient of one worker (labels in {-1, 1})."""
+    z = -y * (X @ x)
+    f = np.mean(np.logaddexp(0, z)) + lam * np.sum(x * x / (1 + x * x))
+    g = -(X.T @ (y / (1 + np.exp(-z)))) / X.shape[0] + lam * 2 * x / (1 + x * x) ** 2
+    return f, g
+
+
+def test_sparse_logistic_matches_numpy_and_dense_problem():
+    rng = np.random.default_rng(4)
+    M, d, n, lam = 163, 120, 4, 0.1
+    X = sp.csr_array(sp.random(M, d, density=0.1, random_state=7))
+    y = np.where(rng.uniform(size=M) < 0.5, 0.0, 1.0)
+    prob = logistic_nonconvex(X, y, n_workers=n, lam=lam)
+    dense = logistic_nonconvex(X.toarray(), y, n_workers=n, lam=lam)
+    assert "X" not in prob.data and prob.config["sparse"]["layout"] == "coo_t"
+    x = 0.3 * rng.standard_normal(d)
+    m = M // n
+    Xd, yd = X.toarray(), 2 * y - 1
+    for i in range(n):
+        f, g = _logistic_reference(Xd[i * m : (i + 1) * m], yd[i * m : (i + 1) * m], lam, x)
+        assert prob.local_losses(x)[i] == pytest.approx(f, rel=1e-12)
+        np.testing.assert_allclose(prob.local_grads(x)[i], g, rtol=1e-10, atol=1e-14)
+    L_i = [np.linalg.norm(Xd[i * m : (i + 1) * m], 2) ** 2 / (4 * m) + 2 * lam for i in range(n)]
+    np.testing.assert_allclose(prob.L_i, L_i, rtol=1e-12)
+    assert prob.L_minus == pytest.approx(dense.L_minus, rel=1e-12)
+    assert prob.f_star == pytest.approx(dense.f_star, rel=1e-9)
+    with pytest.raises(ValueError, match="batch_size"):
+        logistic_nonconvex(X, y, n_workers=n, batch_size=4)
+
+
+def test_libsvm_is_read_sparse(tmp_path):
+    sklearn = pytest.importorskip("sklearn.datasets")
+    rng = np.random.default_rng(5)
+    X = sp.csr_array(sp.random(60, 40, density=0.1, random_state=2))
+    y = np.where(rng.uniform(size=60) < 0.5, -1.0, 1.0)
+    path = tmp_path / "d.svm"
+    sklearn.dump_svmlight_file(X, y, str(path), zero_based=False)
+    X2, y2 = load_libsvm(path, n_features=40)
+    assert sp.issparse(X2) and X2.format == "csr" and X2.shape == (60, 40)
+    np.testing.assert_allclose(X2.toarray(), X.toarray(), rtol=1e-15)
+    np.testing.assert_array_equal(y2, y)
+    Xd, _ = load_libsvm(path, n_features=40, dense=True)
+    assert isinstance(Xd, np.ndarray)
+    np.testing.assert_allclose(Xd, X.toarray(), rtol=1e-15)
+    prob = logistic_libsvm(path, n_workers=6, n_features=40, solve_f_star=False)
+    assert "X" not in prob.data and prob.dim == 40
+    ref = logistic_nonconvex(X.toarray(), y, n_workers=6, solve_f_star=False)
+    x = rng.standard_normal(40)
+    np.testing.assert_allclose(prob.local_grads(x), ref.local_grads(x), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_sparse_logistic_memory_is_order_nnz():
+    """50,000 x 1,000,000 at density 1e-5 (dense: 400 GB in float64) builds in O(nnz + n d)."""
+    M, d, nnz, n = 50_000, 1_000_000, 500_000, 10
+    rng = np.random.default_rng(0)
+    X = sp.csr_array(
+        (rng.standard_normal(nnz), (rng.integers(0, M, nnz), rng.integers(0, d, nnz))),
+        shape=(M, d),
+    )
+    y = np.where(rng.uniform(size=M) < 0.5, -1.0, 1.0)
+    tracemalloc.start()
+    try:
+        prob = logistic_nonconvex(X, y, n_workers=n, solve_f_star=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # COO arrays 16 B/nnz, Lanczos vectors O(ncv * min(m, d)), O(d) temporaries: far below
+    # one dense row block (5,000 x 10^6 x 8 B = 40 GB)
+    assert peak < 400e6, f"peak traced memory {peak / 1e6:.0f} MB"
+    sizes = {k: np.asarray(v).nbytes for k, v in prob.data.items()}
+    assert sum(sizes.values()) < 40 * X.nnz, sizes
+    assert prob.L_minus > 2 * 0.1 and np.all(prob.L_i > 2 * 0.1)  # lam = 0.1 default
+    g = prob.grad_fn(np.zeros(d), {k: v[0] for k, v in prob.data.items()})
+    assert g.shape == (d,)
+
+
+def test_sparse_least_squares_matches_numpy_references():
+    from ratedist.sim.problems import least_squares
+
+    rng = np.random.default_rng(6)
+    M, d, n = 150, 40, 3
+    X = sp.csr_array(sp.random(M, d, density=0.2, random_state=8))
+    y = rng.standard_normal(M)
+    prob = least_squares(X, y, n_workers=n)
+    assert "X" not in prob.data
+    Xd, m = X.toarray(), M // n
+    parts = [(Xd[i * m : (i + 1) * m], y[i * m : (i + 1) * m]) for i in range(n)]
+    x = rng.standard_normal(d)
+    ref_g = np.stack([Xi.T @ (Xi @ x - yi) / m for Xi, yi in parts])
+    np.testing.assert_allclose(prob.local_grads(x), ref_g, rtol=1e-11, atol=1e-13)
+    H = [Xi.T @ Xi / m for Xi, _ in parts]
+    assert prob.L_minus == pytest.approx(np.linalg.eigvalsh(np.mean(H, 0))[-1], rel=1e-12)
+    sq = np.mean([h @ h for h in H], 0)
+    assert prob.L_plus == pytest.approx(np.sqrt(np.linalg.eigvalsh(sq)[-1]), rel=1e-12)
+    w, *_ = np.linalg.lstsq(Xd, y, rcond=None)
+    assert prob.f_star == pytest.approx(0.5 * np.mean((Xd @ w - y) ** 2), rel=1e-9)
