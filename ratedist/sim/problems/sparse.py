@@ -37,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from ratedist import _native
 from ratedist._registry import Registry
 from ratedist._validation import check_choice
 
@@ -105,14 +106,72 @@ class Packed:
     rmatvec: Callable[[Any, Any], Any]
 
 
-def _coo_matvec(x, data_i, *, n_rows):
+# Native products (ratedist/_native/sparse.cc) on the row-sorted COO arrays, for both M v and
+# Mᵀ v; the pure-JAX gather + segment_sum below is the fallback (other platforms, other dtypes,
+# RATEDIST_NATIVE=0) and the reference of the tests.
+
+
+def native_available(dtype: Any) -> bool:
+    """Whether the COO products use the native CPU kernel for arrays of ``dtype``."""
+    return jnp.dtype(dtype).name in _native.SPARSE_TARGETS and _native.status().available
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _native_product(rows, cols, vals, v, n_out, transpose):
+    """``M v`` (``transpose=False``) or ``Mᵀ v`` by the FFI kernel; one call for all workers."""
+    target, _ = _native.SPARSE_TARGETS[v.dtype.name]
+    out = jax.ShapeDtypeStruct((n_out,), v.dtype)
+    call = jax.ffi.ffi_call(target, out, vmap_method="expand_dims")
+    return call(rows, cols, vals, v, transpose=np.int32(transpose))
+
+
+def _native_product_fwd(rows, cols, vals, v, n_out, transpose):
+    return _native_product(rows, cols, vals, v, n_out, transpose), (rows, cols, vals, v)
+
+
+def _native_product_bwd(n_out, transpose, res, ct):
+    # out[at_k] += vals_k v[from_k]: d/dv is the other product, d/dvals_k = ct[at_k] v[from_k]
+    rows, cols, vals, v = res
+    at, frm = (cols, rows) if transpose else (rows, cols)
+    ct_v = _native_product(rows, cols, vals, ct, v.shape[0], not transpose)
+    return None, None, ct[at] * v[frm], ct_v
+
+
+_native_product.defvjp(_native_product_fwd, _native_product_bwd)
+
+
+def _dispatch(data_i, v, fallback, *, n_out, transpose):
+    """The native product on CPU when available for the dtype, else ``fallback(v)``."""
+    rows, cols = data_i["sp_rows"], data_i["sp_cols"]
+    dtype = jnp.result_type(data_i["sp_vals"], v)
+    if not native_available(dtype):
+        return fallback(v)
+    vals, v = data_i["sp_vals"].astype(dtype), v.astype(dtype)
+
+    def native(vv):
+        return _native_product(rows, cols, vals, vv, n_out, transpose)
+
+    return jax.lax.platform_dependent(v, cpu=native, default=fallback)
+
+
+def _coo_matvec_jax(x, data_i, *, n_rows):
     v = data_i["sp_vals"] * x[data_i["sp_cols"]]
     return jax.ops.segment_sum(v, data_i["sp_rows"], num_segments=n_rows, indices_are_sorted=True)
 
 
-def _coo_rmatvec(s, data_i, *, n_cols):
+def _coo_rmatvec_jax(s, data_i, *, n_cols):
     v = data_i["sp_vals"] * s[data_i["sp_rows"]]
     return jax.ops.segment_sum(v, data_i["sp_cols"], num_segments=n_cols)
+
+
+def _coo_matvec(x, data_i, *, n_rows):
+    fallback = functools.partial(_coo_matvec_jax, data_i=data_i, n_rows=n_rows)
+    return _dispatch(data_i, x, fallback, n_out=n_rows, transpose=False)
+
+
+def _coo_rmatvec(s, data_i, *, n_cols):
+    fallback = functools.partial(_coo_rmatvec_jax, data_i=data_i, n_cols=n_cols)
+    return _dispatch(data_i, s, fallback, n_out=n_cols, transpose=True)
 
 
 def _pack_coo(mats: list[sp.csr_array]) -> Packed:
@@ -135,9 +194,15 @@ def _pack_coo(mats: list[sp.csr_array]) -> Packed:
     )
 
 
-def _coo_sorted_rmatvec(s, data_i, *, n_cols):
+def _coo_sorted_rmatvec_jax(s, data_i, *, n_cols):
     v = data_i["spt_vals"] * s[data_i["spt_rows"]]
     return jax.ops.segment_sum(v, data_i["spt_cols"], num_segments=n_cols, indices_are_sorted=True)
+
+
+def _coo_sorted_rmatvec(s, data_i, *, n_cols):
+    # the native kernel scatters from the row-sorted arrays; the copy serves the fallback
+    fallback = functools.partial(_coo_sorted_rmatvec_jax, data_i=data_i, n_cols=n_cols)
+    return _dispatch(data_i, s, fallback, n_out=n_cols, transpose=True)
 
 
 def _pack_coo_t(mats: list[sp.csr_array]) -> Packed:
