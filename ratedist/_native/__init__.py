@@ -10,7 +10,8 @@ Three kernels:
   :mod:`ratedist.compressors._kernels`: stochastic rounding on a level table with JAX's own
   Threefry stream regenerated in C (bit-identical to ``jax.random.uniform``), and the fused
   deterministic sign / scalar / threshold compressors;
-- sparse matrix-vector products ``M v`` and ``Mᵀ v`` on the padded row-sorted COO layout
+- sparse matrix-vector products ``M v``, ``Mᵀ v`` and the fused logistic / least-squares
+  gradient terms (one pass over each row) on the padded row-sorted COO layout
   (``sparse.cc``) behind :mod:`ratedist.sim.problems.sparse`, batched over the workers.
 
 Build: the C++ source ships inside the package and is compiled the first time it is needed
