@@ -7,7 +7,9 @@ Two problems, both given as ``scipy.sparse`` data, float64 on both sides:
   ``quadratic(A, b)`` (layout ``dia``, chosen automatically, and ``coo`` forced);
 * ``logistic``: a synthetic svmlight file (M samples x d features at the given density, labels
   from a sparse logistic model) written with scikit-learn's ``dump_svmlight_file`` into a
-  temporary directory and read by ``logistic_libsvm`` (sparse, padded COO per worker).
+  temporary directory and read by ``logistic_libsvm`` (sparse, padded COO per worker; on CPU
+  the worker gradients come from the native sparse kernel, ``ratedist/_native/sparse.cc``,
+  unless ``RATEDIST_NATIVE=0``: the header line says which).
 
 The baseline is the loop a user would write: per worker ``A_i @ x - b_i`` (logistic:
 ``X_i @ x`` and ``X_iT @ (...)`` with ``X_iT`` a precomputed CSR transpose), Top-K by
@@ -53,6 +55,9 @@ jax.config.update("jax_enable_x64", True)
 from ratedist.compressors import make  # noqa: E402
 from ratedist.sim import ef21  # noqa: E402
 from ratedist.sim.problems import logistic_libsvm, quadratic, tridiagonal_quadratic  # noqa: E402
+from ratedist.sim.problems.sparse import (  # noqa: E402
+    native_available as sparse_native_available,
+)
 from ratedist.sim.runner import make_stepper, theory_gamma  # noqa: E402
 
 
@@ -279,9 +284,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
     load = os.getloadavg()
+    native = "on" if sparse_native_available(np.float64) else "off"
     print(
-        f"jax {jax.__version__}, float64, pinned to core 0 (single-threaded XLA); "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        f"jax {jax.__version__}, float64, pinned to core 0 (single-threaded XLA), native sparse "
+        f"kernel {native}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     problems = args.problems.split(",")
     if "quadratic" in problems:

@@ -1,6 +1,6 @@
 """Native CPU kernels, compiled on first use and called through JAX's FFI.
 
-Two kernels:
+Three kernels:
 
 - exact Top-K by magnitude in O(d) (``select.cc``), which
   :func:`ratedist.compressors.select.top_k_abs` uses on CPU. XLA's CPU ``TopK`` costs a
@@ -9,7 +9,10 @@ Two kernels:
 - one-pass elementwise quantizers (``quantize.cc``) behind
   :mod:`ratedist.compressors._kernels`: stochastic rounding on a level table with JAX's own
   Threefry stream regenerated in C (bit-identical to ``jax.random.uniform``), and the fused
-  deterministic sign / scalar / threshold compressors.
+  deterministic sign / scalar / threshold compressors;
+- sparse matrix-vector products ``M v``, ``Mᵀ v`` and the fused logistic / least-squares
+  gradient terms (one pass over each row) on the padded row-sorted COO layout
+  (``sparse.cc``) behind :mod:`ratedist.sim.problems.sparse`, batched over the workers.
 
 Build: the C++ source ships inside the package and is compiled the first time it is needed
 with the system C++ compiler (``$CXX``, else ``c++``) against the XLA FFI headers that come
@@ -56,8 +59,14 @@ QUANTIZE_TARGETS = {
     "float64": ("ratedist_quantize_f64", "RatedistQuantizeF64"),
 }
 
+#: FFI targets of the sparse COO product kernel, by JAX dtype name.
+SPARSE_TARGETS = {
+    "float32": ("ratedist_coo_product_f32", "RatedistCooProductF32"),
+    "float64": ("ratedist_coo_product_f64", "RatedistCooProductF64"),
+}
+
 #: C++ sources compiled into the one shared library.
-_SOURCES = ("select.cc", "quantize.cc")
+_SOURCES = ("select.cc", "quantize.cc", "sparse.cc")
 
 # -ffp-contract=off: no FMA contraction, so the kernels' arithmetic is that of XLA's
 _CXXFLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-w")
@@ -154,7 +163,11 @@ def status() -> NativeStatus:
         if not path.exists():
             _build(source, cxx, path)
         lib = ctypes.cdll.LoadLibrary(str(path))
-        for target, symbol in (*TOP_K_ABS_TARGETS.values(), *QUANTIZE_TARGETS.values()):
+        for target, symbol in (
+            *TOP_K_ABS_TARGETS.values(),
+            *QUANTIZE_TARGETS.values(),
+            *SPARSE_TARGETS.values(),
+        ):
             jax.ffi.register_ffi_target(
                 target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu"
             )
@@ -165,4 +178,11 @@ def status() -> NativeStatus:
     return NativeStatus(True, "ok", str(path))
 
 
-__all__ = ["QUANTIZE_TARGETS", "TOP_K_ABS_TARGETS", "NativeStatus", "cache_dir", "status"]
+__all__ = [
+    "QUANTIZE_TARGETS",
+    "SPARSE_TARGETS",
+    "TOP_K_ABS_TARGETS",
+    "NativeStatus",
+    "cache_dir",
+    "status",
+]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import tracemalloc
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from ratedist import _native
 from ratedist.compressors import make
 from ratedist.sim import ef21, run
 from ratedist.sim.problems import (
@@ -18,13 +20,17 @@ from ratedist.sim.problems import (
     quadratic,
     tridiagonal_quadratic,
 )
+from ratedist.sim.problems import sparse as sparse_mod
 from ratedist.sim.problems.sparse import (
     DENSE_EIG_MAX_DIM,
+    _coo_matvec_jax,
+    data_terms,
     extreme_eigenvalue,
     largest_singular_value_sq,
     pack,
     solve_positive_definite,
 )
+from ratedist.sim.problems.sparse import native_available as sparse_native_available
 
 
 def _sym_sparse(d, density, shift, seed):
@@ -297,3 +303,178 @@ def test_sparse_least_squares_matches_numpy_references():
     assert prob.L_plus == pytest.approx(np.sqrt(np.linalg.eigvalsh(sq)[-1]), rel=1e-12)
     w, *_ = np.linalg.lstsq(Xd, y, rcond=None)
     assert prob.f_star == pytest.approx(0.5 * np.mean((Xd @ w - y) ** 2), rel=1e-9)
+
+
+# ------------------------------------------------------------------------------ native kernel
+# The CPU kernel (ratedist/_native/sparse.cc) against scipy.sparse in float64 and against the
+# pure-JAX gather + segment_sum path. Tolerances: float64 relative 1e-12 (the same products,
+# summed in a possibly different order); float32 1e-5 of the largest reference entry.
+
+_TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def _workers_with_padding(m, d, seed):
+    """Three workers with different nnz (padding), an empty row and an empty first column."""
+    mats = []
+    for i in range(3):
+        M = sp.random(m, d, density=0.15 + 0.1 * i, random_state=seed + i, format="lil")
+        M[2, :] = 0
+        M[:, 0] = 0
+        mats.append(sp.csr_array(M))
+    assert len({M.nnz for M in mats}) == 3
+    return mats
+
+
+def _close(got, ref, dtype):
+    ref = np.asarray(ref, np.float64)
+    scale = max(1.0, float(np.max(np.abs(ref))))
+    np.testing.assert_allclose(np.asarray(got, np.float64), ref, rtol=0, atol=_TOL[dtype] * scale)
+
+
+def _native_or_skip(dtype):
+    if not sparse_native_available(dtype):
+        pytest.skip("native sparse kernel unavailable")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["coo", "coo_t"])
+def test_native_products_match_scipy_and_pure_jax_under_vmap(layout, dtype):
+    _native_or_skip(dtype)
+    m, d = 13, 29
+    mats = _workers_with_padding(m, d, 10)
+    packed = pack(mats, layout)
+    data = {
+        k: jnp.asarray(v.astype(dtype) if v.dtype == np.float64 else v)
+        for k, v in packed.arrays.items()
+    }
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, d)), dtype)  # two replicas, shared by the workers
+    s = jnp.asarray(rng.standard_normal((2, m)), dtype)
+    one = jax.vmap(packed.matvec, in_axes=(None, 0))
+    mv = jax.jit(jax.vmap(one, in_axes=(0, None)))(x, data)
+    rv = jax.jit(jax.vmap(jax.vmap(packed.rmatvec, in_axes=(None, 0)), in_axes=(0, None)))(s, data)
+    assert mv.shape == (2, 3, m) and rv.shape == (2, 3, d) and mv.dtype == dtype
+    for r in range(2):
+        for i, M in enumerate(mats):
+            M = M.astype(dtype).astype(np.float64)  # the stored entries, exactly
+            _close(mv[r, i], M @ np.asarray(x[r], np.float64), dtype)
+            _close(rv[r, i], M.T @ np.asarray(s[r], np.float64), dtype)
+    # the pure-JAX path on the same arrays
+    ref_mv = jax.vmap(lambda xx, di: _coo_matvec_jax(xx, di, n_rows=m), in_axes=(None, 0))
+    _close(mv[0], ref_mv(x[0], data), dtype)
+    # one custom call for all workers (expand_dims batching: x is not copied per worker)
+    text = jax.jit(one).lower(x[0], data).as_text()
+    assert text.count(_native.SPARSE_TARGETS[np.dtype(dtype).name][0]) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["logistic", "least_squares"])
+def test_fused_data_terms_match_numpy_native_and_fallback(kind, dtype, monkeypatch):
+    _native_or_skip(dtype)
+    m, d = 13, 29
+    mats = _workers_with_padding(m, d, 20)
+    packed = pack(mats, "coo_t")
+    data = {
+        k: jnp.asarray(v.astype(dtype) if v.dtype == np.float64 else v)
+        for k, v in packed.arrays.items()
+    }
+    rng = np.random.default_rng(1)
+    y = np.where(rng.uniform(size=(3, m)) < 0.5, -1.0, 1.0).astype(dtype)
+    x = (0.5 * rng.standard_normal(d)).astype(dtype)
+    fn = jax.jit(
+        jax.vmap(lambda xx, di, yy: data_terms(packed, kind, xx, di, yy), in_axes=(None, 0, 0))
+    )
+    loss, g = fn(x, data, y)
+    text = fn.lower(x, data, y).as_text()
+    assert text.count(_native.SPARSE_TARGETS[np.dtype(dtype).name][0]) == 1
+    for i, M in enumerate(mats):
+        A, yi, xd = M.astype(dtype).astype(np.float64), y[i].astype(np.float64), x.astype(float)
+        a = A @ xd
+        if kind == "logistic":
+            z = -yi * a
+            w, terms = yi / (1 + np.exp(-z)), np.logaddexp(0, z)
+        else:
+            w, terms = a - yi, 0.5 * (a - yi) ** 2
+        _close(loss[i], terms.sum(), dtype)
+        _close(g[i], A.T @ w, dtype)
+    monkeypatch.setattr(sparse_mod, "native_available", lambda dt: False)
+    loss_j, g_j = jax.jit(
+        jax.vmap(lambda xx, di, yy: data_terms(packed, kind, xx, di, yy), in_axes=(None, 0, 0))
+    )(x, data, y)
+    _close(loss, loss_j, dtype)
+    _close(g, g_j, dtype)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        data_terms(packed, "hinge", x, {k: v[0] for k, v in data.items()}, y[0])
+
+
+def test_native_products_have_reverse_mode_derivatives():
+    """jax.grad through the kernel (custom VJP) against the closed form, in x and in vals."""
+    _native_or_skip(np.float64)
+    mats = _workers_with_padding(11, 17, 30)
+    packed = pack(mats, "coo")
+    data0 = {k: jnp.asarray(v[1]) for k, v in packed.arrays.items()}
+    M = mats[1]
+    x = np.random.default_rng(2).standard_normal(17)
+    s = np.random.default_rng(3).standard_normal(11)
+    g = jax.grad(lambda v: jnp.sum(jnp.sin(packed.matvec(v, data0))))(x)
+    np.testing.assert_allclose(g, M.T @ np.cos(M @ x), rtol=1e-12, atol=1e-12)
+    g = jax.grad(lambda v: jnp.sum(jnp.sin(packed.rmatvec(v, data0))))(s)
+    np.testing.assert_allclose(g, M @ np.cos(M.T @ s), rtol=1e-12, atol=1e-12)
+    # d/dvals_k of sum(M x) = x[col_k] on the stored entries (padding entries: x[0])
+    gv = jax.grad(lambda vals: jnp.sum(packed.matvec(x, {**data0, "sp_vals": vals})))(
+        data0["sp_vals"]
+    )
+    np.testing.assert_allclose(gv[: M.nnz], x[M.indices], rtol=1e-15)
+    # equal_bits differentiates a sparse logistic loss: the native path serves jax.grad too
+    X = sp.vstack(mats).tocsr()
+    yv = np.where(np.random.default_rng(4).uniform(size=33) < 0.5, -1.0, 1.0)
+    prob = logistic_nonconvex(X, yv, n_workers=3, lam=0.1, solve_f_star=False)
+    d_i = {k: jnp.asarray(v[0]) for k, v in prob.data.items()}
+    np.testing.assert_allclose(
+        jax.grad(prob.loss_fn)(x, d_i), prob.grad_fn(x, d_i), rtol=1e-12, atol=1e-14
+    )
+
+
+_OFF_SCRIPT = """
+import json, numpy as np, scipy.sparse as sp, jax
+jax.config.update("jax_enable_x64", True)
+from ratedist.sim.problems import logistic_nonconvex, least_squares
+from ratedist.sim.problems.sparse import native_available
+X = sp.csr_array(sp.random(40, 25, density=0.2, random_state=1))
+y = np.where(np.random.default_rng(0).uniform(size=40) < 0.5, -1.0, 1.0)
+x = np.random.default_rng(1).standard_normal(25)
+out = {"native": native_available(np.float64)}
+for name, make in (("logistic", logistic_nonconvex), ("ls", least_squares)):
+    kw = {"solve_f_star": False} if name == "logistic" else {}
+    p = make(X, y, n_workers=4, **kw)
+    out[name] = [p.local_losses(x).tolist(), p.local_grads(x).tolist()]
+print(json.dumps(out))
+"""
+
+
+def test_sparse_problems_with_native_off_match_numpy():
+    """RATEDIST_NATIVE=0 (subprocess): the pure-JAX path, against numpy references."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "RATEDIST_NATIVE": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _OFF_SCRIPT], env=env, capture_output=True, text=True, check=True
+    )
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["native"] is False
+    X = sp.csr_array(sp.random(40, 25, density=0.2, random_state=1)).toarray()
+    y = np.where(np.random.default_rng(0).uniform(size=40) < 0.5, -1.0, 1.0)
+    x = np.random.default_rng(1).standard_normal(25)
+    for i in range(4):
+        Xi, yi = X[i * 10 : (i + 1) * 10], y[i * 10 : (i + 1) * 10]
+        f, g = _logistic_reference(Xi, yi, 0.1, x)
+        assert out["logistic"][0][i] == pytest.approx(f, rel=1e-12)
+        np.testing.assert_allclose(out["logistic"][1][i], g, rtol=1e-10, atol=1e-14)
+        r = Xi @ x - yi
+        assert out["ls"][0][i] == pytest.approx(0.5 * np.mean(r * r), rel=1e-12)
+        np.testing.assert_allclose(out["ls"][1][i], Xi.T @ r / 10, rtol=1e-10, atol=1e-14)

@@ -24,6 +24,7 @@ from ratedist.sim.problems.sampled import (
 )
 from ratedist.sim.problems.sparse import (
     DENSE_EIG_MAX_DIM,
+    data_terms,
     extreme_eigenvalue,
     is_sparse,
     largest_singular_value_sq,
@@ -156,16 +157,13 @@ def _sparse_least_squares(X: Any, y: Any, n: int, batch_size: Any) -> Problem:
     how = "Lanczos eigsh" if min(m, d) > DENSE_EIG_MAX_DIM else "dense eigvalsh"
     how_plus = "Lanczos eigsh" if d > DENSE_EIG_MAX_DIM else "dense eigvalsh"
 
-    def grad(x, data_i):
-        r = packed.matvec(x, data_i) - data_i["y"]
-        return packed.rmatvec(r, data_i) / m + _reg_grad(x, data_i)
-
     def value_and_grad(x, data_i):
-        r = packed.matvec(x, data_i) - data_i["y"]
-        return (
-            0.5 * jnp.mean(r * r) + _reg_loss(x, data_i),
-            packed.rmatvec(r, data_i) / m + _reg_grad(x, data_i),
-        )
+        # one pass over each worker's matrix on CPU (native kernel), M x then Mᵀ r elsewhere
+        half_sq, g = data_terms(packed, "least_squares", x, data_i, data_i["y"])
+        return half_sq / m + _reg_loss(x, data_i), g / m + _reg_grad(x, data_i)
+
+    def grad(x, data_i):
+        return value_and_grad(x, data_i)[1]
 
     def loss(x, data_i):
         r = packed.matvec(x, data_i) - data_i["y"]
@@ -369,12 +367,12 @@ def _with_numeric_fstar(prob: Problem, X: Any, y: np.ndarray) -> Problem:
 
 def _sparse_logistic_fns(packed, m):
     def value_and_grad(x, data_i):
-        y, lam = data_i["y"], data_i["lam"]
-        z = -y * packed.matvec(x, data_i)
+        # sum_j log(1 + exp(z_j)) and X_iᵀ (y sigmoid(z)), z = -y X_i x: one pass over X_i on
+        # CPU (native kernel), X_i x then X_iᵀ s elsewhere
+        lam = data_i["lam"]
+        loss_sum, xs = data_terms(packed, "logistic", x, data_i, data_i["y"])
         r = 1 / (1 + x * x)  # the regulariser's value and gradient share it
-        loss = jnp.mean(jnp.logaddexp(0.0, z)) + lam * jnp.sum(x * x * r)
-        g = -packed.rmatvec(y * jax.nn.sigmoid(z), data_i) / m + lam * 2 * x * r * r
-        return loss, g
+        return loss_sum / m + lam * jnp.sum(x * x * r), -xs / m + lam * 2 * x * r * r
 
     def loss(x, data_i):
         z = -data_i["y"] * packed.matvec(x, data_i)
