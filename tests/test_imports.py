@@ -54,6 +54,11 @@ FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
     ("ratedist.commands.rd", "ratedist.rd.operational"): _RD,
     ("ratedist.commands.rd", "ratedist.plotting"): _PLOT,
     ("ratedist.commands.demo", "ratedist.rd.operational"): _RD,
+    ("ratedist.commands.simulate", "ratedist.sim.distributed"): _SIM,
+    ("ratedist.commands.results", "ratedist.sim.results"): (
+        "import time: the results table loads the simulator and pandas, which "
+        "`ratedist results --help` and argument errors do not need"
+    ),
     ("ratedist.commands.demo", "ratedist.plotting"): _PLOT,
     ("ratedist.commands.demo", "ratedist.validate"): _SIM,
     ("ratedist.commands.simulate", "ratedist.sim.store"): _SIM,

@@ -38,13 +38,12 @@ registers a SIGTERM handler for preemption notices): :func:`launch` stops proces
 SIGKILL.
 
 On CPU the cross-process collectives are gloo over TCP (``jax_cpu_collectives_implementation``,
-the default in jax 0.10; set explicitly here). ``python3 -m ratedist.sim.distributed`` starts
+the default in jax 0.10; set explicitly here). ``python3 -m ratedist.sim.launch`` starts
 a local job (:func:`launch`); ``docs/cluster.md`` has the commands for GPU nodes and SLURM.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
@@ -363,30 +362,3 @@ def launch(
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 p.wait()
-
-
-def main(args: Sequence[str] | None = None) -> int:
-    """``python3 -m ratedist.sim.distributed --num-processes 2 --local-devices 4 -- SCRIPT``."""
-    parser = argparse.ArgumentParser(
-        prog="python3 -m ratedist.sim.distributed",
-        description="Run a Python script as a local multi-process JAX job (loopback "
-        "coordinator); the script calls ratedist.sim.distributed.initialize().",
-    )
-    parser.add_argument("--num-processes", type=int, default=2)
-    parser.add_argument(
-        "--local-devices", type=int, default=None, help="emulated CPU devices per process"
-    )
-    parser.add_argument("--timeout", type=float, default=None, help="seconds, then kill all")
-    parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS...]")
-    ns = parser.parse_args(args)
-    argv = ns.argv[1:] if ns.argv[:1] == ["--"] else ns.argv
-    try:
-        status = launch(argv, ns.num_processes, local_devices=ns.local_devices, timeout=ns.timeout)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return status if status >= 0 else 128 - status  # killed by signal s: 128 + s, as a shell
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ratedist._validation import check_choice, check_int, check_positive
-from ratedist.sim import engines
+from ratedist.sim import distributed, engines
 from ratedist.sim.method import Algorithm, bits_dtype
 from ratedist.sim.problems import Problem
 from ratedist.sim.round import Round, checks_3pc, server_fns, worker_fns
@@ -295,8 +295,6 @@ def make_stepper(
     x0 = jnp.asarray(problem.x0, dtype)
     idx = jnp.arange(problem.n_workers, dtype=jnp.uint32)
     if engine == "shard_map" and jax.process_count() > 1:
-        from ratedist.sim import distributed  # not at import: python3 -m ratedist.sim.distributed
-
         # global arrays: each process builds only its own workers' rows
         data, idx = distributed.worker_sharded((data, idx), problem.n_workers)
     if not isinstance(diagnostics, bool):
@@ -486,8 +484,6 @@ def run(
 
 
 def _fetch(out):
-    from ratedist.sim import distributed
-
     return distributed.fetch(out)
 
 

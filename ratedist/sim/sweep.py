@@ -70,6 +70,7 @@ import numpy as np
 from ratedist._io import remove_stale_temporaries
 from ratedist._validation import check_choice, check_int, check_positive
 from ratedist.compressors.spec import make
+from ratedist.sim import distributed
 from ratedist.sim.algorithms import ALGORITHMS
 from ratedist.sim.coded import ENCODINGS, coded, partitionwise
 from ratedist.sim.codes import CODES, DECODE_RULES, GradientCode
@@ -742,8 +743,6 @@ def run_claimed(
         ``"meta"`` (algorithm and stage names) and ``"diverged_at"``; ``"claimed"`` adds
         ``"holder"`` (:func:`~ratedist.sim.store.read_claim`).
     """
-    from ratedist.sim import distributed  # not at import: `python -m` runs that module
-
     store = ResultStore(out)
     name = store.path(config).name
     multi = distributed.is_multiprocess()
@@ -834,8 +833,6 @@ def run_sweep(
         part = parse_shard(shard)
         mine = [i for i, cfg in enumerate(configs) if cfg in part]
         configs, labels = [configs[i] for i in mine], [labels[i] for i in mine]
-    from ratedist.sim import distributed
-
     if executor is not None and distributed.is_multiprocess():
         raise ValueError(
             "executor must be None in a multi-process job (its processes run every config "

@@ -1,6 +1,6 @@
 """Cases of the multi-process tests (``test_distributed.py``), and the script each process of
 the job runs: ``python3 distributed_cases.py OUT.npz [CASE ...]`` under
-``python3 -m ratedist.sim.distributed`` (or :func:`ratedist.sim.distributed.launch`).
+``python3 -m ratedist.sim.launch`` (or :func:`ratedist.sim.distributed.launch`).
 
 Every process runs the shard_map engine over the job's global mesh; process 0 saves the traces.
 The reference (single-process vmap) is computed by the test from the same :data:`CASES`.

@@ -276,3 +276,13 @@ def test_simulate_distributed_refuses_an_executor(tmp_path, capsys):
     argv = ["simulate", str(toml), "--distributed", "--executor", "dask://localhost:1"]
     assert main(argv) == 2
     assert "--distributed and --executor" in capsys.readouterr().err
+
+
+def test_launcher_runs_a_job_and_reports_bad_arguments(tmp_path, capsys):
+    from ratedist.sim import launch
+
+    assert launch.main(["--num-processes", "0", "--", "x.py"]) == 2
+    assert "num_processes" in capsys.readouterr().err
+    script = tmp_path / "fail.py"
+    script.write_text("import sys; sys.exit(3)\n")
+    assert launch.main(["--num-processes", "2", "--", str(script)]) == 3
