@@ -295,28 +295,14 @@ def logistic_nonconvex(
     Xall = Xs.reshape(n * m, d)
     L_i = np.array([np.linalg.norm(Xi, 2) ** 2 / (4 * m) for Xi in Xs]) + 2 * lam
     L_minus = float(np.linalg.norm(Xall, 2) ** 2 / (4 * n * m) + 2 * lam)
-    L_up = float(np.sqrt(np.mean(L_i**2)))
-    data = {"X": Xs, "y": ys, "lam": np.full(n, lam)}
-    prob = Problem(
-        name="logistic_nonconvex",
-        n_workers=n,
-        dim=d,
-        data=data,
-        loss_fn=_logistic_loss,
-        grad_fn=_logistic_grad,
-        x0=np.zeros(d),
-        f_star=0.0,
-        L_minus=L_minus,
-        L_plus=L_up,
-        L_plus_upper=L_up,
-        L_i=L_i,
-        labels={
-            "f_star": "lower bound: 0 (loss and regulariser are nonnegative)",
-            "L_minus": "bound: ||X||_2^2/(4M) + 2 lam",
-            "L_plus": "bound: sqrt(mean_i L_i^2) (no exact value computed)",
-            "L_plus_upper": "bound: sqrt(mean_i L_i^2), L_i <= ||X_i||_2^2/(4m) + 2 lam",
-        },
-        config={"problem": "logistic_nonconvex", "n_workers": n, "lam": lam, **src},
+    prob = _logistic_problem(
+        {"X": Xs, "y": ys, "lam": np.full(n, lam)},
+        d,
+        (_logistic_loss, _logistic_grad, None),
+        L_i,
+        L_minus,
+        None,
+        {"problem": "logistic_nonconvex", "n_workers": n, "lam": lam, **src},
     )
     if solve_f_star:
         prob = _with_numeric_fstar(prob, Xall, ys.reshape(n * m))
@@ -384,6 +370,38 @@ def _sparse_logistic_fns(packed, m):
     return loss, grad, value_and_grad
 
 
+def _logistic_problem(data, d: int, fns, L_i, L_minus, how: str | None, config) -> Problem:
+    """The :func:`logistic_nonconvex` problem from its worker data, ``(loss, grad,
+    value_and_grad or None)``, the bounds ``L_i`` and ``L_-``, and how the spectral norms were
+    computed (``how``, named in the labels; None for the exact dense norms)."""
+    n = len(L_i)
+    by, by_i = ("", "") if how is None else (f" (||X||_2 by {how})", f" (||X_i||_2 by {how})")
+    L_up = float(np.sqrt(np.mean(L_i**2)))
+    loss, grad, vg = fns
+    return Problem(
+        name="logistic_nonconvex",
+        n_workers=n,
+        dim=d,
+        data=data,
+        loss_fn=loss,
+        grad_fn=grad,
+        value_and_grad_fn=vg,
+        x0=np.zeros(d),
+        f_star=0.0,
+        L_minus=L_minus,
+        L_plus=L_up,
+        L_plus_upper=L_up,
+        L_i=L_i,
+        labels={
+            "f_star": "lower bound: 0 (loss and regulariser are nonnegative)",
+            "L_minus": f"bound: ||X||_2^2/(4M) + 2 lam{by}",
+            "L_plus": "bound: sqrt(mean_i L_i^2) (no exact value computed)",
+            "L_plus_upper": f"bound: sqrt(mean_i L_i^2), L_i <= ||X_i||_2^2/(4m) + 2 lam{by_i}",
+        },
+        config=config,
+    )
+
+
 def _sparse_split(X: Any, y: Any, n: int):
     """Contiguous equal row blocks of a sparse ``X`` (remainder dropped, as :func:`_split`)."""
     X = sp.csr_array(X, dtype=np.float64)
@@ -415,7 +433,6 @@ def _sparse_logistic(X, y, n, lam, batch_size, solve_f_star, source) -> Problem:
     packed = pack(mats, "coo_t")
     L_i = np.array([largest_singular_value_sq(Xi) / (4 * m) for Xi in mats]) + 2 * lam
     L_minus = float(largest_singular_value_sq(Xall) / (4 * n * m) + 2 * lam)
-    L_up = float(np.sqrt(np.mean(L_i**2)))
     how = "Lanczos eigsh" if min(m, d) > DENSE_EIG_MAX_DIM else "dense eigvalsh"
     loss, grad, vg = _sparse_logistic_fns(packed, m)
     src = {
@@ -424,28 +441,13 @@ def _sparse_logistic(X, y, n, lam, batch_size, solve_f_star, source) -> Problem:
         "dim": d,
         "sparse": {"layout": packed.layout, "nnz": int(Xall.nnz)},
     }
-    prob = Problem(
-        name="logistic_nonconvex",
-        n_workers=n,
-        dim=d,
-        data={**packed.arrays, "y": ys, "lam": np.full(n, lam)},
-        loss_fn=loss,
-        grad_fn=grad,
-        value_and_grad_fn=vg,
-        x0=np.zeros(d),
-        f_star=0.0,
-        L_minus=L_minus,
-        L_plus=L_up,
-        L_plus_upper=L_up,
-        L_i=L_i,
-        labels={
-            "f_star": "lower bound: 0 (loss and regulariser are nonnegative)",
-            "L_minus": f"bound: ||X||_2^2/(4M) + 2 lam (||X||_2 by {how})",
-            "L_plus": "bound: sqrt(mean_i L_i^2) (no exact value computed)",
-            "L_plus_upper": (
-                f"bound: sqrt(mean_i L_i^2), L_i <= ||X_i||_2^2/(4m) + 2 lam (||X_i||_2 by {how})"
-            ),
-        },
-        config={"problem": "logistic_nonconvex", "n_workers": n, "lam": lam, **src},
+    prob = _logistic_problem(
+        {**packed.arrays, "y": ys, "lam": np.full(n, lam)},
+        d,
+        (loss, grad, vg),
+        L_i,
+        L_minus,
+        how,
+        {"problem": "logistic_nonconvex", "n_workers": n, "lam": lam, **src},
     )
     return _with_numeric_fstar(prob, Xall, ys.reshape(n * m)) if solve_f_star else prob
