@@ -150,6 +150,27 @@ def test_compressors_use_the_kernel_and_match_the_pure_path(monkeypatch):
             assert _same_bits(a, b), spec
 
 
+def test_derivatives_are_those_of_the_pure_path(monkeypatch):
+    """jax.grad through a kernel-backed compressor equals jax.grad of the pure-JAX code (the
+    kernel has no derivative of its own; its jvp rule differentiates the pure path)."""
+    x = jnp.asarray(np.random.default_rng(4).standard_normal(500))
+    w = jnp.asarray(np.random.default_rng(5).standard_normal(500))
+    key = jax.random.key(3)
+    for spec in ["scaled-sign", "sign", "qsgd:s=4", "scalar:method=lloyd-max,bits=3"]:
+        c = make(spec)
+
+        def loss(x, k, c=c):
+            return jnp.sum(w * c.update(x, c.init(x), key=k)[0] ** 2)  # needs the values too
+
+        grad = jax.grad(loss)
+        lowered = jax.jit(grad).lower(x, key)
+        assert "ratedist_quantize" in lowered.as_text(), spec
+        native = lowered.compile()(x, key)
+        pure = _pure(grad, x, key, monkeypatch=monkeypatch)
+        assert _same_bits(native, pure), spec
+        assert spec == "sign" or np.any(np.asarray(native) != 0), spec
+
+
 # ----------------------------------------------------------------------------- Monte Carlo
 def _two_point_variance(r, levels):
     """Closed form: variance of unbiased rounding of r (in [L0, L-1]) between its levels."""
