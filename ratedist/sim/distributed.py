@@ -271,6 +271,16 @@ def fetch(tree: Any) -> Any:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def broadcast_from_main(value: int) -> int:
+    """Process 0's integer ``value`` on every process (a collective: all processes call it in
+    the same order); ``value`` itself in one process."""
+    if not is_multiprocess():
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
 # ----------------------------------------------------------------------------- launcher
 
 

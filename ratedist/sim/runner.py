@@ -294,7 +294,7 @@ def make_stepper(
     data = jax.tree_util.tree_map(lambda a: _as_dtype(a, dtype), problem.data)
     x0 = jnp.asarray(problem.x0, dtype)
     idx = jnp.arange(problem.n_workers, dtype=jnp.uint32)
-    if engine == "shard_map" and jax.process_count() > 1:
+    if engine == "shard_map" and distributed.is_multiprocess():
         # global arrays: each process builds only its own workers' rows
         data, idx = distributed.worker_sharded((data, idx), problem.n_workers)
     if not isinstance(diagnostics, bool):
@@ -445,7 +445,7 @@ def run(
     lead = stepper.lead
     n_chunks = math.ceil(steps / (chunk or 1000))
     size = math.ceil(steps / n_chunks)
-    fetch = _fetch if jax.process_count() > 1 else (lambda out: out)
+    fetch = distributed.fetch  # the identity in one process
     state, out0 = stepper.init()
     # several processes: outputs gathered on every process (a collective each chunk)
     outs = [to_host(fetch(out0), lead, single=True)]
@@ -481,10 +481,6 @@ def run(
         lyap,
         stepper.hyper,
     )
-
-
-def _fetch(out):
-    return distributed.fetch(out)
 
 
 def _progress(total, on):

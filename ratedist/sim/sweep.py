@@ -700,14 +700,6 @@ def parse_shard(spec: Any) -> Shard:
 _STATUSES = ("ran", "skipped", "claimed")
 
 
-def _agree(code: int) -> int:
-    """Process 0's ``code`` on every process of a multi-process job (a collective: every
-    process calls it in the same order)."""
-    from jax.experimental import multihost_utils
-
-    return int(multihost_utils.broadcast_one_to_all(np.int32(code)))
-
-
 def run_claimed(
     config: Mapping[str, Any],
     out: Any,
@@ -745,7 +737,6 @@ def run_claimed(
     """
     store = ResultStore(out)
     name = store.path(config).name
-    multi = distributed.is_multiprocess()
     writer = distributed.is_main()  # one process: always
     claim, status = None, "ran"
     if writer:
@@ -758,8 +749,8 @@ def run_claimed(
             elif store.done(config):
                 store.release(claim)
                 claim, status = None, "skipped"
-    if multi:  # every process of a job runs the same configs: process 0 decides
-        status = _STATUSES[_agree(_STATUSES.index(status))]
+    # every process of a job runs the same configs: process 0 decides
+    status = _STATUSES[distributed.broadcast_from_main(_STATUSES.index(status))]
     if status == "skipped":
         return {"status": "skipped", "name": name}
     if status == "claimed":
