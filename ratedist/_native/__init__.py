@@ -7,9 +7,10 @@ Three kernels:
   multiple of ``numpy.argpartition`` at K = d/100; from d = 1e5 on, the kernel is 6-15x
   faster than ``lax.top_k`` and 2-5x faster than argpartition (``benchmarks/README.md``);
 - one-pass elementwise quantizers (``quantize.cc``) behind
-  :mod:`ratedist.compressors._kernels`: stochastic rounding on a level table with JAX's own
-  Threefry stream regenerated in C (bit-identical to ``jax.random.uniform``), and the fused
-  deterministic sign / scalar / threshold compressors;
+  :mod:`ratedist.compressors._kernels`: stochastic rounding on a level table with a
+  counter-based Threefry-2x32-20 stream keyed by the JAX key (bit-identical to the pure-JAX
+  ``_kernels.stream_words``), and the fused deterministic sign / scalar / threshold
+  compressors;
 - sparse matrix-vector products ``M v``, ``Mᵀ v`` and the fused logistic / least-squares
   gradient terms (one pass over each row) on the padded row-sorted COO layout
   (``sparse.cc``) behind :mod:`ratedist.sim.problems.sparse`, batched over the workers.

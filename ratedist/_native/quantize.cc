@@ -11,12 +11,16 @@
 // x86-64 baseline, -ffp-contract=off), so the results are bit for bit those of the pure-JAX
 // path.
 //
-// Randomness: the uniforms of jax.random.uniform(key, (d,), dtype) and the words of
-// jax.random.bits(key, (n,), uint32) in JAX's partitionable Threefry mode
-// (jax_threefry_partitionable=True): element i is Threefry-2x32-20 (Salmon et al., SC'11;
-// Random123) of the counter (hi, lo) = (i >> 32, i & 0xffffffff) under the 64-bit key
-// (k0, k1); 32-bit words are b0 ^ b1, 64-bit words (b0 << 32) | b1. Element i depends only on
-// (key, i): the output does not depend on threads, chunking or the batch layout.
+// Randomness: ratedist's stream (ratedist/compressors/_kernels.py, `stream_words`). Block j
+// is Threefry-2x32-20 (Salmon et al., SC'11; Random123; the function of jax.random) of the
+// counter (hi, lo) = (j >> 32, j & 0xffffffff) under the 64-bit key (k0, k1); its two output
+// words are the words 2j and 2j + 1 of the stream (jax.random XORs them into one number per
+// block: using both halves the generator work per number). Element i of a row draws its
+// uniform from word i (float32: 23 bits, as jax.random.uniform builds it), from words 2i and
+// 2i + 1 (float64: 52 bits of the 64-bit word (w_2i << 32) | w_2i+1), or from the
+// rng_bits-bit field i mod (32 / rng_bits) of word i / (32 / rng_bits) (little-endian). Element
+// i depends only on (key, i): the output does not depend on threads, chunking or the batch
+// layout.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -33,6 +37,7 @@ namespace {
 
 constexpr int64_t kBlock = 512;  // elements whose random words are generated together
 constexpr int kLanes = 4;        // sub-histograms (breaks the increment dependency chain)
+constexpr int kMaxCum = 64;      // largest level index counted by cumulative counts
 
 #define RD_INLINE inline __attribute__((always_inline))
 // The row functions are compiled for AVX-512, AVX2 and the x86-64 baseline; the loader picks
@@ -156,47 +161,57 @@ struct alignas(64) Work {
   int32_t sym[kBlock];
 };
 
-// u[j] in [0, 1) for the elements [i0, i0 + n), compared as `u < p`. rng_bits = 32:
-// jax.random.uniform; 8/16: (b + 0.5) 2^-rng_bits with b the rng_bits-bit fields
-// (little-endian) of jax.random.bits(key, (ceil(d rng_bits / 32),), uint32).
+// The stream words [2 j0, 2 (j0 + nb)) as w0[j - j0] (word 2j) and w1[j - j0] (word 2j + 1).
+RD_INLINE void Blocks(const uint32_t k0, const uint32_t k1, int64_t j0, int64_t nb,
+                      uint32_t* __restrict w0, uint32_t* __restrict w1) {
+  Threefry(k0, k1, static_cast<uint32_t>(j0 >> 32), static_cast<uint32_t>(j0), nb, w0, w1);
+}
+
+// u[j] in [0, 1) for the elements [i0, i0 + n) (i0 a multiple of kBlock), compared as
+// `u < p`. rng_bits = 32: 23 (float32) or 52 (float64) random mantissa bits, u = 1.f - 1;
+// 8/16: (b + 0.5) 2^-rng_bits with b the rng_bits-bit fields of the words.
 template <typename F>
 RD_INLINE void Fill(const Params<F>& P, int64_t i0, int64_t n, Work<F>& W) {
   using U = typename Bits<F>::U;
+  constexpr int kShift = 8 * sizeof(F) - Bits<F>::kMant;
   if (P.rng_bits == 32) {
-    Threefry(P.k0, P.k1, static_cast<uint32_t>(i0 >> 32), static_cast<uint32_t>(i0), n, W.w0,
-             W.w1);
-    for (int64_t j = 0; j < n; ++j) {
-      U w;
-      if constexpr (sizeof(F) == 4) {
-        w = W.w0[j] ^ W.w1[j];
-      } else {
-        w = (static_cast<U>(W.w0[j]) << 32) | W.w1[j];
+    if constexpr (sizeof(F) == 4) {  // element i: word i = half (i & 1) of block i >> 1
+      const int64_t nb = (n + 1) >> 1;
+      Blocks(P.k0, P.k1, i0 >> 1, nb, W.w0, W.w1);
+      for (int64_t j = 0; j < nb; ++j) {
+        W.u[2 * j] = FromBits<F>((W.w0[j] >> kShift) | Bits<F>::kOne) - F(1);
+        W.u[2 * j + 1] = FromBits<F>((W.w1[j] >> kShift) | Bits<F>::kOne) - F(1);
       }
-      W.u[j] = FromBits<F>((w >> (8 * sizeof(F) - Bits<F>::kMant)) | Bits<F>::kOne) - F(1);
+    } else {  // element i: block i, (w_2i << 32) | w_2i+1
+      Blocks(P.k0, P.k1, i0, n, W.w0, W.w1);
+      for (int64_t j = 0; j < n; ++j) {
+        const U w = (static_cast<U>(W.w0[j]) << 32) | W.w1[j];
+        W.u[j] = FromBits<F>((w >> kShift) | Bits<F>::kOne) - F(1);
+      }
     }
     return;
   }
-  const int shift = P.rng_bits == 8 ? 2 : 1;  // log2(32 / rng_bits)
-  const int per = 1 << shift;                 // i0 is a multiple of kBlock, hence of per
-  const int64_t c0 = i0 >> shift, nw = (n + per - 1) >> shift;
-  Threefry(P.k0, P.k1, static_cast<uint32_t>(c0 >> 32), static_cast<uint32_t>(c0), nw, W.w0,
-           W.w1);
-  // fields of one word with compile-time shifts (kBlock is a multiple of 4: the last word's
-  // spare fields land inside u and are never read)
+  // 8/16 bits: 8 or 4 elements per block (kBlock is a multiple of 8: the last block's spare
+  // fields land inside u and are never read); fields of one word with compile-time shifts
+  const int per = 32 / P.rng_bits;  // fields per word
+  const int64_t nb = (n + 2 * per - 1) / (2 * per);
+  Blocks(P.k0, P.k1, i0 / (2 * per), nb, W.w0, W.w1);
   if (P.rng_bits == 8) {
-    for (int64_t w = 0; w < nw; ++w) {
-      const uint32_t v = W.w0[w] ^ W.w1[w];
+    for (int64_t b = 0; b < nb; ++b) {
       for (int k = 0; k < 4; ++k) {
-        const auto b = static_cast<int32_t>((v >> (8 * k)) & 0xffu);
-        W.u[4 * w + k] = (static_cast<F>(b) + F(0.5)) * F(1.0 / 256.0);
+        const auto f0 = static_cast<int32_t>((W.w0[b] >> (8 * k)) & 0xffu);
+        const auto f1 = static_cast<int32_t>((W.w1[b] >> (8 * k)) & 0xffu);
+        W.u[8 * b + k] = (static_cast<F>(f0) + F(0.5)) * F(1.0 / 256.0);
+        W.u[8 * b + 4 + k] = (static_cast<F>(f1) + F(0.5)) * F(1.0 / 256.0);
       }
     }
   } else {
-    for (int64_t w = 0; w < nw; ++w) {
-      const uint32_t v = W.w0[w] ^ W.w1[w];
+    for (int64_t b = 0; b < nb; ++b) {
       for (int k = 0; k < 2; ++k) {
-        const auto b = static_cast<int32_t>((v >> (16 * k)) & 0xffffu);
-        W.u[2 * w + k] = (static_cast<F>(b) + F(0.5)) * F(1.0 / 65536.0);
+        const auto f0 = static_cast<int32_t>((W.w0[b] >> (16 * k)) & 0xffffu);
+        const auto f1 = static_cast<int32_t>((W.w1[b] >> (16 * k)) & 0xffffu);
+        W.u[4 * b + k] = (static_cast<F>(f0) + F(0.5)) * F(1.0 / 65536.0);
+        W.u[4 * b + 2 + k] = (static_cast<F>(f1) + F(0.5)) * F(1.0 / 65536.0);
       }
     }
   }
@@ -223,18 +238,20 @@ RD_INLINE void Cells(const F* lv, int32_t L, int64_t n, Work<F>& W) {
       W.a[j] = a0;
       W.b[j] = b0;
     }
-    // levels above the block's largest r add nothing: stop there (QSGD at large d has
-    // r = |x|/||x|| far below the first interior level almost everywhere)
-    F rmax = lv[0];  // (a NaN r never raises it; its cell is unspecified anyway)
-    for (int64_t j = 0; j < n; ++j) rmax = W.r[j] > rmax ? W.r[j] : rmax;
-    for (int32_t l = 1; l <= m && lv[l] <= rmax; ++l) {
+    // Levels are increasing: once a level is above every r of the block, so are the rest
+    // (QSGD at large d has r = |x|/||x|| far below the first interior level almost
+    // everywhere, and stops after one pass). The count is an integer sum: it vectorizes.
+    for (int32_t l = 1; l <= m; ++l) {
       const F t = lv[l], t1 = lv[l + 1];
+      I hits = 0;
       for (int64_t j = 0; j < n; ++j) {
         const bool ge = W.r[j] >= t;
+        hits += static_cast<I>(ge);
         W.c[j] += static_cast<I>(ge);
         W.a[j] = ge ? t : W.a[j];
         W.b[j] = ge ? t1 : W.b[j];
       }
+      if (hits == 0) break;
     }
     return;
   }
@@ -258,6 +275,43 @@ RD_INLINE void Histogram(const int32_t* sym, int64_t n, int32_t* h, int32_t n_sy
   for (; j < n; ++j) h[sym[j]] += 1;
 }
 
+// Counts of small alphabets without a scattered increment per element. For a block of signed
+// indices v (|v| < L <= kMaxCum + 1), ge[l] += #{v >= l} and le[l] += #{v <= -l} for l >= 1,
+// vectorized compare-and-counts; the symbol counts are their differences (EmitCumulative).
+struct Cumulative {
+  int64_t n = 0;
+  int64_t ge[kMaxCum + 2] = {}, le[kMaxCum + 2] = {};
+};
+
+template <bool kSigned>
+RD_INLINE void CumulativeCounts(const int32_t* __restrict v, int64_t n, int32_t L,
+                                Cumulative& C) {
+  C.n += n;
+  // |v| <= L - 1; stop at the first level no element reaches (the early exit also keeps the
+  // compiler from vectorizing the level loop instead of the element loop)
+  for (int32_t l = 1; l < L; ++l) {
+    int32_t p = 0, q = 0;  // n <= kBlock: no overflow
+    for (int64_t j = 0; j < n; ++j) {
+      p += static_cast<int32_t>(v[j] >= l);
+      if constexpr (kSigned) q += static_cast<int32_t>(v[j] <= -l);
+    }
+    if (p + q == 0) break;
+    C.ge[l] += p;
+    C.le[l] += q;
+  }
+}
+
+// Adds the counts of the L levels to h: magnitude (signed v): symbols s + l (v = l) and
+// s - l (v = -l), s = L - 1; otherwise symbol l (v = l >= 0).
+RD_INLINE void EmitCumulative(const Cumulative& C, int32_t L, bool magnitude, int32_t* h) {
+  const int32_t s = magnitude ? L - 1 : 0;
+  h[s] += static_cast<int32_t>(C.n - C.ge[1] - C.le[1]);
+  for (int32_t l = 1; l < L; ++l) {
+    h[s + l] += static_cast<int32_t>(C.ge[l] - C.ge[l + 1]);
+    if (magnitude) h[s - l] += static_cast<int32_t>(C.le[l] - C.le[l + 1]);
+  }
+}
+
 // Stochastic modes; h holds kLanes * n_sym counters.
 template <typename F>
 RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F* __restrict y,
@@ -269,6 +323,8 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
   const bool nz = sc > F(0);
   const F* lv = P.lv;
   const int32_t L = P.L;
+  const bool cumulative = L - 1 <= kMaxCum;  // kMagnitude/kSigned: counts without scatter
+  Cumulative C;
   for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
     const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
     const F* __restrict xb = x + i0;
@@ -287,18 +343,23 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
       if (mag) {
         // x_hat = scale * (+-levels[idx]); symbol s + idx (x >= 0) or s - idx (x < 0),
         // s = L - 1. flag 1 (TernGrad): a zero level stays +0.
-        const I s = L - 1;
         const bool zero_plus = P.flag;
         for (int64_t j = 0; j < n; ++j) {
           const F a = W.a[j], b = W.b[j];
           const F p = (W.r[j] - a) / (b - a);
           const bool up = W.u[j] < p;
-          const I idx = W.c[j] + static_cast<I>(up);
           const bool neg = xb[j] < F(0);
           const F v = up ? b : a;
           const bool flip = neg && !(zero_plus && v == F(0));
           yb[j] = sc * (flip ? -v : v);
-          W.sym[j] = static_cast<int32_t>(neg ? s - idx : s + idx);
+          const auto idx = static_cast<int32_t>(W.c[j] + static_cast<I>(up));
+          W.sym[j] = neg ? -idx : idx;  // the symbol minus s
+        }
+        if (cumulative) {
+          CumulativeCounts<true>(W.sym, n, L, C);
+        } else {
+          for (int64_t j = 0; j < n; ++j) W.sym[j] += L - 1;
+          Histogram(W.sym, n, h, P.n_sym);
         }
       } else {
         const bool scaled = P.flag;
@@ -306,12 +367,18 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
           const F a = W.a[j], b = W.b[j];
           const F p = (W.r[j] - a) / (b - a);
           const bool up = W.u[j] < p;
-          const I idx = W.c[j] + static_cast<I>(up);
           const F v = up ? b : a;
           yb[j] = scaled ? sc * v : v;
-          W.sym[j] = static_cast<int32_t>(idx);
+          W.sym[j] = static_cast<int32_t>(W.c[j] + static_cast<I>(up));  // idx
+        }
+        if (cumulative) {
+          CumulativeCounts<false>(W.sym, n, L, C);
+        } else {
+          Histogram(W.sym, n, h, P.n_sym);
         }
       }
+      KeepNonFinite<F>(xb, yb, n);
+      continue;
     } else {  // kNatural; n_sym = 2 n_exp + 1
       const I n_exp = (P.n_sym - 1) / 2;
       const I e_min =
@@ -360,6 +427,7 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
     KeepNonFinite<F>(xb, yb, n);
     Histogram(W.sym, n, h, P.n_sym);
   }
+  if (cumulative && P.mode != kNatural) EmitCumulative(C, L, P.mode == kMagnitude, h);
 }
 
 // Deterministic modes, one read of x; h holds kLanes * n_sym counters.
@@ -404,26 +472,39 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
   thread_local Work<F> W;
   const F* th = lv;
   const F* q = lv + (L - 1);
+  const bool cumulative = L - 1 <= kMaxCum;
+  Cumulative C;
   for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
     const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
     const F* __restrict xb = x + i0;
     F* __restrict yb = y + i0;
     for (int64_t j = 0; j < n; ++j) W.r[j] = P.flag ? (nz ? xb[j] / sc : F(0)) : xb[j];
-    for (int64_t j = 0; j < n; ++j) W.c[j] = 0;
-    if (L - 1 <= 64) {
+    if (cumulative) {
+      // level and count carried through the threshold loop (no gather); #{r > th[l]} is the
+      // number of indices >= l + 1
+      for (int64_t j = 0; j < n; ++j) W.a[j] = q[0];
+      C.n += n;
       for (int32_t l = 0; l < L - 1; ++l) {
-        const F t = th[l];
-        for (int64_t j = 0; j < n; ++j) W.c[j] += static_cast<I>(W.r[j] > t);
-      }
-    } else {
-      for (int64_t j = 0; j < n; ++j) {
-        int32_t lo = 0, hi = L - 1;  // #{th < v}
-        while (lo < hi) {
-          const int32_t mid = (lo + hi) / 2;
-          if (th[mid] < W.r[j]) lo = mid + 1; else hi = mid;
+        const F t = th[l], v = q[l + 1];
+        int64_t hits = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          const bool gt = W.r[j] > t;
+          hits += gt;
+          W.a[j] = gt ? v : W.a[j];
         }
-        W.c[j] = lo;
+        C.ge[l + 1] += hits;
       }
+      for (int64_t j = 0; j < n; ++j) yb[j] = P.flag ? sc * W.a[j] : W.a[j];
+      KeepNonFinite<F>(xb, yb, n);
+      continue;
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      int32_t lo = 0, hi = L - 1;  // #{th < v}
+      while (lo < hi) {
+        const int32_t mid = (lo + hi) / 2;
+        if (th[mid] < W.r[j]) lo = mid + 1; else hi = mid;
+      }
+      W.c[j] = lo;
     }
     for (int64_t j = 0; j < n; ++j) {
       const I c = W.c[j];
@@ -433,21 +514,24 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
     KeepNonFinite<F>(xb, yb, n);
     Histogram(W.sym, n, h, P.n_sym);
   }
+  if (cumulative) EmitCumulative(C, L, false, h);
 }
 
-// Rand-K's keys: 30 random bits of jax.random.bits(key, (d,), uint32) mapped monotonically
-// onto normal positive float32 numbers (then widened exactly to F); one symbol counted.
+// Rand-K's keys: 30 random bits of stream word i mapped monotonically onto normal positive
+// float32 numbers (then widened exactly to F); one symbol counted.
 template <typename F>
 RD_INLINE void KeysRow(const Params<F>& P, int64_t d, F* __restrict y, int32_t* h) {
   thread_local Work<F> W;
   for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
     const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
-    Threefry(P.k0, P.k1, static_cast<uint32_t>(i0 >> 32), static_cast<uint32_t>(i0), n, W.w0,
-             W.w1);
-    F* __restrict yb = y + i0;
-    for (int64_t j = 0; j < n; ++j) {
-      yb[j] = static_cast<F>(FromBits<float>(((W.w0[j] ^ W.w1[j]) >> 2) + 0x00800000u));
+    const int64_t nb = (n + 1) >> 1;
+    Blocks(P.k0, P.k1, i0 >> 1, nb, W.w0, W.w1);
+    for (int64_t j = 0; j < nb; ++j) {
+      W.u[2 * j] = static_cast<F>(FromBits<float>((W.w0[j] >> 2) + 0x00800000u));
+      W.u[2 * j + 1] = static_cast<F>(FromBits<float>((W.w1[j] >> 2) + 0x00800000u));
     }
+    F* __restrict yb = y + i0;
+    for (int64_t j = 0; j < n; ++j) yb[j] = W.u[j];
   }
   h[0] += static_cast<int32_t>(d);
 }

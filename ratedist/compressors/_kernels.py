@@ -20,24 +20,32 @@ keep           ``x`` where ``|x| > t``, else 0                         threshold
 rand_keys      30 random bits as positive float32 keys (x not read)   rand-k, rand-k-unbiased
 =============  ====================================================  =========================
 
+Randomness (both implementations): ratedist's counter-based stream, :func:`stream_words`.
+Block ``j`` is Threefry-2x32-20 (Salmon et al., SC'11; the function behind ``jax.random``) of
+the counter ``(hi, lo) = (j >> 32, j & 0xffffffff)`` under the key's two 32-bit words
+(:func:`key_words`), and its two output words are words ``2j`` and ``2j + 1`` of the stream.
+``jax.random.bits`` XORs the two halves into one number per block; using both halves the
+generator work per number (measured ≈ 0.37 ns instead of ≈ 0.75 ns per float32 uniform with
+AVX-512 on the reference machine, ``benchmarks/README.md``). Element ``i`` draws its uniform
+from word ``i`` (float32: 23 random mantissa bits, built as ``jax.random.uniform`` builds
+them), from the 64-bit word ``(w[2i] << 32) | w[2i+1]`` (float64: 52 bits), or from the
+``rng_bits``-bit field ``i mod (32/rng_bits)`` of word ``i // (32/rng_bits)`` (8/16 bits,
+little-endian); Rand-K's keys use word ``i``. Element ``i`` depends only on ``(key, i)``: not on
+threads, chunking, the batch layout or the platform.
+
 Implementations (same results, bit for bit; ``tests/compressors/test_kernels.py``):
 
-- CPU, float32/float64, native kernels available (:mod:`ratedist._native`), Threefry keys in
-  JAX's partitionable mode (the default): one XLA FFI custom call reads ``x`` once and writes
-  ``x_hat`` and the counts. The scale (a reduction) is computed by the caller in JAX and
-  passed in. The random numbers are those of ``jax.random.uniform(key, (d,), dtype)``
-  (``rng_bits=32``) or of ``jax.random.bits`` (8/16 bits): the kernel regenerates JAX's
-  Threefry-2x32-20 stream (counter = element index), so element ``i`` depends only on
-  ``(key, i)``, not on threads or chunking, and equals the pure-JAX draw.
-- Everything else (GPU/TPU, other dtypes or key types, ``RATEDIST_NATIVE=0``,
-  ``jax_threefry_partitionable=False``): the ``_jax_*`` functions below, which are the
-  compressors' original ``jax.numpy`` code.
+- CPU, float32/float64, native kernels available (:mod:`ratedist._native`): one XLA FFI custom
+  call reads ``x`` once and writes ``x_hat`` and the counts. The scale (a reduction) is
+  computed by the caller in JAX and passed in.
+- Everything else (GPU/TPU, other dtypes, ``RATEDIST_NATIVE=0``): the ``_jax_*`` functions
+  below (``jax.numpy``; the stream from ``jax.extend.random.threefry_2x32``).
 
 The choice is made per lowering platform with ``jax.lax.platform_dependent`` (as
-:func:`ratedist.compressors.select.top_k_abs`). Limitations of the native path: no
-derivative (the stochastic compressors are not differentiated anywhere), no ``jax.export``
-for CPU (use ``RATEDIST_NATIVE=0``), NaN/inf inputs are not guaranteed to match the pure-JAX
-path.
+:func:`ratedist.compressors.select.top_k_abs`). Limitations of the native path: its derivative
+is the pure-JAX path's (a custom JVP rule), no ``jax.export`` for CPU (use
+``RATEDIST_NATIVE=0``), NaN/inf inputs are not guaranteed to give the same counts as the
+pure-JAX path.
 """
 
 from __future__ import annotations
@@ -48,32 +56,70 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.random import threefry_2x32
 
 from ratedist import _native
-from ratedist.compressors._common import random_uints, safe_div
+from ratedist.compressors._common import safe_div
 from ratedist.compressors.base import propagate_nonfinite
 
 #: kernel modes (the ``Mode`` enum of ``ratedist/_native/quantize.cc``)
 MAGNITUDE, SIGNED, NATURAL, SIGN, NEAREST, THRESHOLD, RAND_KEYS = range(7)
 
 
-# ----------------------------------------------------------------------------- dispatch
-def _threefry_words(key: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]] | None:
-    """``(raw uint32 (2,) key, rewrap)`` when the native generator can reproduce ``key``'s
-    stream (Threefry-2x32, partitionable mode), else None."""
-    if not jax.config.jax_threefry_partitionable:
-        return None
+# ----------------------------------------------------------------------------- stream
+def key_words(key: Any) -> jax.Array:
+    """The two uint32 words that key the stream: the key data of a Threefry-2x32 key (typed,
+    or a raw ``uint32[2]`` under the default Threefry implementation); for any other key
+    (e.g. ``rbg``), ``jax.random.bits(key, (2,), uint32)``."""
     if _typed(key):
-        impl = jax.random.key_impl(key)
-        if "threefry2x32" not in str(impl) or jnp.shape(key) != ():
-            return None
-        return jax.random.key_data(key), lambda kd: jax.random.wrap_key_data(kd, impl=impl)
+        if "threefry2x32" in str(jax.random.key_impl(key)) and jnp.shape(key) == ():
+            return jax.random.key_data(key)
+        return jax.random.bits(key, (2,), jnp.uint32)
     raw = jnp.asarray(key)
-    if raw.dtype != jnp.uint32 or raw.shape != (2,):
-        return None
-    if "threefry2x32" not in str(jax.config.jax_default_prng_impl):
-        return None
-    return raw, lambda kd: kd
+    if (
+        raw.dtype == jnp.uint32
+        and raw.shape == (2,)
+        and "threefry2x32" in str(jax.config.jax_default_prng_impl)
+    ):
+        return raw
+    return jax.random.bits(key, (2,), jnp.uint32)
+
+
+def stream_words(kd: jax.Array, n: int) -> jax.Array:
+    """Words ``0 .. n-1`` (uint32) of the stream keyed by ``kd`` (:func:`key_words`): block
+    ``j`` = Threefry-2x32-20 of the counter ``(0, j)``, its outputs at ``2j`` and ``2j + 1``."""
+    m = -(-n // 2)
+    count = jnp.concatenate([jnp.zeros((m,), jnp.uint32), jnp.arange(m, dtype=jnp.uint32)])
+    out = threefry_2x32(kd, count)  # [x0 of blocks 0..m-1, x1 of blocks 0..m-1]
+    return jnp.stack([out[:m], out[m:]], axis=1).reshape(-1)[:n]
+
+
+def stream_uniform(kd: jax.Array, n: int, dtype: Any) -> jax.Array:
+    """Uniforms in ``[0, 1)`` from the stream, ``1.f - 1`` with the dtype's mantissa ``f``
+    taken from the top bits of word ``i`` (16/32-bit floats: e.g. 23 bits for float32) or of
+    the 64-bit word ``(w[2i] << 32) | w[2i+1]`` (float64: 52 bits)."""
+    dtype = jnp.dtype(dtype)
+    fi = jnp.finfo(dtype)
+    one = np.array(1, dtype)
+    if fi.bits == 64:
+        w = stream_words(kd, 2 * n).reshape(n, 2).astype(jnp.uint64)
+        mant = ((w[:, 0] << 32) | w[:, 1]) >> (64 - fi.nmant)
+        return jax.lax.bitcast_convert_type(mant | jnp.uint64(one.view(np.uint64)), dtype) - 1
+    if fi.bits in (16, 32):
+        uint = np.uint32 if fi.bits == 32 else np.uint16
+        mant = (stream_words(kd, n) >> (32 - fi.nmant)).astype(uint)
+        return jax.lax.bitcast_convert_type(mant | uint(one.view(uint)), dtype) - 1
+    raise TypeError(f"stream_uniform: dtype must be a 16, 32 or 64-bit float, got {dtype}")
+
+
+def stream_fields(kd: jax.Array, n: int, rng_bits: int) -> jax.Array:
+    """``n`` uniform ``rng_bits``-bit (8 or 16) integers: the little-endian fields of the
+    stream's words, ``32 / rng_bits`` per word."""
+    per = 32 // rng_bits
+    w = stream_words(kd, -(-n // per))
+    return jax.lax.bitcast_convert_type(w, jnp.uint16 if rng_bits == 16 else jnp.uint8).reshape(-1)[
+        :n
+    ]
 
 
 def _typed(key: Any) -> bool:
@@ -103,20 +149,17 @@ def _ffi(x, kd, scale, *, mode, rng_bits, flag, table, n_sym):
 
 
 def _dispatch(x, key, scale, jax_fn, *, mode, rng_bits=32, flag=0, table=(), n_sym, policy=True):
-    """``jax_fn(x, key, scale)`` or the native kernel with the same result, per platform."""
+    """``jax_fn(x, kd, scale)`` (``kd``: the stream's key words) or the native kernel with the
+    same result, per platform."""
     scale = jnp.asarray(0 if scale is None else scale, x.dtype)
-    if key is None:
-        words = (jnp.zeros((2,), jnp.uint32), lambda kd: None)
-    else:
-        words = _threefry_words(key)
+    kd = jnp.zeros((2,), jnp.uint32) if key is None else key_words(key)
 
     def pure(a, k, s):
         x_hat, counts = jax_fn(a, k, s)
         return (propagate_nonfinite(a, x_hat) if policy else x_hat), counts
 
-    if words is None or not native_available(x.dtype):
-        return pure(x, key, scale)
-    kd, rewrap = words
+    if not native_available(x.dtype):
+        return pure(x, kd, scale)
     kw = {"mode": mode, "rng_bits": rng_bits, "flag": flag, "table": table, "n_sym": n_sym}
 
     @jax.custom_jvp
@@ -126,7 +169,7 @@ def _dispatch(x, key, scale, jax_fn, *, mode, rng_bits=32, flag=0, table=(), n_s
             k,
             s,
             cpu=lambda a, k, s: _ffi(a, k, s, **kw),
-            default=lambda a, k, s: pure(a, rewrap(k), s),
+            default=pure,
         )
 
     @call.defjvp
@@ -136,22 +179,24 @@ def _dispatch(x, key, scale, jax_fn, *, mode, rng_bits=32, flag=0, table=(), n_s
         a, k, s = primals
         ta, _, ts = tangents
         out = call(a, k, s)
-        _, (dx_hat, _) = jax.jvp(lambda a, s: pure(a, rewrap(k), s), (a, s), (ta, ts))
+        _, (dx_hat, _) = jax.jvp(lambda a, s: pure(a, k, s), (a, s), (ta, ts))
         return out, (dx_hat, np.zeros(out[1].shape, jax.dtypes.float0))
 
     return call(x, kd, scale)
 
 
 # ----------------------------------------------------------------------------- pure JAX
-def round_up(key: Any, p: jax.Array, rng_bits: int) -> jax.Array:
-    """Bernoulli(``p``) draws for stochastic rounding (see ``_common.round_up``)."""
+def round_up(kd: jax.Array, p: jax.Array, rng_bits: int) -> jax.Array:
+    """Bernoulli(``p``) draws for stochastic rounding from the stream keyed by ``kd``:
+    ``u < p`` (``rng_bits = 32``: :func:`stream_uniform`; 8/16: ``u = (b + 1/2) 2^-rng_bits``,
+    the bias that :func:`ratedist.compressors._common.round_up` states)."""
     if rng_bits == 32:
-        return jax.random.uniform(key, p.shape, dtype=p.dtype) < p
-    b = random_uints(key, p.shape[0], rng_bits)
+        return stream_uniform(kd, p.shape[0], p.dtype) < p
+    b = stream_fields(kd, p.shape[0], rng_bits)
     return (b.astype(p.dtype) + 0.5) * float(2.0**-rng_bits) < p
 
 
-def stochastic_levels(key: Any, r: jax.Array, levels: np.ndarray, rng_bits: int) -> jax.Array:
+def stochastic_levels(kd: jax.Array, r: jax.Array, levels: np.ndarray, rng_bits: int) -> jax.Array:
     """Unbiased stochastic rounding of ``r`` clipped to ``[levels[0], levels[-1]]`` onto
     ``levels``; the chosen level INDEX (int32). The cell is a fused compare-and-count."""
     lv = jnp.asarray(levels, dtype=r.dtype)
@@ -159,7 +204,7 @@ def stochastic_levels(key: Any, r: jax.Array, levels: np.ndarray, rng_bits: int)
     lo = jnp.sum(r[:, None] >= lv[None, 1:-1], axis=1, dtype=jnp.int32)
     l_lo, l_hi = lv[lo], lv[lo + 1]
     p = (r - l_lo) / (l_hi - l_lo)
-    return lo + round_up(key, p, rng_bits).astype(jnp.int32)
+    return lo + round_up(kd, p, rng_bits).astype(jnp.int32)
 
 
 def _jax_magnitude(x, key, scale, levels, rng_bits, zero_plus):
@@ -342,15 +387,15 @@ def keep_above(x, t):
     return _dispatch(x, None, t, lambda a, k, sc: _jax_keep(a, sc), mode=THRESHOLD, n_sym=2)
 
 
-def _jax_rand_keys(x, key):
-    bits = jax.random.bits(key, x.shape, jnp.uint32)
+def _jax_rand_keys(x, kd):
+    bits = stream_words(kd, x.shape[0])
     keys = jax.lax.bitcast_convert_type((bits >> 2) + jnp.uint32(0x00800000), jnp.float32)
     return keys.astype(x.dtype), jnp.full((1,), x.shape[0], jnp.int32)
 
 
 def rand_keys(x, key):
-    """Rand-K's selection keys: ``(bits >> 2) + 2^23`` of ``jax.random.bits(key, (d,),
-    uint32)`` bit-cast to normal positive float32 numbers (monotone in the bits), in
+    """Rand-K's selection keys: ``(w >> 2) + 2^23`` of the stream's words ``w`` (see the
+    module docstring) bit-cast to normal positive float32 numbers (monotone in the bits), in
     ``x.dtype`` (an exact widening, so the order and the ties are those of the float32 keys).
     Only ``x``'s shape and dtype are used."""
     keys, _ = _dispatch(
@@ -367,6 +412,7 @@ def rand_keys(x, key):
 
 __all__ = [
     "keep_above",
+    "key_words",
     "magnitude",
     "native_available",
     "natural",
@@ -377,4 +423,7 @@ __all__ = [
     "sign",
     "signed",
     "stochastic_levels",
+    "stream_fields",
+    "stream_uniform",
+    "stream_words",
 ]

@@ -134,9 +134,10 @@ def _random_subset(key: Any, x: jax.Array, k: int) -> jax.Array:
     (probability ~ d 2^-30 that one pair straddles the cut) go to the lower index, which
     moves an inclusion probability by ~2^-30 at most: uniform to that resolution.
 
-    On CPU the keys come from the native kernel (:func:`ratedist.compressors._kernels.rand_keys`,
-    the same Threefry stream regenerated in C, widened exactly to ``x.dtype``: the same order and
-    ties, hence the same indices). Only the shape and dtype of ``x`` are used (the kernel does
+    The random bits are words of the quantizers' counter-based stream
+    (:func:`ratedist.compressors._kernels.stream_words`); on CPU the native kernel generates
+    them (:func:`ratedist.compressors._kernels.rand_keys`, the same words in C, widened exactly
+    to ``x.dtype``: the same order and ties, hence the same indices). Only the shape and dtype of ``x`` are used (the kernel does
     not read it).
     """
     keys = _kernels.rand_keys(x, key)

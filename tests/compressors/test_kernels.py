@@ -1,8 +1,12 @@
 """The one-pass quantizer kernel (ratedist/_native/quantize.cc) against the pure-JAX path.
 
+- The stream: words 2j, 2j + 1 are the two halves of Threefry-2x32-20 of block j, checked
+  against a numpy implementation of the cipher that reproduces Random123's known-answer
+  vectors, and against ``jax.random.bits`` (which XORs the two halves).
 - Equality: on CPU the native kernel gives the SAME bits as the pure-JAX code (the
-  compressors' original jax.numpy expressions with jax.random draws), for every mode, both
-  float dtypes, 8/16/32 random bits, batched keys (vmap), zeros, subnormals, a zero vector.
+  compressors' jax.numpy expressions with the stream's draws), for every mode, both float
+  dtypes, 8/16/32 random bits, batched keys (vmap), raw and non-Threefry keys, zeros,
+  subnormals, a zero vector.
 - Monte Carlo: every stochastic compressor on the new path is unbiased and has the
   per-coordinate variance of its closed form, ``(b - r)(r - a) scale^2`` for rounding r
   between neighbouring levels a < r < b, within 5 standard errors.
@@ -92,6 +96,72 @@ def _pure(fn, *args, monkeypatch):
 def _same_bits(a, b):
     a, b = np.asarray(a), np.asarray(b)
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+# ----------------------------------------------------------------------------- the stream
+_ROT = (13, 15, 26, 6, 17, 29, 16, 24)
+
+
+def _threefry2x32_20(k0, k1, c0, c1):
+    """Threefry-2x32-20 (Salmon et al., SC'11, Random123's threefry.h) in numpy uint32."""
+    k0, k1 = np.uint32(k0), np.uint32(k1)
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0 = (np.asarray(c0, np.uint32) + ks[0]).astype(np.uint32)
+    x1 = (np.asarray(c1, np.uint32) + ks[1]).astype(np.uint32)
+    with np.errstate(over="ignore"):
+        for r in range(20):
+            x0 = x0 + x1
+            rot = _ROT[r % 8]
+            x1 = (x1 << np.uint32(rot)) | (x1 >> np.uint32(32 - rot))
+            x1 = x1 ^ x0
+            if r % 4 == 3:
+                i = r // 4 + 1
+                x0 = x0 + ks[i % 3]
+                x1 = x1 + ks[(i + 1) % 3] + np.uint32(i)
+    return x0, x1
+
+
+def test_reference_cipher_reproduces_random123_known_answers():
+    # Random123 kat_vectors, "threefry2x32 20": counter (2 words), key (2 words) -> output
+    kat = [
+        ((0, 0), (0, 0), (0x6B200159, 0x99BA4EFE)),
+        ((0xFFFFFFFF,) * 2, (0xFFFFFFFF,) * 2, (0x1CB996FC, 0xBB002BE7)),
+        ((0x243F6A88, 0x85A308D3), (0x13198A2E, 0x03707344), (0xC4923A9C, 0x483DF7A0)),
+    ]
+    for ctr, key, want in kat:
+        got = _threefry2x32_20(*key, np.uint32(ctr[0]), np.uint32(ctr[1]))
+        assert (int(got[0]), int(got[1])) == want
+
+
+def test_stream_words_are_both_halves_of_threefry_blocks():
+    key = jax.random.key(1234)
+    kd = np.asarray(jax.random.key_data(key))
+    n = 1001
+    w = np.asarray(_kernels.stream_words(jnp.asarray(kd), n))
+    j = np.arange((n + 1) // 2, dtype=np.uint32)
+    x0, x1 = _threefry2x32_20(kd[0], kd[1], np.zeros_like(j), j)
+    np.testing.assert_array_equal(w[0::2], x0[: len(w[0::2])])
+    np.testing.assert_array_equal(w[1::2], x1[: len(w[1::2])])
+    if jax.config.jax_threefry_partitionable:  # jax.random XORs the halves of block j
+        bits = np.asarray(jax.random.bits(key, (len(j),), jnp.uint32))
+        np.testing.assert_array_equal(bits, x0 ^ x1)
+    # the stream's uniforms are 23 bits of word i; the kernel draws the same ones
+    u = np.asarray(_kernels.stream_uniform(jnp.asarray(kd), n, jnp.float32))
+    np.testing.assert_array_equal(u, (w >> 9).astype(np.float32) * np.float32(2.0**-23))
+
+
+def test_keys_of_other_implementations_use_the_kernel_too(monkeypatch):
+    x = _vector(np.float32, 800, 2)
+    key = jax.random.key(6, impl="rbg")
+    kd = _kernels.key_words(key)
+    assert kd.shape == (2,) and kd.dtype == jnp.uint32
+    for name in ("qsgd32", "signed_raw8", "rand_keys"):
+        fn = CASES[name]
+        assert "ratedist_quantize" in jax.jit(fn).lower(x, key).as_text(), name
+        for a, b in zip(
+            jax.jit(fn)(x, key), _pure(fn, x, key, monkeypatch=monkeypatch), strict=True
+        ):
+            assert _same_bits(a, b), name
 
 
 @pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
