@@ -318,7 +318,7 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
                         int32_t* h) {
   using U = typename Bits<F>::U;
   using I = typename Bits<F>::I;
-  thread_local Work<F> W;
+  Work<F> W;  // on the stack (16-24 KB): no TLS lookups in the block loops
   const F sc = P.scale;
   const bool nz = sc > F(0);
   const F* lv = P.lv;
@@ -469,7 +469,7 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
   }
   // kNearest: thresholds lv[0..L-2], levels lv[L-1..2L-2]; flag: normalize
   using I = typename Bits<F>::I;
-  thread_local Work<F> W;
+  Work<F> W;  // on the stack (16-24 KB): no TLS lookups in the block loops
   const F* th = lv;
   const F* q = lv + (L - 1);
   const bool cumulative = L - 1 <= kMaxCum;
@@ -486,7 +486,7 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
       C.n += n;
       for (int32_t l = 0; l < L - 1; ++l) {
         const F t = th[l], v = q[l + 1];
-        int64_t hits = 0;
+        int32_t hits = 0;  // n <= kBlock
         for (int64_t j = 0; j < n; ++j) {
           const bool gt = W.r[j] > t;
           hits += gt;
@@ -521,7 +521,7 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
 // float32 numbers (then widened exactly to F); one symbol counted.
 template <typename F>
 RD_INLINE void KeysRow(const Params<F>& P, int64_t d, F* __restrict y, int32_t* h) {
-  thread_local Work<F> W;
+  Work<F> W;  // on the stack (16-24 KB): no TLS lookups in the block loops
   for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
     const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
     const int64_t nb = (n + 1) >> 1;
