@@ -5,7 +5,8 @@ The traces in ``tests/sim/data/golden_*.npz`` were recorded with this module by
 stages (server optimizer, participation, aggregation, downlink); ``test_sim_golden.py``
 shows that the rewritten simulator reproduces them bit for bit. Re-recording them with the
 code under test would make that test vacuous: do it only for an intended change of numbers,
-and say so in the commit.
+measure the change against the previous code first, and say so in the commit and in
+``test_sim_golden.py``'s docstring (which lists every re-recording and its reason).
 """
 
 from __future__ import annotations
@@ -86,7 +87,10 @@ def flatten(trace) -> dict[str, np.ndarray]:
         if name == "bits":
             for layer, b in v._asdict().items():
                 out[f"bits.{layer}"] = np.asarray(b)
-        else:
+        elif isinstance(v, dict):  # hyper: the swept hyperparameters, by name
+            for k, a in v.items():
+                out[f"{name}.{k}"] = np.asarray(a)
+        elif v is not None:
             out[name] = np.asarray(v)
     return out
 
