@@ -28,10 +28,9 @@
 // pure-JAX path to 1e-12 of the largest reference entry in float64 (1e-5 in float32). The terms of each (Mᵀ v)[c] are added in increasing row order, as a segment_sum
 // over the column-sorted copy does. No FMA contraction (-ffp-contract=off).
 //
-// Column indices are checked per row (one vectorizable pass that also brings them into L1):
-// a row with an index outside [0, d) takes loops that skip such entries, as XLA's gather and
-// segment_sum drop them; ptr must be non-decreasing within [0, nnz] (checked in O(m), an
-// InvalidArgument error otherwise).
+// Entries whose column index lies outside [0, d) are skipped, as XLA's gather and segment_sum
+// drop them; ptr must be non-decreasing within [0, nnz] (checked in O(m), an InvalidArgument
+// error otherwise).
 //
 // Batching (vmap with vmap_method="expand_dims"): every operand and output carries the same
 // number of leading batch dimensions; an operand's batch dimension is either the outputs' or
@@ -65,15 +64,11 @@ int64_t Offset(int64_t b, const std::vector<int64_t>& out, ffi::Span<const int64
   return off;
 }
 
-// True when every column index of a row lies in [0, n): one vectorizable pass over the
-// row's indices (which brings them into L1 for the products that follow).
-RD_INLINE bool ColsInRange(const int32_t* __restrict cols, int64_t len, int64_t n) {
-  uint32_t hi = 0;
-  for (int64_t e = 0; e < len; ++e) {
-    const uint32_t j = static_cast<uint32_t>(cols[e]);
-    hi = j > hi ? j : hi;
-  }
-  return len == 0 || static_cast<int64_t>(hi) < n;
+// Column index j is in [0, n) (out-of-range indices come only from malformed input; the
+// loops skip them, as XLA's gather/segment_sum drop them: a predictable branch per entry,
+// measured faster than a separate range check of each row's indices).
+RD_INLINE bool InRange(int32_t j, int64_t n) {
+  return static_cast<uint64_t>(static_cast<uint32_t>(j)) < static_cast<uint64_t>(n);
 }
 
 // sum_e vals[e] v[cols[e]] over one row in four interleaved partial sums (entry e into sum
@@ -81,43 +76,28 @@ RD_INLINE bool ColsInRange(const int32_t* __restrict cols, int64_t len, int64_t 
 // additions of consecutive entries overlap.
 template <typename F>
 RD_INLINE F RowDot(const int32_t* __restrict cols, const F* __restrict vals, int64_t len,
-                   const F* __restrict v) {
+                   const F* __restrict v, int64_t d) {
   F s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   int64_t e = 0;
   for (; e + 4 <= len; e += 4) {
-    s0 += vals[e] * v[cols[e]];
-    s1 += vals[e + 1] * v[cols[e + 1]];
-    s2 += vals[e + 2] * v[cols[e + 2]];
-    s3 += vals[e + 3] * v[cols[e + 3]];
+    if (InRange(cols[e], d)) s0 += vals[e] * v[cols[e]];
+    if (InRange(cols[e + 1], d)) s1 += vals[e + 1] * v[cols[e + 1]];
+    if (InRange(cols[e + 2], d)) s2 += vals[e + 2] * v[cols[e + 2]];
+    if (InRange(cols[e + 3], d)) s3 += vals[e + 3] * v[cols[e + 3]];
   }
-  if (e < len) s0 += vals[e] * v[cols[e]];
-  if (e + 1 < len) s1 += vals[e + 1] * v[cols[e + 1]];
-  if (e + 2 < len) s2 += vals[e + 2] * v[cols[e + 2]];
+  if (e < len && InRange(cols[e], d)) s0 += vals[e] * v[cols[e]];
+  if (e + 1 < len && InRange(cols[e + 1], d)) s1 += vals[e + 1] * v[cols[e + 1]];
+  if (e + 2 < len && InRange(cols[e + 2], d)) s2 += vals[e + 2] * v[cols[e + 2]];
   return (s0 + s1) + (s2 + s3);
 }
 
-// The same with out-of-range columns skipped (malformed input only, as XLA drops them).
-template <typename F>
-F RowDotChecked(const int32_t* cols, const F* vals, int64_t len, const F* v, int64_t n) {
-  F s = 0;
-  for (int64_t e = 0; e < len; ++e) {
-    if (static_cast<uint32_t>(cols[e]) < static_cast<uint64_t>(n)) s += vals[e] * v[cols[e]];
-  }
-  return s;
-}
-
-// out[cols[e]] += vals[e] * w over one row (its columns are distinct: no dependence between
-// the updates).
+// out[cols[e]] += vals[e] * w over one row (its columns are distinct: the updates are
+// independent).
 template <typename F>
 RD_INLINE void RowAxpy(const int32_t* __restrict cols, const F* __restrict vals, int64_t len,
-                       F w, F* __restrict out) {
-  for (int64_t e = 0; e < len; ++e) out[cols[e]] += vals[e] * w;
-}
-
-template <typename F>
-void RowAxpyChecked(const int32_t* cols, const F* vals, int64_t len, F w, F* out, int64_t n) {
+                       F w, F* __restrict out, int64_t d) {
   for (int64_t e = 0; e < len; ++e) {
-    if (static_cast<uint32_t>(cols[e]) < static_cast<uint64_t>(n)) out[cols[e]] += vals[e] * w;
+    if (InRange(cols[e], d)) out[cols[e]] += vals[e] * w;
   }
 }
 
@@ -142,8 +122,6 @@ struct Identity {};
 //   Fn = void, kDot:         dots = M v (out unused);
 //   Fn = Identity, !kDot:    out = Mᵀ y;
 //   Fn = Logistic/LeastSquares, kDot: out = Mᵀ w(M v, y), dots = M v.
-// A row with an out-of-range column index (only from malformed input) takes the checked
-// loops, which skip such entries, as XLA's gather/segment_sum drop them.
 template <typename F, typename Fn, bool kDot>
 void Rows(const int32_t* __restrict ptr, const int32_t* __restrict cols,
           const F* __restrict vals, int64_t m, const F* __restrict v, int64_t d,
@@ -154,10 +132,9 @@ void Rows(const int32_t* __restrict ptr, const int32_t* __restrict cols,
     const int64_t b = ptr[r], len = ptr[r + 1] - b;
     const int32_t* c = cols + b;
     const F* a = vals + b;
-    const bool ok = ColsInRange(c, len, d);
     F acc = 0;
     if (kDot) {
-      acc = ok ? RowDot<F>(c, a, len, v) : RowDotChecked<F>(c, a, len, v, d);
+      acc = RowDot<F>(c, a, len, v, d);
       dots[r] = acc;
     }
     if constexpr (kScatter) {
@@ -167,11 +144,7 @@ void Rows(const int32_t* __restrict ptr, const int32_t* __restrict cols,
       } else {
         w = Fn::Weight(acc, y[r]);
       }
-      if (ok) {
-        RowAxpy<F>(c, a, len, w, out);
-      } else {
-        RowAxpyChecked<F>(c, a, len, w, out, d);
-      }
+      RowAxpy<F>(c, a, len, w, out, d);
     }
   }
 }

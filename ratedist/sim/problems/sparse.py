@@ -4,9 +4,10 @@ Users' data arrive as ``scipy.sparse`` matrices, one per worker (``M_i``, shape 
 Inside JAX every worker's matrix is stored in one layout with arrays of equal shape over the
 workers (so ``vmap``/sharding over the worker axis works), padded with explicit zeros:
 
-* ``"coo"`` (any pattern): ``rows``, ``cols`` (int32) and ``vals`` of shape ``(n, nnz_max)``;
+* ``"coo"`` (any pattern): ``rows``, ``cols`` (int32) and ``vals`` of shape ``(n, nnz_max)``,
+  and the CSR row pointers ``indptr`` (int32, ``(n, m + 1)``);
   ``M_i x`` is a gather ``x[cols]`` and a sorted ``segment_sum`` over ``rows``,
-  ``M_iᵀ s`` a gather ``s[rows]`` and a ``segment_sum`` over ``cols``. Memory O(n nnz_max).
+  ``M_iᵀ s`` a gather ``s[rows]`` and a ``segment_sum`` over ``cols``. Memory O(n (nnz_max + m)).
 * ``"coo_t"``: ``"coo"`` plus a column-sorted copy, so that ``M_iᵀ s`` is a sorted
   ``segment_sum`` too (faster on CPU; twice the memory). Used by the sparse logistic problem.
 * ``"dia"`` (banded square matrices): the union of the diagonal offsets ``o_k`` over the
@@ -16,8 +17,9 @@ workers (so ``vmap``/sharding over the worker axis works), padded with explicit 
 
 On CPU (float32/float64) the ``"coo"``/``"coo_t"`` products run in a native kernel
 (``ratedist/_native/sparse.cc``, XLA FFI): one custom call for all workers under ``vmap``
-(``vmap_method="expand_dims"``: a vector shared by the workers is not copied), ``M_i x`` with the
-row's sum in a register and ``M_iᵀ s`` as a scatter from the row-sorted arrays (so ``coo_t``'s
+(``vmap_method="expand_dims"``: a vector shared by the workers is not copied), walking the rows
+by ``indptr`` (no row index read per entry): ``M_i x`` with each row's sum in four interleaved
+partial sums and ``M_iᵀ s`` as a scatter from the row-sorted arrays (so ``coo_t``'s
 column-sorted copy serves only the fallback), with a custom VJP so ``jax.grad`` works. The fused
 :func:`data_terms` (logistic and least-squares gradients) reads each row's entries once for both
 products. Results equal the pure-JAX path (other platforms, ``RATEDIST_NATIVE=0``) up to the
