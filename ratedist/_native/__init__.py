@@ -12,8 +12,9 @@ Three kernels:
   ``_kernels.stream_words``), and the fused deterministic sign / scalar / threshold
   compressors;
 - sparse matrix-vector products ``M v``, ``Mᵀ v`` and the fused logistic / least-squares
-  gradient terms (one pass over each row) on the padded row-sorted COO layout
-  (``sparse.cc``) behind :mod:`ratedist.sim.problems.sparse`, batched over the workers.
+  gradient terms (one pass over each row) on the padded per-worker CSR arrays (row
+  pointers, column indices, values; ``sparse.cc``) behind
+  :mod:`ratedist.sim.problems.sparse`, batched over the workers.
 
 Build: the C++ source ships inside the package and is compiled the first time it is needed
 with the system C++ compiler (``$CXX``, else ``c++``) against the XLA FFI headers that come

@@ -435,6 +435,68 @@ def test_native_products_have_reverse_mode_derivatives():
     )
 
 
+def _rows_of_lengths(lengths, d, seed):
+    """CSR matrix whose row r holds lengths[r] entries in random distinct columns."""
+    rng = np.random.default_rng(seed)
+    cols = [np.sort(rng.choice(d, size=k, replace=False)) for k in lengths]
+    ptr = np.concatenate([[0], np.cumsum(lengths)])
+    return sp.csr_array(
+        (rng.standard_normal(int(ptr[-1])), np.concatenate(cols).astype(np.int32), ptr),
+        shape=(len(lengths), d),
+    )
+
+
+def test_native_kernel_rows_of_every_length_match_scipy():
+    """Rows of 0..13 and 200-203 entries (every remainder of the four partial sums) against
+    scipy, for both products and the fused logistic terms; float64, relative 1e-12."""
+    _native_or_skip(np.float64)
+    d = 300
+    lengths = [*range(14), 200, 201, 202, 203]
+    mats = [_rows_of_lengths(lengths, d, 40), _rows_of_lengths(lengths[::-1], d, 41)]
+    packed = pack(mats, "coo")
+    data = {k: jnp.asarray(v) for k, v in packed.arrays.items()}
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(d)
+    s = rng.standard_normal(len(lengths))
+    y = np.where(rng.uniform(size=(2, len(lengths))) < 0.5, -1.0, 1.0)
+    mv = jax.jit(jax.vmap(packed.matvec, in_axes=(None, 0)))(x, data)
+    rv = jax.jit(jax.vmap(packed.rmatvec, in_axes=(None, 0)))(s, data)
+    loss, g = jax.jit(
+        jax.vmap(lambda di, yy: data_terms(packed, "logistic", x, di, yy), in_axes=(0, 0))
+    )(data, y)
+    for i, M in enumerate(mats):
+        _close(mv[i], M @ x, np.float64)
+        _close(rv[i], M.T @ s, np.float64)
+        z = -y[i] * (M @ x)
+        _close(loss[i], np.logaddexp(0, z).sum(), np.float64)
+        _close(g[i], M.T @ (y[i] / (1 + np.exp(-z))), np.float64)
+
+
+def test_native_kernel_skips_out_of_range_columns_and_rejects_bad_row_pointers():
+    """Malformed arrays (never built by pack): an out-of-range column index drops its entry;
+    decreasing or out-of-bounds row pointers raise."""
+    _native_or_skip(np.float64)
+    M = _rows_of_lengths([3, 6, 0, 9], 20, 50)
+    packed = pack([M], "coo")
+    data0 = {k: jnp.asarray(v[0]) for k, v in packed.arrays.items()}
+    x = np.random.default_rng(6).standard_normal(20)
+    bad_cols = np.asarray(data0["sp_cols"]).copy()
+    bad_cols[[4, 10]] = [20, -3]  # row 1 and row 3 each get one index outside [0, 20)
+    keep = sp.csr_array(M.copy())
+    keep.data[[4, 10]] = 0.0  # the reference: those entries dropped
+    got = packed.matvec(x, {**data0, "sp_cols": jnp.asarray(bad_cols)})
+    _close(got, keep @ x, np.float64)
+    s = np.random.default_rng(7).standard_normal(4)
+    got = packed.rmatvec(s, {**data0, "sp_cols": jnp.asarray(bad_cols)})
+    _close(got, keep.T @ s, np.float64)
+    for ptr in ([0, 3, 2, 9, 18], [0, 3, 9, 9, 19], [-1, 3, 9, 9, 18]):
+        # INVALID_ARGUMENT from the kernel: ValueError eagerly, JaxRuntimeError under jit
+        with pytest.raises((ValueError, jax.errors.JaxRuntimeError), match="row pointers"):
+            jax.block_until_ready(
+                packed.matvec(x, {**data0, "sp_indptr": jnp.asarray(ptr, jnp.int32)})
+            )
+
+
 _OFF_SCRIPT = """
 import json, numpy as np, scipy.sparse as sp, jax
 jax.config.update("jax_enable_x64", True)

@@ -4,9 +4,10 @@ Users' data arrive as ``scipy.sparse`` matrices, one per worker (``M_i``, shape 
 Inside JAX every worker's matrix is stored in one layout with arrays of equal shape over the
 workers (so ``vmap``/sharding over the worker axis works), padded with explicit zeros:
 
-* ``"coo"`` (any pattern): ``rows``, ``cols`` (int32) and ``vals`` of shape ``(n, nnz_max)``;
+* ``"coo"`` (any pattern): ``rows``, ``cols`` (int32) and ``vals`` of shape ``(n, nnz_max)``,
+  and the CSR row pointers ``indptr`` (int32, ``(n, m + 1)``);
   ``M_i x`` is a gather ``x[cols]`` and a sorted ``segment_sum`` over ``rows``,
-  ``M_iᵀ s`` a gather ``s[rows]`` and a ``segment_sum`` over ``cols``. Memory O(n nnz_max).
+  ``M_iᵀ s`` a gather ``s[rows]`` and a ``segment_sum`` over ``cols``. Memory O(n (nnz_max + m)).
 * ``"coo_t"``: ``"coo"`` plus a column-sorted copy, so that ``M_iᵀ s`` is a sorted
   ``segment_sum`` too (faster on CPU; twice the memory). Used by the sparse logistic problem.
 * ``"dia"`` (banded square matrices): the union of the diagonal offsets ``o_k`` over the
@@ -16,8 +17,9 @@ workers (so ``vmap``/sharding over the worker axis works), padded with explicit 
 
 On CPU (float32/float64) the ``"coo"``/``"coo_t"`` products run in a native kernel
 (``ratedist/_native/sparse.cc``, XLA FFI): one custom call for all workers under ``vmap``
-(``vmap_method="expand_dims"``: a vector shared by the workers is not copied), ``M_i x`` with the
-row's sum in a register and ``M_iᵀ s`` as a scatter from the row-sorted arrays (so ``coo_t``'s
+(``vmap_method="expand_dims"``: a vector shared by the workers is not copied), walking the rows
+by ``indptr`` (no row index read per entry): ``M_i x`` with each row's sum in four interleaved
+partial sums and ``M_iᵀ s`` as a scatter from the row-sorted arrays (so ``coo_t``'s
 column-sorted copy serves only the fallback), with a custom VJP so ``jax.grad`` works. The fused
 :func:`data_terms` (logistic and least-squares gradients) reads each row's entries once for both
 products. Results equal the pure-JAX path (other platforms, ``RATEDIST_NATIVE=0``) up to the
@@ -129,30 +131,35 @@ def native_available(dtype: Any) -> bool:
 _MATVEC, _RMATVEC = 0, 1
 
 
-def _ffi(rows, cols, vals, v, y, n_out, mode):
+def _ffi(ptr, cols, vals, v, y, n_out, mode):
     target, _ = _native.SPARSE_TARGETS[v.dtype.name]
     outs = (jax.ShapeDtypeStruct((n_out,), v.dtype), jax.ShapeDtypeStruct(y.shape, v.dtype))
     call = jax.ffi.ffi_call(target, outs, vmap_method="expand_dims")
-    return call(rows, cols, vals, v, y, mode=np.int32(mode))
+    return call(ptr, cols, vals, v, y, mode=np.int32(mode))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _native_product(rows, cols, vals, v, n_out, transpose):
-    """``M v`` (``transpose=False``) or ``Mᵀ v`` by the FFI kernel; one call for all workers."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _native_product(ptr, rows, cols, vals, v, n_out, transpose):
+    """``M v`` (``transpose=False``) or ``Mᵀ v`` by the FFI kernel; one call for all workers.
+
+    The kernel walks the rows by the CSR pointers ``ptr``; ``rows`` (the same pattern as COO
+    row indices) serves the derivative in ``vals`` only.
+    """
     y = jnp.zeros((1,), v.dtype)  # read by the fused modes only
-    return _ffi(rows, cols, vals, v, y, n_out, _RMATVEC if transpose else _MATVEC)[0]
+    return _ffi(ptr, cols, vals, v, y, n_out, _RMATVEC if transpose else _MATVEC)[0]
 
 
-def _native_product_fwd(rows, cols, vals, v, n_out, transpose):
-    return _native_product(rows, cols, vals, v, n_out, transpose), (rows, cols, vals, v)
+def _native_product_fwd(ptr, rows, cols, vals, v, n_out, transpose):
+    out = _native_product(ptr, rows, cols, vals, v, n_out, transpose)
+    return out, (ptr, rows, cols, vals, v)
 
 
 def _native_product_bwd(n_out, transpose, res, ct):
     # out[at_k] += vals_k v[from_k]: d/dv is the other product, d/dvals_k = ct[at_k] v[from_k]
-    rows, cols, vals, v = res
+    ptr, rows, cols, vals, v = res
     at, frm = (cols, rows) if transpose else (rows, cols)
-    ct_v = _native_product(rows, cols, vals, ct, v.shape[0], not transpose)
-    return None, None, ct[at] * v[frm], ct_v
+    ct_v = _native_product(ptr, rows, cols, vals, ct, v.shape[0], not transpose)
+    return None, None, None, ct[at] * v[frm], ct_v
 
 
 _native_product.defvjp(_native_product_fwd, _native_product_bwd)
@@ -160,14 +167,14 @@ _native_product.defvjp(_native_product_fwd, _native_product_bwd)
 
 def _dispatch(data_i, v, fallback, *, n_out, transpose):
     """The native product on CPU when available for the dtype, else ``fallback(v)``."""
-    rows, cols = data_i["sp_rows"], data_i["sp_cols"]
+    ptr, rows, cols = data_i["sp_indptr"], data_i["sp_rows"], data_i["sp_cols"]
     dtype = jnp.result_type(data_i["sp_vals"], v)
     if not native_available(dtype):
         return fallback(v)
     vals, v = data_i["sp_vals"].astype(dtype), v.astype(dtype)
 
     def native(vv):
-        return _native_product(rows, cols, vals, vv, n_out, transpose)
+        return _native_product(ptr, rows, cols, vals, vv, n_out, transpose)
 
     return jax.lax.platform_dependent(v, cpu=native, default=fallback)
 
@@ -195,7 +202,7 @@ def _coo_rmatvec(s, data_i, *, n_cols):
 # Fused data terms of a gradient: with a = M x (one entry per row), per-row weights w(a, y)
 # and loss terms l(a, y), ``(sum_r l(a_r, y_r), Mᵀ w(a, y))``. The kernel reads each row's
 # entries once for both products and returns a and Mᵀ w (modes 2 and 3 of ``sparse.cc``); the
-# loss terms are summed in JAX.
+# loss terms are computed from a and summed in JAX.
 
 
 def _logistic_rows(a, y):
@@ -234,31 +241,40 @@ def data_terms(packed: Packed, kind: str, x: Any, data_i: Any, y: Any) -> tuple[
     dtype = jnp.result_type(x, y, data_i["sp_vals"])
     if not native_available(dtype):
         return fallback(x)
-    rows, cols = data_i["sp_rows"], data_i["sp_cols"]
+    ptr, cols = data_i["sp_indptr"], data_i["sp_cols"]
     vals, yy = data_i["sp_vals"].astype(dtype), jnp.asarray(y, dtype)
 
     def native(v):
-        out, a = _ffi(rows, cols, vals, v, yy, v.shape[0], mode)
+        out, a = _ffi(ptr, cols, vals, v, yy, v.shape[0], mode)
         return jnp.sum(rows_fn(a, yy)[1]), out
 
     return jax.lax.platform_dependent(jnp.asarray(x, dtype), cpu=native, default=fallback)
 
 
 def _pack_coo(mats: list[sp.csr_array]) -> Packed:
-    """Padded COO: rows sorted (CSR order); padding entries are ``(0, 0, 0.0)``."""
+    """Padded COO: rows sorted (CSR order); padding entries are ``(0, 0, 0.0)``.
+
+    The CSR row pointers ``sp_indptr`` (``(n, m + 1)``, entries ``ptr[r]:ptr[r+1]`` of row
+    ``r``; the padding lies past ``ptr[m]``) are kept too: the native kernel walks the rows by
+    them and reads no row index per entry.
+    """
     n, (m, d) = len(mats), mats[0].shape
     nnz = max(1, max(M.nnz for M in mats))
+    if nnz >= 2**31:
+        raise ValueError(f"a worker's matrix must have < 2**31 non-zeros (int32), got {nnz}")
+    ptr = np.zeros((n, m + 1), np.int32)
     rows = np.zeros((n, nnz), np.int32)
     cols = np.zeros((n, nnz), np.int32)
     vals = np.zeros((n, nnz))
     for i, M in enumerate(mats):
         k = M.nnz
+        ptr[i] = M.indptr
         rows[i, :k] = np.repeat(np.arange(m, dtype=np.int32), np.diff(M.indptr))
         cols[i, :k] = M.indices
         vals[i, :k] = M.data
     return Packed(
         "coo",
-        {"sp_rows": rows, "sp_cols": cols, "sp_vals": vals},
+        {"sp_indptr": ptr, "sp_rows": rows, "sp_cols": cols, "sp_vals": vals},
         functools.partial(_coo_matvec, n_rows=m),
         functools.partial(_coo_rmatvec, n_cols=d),
     )
