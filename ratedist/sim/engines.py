@@ -286,7 +286,7 @@ def _loop_fns(worker, server, n):
 GROUP_CACHE_BYTES = 8 * 2**20
 #: d-vectors one worker keeps live through a step (gradient, state row, message, residual,
 #: compressor temporaries: an estimate that holds for the benchmarked methods)
-GROUP_LIVE_VECTORS = 8
+GROUP_LIVE_VECTORS = 5
 
 
 def group_size(n_workers: int, dim: int, itemsize: int) -> int:
@@ -332,24 +332,25 @@ def _group_local(loc):
     )
 
 
-def _group_fns(worker, server, n, size_fn=None):
+def _group_fns(worker, server, n):
     """The grouped engine: ``lax.scan`` over groups of G workers, the worker code vmapped over
     each group, running sums over groups.
 
-    G (:func:`group_size`, or ``size_fn(n, d, itemsize)``) is fixed at trace time from the
-    dimension and dtype: a group's d-sized temporaries (G x d each) stay in cache between
-    XLA's fusions, which the ``"vmap"`` engine's N x d temporaries do not at large N d; and
-    each step runs N / G scan iterations instead of the ``"loop"`` engine's N, whose fixed
-    per-iteration cost dominates at small d. G = 1 is the loop engine's schedule and G = N
-    the vmap engine's, up to the order of the sums: results agree with both to float
-    rounding.
+    G is fixed at trace time: :func:`group_size` of N, the dimension and the dtype on CPU
+    (a group's G x d temporaries stay in cache between XLA's fusions, which the ``"vmap"``
+    engine's N x d ones do not at large N d, and a step runs N / G scan iterations instead
+    of the ``"loop"`` engine's N, whose fixed cost per iteration dominates at small d); N on
+    another default backend (accelerators want the widest batch). G = 1 is the loop engine's
+    schedule and G = N the vmap engine's, up to the order of the sums: results agree with
+    both to float rounding.
     """
     local_init, local_step, combine, finish, zeros = worker
     server_init, server_step = server
-    size_fn = group_size if size_fn is None else size_fn
 
     def size_of(x):
-        g = int(size_fn(n, math.prod(x.shape), jnp.dtype(x.dtype).itemsize))
+        if jax.default_backend() != "cpu":
+            return n
+        g = int(group_size(n, math.prod(x.shape), jnp.dtype(x.dtype).itemsize))
         if g < 1 or n % g:
             raise ValueError(f"group size must divide n_workers = {n}, got {g}")
         return g
