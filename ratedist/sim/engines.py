@@ -9,15 +9,24 @@ same function runs under
   imported); several workers per device are vmapped inside over axis ``"local"``. After
   :func:`ratedist.sim.distributed.initialize` the mesh spans the devices of all processes;
 * ``"loop"``: one device, a ``lax.scan`` over workers inside each step with running sums (one
-  worker's temporaries at a time; same numbers to float rounding).
+  worker's temporaries at a time; same numbers to float rounding);
+* ``"group"``: one device, a ``lax.scan`` over groups of G workers with the worker code vmapped
+  inside each group and running sums over groups; G (:func:`group_size`) is the largest
+  divisor of N whose group's temporaries fit a cache budget (N on accelerators). Same numbers
+  as vmap to float rounding (the order of the sums over workers).
 
 :func:`build` turns a round's worker and server functions (:mod:`ratedist.sim.round`) into the
-jit-able ``init``/``chunk`` pair of any engine; :data:`ENGINES` lists them all.
+jit-able ``init``/``chunk`` pair of any engine; :data:`ENGINES` lists them all, and
+:data:`DEFAULT_ENGINE` (``"group"``) is the one :func:`ratedist.sim.run` uses unless told: on
+one CPU core it was the fastest of the one-device engines in most rows of
+``benchmarks/bench_sim.py`` (``benchmarks/README.md``), and on an accelerator it runs the vmap
+schedule.
 
 Aggregation modes: ``"gather"`` all-gathers the per-worker vectors and reduces them with a
 fixed-order matrix-vector product ``ones(N) @ X / N`` (identical arithmetic in both engines, so
 results agree bit for bit); ``"psum"`` uses ``lax.psum`` (reduction order is the backend's: the
-engines agree to float rounding). Under vmap, ``psum`` lowers to ``X.sum(0)``, measured ≈ 140×
+engines agree to float rounding); the sequential engines (``"loop"``, ``"group"``) sum in
+worker order and ignore the mode. Under vmap, ``psum`` lowers to ``X.sum(0)``, measured ≈ 140×
 slower than the matrix-vector product on CPU (58 ms vs 0.41 ms at N = 32, d = 10^5), so the
 vmap engine defaults to ``"gather"`` (which under vmap copies nothing) and shard_map to
 ``"psum"`` (a real all-gather moves N·d numbers to every device).
@@ -47,6 +56,9 @@ COLLECTIVE_ENGINES = ("vmap", "shard_map")
 SEQUENTIAL_ENGINES = ("loop", "group")
 #: every engine :func:`build` accepts
 ENGINES = (*COLLECTIVE_ENGINES, *SEQUENTIAL_ENGINES)
+#: the engine of :func:`ratedist.sim.run` and :func:`ratedist.sim.runner.make_stepper` when none
+#: is named (sweep files keep ``"vmap"``: the engine is part of a stored config's hash)
+DEFAULT_ENGINE = "group"
 
 
 class Aggregator(NamedTuple):
@@ -313,23 +325,16 @@ def _add_local(acc, loc):
     )
 
 
-def _group_local(loc):
-    """A group's ``Local`` (leading axis G) reduced to one: sums of its vectors as the
-    matrix-vector product ``ones(G) @ X`` (the fast CPU reduction, see the module docstring),
-    max of ``mx``."""
-    g = loc.scal.shape[0]
+def _add_group(acc, loc):
+    """``acc`` plus the contributions of a group (a ``Local`` with leading axis G), added
+    worker by worker in index order, as the loop engine does.
 
-    def total(a):
-        flat = a.reshape(g, math.prod(a.shape[1:]))  # explicit: -1 is ambiguous at size 0
-        return (jnp.ones((g,), a.dtype) @ flat).reshape(a.shape[1:])
-
-    return loc._replace(
-        g_i=total(loc.g_i),
-        ex=total(loc.ex),
-        scal=jnp.sum(loc.scal, axis=0),
-        mx=jnp.max(loc.mx, axis=0),
-        ex_srv=total(loc.ex_srv),
-    )
+    Unrolled elementwise adds, not ``ones(G) @ X``: XLA fuses them into one pass with the
+    running sum (measured ≈ 15 % faster per EF-sign / EF21 step at N = 32, d = 1e5, G = 4).
+    """
+    for i in range(loc.scal.shape[0]):
+        acc = _add_local(acc, jax.tree_util.tree_map(lambda a, i=i: a[i], loc))
+    return acc
 
 
 def _group_fns(worker, server, n):
@@ -366,7 +371,7 @@ def _group_fns(worker, server, n):
 
         def body(acc, inp):
             part, loc, per = jax.vmap(fn)(*inp)
-            return _add_local(acc, _group_local(loc)), (part, per)
+            return _add_group(acc, loc), (part, per)
 
         acc, (parts, per) = lax.scan(body, zeros(x), grouped(xs, g))
         return acc, flat(parts), flat(per)
@@ -388,7 +393,7 @@ def _group_fns(worker, server, n):
             part, loc, per = jax.vmap(fn)((h_g, y_g, dist_g, ms_g), *xs_g)
             new = (part[0], part[2], part[3])
             stacked = jax.tree_util.tree_map(lambda a, v: put(a, v, start), stacked, new)
-            return (_add_local(acc, _group_local(loc)), stacked), (part[1], per)
+            return (_add_group(acc, loc), stacked), (part[1], per)
 
         (acc, (h, dist, mstate)), (y, per) = lax.scan(
             body, (zeros(x), (h, dist, mstate)), (jnp.arange(n // g), grouped(y, g), grouped(xs, g))
