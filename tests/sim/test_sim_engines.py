@@ -1,4 +1,4 @@
-"""Engines: vmap and shard_map run the same worker code and give the same numbers.
+"""Engines: vmap, shard_map, loop and group run the same worker code and give the same numbers.
 
 shard_map needs several devices; 8 CPU devices are emulated with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8``, which must be set before JAX is
@@ -42,7 +42,7 @@ _SCRIPT = textwrap.dedent(
             algs["marina_perm"] = marina(make(f"perm-k:n_workers={n}"), 0.3)
         for name, alg in algs.items():
             gamma = None if name not in ("ef_sign", "marina_perm") else 0.05
-            v = run(alg, prob, steps=60, key=key, gamma=gamma)
+            v = run(alg, prob, steps=60, key=key, gamma=gamma, engine="vmap")
             sg = run(alg, prob, steps=60, key=key, gamma=gamma, engine="shard_map",
                      aggregate="gather")
             sp = run(alg, prob, steps=60, key=key, gamma=gamma, engine="shard_map")
@@ -56,7 +56,7 @@ _SCRIPT = textwrap.dedent(
             }
     prob = tridiagonal_quadratic(n_workers=8, dim=24, seed=5)
     alg = marina(make("rand-k-unbiased:k=4"), 0.3)
-    rv = run(alg, prob, steps=30, key=key, replicas=3)
+    rv = run(alg, prob, steps=30, key=key, replicas=3, engine="vmap")
     rs = run(alg, prob, steps=30, key=key, replicas=3, engine="shard_map", aggregate="gather")
     out["replicas"] = {
         "equal": bool(np.array_equal(rv.x, rs.x)
@@ -127,8 +127,8 @@ def test_vmap_psum_matches_gather(key):
     # in-process check of the two aggregation modes on one device
     prob = tridiagonal_quadratic(n_workers=5, dim=16, seed=2)
     alg = marina(make("rand-k-unbiased:k=4"), 0.3)
-    a = run(alg, prob, steps=40, key=key)
-    b = run(alg, prob, steps=40, key=key, aggregate="psum")
+    a = run(alg, prob, steps=40, key=key, engine="vmap")
+    b = run(alg, prob, steps=40, key=key, engine="vmap", aggregate="psum")
     np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-12)  # reduction order only
     np.testing.assert_array_equal(a.bits.container, b.bits.container)
 
@@ -137,7 +137,7 @@ def test_shard_map_single_device_equals_vmap(key):
     # with one device shard_map still runs (all workers local): same numbers as vmap
     prob = tridiagonal_quadratic(n_workers=3, dim=10, seed=0)
     alg = ef21(make("top-k:k=2"))
-    a = run(alg, prob, steps=20, key=key)
+    a = run(alg, prob, steps=20, key=key, engine="vmap")
     b = run(alg, prob, steps=20, key=key, engine="shard_map", aggregate="gather")
     np.testing.assert_array_equal(a.x, b.x)
     np.testing.assert_array_equal(a.bits.container, b.bits.container)
@@ -147,7 +147,7 @@ def test_loop_engine_matches_vmap(key):
     # the sequential engine sums workers in order instead of the gather-matvec: rounding only
     prob = tridiagonal_quadratic(n_workers=4, dim=12, seed=5)
     alg = marina(make("rand-k-unbiased:k=3"), 0.4)
-    a = run(alg, prob, steps=30, key=key)
+    a = run(alg, prob, steps=30, key=key, engine="vmap")
     b = run(alg, prob, steps=30, key=key, engine="loop")
     np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-12)
     # f passes through 0 (f* < 0 here): relative to the largest |f|, not to each entry, whose
@@ -199,7 +199,7 @@ def test_group_engine_matches_vmap(method, g, key, group_of):
     # order 1, compounded over 25 steps; the random streams and so the bits are identical.
     build, gamma = _GROUP_METHODS[method]
     prob = tridiagonal_quadratic(n_workers=6, dim=20, seed=4)
-    a = run(build(), prob, steps=25, key=key, gamma=gamma)
+    a = run(build(), prob, steps=25, key=key, gamma=gamma, engine="vmap")
     group_of(g)
     b = run(build(), prob, steps=25, key=key, gamma=gamma, engine="group")
     np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-12)
@@ -213,14 +213,14 @@ def test_group_engine_float32_matches_vmap(key, group_of):
     # float32: 1e-5 relative, the simulator's float32 tolerance (rounding of the group sums)
     prob = tridiagonal_quadratic(n_workers=8, dim=300, seed=1)
     alg = ef21(make("top-k:k=10"))
-    a = run(alg, prob, steps=20, key=key, dtype=np.float32)
+    a = run(alg, prob, steps=20, key=key, dtype=np.float32, engine="vmap")
     group_of(4)
     b = run(alg, prob, steps=20, key=key, dtype=np.float32, engine="group")
     np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-5 * np.abs(a.x).max())
     np.testing.assert_allclose(b.grad_norm_sq, a.grad_norm_sq, rtol=1e-5)
 
 
-def test_group_engine_with_stages_and_replicas(key, group_of):
+def test_group_engine_with_stragglers_and_quantized_weights(key, group_of):
     # stragglers' state is frozen in place (group rows included); quantized weights add the
     # exact gradient at the server's point to the group sums
     prob = tridiagonal_quadratic(n_workers=4, dim=12, seed=2)
@@ -229,9 +229,9 @@ def test_group_engine_with_stages_and_replicas(key, group_of):
         "participation": bernoulli_stragglers(0.4),
         "downlink": quantized_weights(make("qsgd:s=8")),
     }
-    a = run(alg, prob, steps=15, key=key, replicas=2, **stages)
+    a = run(alg, prob, steps=15, key=key, engine="vmap", **stages)
     group_of(2)
-    b = run(alg, prob, steps=15, key=key, replicas=2, engine="group", **stages)
+    b = run(alg, prob, steps=15, key=key, engine="group", **stages)
     np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(a.bits.container, b.bits.container)
 
