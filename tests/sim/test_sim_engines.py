@@ -209,6 +209,21 @@ def test_group_engine_matches_vmap(method, g, key, group_of):
     assert b.worker_error.shape == a.worker_error.shape == (26, 6)
 
 
+def test_group_engine_large_groups_sum_by_matvec(key, group_of, monkeypatch):
+    # groups above GROUP_UNROLL_MAX sum with ones(G) @ X: same tolerance as above
+    from ratedist.sim import engines
+
+    monkeypatch.setattr(engines, "GROUP_UNROLL_MAX", 2)
+    prob = tridiagonal_quadratic(n_workers=6, dim=20, seed=4)
+    alg = ef21(make("top-k:k=3"))
+    a = run(alg, prob, steps=25, key=key, engine="vmap")
+    group_of(3)
+    b = run(alg, prob, steps=25, key=key, engine="group")
+    np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(a.bits.container, b.bits.container)
+
+
+@pytest.mark.slow
 def test_group_engine_float32_matches_vmap(key, group_of):
     # float32: 1e-5 relative, the simulator's float32 tolerance (rounding of the group sums)
     prob = tridiagonal_quadratic(n_workers=8, dim=300, seed=1)
