@@ -27,7 +27,11 @@ run (``np.copyto`` of 256 MB, read + write counted).
 Usage:
     python benchmarks/bench_sim.py                  # N in {8, 32, 128}, d in {1e5, 1e6}
     python benchmarks/bench_sim.py --cores all      # every core, both sides
-    python benchmarks/bench_sim.py --sizes 8:100000 --methods ef21,ef_sign --engines vmap,loop
+    python benchmarks/bench_sim.py --sizes 8:100000 --methods ef21,ef_sign --engines vmap,loop,group
+
+``--engines`` defaults to the simulator's default engine, ``"group"``
+(:data:`ratedist.sim.engines.DEFAULT_ENGINE`: a ``lax.scan`` over cache-sized groups of workers,
+vmapped inside each group); ``vmap`` and ``loop`` remain selectable for comparison.
 
 Prints one Markdown table (median of ``--repeats`` interleaved repeats; ratio = simulator
 steps/s over numpy steps/s, > 1: the simulator is faster; CPU ratio = the same in steps per
@@ -85,6 +89,7 @@ import numpy as np  # noqa: E402
 
 from ratedist.compressors import error_feedback, make  # noqa: E402
 from ratedist.sim import compressed_sgd, ef21, tridiagonal_quadratic  # noqa: E402
+from ratedist.sim.engines import DEFAULT_ENGINE  # noqa: E402
 from ratedist.sim.runner import make_stepper, theory_gamma  # noqa: E402
 
 F32 = np.float32
@@ -416,7 +421,11 @@ def main(argv=None):
     ap.add_argument("--cores", default="first", help="core id, 'first' (default) or 'all'")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--engines", default="vmap", help="simulator engines (default: vmap)")
+    ap.add_argument(
+        "--engines",
+        default=DEFAULT_ENGINE,
+        help=f"simulator engines, comma-separated (default: {DEFAULT_ENGINE}, the simulator's)",
+    )
     ap.add_argument("--sizes", default=None, help="N:d list (default: N 8,32,128 x d 1e5,1e6)")
     ap.add_argument("--3pc-check", dest="check_3pc", action="store_true", help="record it too")
     ap.add_argument("--budget", type=float, default=4e8, help="steps ~ budget / (N d)")

@@ -156,6 +156,18 @@ def propagate_nonfinite(x: Any, out: Any) -> Any:
     return jnp.where(jnp.isfinite(x), out, x.astype(out.dtype))
 
 
+def _count_nonfinite(x: Any) -> Any:
+    """Number of non-finite entries of ``x``.
+
+    Counted in float32 below 2^24 entries (exact: every partial sum is an integer below 2^24,
+    whatever the summation order): XLA's CPU backend sums a bool-to-int32 array through a
+    chain of reduce-windows, measured 2.4x slower than the float sum (48 against 20 us at
+    d = 10^5, one core), and the sparsifiers run this count on every call.
+    """
+    dtype = jnp.float32 if x.size < 2**24 else jnp.int32
+    return jnp.sum(jnp.where(jnp.isfinite(x), 0, 1).astype(dtype))
+
+
 def propagate_nonfinite_sparse(x: Any, values: Any, indices: Any) -> Any:
     """The sparse form of :func:`propagate_nonfinite` for ``x_hat = 0`` except at ``indices``.
 
@@ -168,7 +180,7 @@ def propagate_nonfinite_sparse(x: Any, values: Any, indices: Any) -> Any:
     sent = x[indices]
     sent_ok = jnp.isfinite(sent)
     values = jnp.where(sent_ok, values, sent.astype(values.dtype))
-    unsent_bad = jnp.sum(~jnp.isfinite(x)) > jnp.sum(~sent_ok)
+    unsent_bad = _count_nonfinite(x) > jnp.sum(~sent_ok)
     return jnp.where(unsent_bad, jnp.asarray(jnp.nan, values.dtype), values)
 
 

@@ -9,15 +9,24 @@ same function runs under
   imported); several workers per device are vmapped inside over axis ``"local"``. After
   :func:`ratedist.sim.distributed.initialize` the mesh spans the devices of all processes;
 * ``"loop"``: one device, a ``lax.scan`` over workers inside each step with running sums (one
-  worker's temporaries at a time; same numbers to float rounding).
+  worker's temporaries at a time; same numbers to float rounding);
+* ``"group"``: one device, a ``lax.scan`` over groups of G workers with the worker code vmapped
+  inside each group and running sums over groups; G (:func:`group_size`) is the largest
+  divisor of N whose group's temporaries fit a cache budget (N on accelerators). Same numbers
+  as vmap to float rounding (the order of the sums over workers).
 
 :func:`build` turns a round's worker and server functions (:mod:`ratedist.sim.round`) into the
-jit-able ``init``/``chunk`` pair of any engine; :data:`ENGINES` lists them all.
+jit-able ``init``/``chunk`` pair of any engine; :data:`ENGINES` lists them all, and
+:data:`DEFAULT_ENGINE` (``"group"``) is the one :func:`ratedist.sim.run` uses unless told: on
+one CPU core it was the fastest of the one-device engines in most rows of
+``benchmarks/bench_sim.py`` (``benchmarks/README.md``), and on an accelerator it runs the vmap
+schedule.
 
 Aggregation modes: ``"gather"`` all-gathers the per-worker vectors and reduces them with a
 fixed-order matrix-vector product ``ones(N) @ X / N`` (identical arithmetic in both engines, so
 results agree bit for bit); ``"psum"`` uses ``lax.psum`` (reduction order is the backend's: the
-engines agree to float rounding). Under vmap, ``psum`` lowers to ``X.sum(0)``, measured ≈ 140×
+engines agree to float rounding); the sequential engines (``"loop"``, ``"group"``) sum in
+worker order and ignore the mode. Under vmap, ``psum`` lowers to ``X.sum(0)``, measured ≈ 140×
 slower than the matrix-vector product on CPU (58 ms vs 0.41 ms at N = 32, d = 10^5), so the
 vmap engine defaults to ``"gather"`` (which under vmap copies nothing) and shard_map to
 ``"psum"`` (a real all-gather moves N·d numbers to every device).
@@ -25,6 +34,7 @@ vmap engine defaults to ``"gather"`` (which under vmap copies nothing) and shard
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -42,8 +52,13 @@ LOCAL_AXIS = "local"
 AGGREGATIONS = ("gather", "psum")
 #: engines with collectives over the named axis (:func:`run_on_engine`)
 COLLECTIVE_ENGINES = ("vmap", "shard_map")
+#: engines that run the workers in sequence on one device, with running sums
+SEQUENTIAL_ENGINES = ("loop", "group")
 #: every engine :func:`build` accepts
-ENGINES = (*COLLECTIVE_ENGINES, "loop")
+ENGINES = (*COLLECTIVE_ENGINES, *SEQUENTIAL_ENGINES)
+#: the engine of :func:`ratedist.sim.run` and :func:`ratedist.sim.runner.make_stepper` when none
+#: is named (sweep files keep ``"vmap"``: the engine is part of a stored config's hash)
+DEFAULT_ENGINE = "group"
 
 
 class Aggregator(NamedTuple):
@@ -278,6 +293,168 @@ def _loop_fns(worker, server, n):
     return init, chunk
 
 
+#: bytes of live per-worker d-vectors one group of the ``"group"`` engine aims to keep in cache
+#: (a quarter of the 32 MB L3 of the machines measured: other processes share it)
+GROUP_CACHE_BYTES = 8 * 2**20
+#: d-vectors one worker keeps live through a step (gradient, state row, message, residual,
+#: compressor temporaries: an estimate that holds for the benchmarked methods)
+GROUP_LIVE_VECTORS = 5
+
+
+def group_size(n_workers: int, dim: int, itemsize: int) -> int:
+    """Workers per group of the ``"group"`` engine: the largest divisor of ``n_workers`` whose
+    group keeps ``GROUP_LIVE_VECTORS`` d-vectors per worker within ``GROUP_CACHE_BYTES``
+    (at least 1: then the ``"loop"`` schedule; ``n_workers`` when everything fits: one
+    vmapped group).
+
+    A divisor, so that every group has the same shape (one compiled body, no ragged tail).
+    """
+    per_worker = GROUP_LIVE_VECTORS * max(dim, 1) * itemsize
+    target = max(1, min(n_workers, GROUP_CACHE_BYTES // per_worker))
+    return max(g for g in range(1, target + 1) if n_workers % g == 0)
+
+
+def _add_local(acc, loc):
+    """Running sums of the workers' :class:`~ratedist.sim.round.Local` contributions."""
+    return acc._replace(
+        g_i=acc.g_i + loc.g_i,
+        ex=acc.ex + loc.ex,
+        scal=acc.scal + loc.scal,
+        mx=jnp.maximum(acc.mx, loc.mx),
+        ex_srv=acc.ex_srv + loc.ex_srv,
+    )
+
+
+#: largest group whose contributions are added worker by worker (unrolled); larger groups
+#: (small d) sum with ``ones(G) @ X``, whose compile time does not grow with G (unrolled, one
+#: EF21 program at N = G = 256, d = 100 compiled in 11 s against vmap's 4 s)
+GROUP_UNROLL_MAX = 16
+
+
+def _add_group(acc, loc):
+    """``acc`` plus the contributions of a group (a ``Local`` with leading axis G).
+
+    Up to :data:`GROUP_UNROLL_MAX` workers, added one by one in index order (as the loop
+    engine does): unrolled elementwise adds that XLA fuses into one pass with the running sum
+    (measured ≈ 15 % faster per EF-sign / EF21 step at N = 32, d = 1e5, G = 4 than the
+    matrix-vector product). Larger groups: vectors summed as ``ones(G) @ X`` (the fast CPU
+    reduction over the leading axis, see the module docstring), ``mx`` maxed.
+    """
+    g = loc.scal.shape[0]
+    if g <= GROUP_UNROLL_MAX:
+        for i in range(g):
+            acc = _add_local(acc, jax.tree_util.tree_map(lambda a, i=i: a[i], loc))
+        return acc
+
+    def total(a):
+        flat = a.reshape(g, math.prod(a.shape[1:]))  # explicit: -1 is ambiguous at size 0
+        return (jnp.ones((g,), a.dtype) @ flat).reshape(a.shape[1:])
+
+    summed = loc._replace(
+        g_i=total(loc.g_i),
+        ex=total(loc.ex),
+        scal=jnp.sum(loc.scal, axis=0),
+        mx=jnp.max(loc.mx, axis=0),
+        ex_srv=total(loc.ex_srv),
+    )
+    return _add_local(acc, summed)
+
+
+def _group_fns(worker, server, n):
+    """The grouped engine: ``lax.scan`` over groups of G workers, the worker code vmapped over
+    each group, running sums over groups.
+
+    G is fixed at trace time: :func:`group_size` of N, the dimension and the dtype on CPU
+    (a group's G x d temporaries stay in cache between XLA's fusions, which the ``"vmap"``
+    engine's N x d ones do not at large N d, and a step runs N / G scan iterations instead
+    of the ``"loop"`` engine's N, whose fixed cost per iteration dominates at small d); N on
+    another default backend (accelerators want the widest batch). G = 1 is the loop engine's
+    schedule and G = N the vmap engine's, up to the order of the sums: results agree with
+    both to float rounding.
+    """
+    local_init, local_step, combine, finish, zeros = worker
+    server_init, server_step = server
+
+    def size_of(x):
+        if jax.default_backend() != "cpu":
+            return n
+        g = int(group_size(n, math.prod(x.shape), jnp.dtype(x.dtype).itemsize))
+        if g < 1 or n % g:
+            raise ValueError(f"group size must divide n_workers = {n}, got {g}")
+        return g
+
+    def grouped(tree, g):
+        return jax.tree_util.tree_map(lambda a: a.reshape(n // g, g, *a.shape[1:]), tree)
+
+    def flat(tree):
+        return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[2:]), tree)
+
+    def init_groups(fn, x, xs):
+        g = size_of(x)
+
+        def body(acc, inp):
+            part, loc, per = jax.vmap(fn)(*inp)
+            return _add_group(acc, loc), (part, per)
+
+        acc, (parts, per) = lax.scan(body, zeros(x), grouped(xs, g))
+        return acc, flat(parts), flat(per)
+
+    def update_groups(fn, x, parts, xs):
+        """Like the loop engine's ``update_workers``, a group of rows at a time: ``h``,
+        ``dist`` and ``mstate`` ride in the carry (group rows overwritten in place), ``y``
+        goes through the scan's inputs and outputs."""
+        g = size_of(x)
+        h, y, dist, mstate = parts
+        rows = lambda a, s: lax.dynamic_slice_in_dim(a, s, g)  # noqa: E731
+        put = lambda a, v, s: lax.dynamic_update_slice_in_dim(a, v, s, 0)  # noqa: E731
+
+        def body(carry, inp):
+            acc, stacked = carry
+            j, y_g, xs_g = inp
+            start = j * g
+            h_g, dist_g, ms_g = jax.tree_util.tree_map(lambda a: rows(a, start), stacked)
+            part, loc, per = jax.vmap(fn)((h_g, y_g, dist_g, ms_g), *xs_g)
+            new = (part[0], part[2], part[3])
+            stacked = jax.tree_util.tree_map(lambda a, v: put(a, v, start), stacked, new)
+            return (_add_group(acc, loc), stacked), (part[1], per)
+
+        (acc, (h, dist, mstate)), (y, per) = lax.scan(
+            body, (zeros(x), (h, dist, mstate)), (jnp.arange(n // g), grouped(y, g), grouped(xs, g))
+        )
+        return acc, (h, flat(y), dist, mstate), flat(per)
+
+    def reduce(acc, steps):
+        g = combine(acc.g_i / n)
+        m = finish(g, acc.ex / n, acc.scal / n, acc.mx, acc.ex_srv / n, steps)
+        return g, m
+
+    def init(x0, data, idx, key, hp):
+        opt, down, xw, dbits, steps = server_init(x0, key, hp)
+        acc, parts, per = init_groups(
+            lambda d_i, i: local_init(xw, d_i, i, key, hp, x0), x0, (data, idx)
+        )
+        g, m = reduce(acc, steps)
+        return SimState(x0, g, *parts, opt, down), (m, *per, dbits)
+
+    def chunk(state, ts, data, idx, key, hp):
+        def body(s, t):
+            x, xw, opt, down, dbits, steps = server_step(s.x, s.g, s.opt, s.down, t, key, hp)
+            acc, parts, per = update_groups(
+                lambda p, d_i, i: local_step(p, xw, t, d_i, i, key, hp, x),
+                x,
+                (s.h, s.y, s.dist, s.mstate),
+                (data, idx),
+            )
+            g, m = reduce(acc, steps)
+            return SimState(x, g, *parts, opt, down), (m, *per, dbits)
+
+        state, (m, err, bits, answered, dbits) = lax.scan(body, state, ts)
+        swap = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
+        return state, (m, swap(err), tuple(swap(b) for b in bits), swap(answered), dbits)
+
+    return init, chunk
+
+
 def build(engine: str, worker, server, n_workers: int, aggregate: str | None = None):
     """The ``(init, chunk)`` pair of a round on ``engine``.
 
@@ -290,10 +467,12 @@ def build(engine: str, worker, server, n_workers: int, aggregate: str | None = N
         ValueError: unknown engine or aggregate; N not divisible by the device count.
     """
     check_choice("engine", engine, ENGINES)
-    if engine == "loop":
+    if engine in SEQUENTIAL_ENGINES:
         if aggregate is not None:
             check_choice("aggregate", aggregate, AGGREGATIONS)
-        return _loop_fns(worker, server, n_workers)
+        if engine == "loop":
+            return _loop_fns(worker, server, n_workers)
+        return _group_fns(worker, server, n_workers)
     factory = _collective_factory(worker, server)
 
     def pick(i):

@@ -269,7 +269,7 @@ def make_stepper(
     *,
     gamma: Any,
     key: Any,
-    engine: str = "vmap",
+    engine: str = engines.DEFAULT_ENGINE,
     replicas: int | None = None,
     aggregate: str | None = None,
     dtype: Any = None,
@@ -343,7 +343,7 @@ def run(
     *,
     steps: int,
     key: Any,
-    engine: str = "vmap",
+    engine: str = engines.DEFAULT_ENGINE,
     replicas: int | None = None,
     chunk: int | None = None,
     progress: bool = False,
@@ -372,13 +372,15 @@ def run(
             the shared key of PermK-like compressors ``fold_in(fold_in(key, t), 2^31−2)``,
             participation ``2^31−3`` and the downlink ``2^31−4``. Every point of a sweep uses
             the same numbers (common random numbers).
-        engine: "vmap" (one device, workers batched), "shard_map" (all ``jax.devices()``;
-            N must be a multiple of the device count; after
+        engine: "group" (default; one device, a ``lax.scan`` over groups of workers sized
+            to the cache, vmapped inside: :func:`ratedist.sim.engines.group_size`), "vmap"
+            (one device, all workers batched), "shard_map" (all ``jax.devices()``; N must be
+            a multiple of the device count; after
             :func:`ratedist.sim.distributed.initialize`, the devices of all processes, and
             every process gets the complete trace) or "loop" (one device, a ``lax.scan``
-            over workers inside each step: one worker's temporaries at a time; same numbers
-            to float rounding). On CPU, "loop" is the faster one once N x d no longer fits
-            in cache (measured: from N x d ≈ 3e6 at d = 1e5; ``benchmarks/README.md``).
+            over workers inside each step: one worker's temporaries at a time). "group" and
+            "loop" give vmap's numbers to float rounding (the order of the sums over
+            workers); vmap and shard_map with ``aggregate="gather"`` agree bit for bit.
         replicas: run this many independent copies (keys ``fold_in(key, r)`` vmapped) for
             expectations of randomized methods; adds a leading replica axis to the trace.
         chunk: steps per jitted ``lax.scan`` call (default: ≤ 1000, balanced); a tqdm bar
@@ -386,8 +388,8 @@ def run(
         progress: show a tqdm progress bar.
         gamma: step size > 0, None/"theory" for :func:`theory_gamma`, or a 1-D sequence of
             step sizes: a sweep run as one vmapped program (a leading axis in the trace).
-        aggregate: "gather" or "psum" (default: "gather" for vmap, "psum" for shard_map; see
-            :mod:`ratedist.sim.engines`).
+        aggregate: "gather" or "psum" (default: "gather" for vmap, "psum" for shard_map;
+            ignored by "group" and "loop"; see :mod:`ratedist.sim.engines`).
         dtype: simulation dtype (default: float64 under x64, else float32; float64 without
             x64 falls back to float32).
         diagnostics: record the algorithm's per-step diagnostics (``Trace.ef_norm_sq``,
