@@ -206,6 +206,61 @@ _STATE_AXES = SimState(x=None, g=None, h=0, y=0, dist=0, mstate=0, opt=None, dow
 _OUT_AXES = ({k: None for k in METRICS}, 0, 0, 0, None)
 
 
+def _sequential_fns(worker, server, n, run_all, update_all):
+    """``(init, chunk)`` of an engine that runs the workers in sequence on one device.
+
+    ``run_all(fn, x, xs) -> (acc, parts, per)`` runs ``fn`` (a worker's first step) over the
+    workers with running sums from ``zeros(x)``; ``update_all(fn, x, parts, xs)`` runs a step
+    with the state rows ``parts`` updated in place. The server's side is the same for every
+    sequential engine.
+    """
+    local_init, local_step, combine, finish, _ = worker
+    server_init, server_step = server
+
+    def reduce(acc, steps):
+        g = combine(acc.g_i / n)
+        m = finish(g, acc.ex / n, acc.scal / n, acc.mx, acc.ex_srv / n, steps)
+        return g, m
+
+    def init(x0, data, idx, key, hp):
+        opt, down, xw, dbits, steps = server_init(x0, key, hp)
+        acc, parts, per = run_all(
+            lambda d_i, i: local_init(xw, d_i, i, key, hp, x0), x0, (data, idx)
+        )
+        g, m = reduce(acc, steps)
+        return SimState(x0, g, *parts, opt, down), (m, *per, dbits)
+
+    def chunk(state, ts, data, idx, key, hp):
+        def body(s, t):
+            x, xw, opt, down, dbits, steps = server_step(s.x, s.g, s.opt, s.down, t, key, hp)
+            acc, parts, per = update_all(
+                lambda p, d_i, i: local_step(p, xw, t, d_i, i, key, hp, x),
+                x,
+                (s.h, s.y, s.dist, s.mstate),
+                (data, idx),
+            )
+            g, m = reduce(acc, steps)
+            return SimState(x, g, *parts, opt, down), (m, *per, dbits)
+
+        state, (m, err, bits, answered, dbits) = lax.scan(body, state, ts)
+        # per-worker outputs as the other engines give them: (N, steps)
+        swap = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
+        return state, (m, swap(err), tuple(swap(b) for b in bits), swap(answered), dbits)
+
+    return init, chunk
+
+
+def _add_local(acc, loc):
+    """Running sums of the workers' :class:`~ratedist.sim.round.Local` contributions."""
+    return acc._replace(
+        g_i=acc.g_i + loc.g_i,
+        ex=acc.ex + loc.ex,
+        scal=acc.scal + loc.scal,
+        mx=jnp.maximum(acc.mx, loc.mx),
+        ex_srv=acc.ex_srv + loc.ex_srv,
+    )
+
+
 def _loop_fns(worker, server, n):
     """The sequential engine: ``lax.scan`` over workers inside each step, running sums.
 
@@ -213,27 +268,17 @@ def _loop_fns(worker, server, n):
     N x d intermediates between XLA fusions; sums run in worker order, so results match the
     other engines to float rounding.
     """
-    local_init, local_step, combine, finish, zeros = worker
-    server_init, server_step = server
+    zeros = worker[4]
 
-    def add(acc, loc):
-        return acc._replace(
-            g_i=acc.g_i + loc.g_i,
-            ex=acc.ex + loc.ex,
-            scal=acc.scal + loc.scal,
-            mx=jnp.maximum(acc.mx, loc.mx),
-            ex_srv=acc.ex_srv + loc.ex_srv,
-        )
-
-    def scan_workers(fn, carry0, xs):
+    def scan_workers(fn, x, xs):
         def wbody(acc, inp):
             part, loc, per = fn(*inp)
-            return add(acc, loc), (part, per)
+            return _add_local(acc, loc), (part, per)
 
-        acc, (parts, per) = lax.scan(wbody, carry0, xs)
+        acc, (parts, per) = lax.scan(wbody, zeros(x), xs)
         return acc, parts, per
 
-    def update_workers(fn, carry0, parts, xs):
+    def update_workers(fn, x, parts, xs):
         """Like ``scan_workers``, but the state ``(h, y, dist, mstate)`` is updated in place.
 
         ``h``, ``dist`` and ``mstate`` ride in the carry and worker ``i`` overwrites its row:
@@ -253,44 +298,14 @@ def _loop_fns(worker, server, n):
             part, loc, per = fn((h_i, y_i, dist_i, ms_i), *xs_i)
             new = (part[0], part[2], part[3])
             stacked = jax.tree_util.tree_map(lambda a, v: put(a, v, i), stacked, new)
-            return (add(acc, loc), stacked), (part[1], per)
+            return (_add_local(acc, loc), stacked), (part[1], per)
 
         (acc, (h, dist, mstate)), (y, per) = lax.scan(
-            wbody, (carry0, (h, dist, mstate)), (jnp.arange(n), y, xs)
+            wbody, (zeros(x), (h, dist, mstate)), (jnp.arange(n), y, xs)
         )
         return acc, (h, y, dist, mstate), per
 
-    def reduce(acc, steps):
-        g = combine(acc.g_i / n)
-        m = finish(g, acc.ex / n, acc.scal / n, acc.mx, acc.ex_srv / n, steps)
-        return g, m
-
-    def init(x0, data, idx, key, hp):
-        opt, down, xw, dbits, steps = server_init(x0, key, hp)
-        acc, parts, per = scan_workers(
-            lambda d_i, i: local_init(xw, d_i, i, key, hp, x0), zeros(x0), (data, idx)
-        )
-        g, m = reduce(acc, steps)
-        return SimState(x0, g, *parts, opt, down), (m, *per, dbits)
-
-    def chunk(state, ts, data, idx, key, hp):
-        def body(s, t):
-            x, xw, opt, down, dbits, steps = server_step(s.x, s.g, s.opt, s.down, t, key, hp)
-            acc, parts, per = update_workers(
-                lambda p, d_i, i: local_step(p, xw, t, d_i, i, key, hp, x),
-                zeros(x),
-                (s.h, s.y, s.dist, s.mstate),
-                (data, idx),
-            )
-            g, m = reduce(acc, steps)
-            return SimState(x, g, *parts, opt, down), (m, *per, dbits)
-
-        state, (m, err, bits, answered, dbits) = lax.scan(body, state, ts)
-        # per-worker outputs as the other engines give them: (N, steps)
-        swap = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
-        return state, (m, swap(err), tuple(swap(b) for b in bits), swap(answered), dbits)
-
-    return init, chunk
+    return _sequential_fns(worker, server, n, scan_workers, update_workers)
 
 
 #: bytes of live per-worker d-vectors one group of the ``"group"`` engine aims to keep in cache
@@ -312,17 +327,6 @@ def group_size(n_workers: int, dim: int, itemsize: int) -> int:
     per_worker = GROUP_LIVE_VECTORS * max(dim, 1) * itemsize
     target = max(1, min(n_workers, GROUP_CACHE_BYTES // per_worker))
     return max(g for g in range(1, target + 1) if n_workers % g == 0)
-
-
-def _add_local(acc, loc):
-    """Running sums of the workers' :class:`~ratedist.sim.round.Local` contributions."""
-    return acc._replace(
-        g_i=acc.g_i + loc.g_i,
-        ex=acc.ex + loc.ex,
-        scal=acc.scal + loc.scal,
-        mx=jnp.maximum(acc.mx, loc.mx),
-        ex_srv=acc.ex_srv + loc.ex_srv,
-    )
 
 
 #: largest group whose contributions are added worker by worker (unrolled); larger groups
@@ -372,8 +376,7 @@ def _group_fns(worker, server, n):
     schedule and G = N the vmap engine's, up to the order of the sums: results agree with
     both to float rounding.
     """
-    local_init, local_step, combine, finish, zeros = worker
-    server_init, server_step = server
+    zeros = worker[4]
 
     def size_of(x):
         if jax.default_backend() != "cpu":
@@ -423,36 +426,7 @@ def _group_fns(worker, server, n):
         )
         return acc, (h, flat(y), dist, mstate), flat(per)
 
-    def reduce(acc, steps):
-        g = combine(acc.g_i / n)
-        m = finish(g, acc.ex / n, acc.scal / n, acc.mx, acc.ex_srv / n, steps)
-        return g, m
-
-    def init(x0, data, idx, key, hp):
-        opt, down, xw, dbits, steps = server_init(x0, key, hp)
-        acc, parts, per = init_groups(
-            lambda d_i, i: local_init(xw, d_i, i, key, hp, x0), x0, (data, idx)
-        )
-        g, m = reduce(acc, steps)
-        return SimState(x0, g, *parts, opt, down), (m, *per, dbits)
-
-    def chunk(state, ts, data, idx, key, hp):
-        def body(s, t):
-            x, xw, opt, down, dbits, steps = server_step(s.x, s.g, s.opt, s.down, t, key, hp)
-            acc, parts, per = update_groups(
-                lambda p, d_i, i: local_step(p, xw, t, d_i, i, key, hp, x),
-                x,
-                (s.h, s.y, s.dist, s.mstate),
-                (data, idx),
-            )
-            g, m = reduce(acc, steps)
-            return SimState(x, g, *parts, opt, down), (m, *per, dbits)
-
-        state, (m, err, bits, answered, dbits) = lax.scan(body, state, ts)
-        swap = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
-        return state, (m, swap(err), tuple(swap(b) for b in bits), swap(answered), dbits)
-
-    return init, chunk
+    return _sequential_fns(worker, server, n, init_groups, update_groups)
 
 
 def build(engine: str, worker, server, n_workers: int, aggregate: str | None = None):
