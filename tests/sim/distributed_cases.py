@@ -107,7 +107,7 @@ def main(out, names, flags=()):
         saved.update({f"{name}/{f}": field(tr, f) for f in FIELDS})
     if "--local-vmap" in flags:
         # a single-device engine inside the job runs on each process's own device
-        tr = run_case(names[0])
+        tr = run_case(names[0], engine="vmap")
         saved.update({f"local_vmap/{f}": field(tr, f) for f in FIELDS})
     if distributed.is_main():
         np.savez(out, n_devices=len(lay.devices), n_processes=lay.num_processes, **saved)

@@ -63,7 +63,7 @@ def slow_job(tmp_path_factory):
 
 def _check_bitwise(job, case):
     assert int(job["n_processes"]) == 2 and int(job["n_devices"]) == 8
-    ref = dc.run_case(case)  # this process: one device, the vmap engine
+    ref = dc.run_case(case, engine="vmap")  # this process: one device, the vmap engine
     for f in dc.FIELDS:
         want = dc.field(ref, f)
         got = job[f"{case}/{f}"]
@@ -87,7 +87,7 @@ def test_two_processes_match_single_process_vmap_bitwise_more_methods(slow_job, 
 def test_vmap_inside_a_job_runs_locally(slow_job):
     # engine="vmap" in a multi-process program: every process runs all workers on its own
     # device, and its outputs are not gathered across processes
-    ref = dc.run_case(SLOW_CASES[0])
+    ref = dc.run_case(SLOW_CASES[0], engine="vmap")
     for f in dc.FIELDS:
         np.testing.assert_array_equal(slow_job[f"local_vmap/{f}"], dc.field(ref, f), err_msg=f)
 
