@@ -135,6 +135,13 @@ def binary_entropy_bits(n_ones: Any, n: int) -> jax.Array:
     return counts_entropy_bits(jnp.stack([as_bits(n) - c1, c1]), n)
 
 
+def word_fields(words: jax.Array, n: int, rng_bits: int) -> jax.Array:
+    """The first ``n`` little-endian ``rng_bits``-bit (8 or 16) fields of uint32 ``words``
+    (``32 / rng_bits`` per word)."""
+    udtype = jnp.uint16 if rng_bits == 16 else jnp.uint8
+    return jax.lax.bitcast_convert_type(words, udtype).reshape(-1)[:n]
+
+
 def random_uints(key: Any, n: int, rng_bits: int) -> jax.Array:
     """``n`` uniform unsigned integers of ``rng_bits`` (8 or 16) bits each.
 
@@ -142,10 +149,14 @@ def random_uints(key: Any, n: int, rng_bits: int) -> jax.Array:
     draws cost a quarter of the generator work of ``jax.random.uniform`` (measured ~10x
     faster at d = 10^6 on CPU; ``jax.random.bits(..., uint8)`` does not pack).
     """
-    per_word = 32 // rng_bits
-    words = jax.random.bits(key, (-(-n // per_word),), jnp.uint32)
-    udtype = jnp.uint16 if rng_bits == 16 else jnp.uint8
-    return jax.lax.bitcast_convert_type(words, udtype).reshape(-1)[:n]
+    words = jax.random.bits(key, (-(-n // (32 // rng_bits)),), jnp.uint32)
+    return word_fields(words, n, rng_bits)
+
+
+def below_midpoints(b: jax.Array, p: jax.Array, rng_bits: int) -> jax.Array:
+    """``(b + 1/2) 2^-rng_bits < p``: Bernoulli(``round(p 2^n) / 2^n``) draws from uniform
+    ``rng_bits``-bit integers ``b`` (see :func:`round_up` for the bias)."""
+    return (b.astype(p.dtype) + 0.5) * float(2.0**-rng_bits) < p
 
 
 def round_up(key: Any, p: jax.Array, rng_bits: int) -> jax.Array:
@@ -157,12 +168,14 @@ def round_up(key: Any, p: jax.Array, rng_bits: int) -> jax.Array:
     ``(b + 1/2) / 2^n < p``; then ``P(up) = round(p 2^n) / 2^n``, a per-coordinate bias of at
     most ``2^-(n+1)`` times the level spacing (≤ 7.6e-6 at 16 bits, ≤ 2e-3 at 8 bits), so the
     compressor is then only approximately unbiased (its facts say ``unbiased=False``).
+
+    This is the rounding of the compressors that are not kernel-backed (grid, stochastic
+    sign); the kernel-backed ones draw the same way from their own counter-based stream
+    (:func:`ratedist.compressors._kernels.round_up`).
     """
     if rng_bits == 32:
         return jax.random.uniform(key, p.shape, dtype=p.dtype) < p
-    b = random_uints(key, p.shape[0], rng_bits)
-    scale = float(2.0**-rng_bits)
-    return (b.astype(p.dtype) + 0.5) * scale < p
+    return below_midpoints(random_uints(key, p.shape[0], rng_bits), p, rng_bits)
 
 
 def safe_div(a: jax.Array, b: jax.Array) -> jax.Array:

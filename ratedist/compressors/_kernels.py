@@ -59,7 +59,7 @@ import numpy as np
 from jax.extend.random import threefry_2x32
 
 from ratedist import _native
-from ratedist.compressors._common import safe_div
+from ratedist.compressors._common import below_midpoints, safe_div, word_fields
 from ratedist.compressors.base import propagate_nonfinite
 
 #: kernel modes (the ``Mode`` enum of ``ratedist/_native/quantize.cc``)
@@ -115,11 +115,7 @@ def stream_uniform(kd: jax.Array, n: int, dtype: Any) -> jax.Array:
 def stream_fields(kd: jax.Array, n: int, rng_bits: int) -> jax.Array:
     """``n`` uniform ``rng_bits``-bit (8 or 16) integers: the little-endian fields of the
     stream's words, ``32 / rng_bits`` per word."""
-    per = 32 // rng_bits
-    w = stream_words(kd, -(-n // per))
-    return jax.lax.bitcast_convert_type(w, jnp.uint16 if rng_bits == 16 else jnp.uint8).reshape(-1)[
-        :n
-    ]
+    return word_fields(stream_words(kd, -(-n // (32 // rng_bits))), n, rng_bits)
 
 
 def _typed(key: Any) -> bool:
@@ -192,8 +188,7 @@ def round_up(kd: jax.Array, p: jax.Array, rng_bits: int) -> jax.Array:
     the bias that :func:`ratedist.compressors._common.round_up` states)."""
     if rng_bits == 32:
         return stream_uniform(kd, p.shape[0], p.dtype) < p
-    b = stream_fields(kd, p.shape[0], rng_bits)
-    return (b.astype(p.dtype) + 0.5) * float(2.0**-rng_bits) < p
+    return below_midpoints(stream_fields(kd, p.shape[0], rng_bits), p, rng_bits)
 
 
 def stochastic_levels(kd: jax.Array, r: jax.Array, levels: np.ndarray, rng_bits: int) -> jax.Array:
