@@ -33,12 +33,16 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 // The row function is compiled for AVX-512, AVX2 and the x86-64 baseline; the loader picks
 // one (GCC function multiversioning). Only integer compares and counts: the same result on
-// all. The candidate pass and the emission also have AVX-512 intrinsics versions, used when
-// the CPU has AVX-512F (RATEDIST_SELECT_PORTABLE compiles them out, for testing).
+// all. The candidate pass also has AVX-512 and AVX2 intrinsics versions and the emission an
+// AVX-512 one, used when the CPU has them (for testing, RATEDIST_SELECT_NO_AVX512 compiles
+// the AVX-512 ones out and RATEDIST_SELECT_PORTABLE all of them).
 #define RD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #ifndef RATEDIST_SELECT_PORTABLE
 #include <immintrin.h>
+#define RD_X86_AVX2 1
+#ifndef RATEDIST_SELECT_NO_AVX512
 #define RD_X86_AVX512 1
+#endif
 #endif
 #else
 #define RD_CLONES
@@ -170,10 +174,116 @@ bool HaveAvx512() {
 }
 #endif
 
+#ifdef RD_X86_AVX2
+// AVX2 has no compress: the selected lanes of 8 are packed by a permutation from a table
+// indexed by the 8-bit mask (keys and lo are < 2^31 resp. 2^63, so signed compares order
+// them; key >= lo is key > lo - 1).
+struct PackTable {
+  alignas(32) int32_t lanes[256][8];
+  constexpr PackTable() : lanes() {
+    for (int q = 0; q < 256; ++q) {
+      int n = 0;
+      for (int l = 0; l < 8; ++l) {
+        if (q >> l & 1) lanes[q][n++] = l;
+      }
+      for (int l = n; l < 8; ++l) lanes[q][l] = 0;
+    }
+  }
+};
+constexpr PackTable kPack{};
+
+struct PackTable64 {  // 4 lanes of 64 bits as pairs of 32-bit lanes
+  alignas(32) int32_t lanes[16][8];
+  constexpr PackTable64() : lanes() {
+    for (int q = 0; q < 16; ++q) {
+      int n = 0;
+      for (int l = 0; l < 4; ++l) {
+        if (q >> l & 1) {
+          lanes[q][2 * n] = 2 * l;
+          lanes[q][2 * n + 1] = 2 * l + 1;
+          ++n;
+        }
+      }
+    }
+  }
+};
+constexpr PackTable64 kPack64{};
+
+__attribute__((target("avx2"))) int64_t CollectAvx2(const float* x, int64_t d, uint32_t lo,
+                                                    uint32_t* c, int32_t* at) {
+  const __m256i mask = _mm256_set1_epi32(0x7fffffff);
+  const __m256i below = _mm256_set1_epi32(static_cast<int32_t>(lo) - 1);
+  __m256i iv = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  int64_t m = 0, i = 0;
+  for (; i + 32 <= d; i += 32) {  // 4 vectors; skipped together when none has a candidate
+    __m256i kx[4];
+    int q[4];
+    for (int u = 0; u < 4; ++u) {
+      kx[u] = _mm256_and_si256(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 8 * u)), mask);
+      q[u] = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(kx[u], below)));
+    }
+    if ((q[0] | q[1] | q[2] | q[3]) != 0) {
+      for (int u = 0; u < 4; ++u) {
+        const __m256i p = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.lanes[q[u]]));
+        const __m256i iu = _mm256_add_epi32(iv, _mm256_set1_epi32(8 * u));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + m),
+                            _mm256_permutevar8x32_epi32(kx[u], p));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(at + m),
+                            _mm256_permutevar8x32_epi32(iu, p));
+        m += __builtin_popcount(q[u]);
+      }
+    }
+    iv = _mm256_add_epi32(iv, _mm256_set1_epi32(32));
+  }
+  return CollectTail(x, i, d, lo, c, at, m);
+}
+
+__attribute__((target("avx2"))) int64_t CollectAvx2(const double* x, int64_t d, uint64_t lo,
+                                                    uint64_t* c, int32_t* at) {
+  const __m256i mask = _mm256_set1_epi64x(0x7fffffffffffffffLL);
+  const __m256i below = _mm256_set1_epi64x(static_cast<int64_t>(lo) - 1);
+  const __m256i evens = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+  __m256i iv = _mm256_setr_epi64x(0, 1, 2, 3);
+  int64_t m = 0, i = 0;
+  for (; i + 16 <= d; i += 16) {  // 4 vectors; skipped together when none has a candidate
+    __m256i kx[4];
+    int q[4];
+    for (int u = 0; u < 4; ++u) {
+      kx[u] = _mm256_and_si256(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 4 * u)), mask);
+      q[u] = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(kx[u], below)));
+    }
+    if ((q[0] | q[1] | q[2] | q[3]) != 0) {
+      for (int u = 0; u < 4; ++u) {
+        const __m256i p =
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack64.lanes[q[u]]));
+        const __m256i iu = _mm256_add_epi64(iv, _mm256_set1_epi64x(4 * u));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + m),
+                            _mm256_permutevar8x32_epi32(kx[u], p));
+        const __m256i packed = _mm256_permutevar8x32_epi32(_mm256_permutevar8x32_epi32(iu, p), evens);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(at + m), _mm256_castsi256_si128(packed));
+        m += __builtin_popcount(q[u]);
+      }
+    }
+    iv = _mm256_add_epi64(iv, _mm256_set1_epi64x(16));
+  }
+  return CollectTail(x, i, d, lo, c, at, m);
+}
+
+bool HaveAvx2() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") != 0);
+  return yes;
+}
+#endif
+
 template <typename F>
 RD_INLINE int64_t Collect(const F* x, int64_t d, KeyOf<F> lo, KeyOf<F>* c, int32_t* at) {
 #ifdef RD_X86_AVX512
   if (HaveAvx512()) return CollectAvx512(x, d, lo, c, at);
+#endif
+#ifdef RD_X86_AVX2
+  if (HaveAvx2()) return CollectAvx2(x, d, lo, c, at);
 #endif
   return CollectBlocks(x, d, lo, c, at);
 }
