@@ -5,6 +5,7 @@
 // checksum (a hash of the selected indices) lets two builds be compared for equal results.
 #include SSRC
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -57,7 +58,8 @@ void Case(const char* name, const std::string& kind, int64_t d, int64_t k, int r
 }
 
 int main(int argc, char** argv) {
-  const char* only = argc > 1 ? argv[1] : nullptr;
+  const char* only = argc > 1 && argv[1][0] != '\0' ? argv[1] : nullptr;
+  const int reps = argc > 2 ? std::atoi(argv[2]) : 0;  // overrides every case's repeats
   struct C { const char* name; const char* kind; int f64; int64_t d, k; int rows, reps; };
   const C cases[] = {
       {"f32 gauss d=1e5 k=1e3", "gauss", 0, 100000, 1000, 8, 30},
@@ -76,9 +78,9 @@ int main(int argc, char** argv) {
   for (const C& c : cases) {
     if (only && std::string(c.name).find(only) == std::string::npos) continue;
     if (c.f64) {
-      Case<double>(c.name, c.kind, c.d, c.k, c.rows, c.reps);
+      Case<double>(c.name, c.kind, c.d, c.k, c.rows, reps > 0 ? reps : c.reps);
     } else {
-      Case<float>(c.name, c.kind, c.d, c.k, c.rows, c.reps);
+      Case<float>(c.name, c.kind, c.d, c.k, c.rows, reps > 0 ? reps : c.reps);
     }
   }
 }

@@ -7,9 +7,11 @@ including ties, NaN, infinities and signed zeros, and return values and indices 
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -175,6 +177,49 @@ def test_key_reference_agrees_with_the_value_reference():
         np.testing.assert_array_equal(
             _key_reference(x[r], 30), _reference(x[r], 30)[1], err_msg=name
         )
+
+
+@native
+@pytest.mark.slow
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64"), reason="x86 instruction-set variants"
+)
+def test_instruction_set_variants_select_the_same_indices(tmp_path):
+    # the AVX-512, AVX2 and portable builds of the row function agree on every case of the
+    # harness (a hash of the selected indices); the build this CPU runs is checked against
+    # the numpy references above
+    root = Path(__file__).resolve().parents[2]
+    flags = [f for f in _native._CXXFLAGS if f not in ("-shared", "-fPIC")]
+    source = root / "ratedist" / "_native" / "select.cc"
+    sums = {}
+    for isa, extra in {
+        "avx512": [],
+        "avx2": ["-DRATEDIST_SELECT_NO_AVX512"],
+        "portable": ["-DRATEDIST_SELECT_PORTABLE"],
+    }.items():
+        exe = tmp_path / isa
+        subprocess.run(
+            [
+                *_native._compiler(),
+                *flags,
+                *extra,
+                f"-I{jax.ffi.include_dir()}",
+                f'-DSSRC="{source}"',
+                str(root / "benchmarks" / "native" / "select_harness.cc"),
+                "-o",
+                str(exe),
+            ],
+            check=True,
+            timeout=300,
+        )
+        out = subprocess.run([str(exe), "", "1"], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        sums[isa] = [
+            line.split("checksum")[0][:30] + line.split()[-1] for line in out.stdout.splitlines()
+        ]
+    assert len(sums["avx512"]) >= 10
+    assert sums["avx2"] == sums["avx512"]
+    assert sums["portable"] == sums["avx512"]
 
 
 def test_gradient_flows_through_the_values(key):
