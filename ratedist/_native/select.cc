@@ -65,7 +65,7 @@ template <typename F>
 struct Scratch {
   std::vector<KeyOf<F>> keys;  // candidate keys, in index order
   std::vector<int32_t> where;  // their indices, increasing
-  std::vector<KeyOf<F>> work;  // keys being selected among (reordered)
+  std::vector<KeyOf<F>> work;  // keys being selected among (reordered; as many as candidates)
   std::vector<int32_t> hist;   // radix-select histograms (kLanes << kRadixBits buckets)
 };
 
@@ -81,7 +81,7 @@ RD_INLINE KeyOf<F> Key(const F* x, int64_t i) {
 
 template <typename F>
 RD_INLINE int64_t CollectTail(const F* x, int64_t i, int64_t d, KeyOf<F> lo, KeyOf<F>* c,
-                           int32_t* at, int64_t m) {
+                              int32_t* at, int64_t m) {
   for (; i < d; ++i) {
     const KeyOf<F> b = Key(x, i);
     c[m] = b;
@@ -261,7 +261,8 @@ __attribute__((target("avx2"))) int64_t CollectAvx2(const double* x, int64_t d, 
         const __m256i iu = _mm256_add_epi64(iv, _mm256_set1_epi64x(4 * u));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + m),
                             _mm256_permutevar8x32_epi32(kx[u], p));
-        const __m256i packed = _mm256_permutevar8x32_epi32(_mm256_permutevar8x32_epi32(iu, p), evens);
+        const __m256i packed =
+            _mm256_permutevar8x32_epi32(_mm256_permutevar8x32_epi32(iu, p), evens);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(at + m), _mm256_castsi256_si128(packed));
         m += __builtin_popcount(q[u]);
       }
@@ -323,7 +324,8 @@ RD_INLINE void Histogram(const K* src, int64_t n, K mn, int shift, int64_t top, 
 }
 
 template <typename K>
-RD_INLINE K NthLargest(const K* src, int64_t n, int64_t r, K* buf, int32_t* hist, int64_t* greater) {
+RD_INLINE K NthLargest(const K* src, int64_t n, int64_t r, K* buf, int32_t* hist,
+                       int64_t* greater) {
   int64_t above = 0;  // keys > every key still in play
   while (n > kRadixSmall) {
     K mn = src[0], mx = src[0];
@@ -371,7 +373,7 @@ RD_INLINE K NthLargest(const K* src, int64_t n, int64_t r, K* buf, int32_t* hist
 
 template <typename K>
 RD_INLINE int64_t EmitScalar(const K* c, const int32_t* at, int64_t j0, int64_t j1, K thr,
-                          int32_t* idx, int64_t out, int64_t k) {
+                             int32_t* idx, int64_t out, int64_t k) {
   for (int64_t j = j0; j < j1 && out < k; ++j) {
     idx[out] = at[j];
     out += c[j] >= thr;
@@ -400,7 +402,8 @@ __attribute__((target("avx512f"))) int64_t EmitAvx512(const uint64_t* c, const i
   int64_t j = j0;
   for (; j + 8 <= j1 && out + 8 <= k; j += 8) {
     const __mmask8 q = _mm512_cmpge_epu64_mask(_mm512_loadu_si512(c + j), vt);
-    const __m512i a = _mm512_cvtepi32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(at + j)));
+    const __m512i a =
+        _mm512_cvtepi32_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(at + j)));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + out),
                         _mm512_cvtepi64_epi32(_mm512_maskz_compress_epi64(q, a)));
     out += __builtin_popcount(q);
@@ -410,8 +413,8 @@ __attribute__((target("avx512f"))) int64_t EmitAvx512(const uint64_t* c, const i
 #endif
 
 template <typename K>
-RD_INLINE int64_t Emit(const K* c, const int32_t* at, int64_t j0, int64_t j1, K thr, int32_t* idx,
-             int64_t out, int64_t k) {
+RD_INLINE int64_t Emit(const K* c, const int32_t* at, int64_t j0, int64_t j1, K thr,
+                       int32_t* idx, int64_t out, int64_t k) {
 #ifdef RD_X86_AVX512
   if (HaveAvx512()) return EmitAvx512(c, at, j0, j1, thr, idx, out, k);
 #endif
@@ -440,13 +443,15 @@ RD_INLINE void SelectRowImpl(const F* x, int64_t d, int64_t k, int32_t* idx, Scr
   if (w.keys.size() < cap) {
     w.keys.resize(cap);
     w.where.resize(cap);
-    w.work.resize(cap);
   }
   w.hist.resize(size_t{kLanes} << kRadixBits);
   K* c = w.keys.data();
   int32_t* at = w.where.data();
-  K* v = w.work.data();
   int32_t* hist = w.hist.data();
+  auto work = [&w](int64_t n) {  // the selection's buffer, grown to the largest need only
+    if (w.work.size() < static_cast<size_t>(n)) w.work.resize(static_cast<size_t>(n));
+    return w.work.data();
+  };
   int64_t greater = 0;
   // 1. a lower bracket lo of t from a strided sample of s keys, in which about e = s k / d
   //    are >= t: the sample's r-th largest key, r = e + 3 sqrt(e) + 8, so that roughly
@@ -457,6 +462,7 @@ RD_INLINE void SelectRowImpl(const F* x, int64_t d, int64_t k, int32_t* idx, Scr
   const auto r = static_cast<int64_t>(e + 3.0 * std::sqrt(e) + 8.0);
   if (r < s) {
     const int64_t stride = d / s;  // >= 1; positions stride/2 + j stride < d
+    K* v = work(s);
     for (int64_t j = 0; j < s; ++j) v[j] = Key(x, stride / 2 + j * stride);
     lo = NthLargest(v, s, r, v, hist, &greater);
   }
@@ -465,7 +471,7 @@ RD_INLINE void SelectRowImpl(const F* x, int64_t d, int64_t k, int32_t* idx, Scr
   if (m < k) m = Collect(x, d, K(0), c, at);  // lo missed: every entry is a candidate
   // 3. the exact k-th largest key t, and how many keys equal to t to take (lowest indices
   //    first): those up to candidate jcut
-  const K t = NthLargest(c, m, k, v, hist, &greater);
+  const K t = NthLargest(c, m, k, work(m), hist, &greater);
   const int64_t jcut = TieCut(c, m, t, k - greater);
   // 4. emit, in increasing index order: keys >= t up to jcut, keys > t after it
   const int64_t out = Emit(c, at, 0, jcut + 1, t, idx, 0, k);
