@@ -12,9 +12,10 @@
 //      (roughly 1.5-3 k keys, at least ~8 d / 1024, are >= lo). Any lo is correct: a bad one
 //      only costs time (step 2).
 //   2. one pass collects the keys >= lo with their indices, in index order (AVX-512:
-//      compare, then compress in registers, 64 keys at a time; otherwise a loop the compiler
-//      vectorizes, blocks without a candidate skipped). If fewer than k keys are >= lo, every
-//      entry is a candidate.
+//      compare, then compress in registers, 64 keys at a time; AVX2: lane packing by a
+//      permutation table; otherwise groups of 64 without a candidate are skipped by a
+//      vectorized max and the others compacted branch-free). If fewer than k keys are >= lo,
+//      every entry is a candidate.
 //   3. t by a radix select among the candidates (11-bit histograms over the candidates' key
 //      range, then std::nth_element on the few keys left), and how many keys equal to t to
 //      take: the first k - #{keys > t} of them in index order.
@@ -58,7 +59,7 @@ using KeyOf = std::conditional_t<sizeof(F) == 4, uint32_t, uint64_t>;
 template <typename K>
 constexpr K kMask = ~(K(1) << (8 * sizeof(K) - 1));  // clears the sign bit
 
-constexpr int64_t kBlock = 16;     // keys per block of the candidate pass (and scratch slack)
+constexpr int64_t kBlock = 16;     // scratch slack: SIMD stores of whole vectors (<= 16 keys)
 constexpr int64_t kSample = 1024;  // strided sample used to bracket the k-th largest key
 
 template <typename F>
@@ -93,21 +94,12 @@ RD_INLINE int64_t CollectTail(const F* x, int64_t i, int64_t d, KeyOf<F> lo, Key
 
 template <typename F>
 RD_INLINE int64_t CollectBlocks(const F* x, int64_t d, KeyOf<F> lo, KeyOf<F>* c, int32_t* at) {
+  constexpr int64_t kGroup = 64;  // keys whose "any key >= lo" is tested together
   int64_t m = 0, i = 0;
-  for (; i + kBlock <= d; i += kBlock) {
-    KeyOf<F> kb[kBlock];
-    unsigned any = 0;
-    for (int64_t j = 0; j < kBlock; ++j) {  // vectorized: keys and "any key >= lo"
-      kb[j] = Key(x, i + j);
-      any |= kb[j] >= lo;
-    }
-    if (any) {
-      for (int64_t j = 0; j < kBlock; ++j) {
-        c[m] = kb[j];
-        at[m] = static_cast<int32_t>(i + j);
-        m += kb[j] >= lo;
-      }
-    }
+  for (; i + kGroup <= d; i += kGroup) {
+    KeyOf<F> top = 0;
+    for (int64_t j = 0; j < kGroup; ++j) top = std::max(top, Key(x, i + j));  // vectorized
+    if (top >= lo) m = CollectTail(x, i, i + kGroup, lo, c, at, m);
   }
   return CollectTail(x, i, d, lo, c, at, m);
 }
