@@ -9,9 +9,10 @@ magnitude are taken from the lowest index up.
 Implementations (same results, bit for bit):
 
 - CPU, float32/float64, native kernels available (:mod:`ratedist._native`): one O(d) pass
-  through an XLA FFI custom call (a sample bracket, a branch-free compaction and
-  ``std::nth_element`` on the ~2k candidates). Batched calls (``vmap``) run row by row in one
-  custom call.
+  through an XLA FFI custom call (a lower bracket from a strided sample, a SIMD pass that
+  collects the ~2k candidates above it — AVX-512 or AVX2 where the CPU has them — and a radix
+  select of the k-th largest key among them; see ``select.cc``). Batched calls (``vmap``) run
+  row by row in one custom call.
 - Everything else (GPU/TPU, other dtypes, no C++ compiler, ``RATEDIST_NATIVE=0``):
   ``jax.lax.top_k`` on the magnitudes, indices then sorted.
 

@@ -7,9 +7,11 @@ including ties, NaN, infinities and signed zeros, and return values and indices 
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +81,145 @@ def test_lax_path_matches_independent_reference(name, x, k):
     idx = _lax(jnp.asarray(x), k)
     _, ref_idx = _reference(x, k)
     np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+
+
+def _key_reference(x, k):
+    """numpy, from the bit patterns: stable order of (-key, index), key = |bits| (sign cleared).
+
+    Independent of the kernel's bracketing and of ``jax.lax.top_k``; orders NaNs by payload
+    (as the kernel's contract does) and works row by row on the last axis.
+    """
+    x = np.asarray(x)
+    uint = np.uint32 if x.dtype.itemsize == 4 else np.uint64
+    key = (x.view(uint) & uint(np.iinfo(uint).max >> 1)).astype(np.int64)
+    pos = np.broadcast_to(np.arange(x.shape[-1]), x.shape)
+    order = np.lexsort((pos, -key), axis=-1)
+    return np.sort(order[..., :k], axis=-1)
+
+
+def _nan_payloads(rng, n, dtype):
+    """NaNs of both signs with random payloads."""
+    uint = np.uint32 if np.dtype(dtype).itemsize == 4 else np.uint64
+    info = np.finfo(dtype)
+    quiet = uint(1) << uint(info.nmant - 1)
+    exp = uint((1 << info.nexp) - 1) << uint(info.nmant)
+    payload = rng.integers(0, 1 << (info.nmant - 1), n).astype(uint)
+    sign = rng.integers(0, 2, n).astype(uint) << uint(8 * np.dtype(dtype).itemsize - 1)
+    return (exp | quiet | payload | sign).view(dtype)
+
+
+def _adversarial_rows(d, dtype, seed=0):
+    """One row per adversarial kind, all of length d (the rows of one batched call)."""
+    rng = np.random.default_rng(seed)
+    tiny = np.finfo(dtype).smallest_subnormal
+    stride = max(d // 1024, 1)
+    rows = {
+        "gaussian": rng.standard_normal(d),
+        "all equal": np.full(d, -2.5),
+        "signed zeros": np.where(rng.random(d) < 0.5, -0.0, 0.0),
+        "few distinct": rng.integers(-3, 4, d).astype(float),
+        "denormals": tiny * rng.integers(-40, 41, d),
+        "sorted": np.linspace(0.0, 1.0, d),
+        "reversed": np.linspace(1.0, 0.0, d),
+        "heavy tail": rng.standard_cauchy(d),
+        "alternating signs": np.repeat(np.arange(d // 2 + 1.0), 2)[:d] * (-1.0) ** np.arange(d),
+        # the strided sample of the kernel (positions stride/2 + j stride) and the former one
+        # (j d // 1024) see only large values: the bracket misses, fallback to all entries
+        "sample sees large": np.where(np.arange(d) % stride == stride // 2, 10.0, rng.random(d)),
+        "sample sees large 2": np.where(np.arange(d) % stride == 0, 10.0, rng.random(d)),
+        "half at the cut": np.where(rng.random(d) < 0.5, 1.0, 0.5 * rng.random(d)),
+    }
+    x = np.stack([np.asarray(v, dtype) for v in rows.values()])
+    special = np.stack([_nan_payloads(rng, d, dtype), np.full(d, np.inf, dtype)])
+    mixed = rng.standard_normal(d).astype(dtype)
+    where = rng.choice(d, size=(2, max(d // 50, 2)), replace=False)
+    mixed[where[0]] = special[0, where[0]]
+    mixed[where[1]] = special[1, where[1]] * np.where(rng.random(where.shape[1]) < 0.5, -1, 1)
+    return np.concatenate([x, mixed[None]]), [*rows, "nan and inf"]
+
+
+@native
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [777, 3001, 5120])
+def test_adversarial_rows_match_the_bit_pattern_reference(d, dtype):
+    # d below the sample size, d not a multiple of the SIMD blocks, d = 5 * 1024; batched rows
+    x, names = _adversarial_rows(d, dtype)
+    for k in sorted({1, 2, max(d // 100, 1), d // 3, d - 1, d}):
+        idx = np.asarray(jax.jit(lambda v, k=k: top_k_abs(v, k)[1])(jnp.asarray(x)))
+        ref = _key_reference(x, k)
+        for r, name in enumerate(names):
+            np.testing.assert_array_equal(idx[r], ref[r], err_msg=f"{name}, d={d}, k={k}")
+
+
+@native
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_rows_match_the_bit_pattern_reference(dtype):
+    # many candidates (several radix rounds, interleaved histograms), and keys that differ
+    # only in their last bits (a bucket per key value)
+    d = 1024 * 97
+    rng = np.random.default_rng(1)
+    x, names = _adversarial_rows(d, dtype, seed=2)
+    uint = np.uint32 if np.dtype(dtype).itemsize == 4 else np.uint64
+    ulps = (np.asarray(1.5, dtype).view(uint) + rng.integers(0, 3000, d).astype(uint)).view(dtype)
+    x = np.concatenate([x, ulps[None]])
+    names = [*names, "consecutive ulps"]
+    for k in (1000, 30_000):
+        idx = np.asarray(jax.jit(lambda v, k=k: top_k_abs(v, k)[1])(jnp.asarray(x)))
+        ref = _key_reference(x, k)
+        for r, name in enumerate(names):
+            np.testing.assert_array_equal(idx[r], ref[r], err_msg=f"{name}, k={k}")
+
+
+def test_key_reference_agrees_with_the_value_reference():
+    # the two numpy references agree where both apply (no NaN payload order involved)
+    x, names = _adversarial_rows(3001, np.float64)
+    for r, name in enumerate(names[:-1]):
+        np.testing.assert_array_equal(
+            _key_reference(x[r], 30), _reference(x[r], 30)[1], err_msg=name
+        )
+
+
+@native
+@pytest.mark.slow
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64"), reason="x86 instruction-set variants"
+)
+def test_instruction_set_variants_select_the_same_indices(tmp_path):
+    # the AVX-512, AVX2 and portable builds of the row function agree on every case of the
+    # harness (a hash of the selected indices); the build this CPU runs is checked against
+    # the numpy references above
+    root = Path(__file__).resolve().parents[2]
+    flags = [f for f in _native._CXXFLAGS if f not in ("-shared", "-fPIC")]
+    source = root / "ratedist" / "_native" / "select.cc"
+    sums = {}
+    for isa, extra in {
+        "avx512": [],
+        "avx2": ["-DRATEDIST_SELECT_NO_AVX512"],
+        "portable": ["-DRATEDIST_SELECT_PORTABLE"],
+    }.items():
+        exe = tmp_path / isa
+        subprocess.run(
+            [
+                *_native._compiler(),
+                *flags,
+                *extra,
+                f"-I{jax.ffi.include_dir()}",
+                f'-DSSRC="{source}"',
+                str(root / "benchmarks" / "native" / "select_harness.cc"),
+                "-o",
+                str(exe),
+            ],
+            check=True,
+            timeout=300,
+        )
+        out = subprocess.run([str(exe), "", "1"], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        sums[isa] = [
+            line.split("checksum")[0][:30] + line.split()[-1] for line in out.stdout.splitlines()
+        ]
+    assert len(sums["avx512"]) >= 10
+    assert sums["avx2"] == sums["avx512"]
+    assert sums["portable"] == sums["avx512"]
 
 
 def test_gradient_flows_through_the_values(key):
