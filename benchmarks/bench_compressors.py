@@ -14,7 +14,9 @@ median of ``--repeats`` calls after a warm-up (compile) call. Columns:
 - ``roofline``: the fraction of the memory roofline, ``(minimal bytes the step must move / t)
   / (copy bandwidth)``, where the copy moves ``8 d`` bytes (read + write). The minimal bytes
   are listed per row in ``_configs`` (e.g. 3 vectors for QSGD: the norm is a reduction, a
-  second read rounds and writes);
+  second read rounds and writes; ``1 + 18 K/d`` for Rand-K: ``update`` writes the dense
+  output, reads K random 64-byte lines of ``x`` and writes K values and K indices; the
+  non-finite policy's read of ``x`` is not counted);
 - ``cpu/wall``: process CPU seconds per wall second over the timed calls (1.0 = one busy core;
   below 1 the process waited, e.g. for a shared core);
 - ``cpu ms`` and ``roof(cpu)``: the median process CPU time of a call and the roofline fraction
@@ -62,9 +64,11 @@ def _configs(d: int) -> list[tuple[str, str, float]]:
         ("scaled-sign", "scaled-sign", 3),  # scale (read), then read + write
         ("top-k 1%", f"top-k:k={k}", 1 + 2 * f),  # read; k values + k indices
         ("top-k-sign 1%", f"top-k-sign:k={k}", 1 + 2 * f),
-        # k random reads (a 64-byte line each) + k values + k indices
-        ("rand-k 1%", f"rand-k:k={k}", 18 * f),
-        ("rand-k-unbiased 1%", f"rand-k-unbiased:k={k}", 18 * f),
+        # update returns the dense (d,) vector: its write (1 vector), + k random reads (a
+        # 64-byte line each) + k values + k indices. Not counted: the non-finite policy's
+        # read of x (x_hat_i = x_i where x_i is NaN or +-inf), a pass the policy needs
+        ("rand-k 1%", f"rand-k:k={k}", 1 + 18 * f),
+        ("rand-k-unbiased 1%", f"rand-k-unbiased:k={k}", 1 + 18 * f),
         ("threshold 1%", "threshold:kappa=0.01", 3),  # rms (read), then read + write
         ("qsgd s=1", "qsgd:s=1", 3),  # norm (read), then read + write
         ("qsgd s=15", "qsgd:s=15", 3),

@@ -10,8 +10,9 @@ Three kernels:
 - one-pass elementwise quantizers (``quantize.cc``) behind
   :mod:`ratedist.compressors._kernels`: stochastic rounding on a level table with a
   counter-based Threefry-2x32-20 stream keyed by the JAX key (bit-identical to the pure-JAX
-  ``_kernels.stream_words``), and the fused deterministic sign / scalar / threshold
-  compressors;
+  ``_kernels.stream_words``), the fused deterministic sign / scalar / threshold
+  compressors, and Rand-K's index set drawn from the same stream in one pass
+  (:func:`ratedist.compressors._kernels.random_subset`);
 - sparse matrix-vector products ``M v``, ``Mᵀ v`` and the fused logistic / least-squares
   gradient terms (one pass over each row) on the padded per-worker CSR arrays (row
   pointers, column indices, values; ``sparse.cc``) behind
@@ -61,6 +62,9 @@ QUANTIZE_TARGETS = {
     "float32": ("ratedist_quantize_f32", "RatedistQuantizeF32"),
     "float64": ("ratedist_quantize_f64", "RatedistQuantizeF64"),
 }
+
+#: FFI target (name, symbol) of Rand-K's index set (``quantize.cc``; no float operand).
+RANDOM_SUBSET_TARGET = ("ratedist_random_subset", "RatedistRandomSubset")
 
 #: FFI targets of the sparse COO product kernel, by JAX dtype name.
 SPARSE_TARGETS = {
@@ -170,6 +174,7 @@ def status() -> NativeStatus:
             *TOP_K_ABS_TARGETS.values(),
             *QUANTIZE_TARGETS.values(),
             *SPARSE_TARGETS.values(),
+            RANDOM_SUBSET_TARGET,
         ):
             jax.ffi.register_ffi_target(
                 target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu"
@@ -183,6 +188,7 @@ def status() -> NativeStatus:
 
 __all__ = [
     "QUANTIZE_TARGETS",
+    "RANDOM_SUBSET_TARGET",
     "SPARSE_TARGETS",
     "TOP_K_ABS_TARGETS",
     "NativeStatus",

@@ -21,6 +21,9 @@
 // rng_bits-bit field i mod (32 / rng_bits) of word i / (32 / rng_bits) (little-endian). Element
 // i depends only on (key, i): the output does not depend on threads, chunking or the batch
 // layout.
+//
+// A second handler, RatedistRandomSubset, returns Rand-K's k indices (those of the k largest
+// keys of mode kRandKeys) from the same stream in one pass that does not write the keys.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -562,6 +565,125 @@ inline void Row(const Params<double>& P, const double* x, int64_t d, double* y, 
   RowF64(P, x, d, y, h);
 }
 
+// ----------------------------------------------------------------------------- Rand-K subset
+// Rand-K's index set without writing the d keys: the indices of top_k_abs(rand_keys(x), k)
+// (ratedist/compressors/sparse.py), in increasing order. Key i is v_i = w_i >> 2, 30 bits of
+// stream word i (KeysRow maps v_i monotonically onto float32 (v_i + 2^23) bits, so the float
+// order is the order of v_i); top_k_abs takes the k largest keys with equal keys going to the
+// lower index. Here the pair (v_i, i) is packed as (v_i << 32) | (2^32 - 1 - i): its integer
+// order is exactly that order, and no two pairs are equal.
+//
+// The v_i are i.i.d. uniform on [0, 2^30), so a bracket is analytic: the keys >= t0 with
+// d (2^30 - t0) / 2^30 = k + sigmas sqrt(k) + kSubsetExtra expected survivors (standard
+// deviation ~ sqrt(k)) contain the top k unless fewer than k survive; then (probability
+// ~ Phi(-sigmas) + e^-kSubsetExtra) the row is redone with t0 = 0 (every key a candidate).
+// One pass generates the words block by block into L1, flags the keys >= t0 (vectorized),
+// skips the groups of 16 words with no flag, and compacts the survivors of the others in index
+// order (branch-free); std::nth_element on a copy of the ~k survivors finds the k-th largest
+// pair T, and the survivors >= T are emitted. Memory: 16 bytes per survivor (all d of them
+// when k is close to d or the bracket missed), kept per thread for the next call.
+constexpr double kSubsetExtra = 16.0;
+constexpr int64_t kSubsetGroup = 8;  // blocks (16 words) tested together against t0
+static_assert(kSubsetGroup == 8, "the group test reads 8 one-byte flags as one word");
+
+// the bracket: 2^30 - ceil(expected 2^30 / d) clamped to [0, 2^30] (2^30: no candidate)
+inline uint32_t SubsetThreshold(int64_t d, int64_t k, double sigmas) {
+  const double expect =
+      static_cast<double>(k) + sigmas * std::sqrt(static_cast<double>(k)) + kSubsetExtra;
+  constexpr double kTop = 1073741824.0;  // 2^30
+  if (!(expect > 0.0)) return 1u << 30;
+  if (expect >= static_cast<double>(d)) return 0;
+  const double t = kTop - std::ceil(expect * kTop / static_cast<double>(d));
+  return t <= 0.0 ? 0u : static_cast<uint32_t>(t);
+}
+
+// The packed pairs of the keys v_i >= t0, i < d, in increasing i, in c (grown as needed;
+// never shrunk); returns their number.
+RD_CLONES int64_t SubsetCandidates(uint32_t k0, uint32_t k1, int64_t d, uint32_t t0,
+                                   std::vector<uint64_t>& c) {
+  if (t0 >= (1u << 30)) return 0;  // no 30-bit key reaches t0
+  const uint32_t tw = t0 << 2;      // w >> 2 >= t0  <=>  w >= 4 t0
+  alignas(64) uint32_t w0[kBlock / 2], w1[kBlock / 2];
+  alignas(64) uint8_t hit[kBlock / 2];
+  int64_t m = 0;
+  for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
+    const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
+    const int64_t nb = (n + 1) >> 1;  // element i0 + 2j: w0[j], i0 + 2j + 1: w1[j]
+    if (static_cast<int64_t>(c.size()) < m + n + 1) {  // the branch-free stores reach m + n
+      const int64_t grown = std::max<int64_t>(2 * static_cast<int64_t>(c.size()), m + n + 1);
+      c.resize(static_cast<size_t>(grown));
+    }
+    uint64_t* __restrict out = c.data();
+    Blocks(k0, k1, i0 >> 1, nb, w0, w1);
+    // vectorized flags, then groups of kSubsetGroup flags tested as one 64-bit word
+    const int64_t nr = (nb + kSubsetGroup - 1) / kSubsetGroup * kSubsetGroup;
+    for (int64_t j = 0; j < nb; ++j) {
+      hit[j] = static_cast<uint8_t>((w0[j] >= tw) | (w1[j] >= tw));
+    }
+    for (int64_t j = nb; j < nr; ++j) hit[j] = 0;
+    for (int64_t g = 0; g < nb; g += kSubsetGroup) {
+      uint64_t any;
+      std::memcpy(&any, hit + g, sizeof(any));
+      if (any == 0) continue;  // the common case at small k/d: nothing survives here
+      const int64_t ge = std::min(nb, g + kSubsetGroup);
+      for (int64_t j = g; j < ge; ++j) {
+        const auto i = static_cast<uint32_t>(i0 + 2 * j);
+        const uint32_t v0 = w0[j] >> 2, v1 = w1[j] >> 2;
+        out[m] = (static_cast<uint64_t>(v0) << 32) | (~i);
+        m += v0 >= t0;
+        out[m] = (static_cast<uint64_t>(v1) << 32) | (~(i + 1u));
+        m += (v1 >= t0) & (i0 + 2 * j + 1 < d);  // an odd row end has no element i + 1
+      }
+    }
+  }
+  return m;
+}
+
+struct SubsetScratch {
+  std::vector<uint64_t> cand, sel;
+};
+
+// One row: the k indices, increasing, into idx.
+void SubsetRow(uint32_t k0, uint32_t k1, int64_t d, int64_t k, double sigmas, int32_t* idx,
+               SubsetScratch& w) {
+  int64_t m = SubsetCandidates(k0, k1, d, SubsetThreshold(d, k, sigmas), w.cand);
+  if (m < k) m = SubsetCandidates(k0, k1, d, 0, w.cand);  // the bracket missed: all d keys
+  const uint64_t* c = w.cand.data();
+  uint64_t t = 0;  // the k-th largest pair (every pair >= 0 when m == k)
+  if (m > k) {
+    w.sel.assign(c, c + m);
+    std::nth_element(w.sel.begin(), w.sel.begin() + (m - k), w.sel.end());
+    t = w.sel[static_cast<size_t>(m - k)];
+  }
+  int64_t o = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    if (c[j] >= t) idx[o++] = static_cast<int32_t>(~static_cast<uint32_t>(c[j]));
+  }
+}
+
+ffi::Error RandomSubset(ffi::Buffer<ffi::U32> key, ffi::ResultBuffer<ffi::S32> idx, int64_t d,
+                        double sigmas) {
+  const int64_t k = idx->dimensions().size() == 0 ? 0 : idx->dimensions().back();
+  if (d < 1 || d > INT32_MAX) {
+    return ffi::Error::InvalidArgument("ratedist random subset: need 1 <= d <= 2^31 - 1");
+  }
+  if (k < 1 || k > d) {
+    return ffi::Error::InvalidArgument("ratedist random subset: need 1 <= k <= d");
+  }
+  const int64_t rows = static_cast<int64_t>(key.element_count()) / 2;
+  if (static_cast<int64_t>(key.element_count()) != 2 * rows ||
+      static_cast<int64_t>(idx->element_count()) != rows * k) {
+    return ffi::Error::InvalidArgument("ratedist random subset: inconsistent shapes");
+  }
+  thread_local SubsetScratch work;
+  const uint32_t* kp = key.typed_data();
+  int32_t* ip = idx->typed_data();
+  for (int64_t r = 0; r < rows; ++r) {
+    SubsetRow(kp[2 * r], kp[2 * r + 1], d, k, sigmas, ip + r * k, work);
+  }
+  return ffi::Error::Success();
+}
+
 template <ffi::DataType T>
 ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scale,
                     ffi::ResultBuffer<T> y, ffi::ResultBuffer<ffi::S32> counts, int32_t mode,
@@ -629,3 +751,10 @@ ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> 
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF32, Quantize<ffi::F32>, RD_BIND(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF64, Quantize<ffi::F64>, RD_BIND(ffi::F64));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRandomSubset, RandomSubset,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::U32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Attr<int64_t>("d")
+                                  .Attr<double>("sigmas"));

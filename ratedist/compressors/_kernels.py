@@ -20,6 +20,10 @@ keep           ``x`` where ``|x| > t``, else 0                         threshold
 rand_keys      30 random bits as positive float32 keys (x not read)   rand-k, rand-k-unbiased
 =============  ====================================================  =========================
 
+:func:`random_subset` (Rand-K's indices) is the one exception to the ``(x_hat, counts)``
+shape: it returns ``top_k_abs(rand_keys(x, key), k)[1]``, on CPU from a native pass that
+never writes the ``d`` keys.
+
 Randomness (both implementations): ratedist's counter-based stream, :func:`stream_words`.
 Block ``j`` is Threefry-2x32-20 (Salmon et al., SC'11; the function behind ``jax.random``) of
 the counter ``(hi, lo) = (j >> 32, j & 0xffffffff)`` under the key's two 32-bit words
@@ -61,6 +65,7 @@ from jax.extend.random import threefry_2x32
 from ratedist import _native
 from ratedist.compressors._common import below_midpoints, safe_div, word_fields
 from ratedist.compressors.base import propagate_nonfinite
+from ratedist.compressors.select import top_k_abs
 
 #: kernel modes (the ``Mode`` enum of ``ratedist/_native/quantize.cc``)
 MAGNITUDE, SIGNED, NATURAL, SIGN, NEAREST, THRESHOLD, RAND_KEYS = range(7)
@@ -382,10 +387,14 @@ def keep_above(x, t):
     return _dispatch(x, None, t, lambda a, k, sc: _jax_keep(a, sc), mode=THRESHOLD, n_sym=2)
 
 
-def _jax_rand_keys(x, kd):
-    bits = stream_words(kd, x.shape[0])
+def _jax_keys(kd, d, dtype):
+    bits = stream_words(kd, d)
     keys = jax.lax.bitcast_convert_type((bits >> 2) + jnp.uint32(0x00800000), jnp.float32)
-    return keys.astype(x.dtype), jnp.full((1,), x.shape[0], jnp.int32)
+    return keys.astype(dtype)
+
+
+def _jax_rand_keys(x, kd):
+    return _jax_keys(kd, x.shape[0], x.dtype), jnp.full((1,), x.shape[0], jnp.int32)
 
 
 def rand_keys(x, key):
@@ -405,7 +414,55 @@ def rand_keys(x, key):
     return keys
 
 
+#: the bracket of :func:`random_subset`'s kernel in standard deviations: it keeps the keys
+#: above a threshold that ``k + SUBSET_SIGMAS sqrt(k) + 16`` of the ``d`` keys exceed on
+#: average, and redoes the row with every key when fewer than ``k`` do
+SUBSET_SIGMAS = 7.0
+
+
+def _ffi_subset(kd, d, k, sigmas):
+    target, _ = _native.RANDOM_SUBSET_TARGET
+    out = jax.ShapeDtypeStruct((k,), jnp.int32)
+    return jax.ffi.ffi_call(target, out, vmap_method="broadcast_all")(
+        kd, d=np.int64(d), sigmas=np.float64(sigmas)
+    )
+
+
+def random_subset(x, key, k: int, *, sigmas: float | None = None):
+    """Rand-K's index set: ``top_k_abs(rand_keys(x, key), k)[1]`` (``k`` distinct indices,
+    increasing, int32), which stays the definition (and the code off CPU, for other dtypes
+    and with ``RATEDIST_NATIVE=0``).
+
+    On CPU for float32/float64 (the dtypes whose keys are the float32 keys widened exactly,
+    so the order and the ties do not depend on the dtype) one custom call generates the
+    stream's words and keeps only the keys above an analytic bracket (the keys are i.i.d.
+    uniform 30-bit integers), then selects the exact top ``k`` among those ~``k`` survivors
+    with the same tie rule (equal keys: lower index first); when fewer than ``k`` keys pass the
+    bracket it redoes the row with all of them. The same indices, without writing ``d`` keys.
+
+    Args:
+        x: the vector (only its length ``d`` and dtype are used).
+        key: the JAX key (see :func:`key_words`).
+        k: ``1 <= k <= d`` (checked by the caller).
+        sigmas: the kernel's bracket in standard deviations (default :data:`SUBSET_SIGMAS`);
+            tests force the all-keys path with a very negative value. No effect on the result.
+    """
+    sigmas = SUBSET_SIGMAS if sigmas is None else float(sigmas)
+    d, dtype = x.shape[0], x.dtype
+    kd = key_words(key)
+
+    def pure(kd):
+        return top_k_abs(_jax_keys(kd, d, dtype), k)[1]
+
+    if not native_available(dtype):
+        return pure(kd)
+    return jax.lax.platform_dependent(
+        kd, cpu=lambda kd: _ffi_subset(kd, d, k, sigmas), default=pure
+    )
+
+
 __all__ = [
+    "SUBSET_SIGMAS",
     "keep_above",
     "key_words",
     "magnitude",
@@ -415,6 +472,7 @@ __all__ = [
     "nearest",
     "propagates_nonfinite",
     "rand_keys",
+    "random_subset",
     "sign",
     "signed",
     "stochastic_levels",

@@ -135,13 +135,14 @@ def _random_subset(key: Any, x: jax.Array, k: int) -> jax.Array:
     moves an inclusion probability by ~2^-30 at most: uniform to that resolution.
 
     The random bits are words of the quantizers' counter-based stream
-    (:func:`ratedist.compressors._kernels.stream_words`); on CPU the native kernel generates
-    them (:func:`ratedist.compressors._kernels.rand_keys`, the same words in C, widened exactly
-    to ``x.dtype``: the same order and ties, hence the same indices). Only the shape and dtype of ``x`` are used (the kernel does
-    not read it).
+    (:func:`ratedist.compressors._kernels.stream_words`). ``top_k_abs(rand_keys(x, key), k)``
+    is the definition (and the code off CPU, for other dtypes and with ``RATEDIST_NATIVE=0``);
+    on CPU for float32/float64, :func:`ratedist.compressors._kernels.random_subset` returns
+    the same indices from one native pass that keeps only the keys above an analytic bracket
+    (~``k + 7 sqrt(k)`` of them) and never writes the ``d`` keys. Only the length and dtype of
+    ``x`` are used.
     """
-    keys = _kernels.rand_keys(x, key)
-    return top_k_abs(keys, k)[1]
+    return _kernels.random_subset(x, key, k)
 
 
 def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:

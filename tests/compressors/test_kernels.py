@@ -213,7 +213,8 @@ def test_compressors_use_the_kernel_and_match_the_pure_path(monkeypatch):
             return c.update(x, c.init(x), key=k)
 
         lowered = jax.jit(f).lower(x, key)
-        assert "ratedist_quantize_f64" in lowered.as_text(), spec  # rand-k: its keys
+        target = "ratedist_random_subset" if spec.startswith("rand-k") else "ratedist_quantize_f64"
+        assert target in lowered.as_text(), spec
         native = lowered.compile()(x, key)
         pure = _pure(f, x, key, monkeypatch=monkeypatch)
         for a, b in zip(jax.tree.leaves(native), jax.tree.leaves(pure), strict=True):
@@ -315,7 +316,7 @@ _SCRIPT = textwrap.dedent(
     from ratedist.compressors import _kernels, make
     x = jnp.asarray(np.random.default_rng(0).standard_normal(100_003).astype(np.float32))
     h = hashlib.sha256()
-    for spec in ("qsgd:s=15", "natural:rng_bits=8"):
+    for spec in ("qsgd:s=15", "natural:rng_bits=8", "rand-k:k=1000"):
         c = make(spec)
         f = jax.jit(lambda v, k, c=c: c.update(v, c.init(v), key=k)[0])
         h.update(np.asarray(f(x, jax.random.key(42))).tobytes())

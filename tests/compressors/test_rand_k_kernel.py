@@ -1,0 +1,222 @@
+"""Rand-K's one-pass index kernel (``_kernels.random_subset``) against its definition.
+
+The definition of Rand-K's index set is ``top_k_abs(rand_keys(x, key), k)[1]``: the ``k``
+largest of the keys ``w_i >> 2`` (30 bits of stream word ``i``), equal keys to the lower
+index, in increasing order. The reference here is numpy: the stream's words (checked against a
+numpy Threefry in ``test_kernels.py``), a stable sort of the negated keys, the first ``k``
+positions, sorted. The native kernel, the pure-JAX path and the numpy reference must give the
+same indices for every size, ``k`` from 1 to ``d``, both float dtypes, batched keys (vmap),
+non-Threefry keys, and when the kernel's bracket is forced to miss (its all-keys path).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ratedist.compressors import _kernels, make
+from ratedist.compressors.select import top_k_abs
+
+pytestmark = pytest.mark.skipif(
+    not _kernels.native_available(jnp.float32), reason="native kernels not built here"
+)
+
+SIZES = [1, 2, 5, 1000, 4097, 100_000]
+_ROT = (13, 15, 26, 6, 17, 29, 16, 24)
+
+
+def _ks(d):
+    return sorted({k for k in (1, 2, d // 100, d // 2, d - 1, d) if 1 <= k <= d})
+
+
+def _threefry2x32_20(k0, k1, c0, c1):
+    """Threefry-2x32-20 (Salmon et al., SC'11, Random123's threefry.h) in numpy uint32."""
+    k0, k1 = np.uint32(k0), np.uint32(k1)
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0 = (np.asarray(c0, np.uint32) + ks[0]).astype(np.uint32)
+    x1 = (np.asarray(c1, np.uint32) + ks[1]).astype(np.uint32)
+    with np.errstate(over="ignore"):
+        for r in range(20):
+            x0 = x0 + x1
+            rot = _ROT[r % 8]
+            x1 = (x1 << np.uint32(rot)) | (x1 >> np.uint32(32 - rot))
+            x1 = x1 ^ x0
+            if r % 4 == 3:
+                i = r // 4 + 1
+                x0 = x0 + ks[i % 3]
+                x1 = x1 + ks[(i + 1) % 3] + np.uint32(i)
+    return x0, x1
+
+
+def test_reference_cipher_reproduces_a_random123_known_answer():
+    got = _threefry2x32_20(0x13198A2E, 0x03707344, np.uint32(0x243F6A88), np.uint32(0x85A308D3))
+    assert (int(got[0]), int(got[1])) == (0xC4923A9C, 0x483DF7A0)
+
+
+@functools.cache
+def _ranking(k0, k1, d):
+    j = np.arange((d + 1) // 2, dtype=np.uint32)
+    x0, x1 = _threefry2x32_20(k0, k1, np.zeros_like(j), j)
+    v = np.stack([x0, x1], axis=1).reshape(-1)[:d] >> np.uint32(2)
+    return np.argsort(-v.astype(np.int64), kind="stable")  # equal keys keep index order
+
+
+def _reference(kd, d, k):
+    """numpy: the k largest keys w_i >> 2 of the stream's words w (word 2j, 2j + 1: the two
+    outputs of Threefry block j), equal keys to the lower index, in increasing order."""
+    return np.sort(_ranking(int(kd[0]), int(kd[1]), d)[:k]).astype(np.int32)
+
+
+def _words(keys):
+    return np.asarray(jax.vmap(_kernels.key_words)(keys))
+
+
+def _pure(fn, *args, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(_kernels, "native_available", lambda dtype: False)
+        return jax.tree.map(np.asarray, jax.jit(fn)(*args))
+
+
+def test_native_indices_equal_the_numpy_reference():
+    """Every size and k, float32 and float64 (the kernel does not depend on the dtype; the
+    definition's float64 keys are the float32 keys widened), batched keys (vmap)."""
+    keys = jax.random.split(jax.random.key(7), 3)
+    kds = _words(keys)
+    for d in SIZES:
+        ks = _ks(d)
+
+        def all_k(q, d=d, ks=ks):
+            return [
+                _kernels.random_subset(jnp.zeros((d,), dt), q, k)
+                for k in ks
+                for dt in (jnp.float32, jnp.float64)
+            ]
+
+        got = jax.jit(jax.vmap(all_k))(keys)
+        for b, kd in enumerate(kds):
+            for n, k in enumerate(ks):
+                want = _reference(kd, d, k)
+                for dt in range(2):
+                    row = np.asarray(got[2 * n + dt][b])
+                    assert row.dtype == np.int32
+                    np.testing.assert_array_equal(row, want, err_msg=f"{d=} {k=} {dt=}")
+
+
+def test_native_equals_the_pure_path_and_its_definition(monkeypatch):
+    """The kernel (alone in the HLO), the pure-JAX path and the definition (the keys, then
+    ``top_k_abs``) agree, batched."""
+    keys = jax.random.split(jax.random.key(3), 3)
+    cases = [(4097, 40), (4097, 2048), (100_000, 1000), (5, 5)]
+
+    def fn(q):
+        return [_kernels.random_subset(jnp.zeros((d,)), q, k) for d, k in cases]
+
+    def definition(q):
+        return [top_k_abs(_kernels.rand_keys(jnp.zeros((d,)), q), k)[1] for d, k in cases]
+
+    batched = jax.vmap(fn)
+    lowered = jax.jit(batched).lower(keys).as_text()
+    assert "ratedist_random_subset" in lowered and "ratedist_quantize" not in lowered
+    native = jax.jit(batched)(keys)
+    pure = _pure(batched, keys, monkeypatch=monkeypatch)
+    defn = jax.jit(jax.vmap(definition))(keys)
+    for a, b, c in zip(native, pure, defn, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_a_missed_bracket_falls_back_to_all_keys():
+    """sigmas = -1e9: no key passes the bracket, every row takes the all-keys path; -2 and 0:
+    the bracket misses for some keys only (P ~ Phi(sigmas))."""
+    keys = jax.random.split(jax.random.key(11), 12)
+    kds = _words(keys)
+    cases = [(1000, 10), (4097, 2048), (5, 1), (100_000, 1000)]
+    sigmas = (-1e9, -2.0, 0.0)
+
+    def fn(q):
+        return [
+            _kernels.random_subset(jnp.zeros((d,)), q, k, sigmas=s)
+            for d, k in cases
+            for s in sigmas
+        ]
+
+    got = jax.jit(jax.vmap(fn))(keys)
+    for n, (d, k) in enumerate(cases):
+        for b, kd in enumerate(kds):
+            want = _reference(kd, d, k)
+            for m, s in enumerate(sigmas):
+                row = np.asarray(got[len(sigmas) * n + m][b])
+                np.testing.assert_array_equal(row, want, err_msg=f"{d=} {k=} {s=}")
+
+
+def test_other_key_implementations_and_raw_keys(monkeypatch):
+    x = jnp.zeros((4097,), jnp.float32)
+    ks = (1, 40, 4096)
+
+    def fn(a, q):
+        return [_kernels.random_subset(a, q, k) for k in ks]
+
+    for key in (jax.random.key(0, impl="rbg"), jax.random.PRNGKey(4)):
+        kd = np.asarray(_kernels.key_words(key))
+        got = jax.jit(fn)(x, key)
+        pure = _pure(fn, x, key, monkeypatch=monkeypatch)
+        for k, a, b in zip(ks, got, pure, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), _reference(kd, 4097, k))
+            np.testing.assert_array_equal(np.asarray(a), b)
+
+
+@pytest.mark.parametrize("spec", ["rand-k:k=30", "rand-k-unbiased:k=300"])
+def test_rand_k_compressors_use_the_kernel_and_keep_their_output(spec, monkeypatch):
+    """The dense output is the kept values at the reference indices (scaled by d/k when
+    unbiased), zeros elsewhere, and x itself wherever x is NaN or +-inf (sent or not)."""
+    d = 3001
+    key = jax.random.key(5)
+    k = int(spec.split("=")[1])
+    idx = _reference(np.asarray(_kernels.key_words(key)), d, k)
+    x_np = np.random.default_rng(2).standard_normal(d)
+    unsent = np.setdiff1d(np.arange(d), idx)
+    x_np[idx[:3]] = [np.nan, np.inf, -np.inf]
+    x_np[unsent[:3]] = [-np.inf, np.nan, np.inf]
+    x_np[idx[3]] = -0.0
+    x = jnp.asarray(x_np)
+    c = make(spec)
+
+    def f(v, q):
+        return c.update(v, c.init(v), key=q)
+
+    assert "ratedist_random_subset" in jax.jit(f).lower(x, key).as_text()
+    native = jax.jit(f)(x, key)
+    with monkeypatch.context() as m:
+        m.setattr(_kernels, "native_available", lambda dtype: False)
+        pure = jax.jit(f)(x, key)
+    for a, b in zip(jax.tree.leaves(native), jax.tree.leaves(pure), strict=True):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), spec
+    expect = np.zeros(d)
+    expect[idx] = x_np[idx] * (d / k if "unbiased" in spec else 1.0)
+    expect = np.where(np.isfinite(x_np), expect, x_np)
+    assert np.asarray(native[0]).tobytes() == expect.tobytes(), spec
+
+
+def test_equal_keys_straddling_the_cut_go_to_the_lower_index():
+    """Among 1e5 30-bit keys a few pairs are equal (~d^2 / 2^31 of them); a k that cuts through
+    such a pair keeps its lower index only (the definition's tie rule)."""
+    d = 100_000
+    key = jax.random.key(21)
+    kd = np.asarray(_kernels.key_words(key))
+    order = _ranking(int(kd[0]), int(kd[1]), d)
+    j = np.arange((d + 1) // 2, dtype=np.uint32)
+    x0, x1 = _threefry2x32_20(kd[0], kd[1], np.zeros_like(j), j)
+    v = (np.stack([x0, x1], axis=1).reshape(-1)[:d] >> np.uint32(2))[order]
+    cuts = np.flatnonzero(v[:-1] == v[1:])[:2] + 1  # k: position r in, position r + 1 out
+    assert len(cuts) > 0, "no equal keys in this stream: pick another key"
+    ks = [int(k) for k in cuts]
+    got = jax.jit(lambda q: [_kernels.random_subset(jnp.zeros((d,)), q, k) for k in ks])(key)
+    for k, row in zip(ks, got, strict=True):
+        lo, hi = sorted(order[k - 1 : k + 1])  # the tied pair
+        row = np.asarray(row)
+        assert lo in row and hi not in row, k
+        np.testing.assert_array_equal(row, _reference(kd, d, k))
