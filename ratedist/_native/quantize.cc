@@ -570,6 +570,7 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
           std::numeric_limits<F>::min_exponent - std::numeric_limits<F>::digits + 1;
       constexpr int kM = Bits<F>::kMant;
       constexpr U kExp = (U(1) << (8 * sizeof(F) - 1 - kM)) - 1;
+      constexpr U kMantMask = (U(1) << kM) - 1;
       I subnormal = 0;
       for (int64_t j = 0; j < n; ++j) {
         // normal |x| = 1.f 2^(E - bias): frexp's e = E - bias + 1 and low = 2^(e - 1) is
@@ -578,15 +579,23 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
         const U bits = ToBits<F>(ax);
         const I ex = static_cast<I>((bits >> kM) & kExp);
         subnormal += static_cast<I>(ex == 0) & static_cast<I>(ax > F(0));
-        // Branch-free (random branches would be mispredicted half the time): for ax = 0,
-        // low = 0 and p = 0/0 - 1 = NaN, so `u < p` is false and mag = 0, as in JAX.
+        // Branch-free (random branches would be mispredicted half the time). p = ax / low - 1
+        // without the division: for normal ax, ax / low is exactly 1.f (ax's mantissa with
+        // the exponent of 1). ax = 0: p = 0 (the division gives 0/0 - 1 = NaN), `u < p` is
+        // false either way, so mag = 0, as in JAX; inf/NaN (ex all ones): the division gives
+        // NaN, so up = 0 there too; subnormal ax: the block is redone below.
         const F low = FromBits<F>(bits & (kExp << kM));
         const I pos = static_cast<I>(ax > F(0));
-        const F p = ax / low - F(1);
-        const I up = static_cast<I>(W.u[j] < p);
-        const F mag = low * static_cast<F>(1 + up);  // low or 2 low, exactly
+        const F p = FromBits<F>((bits & kMantMask) | Bits<F>::kOne) - F(1);
+        const I up = static_cast<I>(W.u[j] < p) & static_cast<I>(ex != static_cast<I>(kExp));
+        // mag = low * (1 + up), exactly: low or 2 low, 2 low by adding 1 to the exponent
+        // field (2^emax overflows to the bits of inf, as the product does)
+        const U mag = ToBits<F>(low) + (static_cast<U>(up) << kM);
         const I neg = static_cast<I>(xb[j] < F(0));
-        yb[j] = FromBits<F>(ToBits<F>(mag) | (static_cast<U>(neg) << (8 * sizeof(F) - 1)));
+        const U out = mag | (static_cast<U>(neg) << (8 * sizeof(F) - 1));
+        // the non-finite policy (x where the exponent field is all ones), branch-free
+        const U keep = U(0) - static_cast<U>(ex != static_cast<I>(kExp));
+        yb[j] = FromBits<F>((out & keep) | (ToBits<F>(xb[j]) & ~keep));
         I eo = ex - Bits<F>::kBias + 1 + up - e_min;
         eo = std::min(std::max(eo, I(0)), n_exp - 1);
         W.sym[j] = static_cast<int32_t>(pos * (1 + eo + (1 - neg) * n_exp));
@@ -602,15 +611,14 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
           const bool up = W.u[j] < p;
           const F mag = pos ? (up ? F(2) * low : low) : F(0);
           const bool neg = xb[j] < F(0);
-          yb[j] = neg ? -mag : mag;
+          yb[j] = KeepIfNonFinite<F>(xb[j], neg ? -mag : mag);
           I eo = e + static_cast<I>(up) - e_min;
           eo = eo < 0 ? 0 : (eo > n_exp - 1 ? n_exp - 1 : eo);
           W.sym[j] = static_cast<int32_t>(pos ? (neg ? 1 + eo : 1 + n_exp + eo) : 0);
         }
       }
     }
-    KeepNonFinite<F>(xb, yb, n);
-    Histogram(W.sym, n, h, P.n_sym);
+    Histogram(W.sym, n, h, P.n_sym);  // (the non-finite policy is applied above)
   }
   if (cumulative && P.mode != kNatural) EmitCumulative(C, L, P.mode == kMagnitude, h);
 }
@@ -709,8 +717,7 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
       yb[j] = P.flag ? sc * q[c] : q[c];
       W.sym[j] = static_cast<int32_t>(c);
     }
-    KeepNonFinite<F>(xb, yb, n);
-    Histogram(W.sym, n, h, P.n_sym);
+    Histogram(W.sym, n, h, P.n_sym);  // (the non-finite policy is applied above)
   }
   if (cumulative) EmitCumulative(C, L, false, h);
 }
