@@ -717,7 +717,8 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
       yb[j] = P.flag ? sc * q[c] : q[c];
       W.sym[j] = static_cast<int32_t>(c);
     }
-    Histogram(W.sym, n, h, P.n_sym);  // (the non-finite policy is applied above)
+    KeepNonFinite<F>(xb, yb, n);
+    Histogram(W.sym, n, h, P.n_sym);
   }
   if (cumulative) EmitCumulative(C, L, false, h);
 }

@@ -353,7 +353,8 @@ def test_non_finite_entries_pass_through_on_both_paths(monkeypatch):
     x[[7, 300, 599]] = bad
     x = jnp.asarray(x)
     key = jax.random.key(8)
-    for name in ("qsgd32", "natural8", "signed_rms", "nearest", "sign", "threshold"):
+    names = ("qsgd32", "natural8", "signed_rms", "signed_long", "nearest", "nearest_long")
+    for name in (*names, "sign", "threshold"):
         fn = CASES[name]
         native = np.asarray(jax.jit(fn)(x, key)[0])
         pure = np.asarray(_pure(fn, x, key, monkeypatch=monkeypatch)[0])
