@@ -3,11 +3,13 @@
 Usage::
 
     MALLOC_TRIM_THRESHOLD_=1000000000 MALLOC_MMAP_THRESHOLD_=1000000000 \\
-        python benchmarks/bench_compressors.py [--quick] [--repeats 5] [--only NAME ...]
-        [--cpu N | --no-pin] [--multi-thread]
+        python benchmarks/bench_compressors.py [--quick] [--repeats 5] [--warmup 3]
+        [--only NAME ...] [--cpu N | --no-pin] [--multi-thread]
 
 For each d, every compressor runs as ``jax.jit(update)`` on one float32 vector; the time is the
-median of ``--repeats`` calls after a warm-up (compile) call. Columns:
+median of ``--repeats`` calls after ``--warmup`` untimed calls (the first compiles; the others
+let the allocator settle: until it does, a call can get a freshly mapped 4 d-byte output
+buffer and page-fault all of it, ≈ 10^4 minor faults and 10–20 ms at d = 1e7). Columns:
 
 - ``ratio``: GB/s of float32 input (``4 d / t``) over numpy ``copyto`` GB/s of bytes read, both
   measured in this run (the historical column);
@@ -115,7 +117,7 @@ def _copy_gbs(x_np: np.ndarray, repeats: int) -> float:
     return _copy(x_np, repeats)[0]
 
 
-def bench(d: int, repeats: int, only: list[str] | None) -> None:
+def bench(d: int, repeats: int, only: list[str] | None, warmup: int = 3) -> None:
     x_np = np.random.default_rng(0).standard_normal(d).astype(np.float32)
     x = jnp.asarray(x_np)
     key = jax.random.key(0)
@@ -139,7 +141,8 @@ def bench(d: int, repeats: int, only: list[str] | None) -> None:
             continue
         state = comp.init(x)
         f = jax.jit(lambda x, s, k, comp=comp: comp.update(x, s, key=k)[0])
-        jax.block_until_ready(f(x, state, key))
+        for _ in range(max(warmup, 1)):
+            jax.block_until_ready(f(x, state, key))
         t, cpu, load = _timed(lambda f=f, state=state: f(x, state, key), repeats)
         gbs = x_np.nbytes / t / 1e9
         roof = vectors * x_np.nbytes / t / 1e9 / (2 * copy)
@@ -179,6 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="d = 1e5 and 1e6 only")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per point (median)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (>= 1)")
     parser.add_argument("--only", nargs="*", help="substrings of compressor labels to run")
     parser.add_argument("--cpu", type=int, default=None, help="core to pin to (default: first)")
     parser.add_argument("--no-pin", action="store_true", help="keep the affinity mask")
@@ -195,7 +199,7 @@ def main() -> None:
         f"{_kernels.native_available(jnp.float32)}"
     )
     for d in sizes:
-        bench(d, args.repeats, args.only)
+        bench(d, args.repeats, args.only, args.warmup)
     native = "native kernel" if native_available(jnp.float32) else "NO native kernel"
     print(f"\nselection of K = d/100 indices ({native}); (x) = speed over np.argpartition")
     for d in sorted({10**4, 10**5, *sizes}):

@@ -315,6 +315,174 @@ RD_INLINE void EmitCumulative(const Cumulative& C, int32_t L, bool magnitude, in
   }
 }
 
+// The non-finite policy for one element: y where x is finite, else x.
+template <typename F>
+RD_INLINE F KeepIfNonFinite(F x, F y) {
+  using U = typename Bits<F>::U;
+  constexpr U kInf = ToBitsConst<F>();
+  return (ToBits<F>(x) & kInf) != kInf ? y : x;
+}
+
+// Table sizes of the fused one-pass rows (2, 3 and 4-bit tables): m compares are padded up to
+// the first size that holds them (the padding never matches); 0: too many, the multi-pass code.
+RD_INLINE int FusedSize(int32_t m) { return m <= 2 ? 2 : m <= 6 ? 6 : m <= 14 ? 14 : 0; }
+
+// The table of a fused row with M compares: thresholds th[l] (the padding +inf, above every
+// finite value, and no comparison with NaN is true) and the values taken where they are
+// passed; sm multiplies the chosen level (the scale, or 1 where the caller does not normalize:
+// q * 1 = q exactly); dv divides x (the scale, or 1: v / 1 = v, NaN and -0 included) and keep
+// says whether the quotient is used (false: a normalizing caller with scale <= 0 or NaN, where
+// r = 0, as safe_div).
+template <typename F, int M>
+struct FusedTable {
+  F th[M + 1], av[M + 1], bv[M + 1];
+  F a0, b0, lo, hi, sm, dv;
+  bool keep;
+};
+
+template <typename F, int M>
+RD_INLINE void FusedScale(const Params<F>& P, FusedTable<F, M>& T) {
+  const bool nz = P.scale > F(0);
+  T.sm = P.flag ? P.scale : F(1);
+  T.dv = P.flag ? P.scale : F(1);
+  T.keep = !P.flag || nz;
+}
+
+// kSigned (interior levels lv[1..m], m = L - 2 <= M): th[l] = lv[l], av[l] = lv[l],
+// bv[l] = lv[l + 1] for l = 1..m.
+template <typename F, int M>
+RD_INLINE FusedTable<F, M> SignedTable(const Params<F>& P) {
+  FusedTable<F, M> T;
+  const int32_t m = P.L - 2;
+  const F* lv = P.lv;
+  for (int l = 0; l <= M; ++l) {
+    const bool real = l >= 1 && l <= m;
+    T.th[l] = real ? lv[l] : std::numeric_limits<F>::infinity();
+    T.av[l] = real ? lv[l] : F(0);
+    T.bv[l] = real ? lv[l + 1] : F(0);
+  }
+  T.a0 = T.lo = lv[0];
+  T.b0 = lv[1];
+  T.hi = lv[P.L - 1];
+  FusedScale(P, T);
+  return T;
+}
+
+// kSigned, with the cell search, the rounding, the non-finite policy and the cumulative counts
+// of one block in one loop over its elements (values in registers; a level loop of fixed
+// length M that the compiler unrolls). The same operations in the same order as the multi-pass
+// path (Cells, then the rounding loop, then CumulativeCounts<false>): the compares r >= lv[l]
+// of the interior levels l = 1..m (the padding compares false for the clipped r and for NaN),
+// the last level matched wins, and idx = c + up.
+template <typename F, int M>
+RD_INLINE void SignedFused(const FusedTable<F, M>& T, const F* __restrict xb, int64_t n,
+                           const F* __restrict u, F* __restrict yb, int32_t L, Cumulative& C) {
+  using I = typename Bits<F>::I;
+  F th[M + 1], av[M + 1], bv[M + 1];
+  for (int l = 1; l <= M; ++l) {
+    th[l] = T.th[l];
+    av[l] = T.av[l];
+    bv[l] = T.bv[l];
+  }
+  const F lo = T.lo, hi = T.hi, a0 = T.a0, b0 = T.b0, sm = T.sm, dv = T.dv;
+  const bool keep = T.keep;
+  // The counts of idx in byte fields: symbol s adds 1 << 8 (s mod 4) to acc[s / 4], summed
+  // over kChunk <= 255 elements (no field overflows whatever the vector width), then unpacked.
+  constexpr int kAcc = (M + 2 + 3) / 4;
+  constexpr int64_t kChunk = 128;
+  int32_t cnt[4 * kAcc] = {};
+  for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+    const int64_t j1 = n - j0 < kChunk ? n : j0 + kChunk;
+    uint32_t acc[kAcc] = {};
+    for (int64_t j = j0; j < j1; ++j) {
+      const F v = xb[j];
+      const F q0 = v / dv;
+      const F r = Clip(keep ? q0 : F(0), lo, hi);
+      I c = 0;
+      F a = a0, b = b0;
+#pragma GCC unroll 16
+      for (int l = 1; l <= M; ++l) {
+        const bool ge = r >= th[l];
+        c += static_cast<I>(ge);
+        a = ge ? av[l] : a;
+        b = ge ? bv[l] : b;
+      }
+      const F p = (r - a) / (b - a);
+      const bool up = u[j] < p;
+      const F q = up ? b : a;
+      yb[j] = KeepIfNonFinite<F>(v, sm * q);
+      const auto idx = static_cast<uint32_t>(c + static_cast<I>(up));  // 0 .. m + 1
+      const uint32_t one = 1u << (8 * (idx & 3u));
+#pragma GCC unroll 4
+      for (int k = 0; k < kAcc; ++k) acc[k] += (idx >> 2) == static_cast<uint32_t>(k) ? one : 0u;
+    }
+    for (int k = 0; k < kAcc; ++k) {
+      for (int f = 0; f < 4; ++f) cnt[4 * k + f] += static_cast<int32_t>((acc[k] >> (8 * f)) & 0xffu);
+    }
+  }
+  C.n += n;
+  int32_t ge = 0;  // #{idx >= l}
+  for (int l = L - 1; l >= 1; --l) {
+    ge += cnt[l];
+    C.ge[l] += ge;
+  }
+}
+
+// kNearest (thresholds lv[0..t-1], levels lv[t..2t], t = L - 1 <= K): th[l] = lv[l],
+// av[l] = the level above it, lv[t + l + 1], for l = 0..t-1; a0 = lv[t].
+template <typename F, int K>
+RD_INLINE FusedTable<F, K> NearestTable(const Params<F>& P) {
+  FusedTable<F, K> T;
+  const int32_t t = P.L - 1;
+  const F* lv = P.lv;
+  for (int l = 0; l <= K; ++l) {
+    const bool real = l < t;
+    T.th[l] = real ? lv[l] : std::numeric_limits<F>::infinity();
+    T.av[l] = real ? lv[t + l + 1] : F(0);
+    T.bv[l] = F(0);
+  }
+  T.a0 = lv[t];
+  T.b0 = T.lo = T.hi = F(0);
+  FusedScale(P, T);
+  return T;
+}
+
+// kNearest in one pass over the whole row: the level carried through the threshold loop as
+// in the multi-pass path (r > th[l], the last match wins), #{r > th[l]} counted as the number
+// of indices >= l + 1.
+template <typename F, int K>
+RD_INLINE void NearestFused(const FusedTable<F, K>& T, const F* __restrict x, int64_t d,
+                            F* __restrict y, int32_t L, Cumulative& C) {
+  F th[K], av[K];
+  for (int l = 0; l < K; ++l) {
+    th[l] = T.th[l];
+    av[l] = T.av[l];
+  }
+  const F a0 = T.a0, sm = T.sm, dv = T.dv;
+  const bool keep = T.keep;
+  for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
+    const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
+    const F* __restrict xb = x + i0;
+    F* __restrict yb = y + i0;
+    int32_t cnt[K] = {};  // n <= kBlock: no overflow
+    for (int64_t j = 0; j < n; ++j) {
+      const F v = xb[j];
+      const F q0 = v / dv;
+      const F r = keep ? q0 : F(0);
+      F a = a0;
+#pragma GCC unroll 16
+      for (int l = 0; l < K; ++l) {
+        const bool gt = r > th[l];
+        cnt[l] += static_cast<int32_t>(gt);
+        a = gt ? av[l] : a;
+      }
+      yb[j] = KeepIfNonFinite<F>(v, sm * a);
+    }
+    C.n += n;
+    for (int l = 0; l < L - 1; ++l) C.ge[l + 1] += cnt[l];
+  }
+}
+
 // Stochastic modes; h holds kLanes * n_sym counters.
 template <typename F>
 RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F* __restrict y,
@@ -327,12 +495,29 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
   const F* lv = P.lv;
   const int32_t L = P.L;
   const bool cumulative = L - 1 <= kMaxCum;  // kMagnitude/kSigned: counts without scatter
+  const int fused = P.mode == kSigned ? FusedSize(L - 2) : 0;  // one pass per block
+  FusedTable<F, 2> T2;
+  FusedTable<F, 6> T6;
+  FusedTable<F, 14> T14;
+  if (fused == 2) T2 = SignedTable<F, 2>(P);
+  if (fused == 6) T6 = SignedTable<F, 6>(P);
+  if (fused == 14) T14 = SignedTable<F, 14>(P);
   Cumulative C;
   for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
     const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
     const F* __restrict xb = x + i0;
     F* __restrict yb = y + i0;
     Fill<F>(P, i0, n, W);
+    if (fused == 2) {
+      SignedFused<F, 2>(T2, xb, n, W.u, yb, L, C);
+      continue;
+    } else if (fused == 6) {
+      SignedFused<F, 6>(T6, xb, n, W.u, yb, L, C);
+      continue;
+    } else if (fused == 14) {
+      SignedFused<F, 14>(T14, xb, n, W.u, yb, L, C);
+      continue;
+    }
     if (P.mode == kMagnitude || P.mode == kSigned) {
       const bool mag = P.mode == kMagnitude;
       const bool norm = mag || P.flag;
@@ -388,6 +573,7 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
           std::numeric_limits<F>::min_exponent - std::numeric_limits<F>::digits + 1;
       constexpr int kM = Bits<F>::kMant;
       constexpr U kExp = (U(1) << (8 * sizeof(F) - 1 - kM)) - 1;
+      constexpr U kMantMask = (U(1) << kM) - 1;
       I subnormal = 0;
       for (int64_t j = 0; j < n; ++j) {
         // normal |x| = 1.f 2^(E - bias): frexp's e = E - bias + 1 and low = 2^(e - 1) is
@@ -396,15 +582,23 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
         const U bits = ToBits<F>(ax);
         const I ex = static_cast<I>((bits >> kM) & kExp);
         subnormal += static_cast<I>(ex == 0) & static_cast<I>(ax > F(0));
-        // Branch-free (random branches would be mispredicted half the time): for ax = 0,
-        // low = 0 and p = 0/0 - 1 = NaN, so `u < p` is false and mag = 0, as in JAX.
+        // Branch-free (random branches would be mispredicted half the time). p = ax / low - 1
+        // without the division: for normal ax, ax / low is exactly 1.f (ax's mantissa with
+        // the exponent of 1). ax = 0: p = 0 (the division gives 0/0 - 1 = NaN), `u < p` is
+        // false either way, so mag = 0, as in JAX; inf/NaN (ex all ones): the division gives
+        // NaN, so up = 0 there too; subnormal ax: the block is redone below.
         const F low = FromBits<F>(bits & (kExp << kM));
         const I pos = static_cast<I>(ax > F(0));
-        const F p = ax / low - F(1);
-        const I up = static_cast<I>(W.u[j] < p);
-        const F mag = low * static_cast<F>(1 + up);  // low or 2 low, exactly
+        const F p = FromBits<F>((bits & kMantMask) | Bits<F>::kOne) - F(1);
+        const I up = static_cast<I>(W.u[j] < p) & static_cast<I>(ex != static_cast<I>(kExp));
+        // mag = low * (1 + up), exactly: low or 2 low, 2 low by adding 1 to the exponent
+        // field (2^emax overflows to the bits of inf, as the product does)
+        const U mag = ToBits<F>(low) + (static_cast<U>(up) << kM);
         const I neg = static_cast<I>(xb[j] < F(0));
-        yb[j] = FromBits<F>(ToBits<F>(mag) | (static_cast<U>(neg) << (8 * sizeof(F) - 1)));
+        const U out = mag | (static_cast<U>(neg) << (8 * sizeof(F) - 1));
+        // the non-finite policy (x where the exponent field is all ones), branch-free
+        const U keep = U(0) - static_cast<U>(ex != static_cast<I>(kExp));
+        yb[j] = FromBits<F>((out & keep) | (ToBits<F>(xb[j]) & ~keep));
         I eo = ex - Bits<F>::kBias + 1 + up - e_min;
         eo = std::min(std::max(eo, I(0)), n_exp - 1);
         W.sym[j] = static_cast<int32_t>(pos * (1 + eo + (1 - neg) * n_exp));
@@ -420,15 +614,14 @@ RD_INLINE void StochRow(const Params<F>& P, const F* __restrict x, int64_t d, F*
           const bool up = W.u[j] < p;
           const F mag = pos ? (up ? F(2) * low : low) : F(0);
           const bool neg = xb[j] < F(0);
-          yb[j] = neg ? -mag : mag;
+          yb[j] = KeepIfNonFinite<F>(xb[j], neg ? -mag : mag);
           I eo = e + static_cast<I>(up) - e_min;
           eo = eo < 0 ? 0 : (eo > n_exp - 1 ? n_exp - 1 : eo);
           W.sym[j] = static_cast<int32_t>(pos ? (neg ? 1 + eo : 1 + n_exp + eo) : 0);
         }
       }
     }
-    KeepNonFinite<F>(xb, yb, n);
-    Histogram(W.sym, n, h, P.n_sym);
+    Histogram(W.sym, n, h, P.n_sym);  // (the non-finite policy is applied above)
   }
   if (cumulative && P.mode != kNatural) EmitCumulative(C, L, P.mode == kMagnitude, h);
 }
@@ -477,6 +670,19 @@ RD_INLINE void DetRow(const Params<F>& P, const F* __restrict x, int64_t d, F* _
   const F* q = lv + (L - 1);
   const bool cumulative = L - 1 <= kMaxCum;
   Cumulative C;
+  switch (FusedSize(L - 2)) {  // K = m + 1 thresholds, one pass
+    case 2:
+      NearestFused<F, 3>(NearestTable<F, 3>(P), x, d, y, L, C);
+      return EmitCumulative(C, L, false, h);
+    case 6:
+      NearestFused<F, 7>(NearestTable<F, 7>(P), x, d, y, L, C);
+      return EmitCumulative(C, L, false, h);
+    case 14:
+      NearestFused<F, 15>(NearestTable<F, 15>(P), x, d, y, L, C);
+      return EmitCumulative(C, L, false, h);
+    default:
+      break;
+  }
   for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
     const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
     const F* __restrict xb = x + i0;

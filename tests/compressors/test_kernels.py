@@ -88,9 +88,13 @@ CASES = {
 
 
 def _pure(fn, *args, monkeypatch):
+    """``fn`` on the pure-JAX path. A fresh wrapper: jax.jit's trace cache is keyed by the
+    function, so ``jax.jit(fn)`` after a native call of ``fn`` would reuse the native trace."""
     with monkeypatch.context() as m:
         m.setattr(_kernels, "native_available", lambda dtype: False)
-        return jax.jit(fn)(*args)
+        lowered = jax.jit(lambda *a: fn(*a)).lower(*args)
+        assert "ratedist_quantize" not in lowered.as_text()
+        return lowered.compile()(*args)
 
 
 def _same_bits(a, b):
@@ -350,9 +354,79 @@ def test_non_finite_entries_pass_through_on_both_paths(monkeypatch):
     x[[7, 300, 599]] = bad
     x = jnp.asarray(x)
     key = jax.random.key(8)
-    for name in ("qsgd32", "natural8", "signed_rms", "nearest", "sign", "threshold"):
+    names = ("qsgd32", "natural8", "signed_rms", "signed_long", "nearest", "nearest_long")
+    for name in (*names, "sign", "threshold"):
         fn = CASES[name]
         native = np.asarray(jax.jit(fn)(x, key)[0])
         pure = np.asarray(_pure(fn, x, key, monkeypatch=monkeypatch)[0])
         assert _same_bits(native, pure), name
         assert np.isnan(native[7]) and native[300] == np.inf and native[599] == -np.inf, name
+
+
+def _table(n, lo, hi):
+    """``n`` increasing levels from ``lo`` to ``hi``, unevenly spaced (a tilt of the grid)."""
+    t = np.linspace(0.0, 1.0, n)
+    return lo + (hi - lo) * (t + 0.3 * t * (1 - t))
+
+
+def test_native_equals_pure_jax_across_the_fused_table_sizes(monkeypatch):
+    """The kernel rounds 2/3/4-bit tables in one fused pass (up to 2, 6 and 14 interior levels
+    of a stochastic table, 3, 7 and 15 thresholds of a nearest-level table, padded) and longer
+    ones in several passes: the same bits as the pure path on both sides of every size limit,
+    with raw and normalized inputs, a zero and a NaN scale, non-finite entries, and a length
+    that ends inside a block and inside a 128-element chunk."""
+    finite = np.array(_vector(np.float32, 1100, 6))
+    bad = finite.copy()
+    bad[[5, 600, 1099]] = [np.nan, np.inf, -np.inf]
+    key = jax.random.key(12)
+    sizes = (2, 4, 5, 9, 16, 17)  # 8 levels: CASES
+
+    def fn(x, k):
+        out = []
+        for n in sizes:
+            lv = _table(n, -2.0, 2.0)
+            out.append(_kernels.signed(x, k, _rms(x), lv, 32))
+            out.append(_kernels.signed(x, k, None, lv, 8))
+            th = 0.5 * (lv[1:] + lv[:-1])
+            out.append(_kernels.nearest(x, _rms(x), th, lv))
+            out.append(_kernels.nearest(x, None, th, lv))
+        lv = _table(8, -2.0, 2.0)
+        out.append(_kernels.signed(x, k, jnp.float32(0.0), lv, 32))
+        out.append(_kernels.signed(x, k, jnp.float32(np.nan), lv, 16))
+        out.append(_kernels.nearest(x, jnp.float32(0.0), 0.5 * (lv[1:] + lv[:-1]), lv))
+        return out
+
+    for x in (finite, bad):  # one compilation per path: same shape and dtype
+        native = jax.jit(fn)(jnp.asarray(x), key)
+        pure = _pure(fn, jnp.asarray(x), key, monkeypatch=monkeypatch)
+        assert len(native) == len(pure) == 4 * len(sizes) + 3
+        for i, (a, b) in enumerate(zip(native, pure, strict=True)):
+            assert _same_bits(a[0], b[0]), i
+            # counts: unspecified where x has non-finite entries
+            assert x is bad or _same_bits(a[1], b[1]), i
+            assert int(np.sum(a[1])) == x.shape[0], i
+
+
+def test_natural_without_division_matches_pure_jax_at_exponent_edges(monkeypatch):
+    """Natural compression draws against the mantissa of |x| (``|x| / 2^floor(log2 |x|) - 1``
+    read from the bits): the same bits as the pure path at powers of two, just below them,
+    the largest and smallest normal numbers, subnormals, zeros, inf and NaN."""
+    for dtype in (np.float32, np.float64):
+        fi = np.finfo(dtype)
+        special = [1.0, 2.0, 0.5, np.nextafter(dtype(2.0), dtype(0)), fi.max, -fi.max]
+        special += [fi.tiny, -fi.tiny, fi.smallest_subnormal, 0.0, -0.0, 3.0, -0.75]
+        x = np.array(_vector(dtype, 700, 7))
+        x[: len(special)] = np.array(special, dtype)
+        finite = x.copy()
+        x[[300, 301, 302]] = [np.nan, np.inf, -np.inf]
+        key = jax.random.key(3)
+
+        def fn(a, k):
+            return [_kernels.natural(a, k, bits) for bits in (32, 8, 16)]
+
+        for arr, check_counts in ((finite, True), (x, False)):  # one compilation per path
+            native = jax.jit(fn)(jnp.asarray(arr), key)
+            pure = _pure(fn, jnp.asarray(arr), key, monkeypatch=monkeypatch)
+            for a, b in zip(native, pure, strict=True):
+                assert _same_bits(a[0], b[0]), dtype
+                assert not check_counts or _same_bits(a[1], b[1]), dtype
