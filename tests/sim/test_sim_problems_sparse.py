@@ -369,11 +369,13 @@ def test_native_products_match_scipy_and_pure_jax_under_vmap(layout, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", ["logistic", "least_squares"])
-def test_fused_data_terms_match_numpy_native_and_fallback(kind, dtype, monkeypatch):
+@pytest.mark.parametrize("layout", ["coo", "coo_t"])
+def test_fused_data_terms_match_numpy_native_and_fallback(layout, kind, dtype, monkeypatch):
+    """The fused kernel on CSR rows ("coo") and on sliced columns ("coo_t")."""
     _native_or_skip(dtype)
     m, d = 13, 29
     mats = _workers_with_padding(m, d, 20)
-    packed = pack(mats, "coo_t")
+    packed = pack(mats, layout)
     data = {
         k: jnp.asarray(v.astype(dtype) if v.dtype == np.float64 else v)
         for k, v in packed.arrays.items()
@@ -386,7 +388,8 @@ def test_fused_data_terms_match_numpy_native_and_fallback(kind, dtype, monkeypat
     )
     loss, g = fn(x, data, y)
     text = fn.lower(x, data, y).as_text()
-    assert text.count(_native.SPARSE_TARGETS[np.dtype(dtype).name][0]) == 1
+    targets = _native.SPARSE_SLICED_TARGETS if layout == "coo_t" else _native.SPARSE_TARGETS
+    assert text.count(targets[np.dtype(dtype).name][0]) == 1
     for i, M in enumerate(mats):
         A, yi, xd = M.astype(dtype).astype(np.float64), y[i].astype(np.float64), x.astype(float)
         a = A @ xd
