@@ -674,3 +674,22 @@ def test_sliced_kernel_skips_out_of_range_rows_and_rejects_bad_slices():
                     packed, "logistic", x, {**data0, "spc_ptr": jnp.asarray(bad, jnp.int32)}, y
                 )
             )
+
+
+def test_sliced_kernel_logistic_terms_do_not_overflow():
+    """Margins |y a| up to 800 (exp overflows past 709): the kernel's loss terms and weights
+    against numpy's logaddexp and scipy's expit, float64, relative 1e-12."""
+    _native_or_skip(np.float64)
+    from scipy.special import expit
+
+    M = sp.csr_array(sp.random(40, 7, density=0.5, random_state=11))
+    packed = pack([M], "coo_t")
+    data0 = {k: jnp.asarray(v[0]) for k, v in packed.arrays.items()}
+    y = np.where(np.arange(40) % 2 == 0, 1.0, -1.0)
+    for scale in (1.0, 100.0, 2000.0):
+        x = scale * np.random.default_rng(12).standard_normal(7)
+        loss, g = data_terms(packed, "logistic", x, data0, y)
+        z = -y * (M @ x)
+        assert np.max(np.abs(z)) > 700 or scale < 2000
+        _close(loss, np.logaddexp(0, z).sum(), np.float64)
+        _close(g, M.T @ (y * expit(z)), np.float64)

@@ -248,18 +248,27 @@ def data_terms(packed: Packed, kind: str, x: Any, data_i: Any, y: Any) -> tuple[
     if not native_available(dtype):
         return fallback(x)
     yy = jnp.asarray(y, dtype)
-    if packed.layout == "coo_t":
-        args = (data_i["spc_ptr"], data_i["spc_lanes"], data_i["spc_rows"])
-        args, target = (*args, data_i["spc_vals"].astype(dtype)), _native.SPARSE_SLICED_TARGETS
-    else:
-        args = (data_i["sp_indptr"], data_i["sp_cols"], data_i["sp_vals"].astype(dtype))
-        target = _native.SPARSE_TARGETS
 
-    def native(v):
+    def call(targets, *args):
+        v = args[-2]
         outs = (jax.ShapeDtypeStruct(v.shape, dtype), jax.ShapeDtypeStruct(yy.shape, dtype))
-        call = jax.ffi.ffi_call(target[dtype.name][0], outs, vmap_method="expand_dims")
-        out, a = call(*args, v, yy, mode=np.int32(mode))
-        return jnp.sum(rows_fn(a, yy)[1]), out
+        fn = jax.ffi.ffi_call(targets[dtype.name][0], outs, vmap_method="expand_dims")
+        return fn(*args, mode=np.int32(mode))
+
+    if packed.layout == "coo_t":  # sliced columns: the kernel returns the loss terms too
+        sliced = (data_i[k] for k in ("spc_ptr", "spc_lanes", "spc_rows"))
+        sliced = (*sliced, data_i["spc_vals"].astype(dtype))
+
+        def native(v):
+            out, terms = call(_native.SPARSE_SLICED_TARGETS, *sliced, v, yy)
+            return jnp.sum(terms), out
+
+    else:  # CSR rows: the kernel returns a = M x, the loss terms are taken here
+        csr = (data_i["sp_indptr"], data_i["sp_cols"], data_i["sp_vals"].astype(dtype))
+
+        def native(v):
+            out, a = call(_native.SPARSE_TARGETS, *csr, v, yy)
+            return jnp.sum(rows_fn(a, yy)[1]), out
 
     return jax.lax.platform_dependent(jnp.asarray(x, dtype), cpu=native, default=fallback)
 
