@@ -206,9 +206,10 @@ def _coo_rmatvec(s, data_i, *, n_cols):
 
 
 # Fused data terms of a gradient: with a = M x (one entry per row), per-row weights w(a, y)
-# and loss terms l(a, y), ``(sum_r l(a_r, y_r), Mᵀ w(a, y))``. The kernel reads each row's
-# entries once for both products and returns a and Mᵀ w (modes 2 and 3 of ``sparse.cc``); the
-# loss terms are computed from a and summed in JAX.
+# and loss terms l(a, y), ``(sum_r l(a_r, y_r), Mᵀ w(a, y))``. On ``"coo"`` the kernel reads
+# each row's entries once for both products and returns a and Mᵀ w (modes 2 and 3 of
+# ``sparse.cc``), the loss terms are computed from a in JAX; on ``"coo_t"`` the sliced-column
+# kernel returns the loss terms and Mᵀ w. The terms are summed in JAX.
 
 
 def _logistic_rows(a, y):
@@ -230,8 +231,9 @@ def data_terms(packed: Packed, kind: str, x: Any, data_i: Any, y: Any) -> tuple[
 
     Logistic: ``w = y sigmoid(-y a)``, ``l = log(1 + exp(-y a))``; least squares: ``w = a - y``,
     ``l = (a - y)^2 / 2``. On CPU with the native kernel (layouts ``"coo"``/``"coo_t"``,
-    float32/float64) one custom call, which reads the matrix once, serves all workers under
-    ``vmap``; elsewhere ``packed.matvec``, the row functions and ``packed.rmatvec`` in JAX.
+    float32/float64) one custom call serves all workers under ``vmap`` (``"coo"``: one pass
+    over the rows; ``"coo_t"``: two over the sliced columns, see the module docstring);
+    elsewhere ``packed.matvec``, the row functions and ``packed.rmatvec`` in JAX.
     The native path has no derivative (the problems give gradients directly; ``jax.grad`` of
     a loss goes through :attr:`Packed.matvec`, which has one).
     """
