@@ -677,8 +677,9 @@ def test_sliced_kernel_skips_out_of_range_rows_and_rejects_bad_slices():
 
 
 def test_sliced_kernel_logistic_terms_do_not_overflow():
-    """Margins |y a| up to 800 (exp overflows past 709): the kernel's loss terms and weights
-    against numpy's logaddexp and scipy's expit, float64, relative 1e-12."""
+    """Margins |y a| past 700 (exp overflows past 709): the fused terms of the sliced kernel
+    (its weights y sigmoid(z), the loss terms from its a) against numpy's logaddexp and
+    scipy's expit, float64, relative 1e-12."""
     _native_or_skip(np.float64)
     from scipy.special import expit
 
