@@ -15,7 +15,8 @@ Three kernels:
   (:func:`ratedist.compressors._kernels.random_subset`);
 - sparse matrix-vector products ``M v``, ``Mᵀ v`` and the fused logistic / least-squares
   gradient terms (one pass over each row) on the padded per-worker CSR arrays (row
-  pointers, column indices, values; ``sparse.cc``) behind
+  pointers, column indices, values; ``sparse.cc``), and the fused terms again on a
+  sliced-column copy (SELL-8 of the transpose), behind
   :mod:`ratedist.sim.problems.sparse`, batched over the workers.
 
 Build: the C++ source ships inside the package and is compiled the first time it is needed
@@ -70,6 +71,12 @@ RANDOM_SUBSET_TARGET = ("ratedist_random_subset", "RatedistRandomSubset")
 SPARSE_TARGETS = {
     "float32": ("ratedist_coo_product_f32", "RatedistCooProductF32"),
     "float64": ("ratedist_coo_product_f64", "RatedistCooProductF64"),
+}
+
+#: FFI targets of the sparse kernel's fused data terms on sliced columns, by JAX dtype name.
+SPARSE_SLICED_TARGETS = {
+    "float32": ("ratedist_sliced_terms_f32", "RatedistSlicedTermsF32"),
+    "float64": ("ratedist_sliced_terms_f64", "RatedistSlicedTermsF64"),
 }
 
 #: C++ sources compiled into the one shared library.
@@ -175,6 +182,7 @@ def status() -> NativeStatus:
             *QUANTIZE_TARGETS.values(),
             *SPARSE_TARGETS.values(),
             RANDOM_SUBSET_TARGET,
+            *SPARSE_SLICED_TARGETS.values(),
         ):
             jax.ffi.register_ffi_target(
                 target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu"
@@ -189,6 +197,7 @@ def status() -> NativeStatus:
 __all__ = [
     "QUANTIZE_TARGETS",
     "RANDOM_SUBSET_TARGET",
+    "SPARSE_SLICED_TARGETS",
     "SPARSE_TARGETS",
     "TOP_K_ABS_TARGETS",
     "NativeStatus",

@@ -369,11 +369,13 @@ def test_native_products_match_scipy_and_pure_jax_under_vmap(layout, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", ["logistic", "least_squares"])
-def test_fused_data_terms_match_numpy_native_and_fallback(kind, dtype, monkeypatch):
+@pytest.mark.parametrize("layout", ["coo", "coo_t"])
+def test_fused_data_terms_match_numpy_native_and_fallback(layout, kind, dtype, monkeypatch):
+    """The fused kernel on CSR rows ("coo") and on sliced columns ("coo_t")."""
     _native_or_skip(dtype)
     m, d = 13, 29
     mats = _workers_with_padding(m, d, 20)
-    packed = pack(mats, "coo_t")
+    packed = pack(mats, layout)
     data = {
         k: jnp.asarray(v.astype(dtype) if v.dtype == np.float64 else v)
         for k, v in packed.arrays.items()
@@ -386,7 +388,8 @@ def test_fused_data_terms_match_numpy_native_and_fallback(kind, dtype, monkeypat
     )
     loss, g = fn(x, data, y)
     text = fn.lower(x, data, y).as_text()
-    assert text.count(_native.SPARSE_TARGETS[np.dtype(dtype).name][0]) == 1
+    targets = _native.SPARSE_SLICED_TARGETS if layout == "coo_t" else _native.SPARSE_TARGETS
+    assert text.count(targets[np.dtype(dtype).name][0]) == 1
     for i, M in enumerate(mats):
         A, yi, xd = M.astype(dtype).astype(np.float64), y[i].astype(np.float64), x.astype(float)
         a = A @ xd
@@ -540,3 +543,154 @@ def test_sparse_problems_with_native_off_match_numpy():
         r = Xi @ x - yi
         assert out["ls"][0][i] == pytest.approx(0.5 * np.mean(r * r), rel=1e-12)
         np.testing.assert_allclose(out["ls"][1][i], Xi.T @ r / 10, rtol=1e-10, atol=1e-14)
+
+
+# ------------------------------------------------------------------------------ sliced columns
+
+
+def _sliced_reference(M):
+    """The sliced-column copy of ``M`` by plain loops over its dense columns (sparse.cc)."""
+    A = M.toarray()
+    m, d = A.shape
+    counts = [int(np.count_nonzero(A[:, c])) for c in range(d)]
+    cols = sorted((c for c in range(d) if counts[c]), key=lambda c: (-counts[c], c))
+    cols += [d] * (-len(cols) % 8)
+    sptr, rows, vals = [0], [], []
+    for k in range(len(cols) // 8):
+        lanes = cols[8 * k : 8 * k + 8]
+        entries = [[(r, A[r, c]) for r in range(m) if A[r, c] != 0] if c < d else [] for c in lanes]
+        for j in range(max(len(e) for e in entries)):
+            for e in entries:
+                r, v = e[j] if j < len(e) else (m, 0.0)
+                rows.append(r)
+                vals.append(v)
+        sptr.append(len(rows))
+    return np.array(sptr), np.array(cols), np.array(rows), np.array(vals)
+
+
+def test_sliced_columns_match_a_loop_construction():
+    M = _rows_of_lengths([*range(14), 40, 41], 50, 60).T.tocsr()  # columns of 0..13, 40, 41
+    M = sp.csr_array(sp.vstack([M, sp.random(5, 16, density=0.3, random_state=1)]).tocsr())
+    got = sparse_mod._sliced_columns(M)
+    ref = _sliced_reference(M)
+    for g, r, name in zip(got, ref, ("sptr", "lanes", "rows", "vals"), strict=True):
+        np.testing.assert_array_equal(g, r, err_msg=name)
+    # packed over workers of different sizes: empty slices and padding past the last one
+    top = sp.csr_array(sp.diags((np.arange(M.shape[0]) < 20).astype(float)) @ M)
+    top.eliminate_zeros()
+    mats = [M, sp.csr_array(M.shape), top]
+    packed = pack(mats, "coo_t")
+    for i, Mi in enumerate(mats):
+        sptr, lanes, rows, vals = _sliced_reference(Mi)
+        ns = lanes.size // 8
+        np.testing.assert_array_equal(packed.arrays["spc_ptr"][i, : ns + 1], sptr)
+        assert np.all(packed.arrays["spc_ptr"][i, ns + 1 :] == sptr[-1])
+        np.testing.assert_array_equal(packed.arrays["spc_lanes"][i, : lanes.size], lanes)
+        assert np.all(packed.arrays["spc_lanes"][i, lanes.size :] == M.shape[1])
+        np.testing.assert_array_equal(packed.arrays["spc_rows"][i, : rows.size], rows)
+        np.testing.assert_array_equal(packed.arrays["spc_vals"][i, : vals.size], vals)
+        assert np.all(packed.arrays["spc_vals"][i, vals.size :] == 0)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_coo_t_transpose_product_matches_scipy(native, monkeypatch):
+    """``Mᵀ s`` of ``coo_t``: the native CSR scatter, or the pure-JAX sum over the sliced
+    columns (a worker without entries, empty slices, padding), float64, relative 1e-12."""
+    if native:
+        _native_or_skip(np.float64)
+    else:
+        monkeypatch.setattr(sparse_mod, "native_available", lambda dt: False)
+    m, d = 13, 29
+    mats = [*_workers_with_padding(m, d, 70), sp.csr_array((m, d))]
+    packed = pack(mats, "coo_t")
+    data = {k: jnp.asarray(v) for k, v in packed.arrays.items()}
+    s = np.random.default_rng(8).standard_normal(m)
+    rv = jax.jit(jax.vmap(packed.rmatvec, in_axes=(None, 0)))(s, data)
+    for i, M in enumerate(mats):
+        _close(rv[i], M.T @ s, np.float64)
+
+
+def test_sliced_kernel_columns_of_every_length_match_scipy():
+    """Columns of 0..13 and 200-203 entries (slices of mixed lengths) through the sliced
+    kernel: the fused logistic and least-squares terms against scipy, float64."""
+    _native_or_skip(np.float64)
+    lengths = [*range(14), 200, 201, 202, 203]
+    mats = [
+        sp.csr_array(_rows_of_lengths(ls, 300, 80 + i).T)
+        for i, ls in enumerate((lengths, lengths[::-1]))
+    ]
+    packed = pack(mats, "coo_t")
+    data = {k: jnp.asarray(v) for k, v in packed.arrays.items()}
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(len(lengths))
+    y = np.where(rng.uniform(size=(2, 300)) < 0.5, -1.0, 1.0)
+    for kind in ("logistic", "least_squares"):
+        loss, g = jax.jit(
+            jax.vmap(lambda di, yy, k=kind: data_terms(packed, k, x, di, yy), in_axes=(0, 0))
+        )(data, y)
+        for i, M in enumerate(mats):
+            a = M @ x
+            if kind == "logistic":
+                z = -y[i] * a
+                w, terms = y[i] / (1 + np.exp(-z)), np.logaddexp(0, z)
+            else:
+                w, terms = a - y[i], 0.5 * (a - y[i]) ** 2
+            _close(loss[i], terms.sum(), np.float64)
+            _close(g[i], M.T @ w, np.float64)
+
+
+def test_sliced_kernel_skips_out_of_range_rows_and_rejects_bad_slices():
+    """Malformed sliced arrays: a row index outside [0, m] drops its entry; slice pointers
+    that decrease, leave [0, nnz] or cut a group of eight raise."""
+    _native_or_skip(np.float64)
+    M = sp.csr_array(sp.random(9, 12, density=0.4, random_state=3))
+    packed = pack([M], "coo_t")
+    data0 = {k: jnp.asarray(v[0]) for k, v in packed.arrays.items()}
+    x = np.random.default_rng(10).standard_normal(12)
+    y = np.ones(9)
+    rows = np.asarray(data0["spc_rows"]).copy()
+    real = np.flatnonzero(rows < 9)[[0, 5]]
+    rows[real] = [9 + 7, -2]
+    keep = sp.csr_array(M.toarray())
+    lanes = np.asarray(data0["spc_lanes"])
+    sptr = np.asarray(data0["spc_ptr"])
+    for e in real:  # the dropped entries: column of the lane, row of the original
+        k = np.searchsorted(sptr, e, side="right") - 1
+        keep[int(data0["spc_rows"][e]), int(lanes[8 * k + e % 8])] = 0.0
+    keep.eliminate_zeros()
+    _, g = data_terms(packed, "least_squares", x, {**data0, "spc_rows": jnp.asarray(rows)}, y)
+    # the row dots lose the entries too: a = keep @ x
+    _close(g, keep.T @ (keep @ x - y), np.float64)
+    n_ptr = sptr.size
+    for bad in (
+        np.r_[sptr[:-2], sptr[-1], sptr[-3]],  # decreasing
+        np.r_[sptr[:-1], rows.size + 8],  # past nnz
+        np.r_[sptr[:-1], sptr[-1] - 3],  # not whole groups of eight
+    ):
+        assert bad.size == n_ptr
+        with pytest.raises((ValueError, jax.errors.JaxRuntimeError), match="slice pointers"):
+            jax.block_until_ready(
+                data_terms(
+                    packed, "logistic", x, {**data0, "spc_ptr": jnp.asarray(bad, jnp.int32)}, y
+                )
+            )
+
+
+def test_sliced_kernel_logistic_terms_do_not_overflow():
+    """Margins |y a| past 700 (exp overflows past 709): the fused terms of the sliced kernel
+    (its weights y sigmoid(z), the loss terms from its a) against numpy's logaddexp and
+    scipy's expit, float64, relative 1e-12."""
+    _native_or_skip(np.float64)
+    from scipy.special import expit
+
+    M = sp.csr_array(sp.random(40, 7, density=0.5, random_state=11))
+    packed = pack([M], "coo_t")
+    data0 = {k: jnp.asarray(v[0]) for k, v in packed.arrays.items()}
+    y = np.where(np.arange(40) % 2 == 0, 1.0, -1.0)
+    for scale in (1.0, 100.0, 2000.0):
+        x = scale * np.random.default_rng(12).standard_normal(7)
+        loss, g = data_terms(packed, "logistic", x, data0, y)
+        z = -y * (M @ x)
+        assert np.max(np.abs(z)) > 700 or scale < 2000
+        _close(loss, np.logaddexp(0, z).sum(), np.float64)
+        _close(g, M.T @ (y * expit(z)), np.float64)

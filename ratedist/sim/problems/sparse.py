@@ -8,8 +8,11 @@ workers (so ``vmap``/sharding over the worker axis works), padded with explicit 
   and the CSR row pointers ``indptr`` (int32, ``(n, m + 1)``);
   ``M_i x`` is a gather ``x[cols]`` and a sorted ``segment_sum`` over ``rows``,
   ``M_iᵀ s`` a gather ``s[rows]`` and a ``segment_sum`` over ``cols``. Memory O(n (nnz_max + m)).
-* ``"coo_t"``: ``"coo"`` plus a column-sorted copy, so that ``M_iᵀ s`` is a sorted
-  ``segment_sum`` too (faster on CPU; twice the memory). Used by the sparse logistic problem.
+* ``"coo_t"``: ``"coo"`` plus a copy in sliced columns (SELL-8 of ``M_iᵀ``: the non-empty
+  columns sorted by their number of entries, eight per slice, each slice's entries
+  interleaved; :func:`_sliced_columns`), so that ``M_iᵀ s`` is a sorted ``segment_sum`` and
+  the native fused gradient terms make random accesses only to length-``m`` vectors; 28
+  bytes per entry in all. Used by the sparse logistic and least-squares problems.
 * ``"dia"`` (banded square matrices): the union of the diagonal offsets ``o_k`` over the
   workers (static) and ``vals`` of shape ``(n, K, d)`` with ``vals[i, k, r] = (M_i)[r, r + o_k]``;
   ``M_i x = sum_k vals[i, k] * x[· + o_k]`` (shifted slices, no gather, no scatter). Memory
@@ -19,11 +22,14 @@ On CPU (float32/float64) the ``"coo"``/``"coo_t"`` products run in a native kern
 (``ratedist/_native/sparse.cc``, XLA FFI): one custom call for all workers under ``vmap``
 (``vmap_method="expand_dims"``: a vector shared by the workers is not copied), walking the rows
 by ``indptr`` (no row index read per entry): ``M_i x`` with each row's sum in four interleaved
-partial sums and ``M_iᵀ s`` as a scatter from the row-sorted arrays (so ``coo_t``'s
-column-sorted copy serves only the fallback), with a custom VJP so ``jax.grad`` works. The fused
-:func:`data_terms` (logistic and least-squares gradients) reads each row's entries once for both
-products. Results equal the pure-JAX path (other platforms, ``RATEDIST_NATIVE=0``) up to the
-summation order: relative 1e-12 in float64 in the tests.
+partial sums and ``M_iᵀ s`` as a scatter from the row-sorted arrays, with a custom VJP so
+``jax.grad`` works. The fused :func:`data_terms` (logistic and least-squares gradients) reads
+each row's entries once for both products on ``"coo"``, and on ``"coo_t"`` makes two passes
+over the sliced columns (``M_i x`` accumulated into an L1-resident length-``m`` vector, then
+each column's sum in a register): measured 1.3-1.6x faster than the row pass at 0.1-0.5 %
+density with d = 20,000 (``benchmarks/README.md``), where the row pass's random accesses to
+the length-``d`` vectors miss L1. Results equal the pure-JAX path (other platforms,
+``RATEDIST_NATIVE=0``) up to the summation order: relative 1e-12 in float64 in the tests.
 
 :func:`pack` chooses ``"dia"`` for square matrices whose band holds at most twice the largest
 number of non-zeros of a worker (``DIA_MAX_FILL``), else ``"coo"`` (:data:`LAYOUTS`).
@@ -200,9 +206,11 @@ def _coo_rmatvec(s, data_i, *, n_cols):
 
 
 # Fused data terms of a gradient: with a = M x (one entry per row), per-row weights w(a, y)
-# and loss terms l(a, y), ``(sum_r l(a_r, y_r), Mᵀ w(a, y))``. The kernel reads each row's
-# entries once for both products and returns a and Mᵀ w (modes 2 and 3 of ``sparse.cc``); the
-# loss terms are computed from a and summed in JAX.
+# and loss terms l(a, y), ``(sum_r l(a_r, y_r), Mᵀ w(a, y))``. The kernel (modes 2 and 3 of
+# ``sparse.cc``: one pass over the rows on ``"coo"``, two over the sliced columns on
+# ``"coo_t"``) returns a and Mᵀ w; the loss terms are computed from a and summed in JAX. (The
+# loss terms in the sliced kernel, sharing the weight's exp, measured no faster: glibc's log1p
+# per row cost as much as XLA's logaddexp, ≈ 0.16 ms per step for 20,000 rows.)
 
 
 def _logistic_rows(a, y):
@@ -224,8 +232,9 @@ def data_terms(packed: Packed, kind: str, x: Any, data_i: Any, y: Any) -> tuple[
 
     Logistic: ``w = y sigmoid(-y a)``, ``l = log(1 + exp(-y a))``; least squares: ``w = a - y``,
     ``l = (a - y)^2 / 2``. On CPU with the native kernel (layouts ``"coo"``/``"coo_t"``,
-    float32/float64) one custom call, which reads the matrix once, serves all workers under
-    ``vmap``; elsewhere ``packed.matvec``, the row functions and ``packed.rmatvec`` in JAX.
+    float32/float64) one custom call serves all workers under ``vmap`` (``"coo"``: one pass
+    over the rows; ``"coo_t"``: two over the sliced columns, see the module docstring);
+    elsewhere ``packed.matvec``, the row functions and ``packed.rmatvec`` in JAX.
     The native path has no derivative (the problems give gradients directly; ``jax.grad`` of
     a loss goes through :attr:`Packed.matvec`, which has one).
     """
@@ -241,11 +250,18 @@ def data_terms(packed: Packed, kind: str, x: Any, data_i: Any, y: Any) -> tuple[
     dtype = jnp.result_type(x, y, data_i["sp_vals"])
     if not native_available(dtype):
         return fallback(x)
-    ptr, cols = data_i["sp_indptr"], data_i["sp_cols"]
-    vals, yy = data_i["sp_vals"].astype(dtype), jnp.asarray(y, dtype)
+    yy = jnp.asarray(y, dtype)
+    if packed.layout == "coo_t":  # sliced columns
+        args = (data_i["spc_ptr"], data_i["spc_lanes"], data_i["spc_rows"])
+        args, target = (*args, data_i["spc_vals"].astype(dtype)), _native.SPARSE_SLICED_TARGETS
+    else:  # CSR rows
+        args = (data_i["sp_indptr"], data_i["sp_cols"], data_i["sp_vals"].astype(dtype))
+        target = _native.SPARSE_TARGETS
 
     def native(v):
-        out, a = _ffi(ptr, cols, vals, v, yy, v.shape[0], mode)
+        outs = (jax.ShapeDtypeStruct(v.shape, dtype), jax.ShapeDtypeStruct(yy.shape, dtype))
+        call = jax.ffi.ffi_call(target[dtype.name][0], outs, vmap_method="expand_dims")
+        out, a = call(*args, v, yy, mode=np.int32(mode))
         return jnp.sum(rows_fn(a, yy)[1]), out
 
     return jax.lax.platform_dependent(jnp.asarray(x, dtype), cpu=native, default=fallback)
@@ -280,41 +296,99 @@ def _pack_coo(mats: list[sp.csr_array]) -> Packed:
     )
 
 
-def _coo_sorted_rmatvec_jax(s, data_i, *, n_cols):
-    v = data_i["spt_vals"] * s[data_i["spt_rows"]]
-    return jax.ops.segment_sum(v, data_i["spt_cols"], num_segments=n_cols, indices_are_sorted=True)
+#: lanes (columns) per slice of the sliced-column copy of ``"coo_t"`` (``sparse.cc``)
+SLICE = 8
 
 
-def _coo_sorted_rmatvec(s, data_i, *, n_cols):
-    # the native kernel scatters from the row-sorted arrays; the copy serves the fallback
-    fallback = functools.partial(_coo_sorted_rmatvec_jax, data_i=data_i, n_cols=n_cols)
+def _sliced_columns(M: sp.csr_array) -> tuple[np.ndarray, ...]:
+    """``(sptr, lanes, rows, vals)``: ``M`` in sliced columns (SELL-8 of ``Mᵀ``, ``sparse.cc``).
+
+    The non-empty columns sorted by decreasing number of entries (ties by column index), eight
+    per slice: slice ``k``'s lanes are the columns ``lanes[8k:8k+8]`` (``d`` marks an unused
+    lane); its entries are ``rows/vals[sptr[k]:sptr[k+1]]``, entry ``j`` of lane ``l`` at
+    ``sptr[k] + 8 j + l`` in increasing row order, a lane shorter than its slice padded with
+    row ``m`` and value 0. Sorting makes the eight lanes of a slice nearly equally long: the
+    padding is a few percent of the entries.
+    """
+    m, d = M.shape
+    C = sp.csc_array(M)
+    C.sort_indices()
+    counts = np.diff(C.indptr)
+    order = np.argsort(-counts, kind="stable")[: np.count_nonzero(counts)]
+    ns = -(-order.size // SLICE)
+    lanes = np.full(ns * SLICE, d, np.int64)
+    lanes[: order.size] = order
+    lane_len = np.zeros(ns * SLICE, np.int64)
+    lane_len[: order.size] = counts[order]
+    sptr = np.zeros(ns + 1, np.int64)
+    np.cumsum(SLICE * lane_len[::SLICE], out=sptr[1:])  # lane 0 of a slice is its longest
+    if sptr[-1] >= 2**31:
+        raise ValueError(f"a worker's padded non-zeros must be < 2**31 (int32), got {sptr[-1]}")
+    rows = np.full(sptr[-1], m, np.int32)
+    vals = np.zeros(sptr[-1])
+    lens = counts[order]
+    q = np.repeat(np.arange(order.size), lens)  # lane of each stored entry, lane by lane
+    j = np.arange(q.size) - np.repeat(np.cumsum(lens) - lens, lens)  # its place in the lane
+    pos = sptr[q // SLICE] + SLICE * j + q % SLICE
+    src = C.indptr[order[q]] + j
+    rows[pos] = C.indices[src]
+    vals[pos] = C.data[src]
+    return sptr.astype(np.int32), lanes.astype(np.int32), rows, vals
+
+
+def _sliced_rmatvec_jax(s, data_i, *, n_cols):
+    """``Mᵀ s`` from the sliced columns: products, a sorted ``segment_sum`` of the groups of
+    eight by slice, and the lanes' sums put in their columns."""
+    sptr, lanes = data_i["spc_ptr"], data_i["spc_lanes"]
+    dtype = jnp.result_type(data_i["spc_vals"], s)
+    w = jnp.concatenate([s.astype(dtype), jnp.zeros((1,), dtype)])  # row m: the padding
+    prod = (data_i["spc_vals"] * w[data_i["spc_rows"]]).reshape(-1, SLICE)
+    # slice of each group; groups past sptr[-1] (padding to the workers' common length) get
+    # the out-of-range id ns and are dropped
+    group = jnp.searchsorted(sptr, SLICE * jnp.arange(prod.shape[0]), side="right") - 1
+    per_lane = jax.ops.segment_sum(
+        prod, group, num_segments=lanes.shape[0] // SLICE, indices_are_sorted=True
+    )
+    return jnp.zeros((n_cols,), dtype).at[lanes].set(per_lane.reshape(-1), mode="drop")
+
+
+def _coo_sliced_rmatvec(s, data_i, *, n_cols):
+    # the native kernel scatters from the row-sorted arrays; the sliced copy serves the
+    # fallback here and the native fused data terms
+    fallback = functools.partial(_sliced_rmatvec_jax, data_i=data_i, n_cols=n_cols)
     return _dispatch(data_i, s, fallback, n_out=n_cols, transpose=True)
 
 
 def _pack_coo_t(mats: list[sp.csr_array]) -> Packed:
-    """Padded COO plus a column-sorted copy (CSC order) for ``M_iᵀ s``.
+    """Padded COO plus a sliced-column copy (:func:`_sliced_columns`) for ``M_iᵀ s``.
 
-    The transpose product becomes a sorted ``segment_sum`` (measured ≈ 1.6x faster than the
-    unsorted scatter at 40,000 non-zeros per worker on CPU) for twice the memory.
+    The copy (leaves ``spc_ptr``, ``spc_lanes``, ``spc_rows``, ``spc_vals``, padded to the
+    workers' largest slice count and length) lets the native fused data terms make only
+    random accesses to length-``m`` vectors, and the pure-JAX ``M_iᵀ s`` a sorted
+    ``segment_sum``; 12 bytes per entry plus a few percent of padding.
     """
     base = _pack_coo(mats)
-    n, nnz = base.arrays["sp_vals"].shape
-    t = {"spt_rows": np.zeros((n, nnz), np.int32), "spt_cols": np.zeros((n, nnz), np.int32)}
-    t["spt_vals"] = np.zeros((n, nnz))
-    for i, M in enumerate(mats):
-        C = sp.csc_array(M)
-        C.sort_indices()
-        k = C.nnz
-        t["spt_cols"][i, :k] = np.repeat(np.arange(M.shape[1], dtype=np.int32), np.diff(C.indptr))
-        t["spt_rows"][i, :k] = C.indices
-        t["spt_vals"][i, :k] = C.data
-        # padding (0, 0, 0.0) breaks the column order only at the end: give it the last column
-        t["spt_cols"][i, k:] = M.shape[1] - 1
+    (m, d), n = mats[0].shape, len(mats)
+    parts = [_sliced_columns(M) for M in mats]
+    ns = max(1, max(p[0].size - 1 for p in parts))
+    nnz = max(SLICE, max(p[2].size for p in parts))
+    t = {
+        "spc_ptr": np.zeros((n, ns + 1), np.int32),
+        "spc_lanes": np.full((n, SLICE * ns), d, np.int32),
+        "spc_rows": np.full((n, nnz), m, np.int32),
+        "spc_vals": np.zeros((n, nnz)),
+    }
+    for i, (sptr, lanes, rows, vals) in enumerate(parts):
+        t["spc_ptr"][i, : sptr.size] = sptr
+        t["spc_ptr"][i, sptr.size :] = sptr[-1]  # empty slices
+        t["spc_lanes"][i, : lanes.size] = lanes
+        t["spc_rows"][i, : rows.size] = rows
+        t["spc_vals"][i, : vals.size] = vals
     return Packed(
         "coo_t",
         {**base.arrays, **t},
         base.matvec,
-        functools.partial(_coo_sorted_rmatvec, n_cols=mats[0].shape[1]),
+        functools.partial(_coo_sliced_rmatvec, n_cols=d),
     )
 
 
