@@ -2,14 +2,21 @@
 
 Usage::
 
-    MALLOC_TRIM_THRESHOLD_=1000000000 MALLOC_MMAP_THRESHOLD_=1000000000 \\
-        python benchmarks/bench_compressors.py [--quick] [--repeats 5] [--warmup 3]
-        [--only NAME ...] [--cpu N | --no-pin] [--multi-thread]
+    python benchmarks/bench_compressors.py [--quick] [--repeats 5] [--warmup 3]
+        [--only NAME ...] [--cpu N | --no-pin] [--multi-thread] [--system-malloc]
 
 For each d, every compressor runs as ``jax.jit(update)`` on one float32 vector; the time is the
 median of ``--repeats`` calls after ``--warmup`` untimed calls (the first compiles; the others
-let the allocator settle: until it does, a call can get a freshly mapped 4 d-byte output
-buffer and page-fault all of it, ≈ 10^4 minor faults and 10–20 ms at d = 1e7). Columns:
+let the allocator settle) and, while the last of them still page-faulted more than 1 % of its
+output, up to 20 more.
+
+Like for like with the copy, which writes into a warm buffer: glibc serves every allocation
+of 32 MB or more (the 4 d-byte output at d = 1e7) with a fresh ``mmap`` and returns it on free,
+so each call would page-fault its whole output (9766 minor faults, 12–15 ms at d = 1e7, more
+than the compressor itself). The script therefore raises glibc's mmap and trim thresholds to
+1 GB first (``mallopt``, the same as ``MALLOC_MMAP_THRESHOLD_=1000000000
+MALLOC_TRIM_THRESHOLD_=1000000000`` in the environment); ``--system-malloc`` keeps glibc's
+defaults. The ``faults`` column shows the median minor page faults of a timed call. Columns:
 
 - ``ratio``: GB/s of float32 input (``4 d / t``) over numpy ``copyto`` GB/s of bytes read, both
   measured in this run (the historical column);
@@ -45,6 +52,8 @@ if "--multi-thread" not in sys.argv:  # before jax is imported
     )
 
 import argparse
+import ctypes
+import resource
 import statistics
 import time
 
@@ -89,6 +98,30 @@ def _configs(d: int) -> list[tuple[str, str, float]]:
     return out
 
 
+def _steady_allocator() -> bool:
+    """Keep large freed blocks in glibc's heap (mmap and trim thresholds 1 GB); False if this C
+    library has no ``mallopt``."""
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(opt, 10**9) == 1 for opt in (m_mmap_threshold, m_trim_threshold))
+
+
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _warm(fn, calls: int, pages: int) -> None:
+    """``calls`` untimed calls, then up to 20 more while the last faulted > 1 % of ``pages``."""
+    for i in range(max(calls, 1) + 20):
+        f0 = _faults()
+        jax.block_until_ready(fn())
+        if i + 1 >= max(calls, 1) and _faults() - f0 <= pages // 100:
+            return
+
+
 def _median_time(fn, repeats: int) -> float:
     return _timed(fn, repeats)[0]
 
@@ -96,13 +129,24 @@ def _median_time(fn, repeats: int) -> float:
 def _timed(fn, repeats: int) -> tuple[float, float, float]:
     """Median wall seconds and median process CPU seconds of ``repeats`` calls, and CPU s /
     wall s over all of them."""
-    walls, cpus = [], []
+    return _timed_faults(fn, repeats)[:3]
+
+
+def _timed_faults(fn, repeats: int) -> tuple[float, float, float, float]:
+    """:func:`_timed` and the median minor page faults of a call."""
+    walls, cpus, faults = [], [], []
     for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
+        f0, c0, t0 = _faults(), time.process_time(), time.perf_counter()
         jax.block_until_ready(fn())
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
-    return statistics.median(walls), statistics.median(cpus), sum(cpus) / sum(walls)
+        faults.append(_faults() - f0)
+    return (
+        statistics.median(walls),
+        statistics.median(cpus),
+        sum(cpus) / sum(walls),
+        statistics.median(faults),
+    )
 
 
 def _copy(x_np: np.ndarray, repeats: int) -> tuple[float, float]:
@@ -129,7 +173,7 @@ def bench(d: int, repeats: int, only: list[str] | None, warmup: int = 3) -> None
     )
     print(
         f"{'compressor':<24}{'ms':>9}{'GB/s':>8}{'ratio':>7}{'min bytes':>11}"
-        f"{'roofline':>9}{'cpu/wall':>9}{'cpu ms':>9}{'roof(cpu)':>10}"
+        f"{'roofline':>9}{'cpu/wall':>9}{'cpu ms':>9}{'roof(cpu)':>10}{'faults':>8}"
     )
     for label, spec, vectors in _configs(d):
         if only and not any(o in label for o in only):
@@ -141,15 +185,15 @@ def bench(d: int, repeats: int, only: list[str] | None, warmup: int = 3) -> None
             continue
         state = comp.init(x)
         f = jax.jit(lambda x, s, k, comp=comp: comp.update(x, s, key=k)[0])
-        for _ in range(max(warmup, 1)):
-            jax.block_until_ready(f(x, state, key))
-        t, cpu, load = _timed(lambda f=f, state=state: f(x, state, key), repeats)
+        call = lambda f=f, state=state: f(x, state, key)  # noqa: E731
+        _warm(call, warmup, x_np.nbytes // resource.getpagesize())
+        t, cpu, load, faults = _timed_faults(call, repeats)
         gbs = x_np.nbytes / t / 1e9
         roof = vectors * x_np.nbytes / t / 1e9 / (2 * copy)
         roof_cpu = vectors * x_np.nbytes / max(cpu, 1e-9) / 1e9 / (2 * copy_cpu)
         print(
             f"{label:<24}{t * 1e3:>9.2f}{gbs:>8.3f}{gbs / copy:>7.3f}{vectors:>9.2f} v"
-            f"{roof:>9.3f}{load:>9.2f}{cpu * 1e3:>9.2f}{roof_cpu:>10.3f}"
+            f"{roof:>9.3f}{load:>9.2f}{cpu * 1e3:>9.2f}{roof_cpu:>10.3f}{faults:>8.0f}"
         )
 
 
@@ -187,7 +231,11 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=None, help="core to pin to (default: first)")
     parser.add_argument("--no-pin", action="store_true", help="keep the affinity mask")
     parser.add_argument("--multi-thread", action="store_true", help="keep XLA's thread pool")
+    parser.add_argument(
+        "--system-malloc", action="store_true", help="keep glibc's mmap/trim thresholds"
+    )
     args = parser.parse_args()
+    steady = False if args.system_malloc else _steady_allocator()
     if not args.no_pin:
         cpu = min(os.sched_getaffinity(0)) if args.cpu is None else args.cpu
         os.sched_setaffinity(0, {cpu})
@@ -196,7 +244,8 @@ def main() -> None:
     print(
         f"affinity {sorted(os.sched_getaffinity(0))}, XLA "
         f"{'multi' if args.multi_thread else 'single'}-threaded, native quantizer kernel: "
-        f"{_kernels.native_available(jnp.float32)}"
+        f"{_kernels.native_available(jnp.float32)}, allocator "
+        f"{'mmap/trim thresholds 1 GB' if steady else 'system defaults'}"
     )
     for d in sizes:
         bench(d, args.repeats, args.only, args.warmup)
