@@ -2,7 +2,9 @@
 //
 // For every row of x (shape (..., d)) it returns the indices of the k entries of largest
 // |x_i|, in increasing order (the caller gathers the values, which keeps them
-// differentiable). The selected SET equals jax.lax.top_k(abs(x), k): magnitudes are compared
+// differentiable), and a flag (int32, one per row): 1 if some non-finite entry of the row
+// was not selected (the sparse non-finite policy of the compressors needs it; see
+// UnsentNonFinite). The selected SET equals jax.lax.top_k(abs(x), k): magnitudes are compared
 // as IEEE bit patterns with the sign bit cleared (a total order on which NaN ranks above +inf,
 // as in XLA's TopK), and entries tied with the k-th largest magnitude are taken from the
 // lowest index up.
@@ -25,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -480,8 +483,25 @@ RD_CLONES void SelectRow(const double* x, int64_t d, int64_t k, int32_t* idx,
   SelectRowImpl(x, d, k, idx, w);
 }
 
+// 1 if some non-finite entry of the row x[0, d) is not among the k selected indices, else 0.
+// Non-finite keys (exponent all ones) rank above every finite key, so they are all selected
+// unless every selected key is non-finite; only then is the row counted (the common case
+// stops at the first finite selected entry).
+template <typename F>
+int32_t UnsentNonFinite(const F* x, int64_t d, int64_t k, const int32_t* idx) {
+  using K = KeyOf<F>;
+  constexpr K kInf = kMask<K> & ~((K(1) << (std::numeric_limits<F>::digits - 1)) - 1);
+  for (int64_t j = 0; j < k; ++j) {
+    if (Key(x, idx[j]) < kInf) return 0;
+  }
+  int64_t n = 0;
+  for (int64_t i = 0; i < d; ++i) n += Key(x, i) >= kInf;
+  return n > k ? 1 : 0;
+}
+
 template <ffi::DataType T>
-ffi::Error TopKAbs(ffi::Buffer<T> x, ffi::ResultBuffer<ffi::S32> idx) {
+ffi::Error TopKAbs(ffi::Buffer<T> x, ffi::ResultBuffer<ffi::S32> idx,
+                   ffi::ResultBuffer<ffi::S32> unsent) {
   using F = ffi::NativeType<T>;
   auto dims = x.dimensions();
   auto odims = idx->dimensions();
@@ -493,11 +513,16 @@ ffi::Error TopKAbs(ffi::Buffer<T> x, ffi::ResultBuffer<ffi::S32> idx) {
   if (k < 1 || k > d) return ffi::Error::InvalidArgument("ratedist top-k: need 1 <= k <= d");
   if (d > INT32_MAX) return ffi::Error::InvalidArgument("ratedist top-k: d exceeds int32 indices");
   const int64_t rows = d == 0 ? 0 : static_cast<int64_t>(x.element_count()) / d;
+  if (static_cast<int64_t>(unsent->element_count()) != rows) {
+    return ffi::Error::InvalidArgument("ratedist top-k: need one unsent flag per row");
+  }
   thread_local Scratch<F> work;
   const F* xp = x.typed_data();
   int32_t* ip = idx->typed_data();
+  int32_t* up = unsent->typed_data();
   for (int64_t r = 0; r < rows; ++r) {
     SelectRow(xp + r * d, d, k, ip + r * k, work);
+    up[r] = UnsentNonFinite(xp + r * d, d, k, ip + r * k);
   }
   return ffi::Error::Success();
 }
@@ -507,9 +532,11 @@ ffi::Error TopKAbs(ffi::Buffer<T> x, ffi::ResultBuffer<ffi::S32> idx) {
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistTopKAbsF32, TopKAbs<ffi::F32>,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::Buffer<ffi::S32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistTopKAbsF64, TopKAbs<ffi::F64>,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::F64>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::Buffer<ffi::S32>>());

@@ -156,16 +156,16 @@ def propagate_nonfinite(x: Any, out: Any) -> Any:
     return jnp.where(jnp.isfinite(x), out, x.astype(out.dtype))
 
 
-def _count_nonfinite(x: Any) -> Any:
-    """Number of non-finite entries of ``x``.
+def count_nonfinite(x: Any) -> Any:
+    """Number of non-finite entries of ``x`` along its last axis.
 
     Counted in float32 below 2^24 entries (exact: every partial sum is an integer below 2^24,
     whatever the summation order): XLA's CPU backend sums a bool-to-int32 array through a
     chain of reduce-windows, measured 2.4x slower than the float sum (48 against 20 us at
     d = 10^5, one core), and the sparsifiers run this count on every call.
     """
-    dtype = jnp.float32 if x.size < 2**24 else jnp.int32
-    return jnp.sum(jnp.where(jnp.isfinite(x), 0, 1).astype(dtype))
+    dtype = jnp.float32 if x.shape[-1] < 2**24 else jnp.int32
+    return jnp.sum(jnp.where(jnp.isfinite(x), 0, 1).astype(dtype), axis=-1)
 
 
 def propagate_nonfinite_sparse(x: Any, values: Any, indices: Any) -> Any:
@@ -180,7 +180,7 @@ def propagate_nonfinite_sparse(x: Any, values: Any, indices: Any) -> Any:
     sent = x[indices]
     sent_ok = jnp.isfinite(sent)
     values = jnp.where(sent_ok, values, sent.astype(values.dtype))
-    unsent_bad = _count_nonfinite(x) > jnp.sum(~sent_ok)
+    unsent_bad = count_nonfinite(x) > jnp.sum(~sent_ok)
     return jnp.where(unsent_bad, jnp.asarray(jnp.nan, values.dtype), values)
 
 
@@ -211,8 +211,9 @@ def _guard(fn: Callable[..., Any], post: Callable[..., Any]) -> Callable[..., An
     """``fn`` under the policy ``post``, wrapped once (a rebuilt record keeps its wrapper)."""
     if isinstance(fn, _Propagating) and fn._post in (post, _already_applied):
         return fn
-    if post is _propagating_update and getattr(fn, "propagates_nonfinite", False):
-        # x_hat already follows the policy (ratedist.compressors._kernels): no second pass
+    if getattr(fn, "propagates_nonfinite", False):
+        # the output already follows the policy (ratedist.compressors._kernels, Top-K's
+        # sparse form): no second pass
         return _Propagating(fn, _already_applied)
     return _Propagating(fn, post)
 

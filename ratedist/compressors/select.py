@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ratedist import _native
+from ratedist.compressors.base import count_nonfinite
 
 
 def _check(x: Any, k: Any) -> tuple[jax.Array, int]:
@@ -54,10 +55,24 @@ def _lax(x: jax.Array, k: int) -> jax.Array:
     return jnp.sort(idx, axis=-1).astype(jnp.int32)
 
 
-def _ffi(x: jax.Array, k: int) -> jax.Array:
+def _ffi(x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """The kernel's ``(indices, unsent)``: ``unsent`` (int32, one per row) is 1 where some
+    non-finite entry of the row is not among the indices."""
     target, _ = _native.TOP_K_ABS_TARGETS[x.dtype.name]
-    out = jax.ShapeDtypeStruct((*x.shape[:-1], k), jnp.int32)
-    return jax.ffi.ffi_call(target, out, vmap_method="broadcast_all")(x)
+    outs = (
+        jax.ShapeDtypeStruct((*x.shape[:-1], k), jnp.int32),
+        jax.ShapeDtypeStruct(x.shape[:-1], jnp.int32),
+    )
+    return jax.ffi.ffi_call(target, outs, vmap_method="broadcast_all")(x)
+
+
+def _lax_unsent(x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """:func:`_lax` and the unsent flag as :func:`~ratedist.compressors.base
+    .propagate_nonfinite_sparse` decides it (count over ``x`` against the sent count)."""
+    idx = _lax(x, k)
+    sent_bad = ~jnp.isfinite(jnp.take_along_axis(x, idx, axis=-1))
+    unsent = count_nonfinite(x) > jnp.sum(sent_bad, axis=-1)
+    return idx, unsent.astype(jnp.int32)
 
 
 def native_available(dtype: Any) -> bool:
@@ -85,10 +100,38 @@ def top_k_abs(x: Any, k: int) -> tuple[jax.Array, jax.Array]:
     # indices carry no derivative: select on a stopped copy, gather the values from x itself
     v = jax.lax.stop_gradient(x)
     if native_available(x.dtype):
-        idx = jax.lax.platform_dependent(v, cpu=lambda a: _ffi(a, k), default=lambda a: _lax(a, k))
+        cpu = lambda a: _ffi(a, k)[0]  # noqa: E731
+        idx = jax.lax.platform_dependent(v, cpu=cpu, default=lambda a: _lax(a, k))
     else:
         idx = _lax(v, k)
     return jnp.take_along_axis(x, idx, axis=-1), idx
 
 
-__all__ = ["native_available", "top_k_abs"]
+def top_k_abs_unsent(x: Any, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`top_k_abs` and whether some non-finite entry was left out.
+
+    Returns:
+        ``(values, indices, unsent)``: the first two as :func:`top_k_abs`; ``unsent`` (bool,
+        shape ``x.shape[:-1]``) is True where some NaN or ``±inf`` entry of the row is not
+        among ``indices``. The magnitude order puts every non-finite entry above every finite
+        one, so this happens only when all ``k`` selected entries are non-finite and more
+        than ``k`` are; the native kernel decides it from the ``k`` selected entries and
+        counts the row only then (the count over ``x`` that
+        :func:`ratedist.compressors.base.propagate_nonfinite_sparse` makes is then not
+        needed: one pass over ``x`` fewer per call).
+
+    Raises:
+        As :func:`top_k_abs`.
+    """
+    x, k = _check(x, k)
+    v = jax.lax.stop_gradient(x)
+    if native_available(x.dtype):
+        idx, unsent = jax.lax.platform_dependent(
+            v, cpu=lambda a: _ffi(a, k), default=lambda a: _lax_unsent(a, k)
+        )
+    else:
+        idx, unsent = _lax_unsent(v, k)
+    return jnp.take_along_axis(x, idx, axis=-1), idx, unsent.astype(bool)
+
+
+__all__ = ["native_available", "top_k_abs", "top_k_abs_unsent"]

@@ -44,7 +44,7 @@ from ratedist.compressors._common import (
 )
 from ratedist.compressors.base import FLOAT_BITS, Compressor, register
 from ratedist.compressors.dense import _stateless
-from ratedist.compressors.select import top_k_abs
+from ratedist.compressors.select import top_k_abs, top_k_abs_unsent
 
 
 def _scatter(d: int, idx: jax.Array, vals: jax.Array) -> jax.Array:
@@ -104,11 +104,15 @@ def top_k(k: int = 1, float_bits: int = FLOAT_BITS) -> Compressor:
     k = check_int("k", k, min_value=1)
     float_bits = check_float_bits(float_bits)
 
+    @_kernels.propagates_nonfinite
     def sparse(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
         check_k(k, d)
-        vals, idx = top_k_abs(x, k)
+        # the sparse non-finite policy applied here: the sent values are x[idx] themselves,
+        # and top_k_abs_unsent says whether a non-finite entry was left out (no count over x)
+        vals, idx, unsent = top_k_abs_unsent(x, k)
+        vals = jnp.where(unsent, jnp.asarray(jnp.nan, vals.dtype), vals)
         return vals, idx, state, _k_info(d, k, float_bits)
 
     return _sparsifier("top-k", {"k": k, "float_bits": float_bits}, sparse)

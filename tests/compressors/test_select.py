@@ -20,7 +20,8 @@ import pytest
 
 from ratedist import _native
 from ratedist.compressors import make
-from ratedist.compressors.select import _lax, native_available, top_k_abs
+from ratedist.compressors.base import propagate_nonfinite_sparse
+from ratedist.compressors.select import _lax, native_available, top_k_abs, top_k_abs_unsent
 
 native = pytest.mark.skipif(
     not _native.status().available, reason=f"native kernel: {_native.status().reason}"
@@ -345,3 +346,75 @@ def test_lowering_for_accelerators_uses_lax_top_k(platforms):
     text = exported.mlir_module()
     assert "ratedist_top_k" not in text
     assert "top_k" in text or "TopK" in text
+
+
+def _unsent_rows(dtype):
+    """(row, k, expected unsent flag): none, some, exactly k and k + 1 non-finite entries."""
+    rng = np.random.default_rng(5)
+    d, k = 300, 7
+    bad = [np.nan, np.inf, -np.inf, -np.nan]
+    for n_bad, expect in ((0, False), (1, False), (k - 1, False), (k, False), (k + 1, True)):
+        for spot in ("front", "spread", "back"):
+            x = rng.standard_normal(d).astype(dtype)
+            pos = {
+                "front": np.arange(n_bad),
+                "spread": rng.choice(d, n_bad, replace=False),
+                "back": np.arange(d - n_bad, d),
+            }[spot]
+            x[pos] = [bad[j % 4] for j in range(n_bad)]
+            yield x, k, expect
+    x = np.full(d, np.inf, dtype)  # every entry non-finite
+    yield x, k, True
+    x = np.full(d, np.nan, dtype)
+    x[3] = 1.0  # d - 1 non-finite
+    yield x, d - 1, False
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_abs_unsent_flag(dtype):
+    """The unsent flag, native and pure-JAX, against its definition: some non-finite entry of
+    the row is not among the indices; batched rows under vmap agree with one-row calls."""
+    rows = list(_unsent_rows(dtype))
+    for x, k, expect in rows:
+        for fn in (top_k_abs_unsent, lambda a, k: (*top_k_abs(a, k), None)):
+            vals, idx, unsent = jax.jit(lambda a, fn=fn, k=k: fn(a, k))(jnp.asarray(x))
+            rv, ri = _reference(x, k)
+            np.testing.assert_array_equal(np.asarray(idx), ri)
+            np.testing.assert_array_equal(np.asarray(vals), rv)
+            if unsent is not None:
+                left = np.setdiff1d(np.flatnonzero(~np.isfinite(x)), np.asarray(idx))
+                assert bool(unsent) is expect is (left.size > 0)
+        _, _, pure = jax.jit(lambda a, k=k: _pure_unsent(a, k))(jnp.asarray(x))
+        assert bool(pure) is expect
+    same_k = [(x, e) for x, k, e in rows if k == 7]
+    batch = jnp.asarray(np.stack([x for x, _ in same_k]))
+    _, idx_b, unsent_b = jax.jit(jax.vmap(lambda r: top_k_abs_unsent(r, 7)))(batch)
+    np.testing.assert_array_equal(np.asarray(unsent_b), [e for _, e in same_k])
+    _, idx_2d, unsent_2d = jax.jit(lambda a: top_k_abs_unsent(a, 7))(batch)
+    np.testing.assert_array_equal(np.asarray(idx_2d), np.asarray(idx_b))
+    np.testing.assert_array_equal(np.asarray(unsent_2d), np.asarray(unsent_b))
+
+
+def _pure_unsent(x, k):
+    from ratedist.compressors import select
+
+    idx, unsent = select._lax_unsent(x, k)
+    return None, idx, unsent
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_sparse_policy_equals_generic(dtype):
+    """Top-K's sparse form applies the non-finite policy itself; the values are those of the
+    generic policy (propagate_nonfinite_sparse on the selection) bit for bit, NaN included."""
+    comp = make("top-k:k=7")
+    for x, k, expect in _unsent_rows(dtype):
+        if k != 7:
+            continue
+        xj = jnp.asarray(x)
+        vals, idx, _, _ = jax.jit(lambda a: comp.sparse(a, ()))(xj)
+        gv, gi = top_k_abs(xj, 7)
+        want = propagate_nonfinite_sparse(xj, gv, gi)
+        np.testing.assert_array_equal(np.asarray(idx), np.asarray(gi))
+        assert np.asarray(vals).tobytes() == np.asarray(want).tobytes()
+        if expect:  # a non-finite entry was left out: every sent value is NaN
+            assert np.isnan(np.asarray(vals)).all()
