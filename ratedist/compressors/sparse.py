@@ -141,12 +141,16 @@ def _random_subset(key: Any, x: jax.Array, k: int) -> jax.Array:
     The random bits are words of the quantizers' counter-based stream
     (:func:`ratedist.compressors._kernels.stream_words`). ``top_k_abs(rand_keys(x, key), k)``
     is the definition (and the code off CPU, for other dtypes and with ``RATEDIST_NATIVE=0``);
-    on CPU for float32/float64, :func:`ratedist.compressors._kernels.random_subset` returns
-    the same indices from one native pass that keeps only the keys above an analytic bracket
-    (~``k + 7 sqrt(k)`` of them) and never writes the ``d`` keys. Only the length and dtype of
-    ``x`` are used.
+    on CPU for float32/float64 and ``k <= d/100``
+    (:data:`~ratedist.compressors._kernels.SUBSET_MAX_FRACTION`),
+    :func:`ratedist.compressors._kernels.random_subset` returns the same indices from one
+    native pass that keeps only the keys above an analytic bracket (~``k + 7 sqrt(k)`` of
+    them) and never writes the ``d`` keys; for larger ``k`` the keys and ``top_k_abs`` are
+    faster. Only the length and dtype of ``x`` are used.
     """
-    return _kernels.random_subset(x, key, k)
+    if k <= _kernels.SUBSET_MAX_FRACTION * x.shape[0]:
+        return _kernels.random_subset(x, key, k)
+    return top_k_abs(_kernels.rand_keys(x, key), k)[1]
 
 
 def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:

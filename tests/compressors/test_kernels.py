@@ -208,7 +208,7 @@ def test_compressors_use_the_kernel_and_match_the_pure_path(monkeypatch):
         "scalar:method=tnq,bits=3",
         "scalar:method=lloyd-max,bits=3",
         "threshold:kappa=0.05",
-        "rand-k-unbiased:k=50",
+        "rand-k-unbiased:k=20",  # k <= d/100: the one-pass kernel
     ]
     for spec in specs:
         c = make(spec)
