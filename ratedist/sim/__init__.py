@@ -49,6 +49,7 @@ from ratedist.sim.codes import (
     random_replication,
     uncoded,
 )
+from ratedist.sim.configs import make_algorithm
 from ratedist.sim.gcdl import GC_METHODS, GCMethod, GCSetup, gc_methods, gc_setup
 from ratedist.sim.method import Algorithm, Message, Shared
 from ratedist.sim.problems import (
@@ -92,7 +93,6 @@ from ratedist.sim.sweep import (
     Shard,
     expand_sweep,
     load_sweep,
-    make_algorithm,
     parse_shard,
     run_config,
     run_sweep,

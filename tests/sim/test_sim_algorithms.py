@@ -32,7 +32,7 @@ from ratedist.sim import (
     tpc_v5,
     tridiagonal_quadratic,
 )
-from ratedist.sim.sweep import make_algorithm
+from ratedist.sim.configs import make_algorithm
 
 D, N = 20, 4
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ratedist._registry import Registry
-from ratedist.sim import runner, sweep
+from ratedist.sim import configs, runner, sweep
 from ratedist.sim.stages import PARTICIPATION, pattern_stragglers
 from ratedist.sim.store import config_hash
 from ratedist.sim.sweep import expand_sweep, load_sweep, run_config
@@ -172,7 +172,7 @@ def test_a_participation_model_that_takes_the_code_receives_it(monkeypatch):
     for name in PARTICIPATION.names():
         models.add(name, PARTICIPATION.get(name), **PARTICIPATION.facts(name))
     models.add("first_group", first_group)
-    monkeypatch.setattr(sweep, "PARTICIPATION", models)
+    monkeypatch.setattr(configs, "PARTICIPATION", models)
     (cfg,) = expand_sweep(doc(code={"name": "frc", "s": 1}, participation={"name": "first_group"}))
     assert cfg["participation"] == {"name": "first_group"}
     assert seen[-1].name == "frc[n=6,s=1]"
