@@ -15,18 +15,13 @@ checksums show whether two versions give the same outputs). A ``MODE`` name runs
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-import jax
+sys.path.insert(0, str(Path(__file__).resolve().parent / "native"))
+from run_harness import run_harness
 
-from ratedist import _native
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -35,24 +30,15 @@ def main() -> None:
     ap.add_argument("--source", default=str(ROOT / "ratedist" / "_native" / "quantize.cc"))
     ap.add_argument("mode", nargs="?", default=None, help="one mode name, e.g. 'tnq 3b'")
     args = ap.parse_args()
-    cxx = _native._compiler()
-    flags = [f for f in _native._CXXFLAGS if f not in ("-shared", "-fPIC")]
-    with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "harness"
-        cmd = [
-            *cxx,
-            *flags,
-            f"-I{jax.ffi.include_dir()}",
-            f'-DQSRC="{Path(args.source).resolve()}"',
-            str(HERE / "native" / "quantize_harness.cc"),
-            "-o",
-            str(exe),
-        ]
-        subprocess.run(cmd, check=True)
-        os.sched_setaffinity(0, {args.cpu})
-        run = [str(exe)] + ([args.mode] if args.mode else [])
-        print(f"{Path(args.source).name}, pinned to core {args.cpu}", flush=True)
-        sys.exit(subprocess.run(run, check=False).returncode)
+    sys.exit(
+        run_harness(
+            "quantize_harness.cc",
+            "QSRC",
+            args.source,
+            cpu=args.cpu,
+            args=[args.mode] if args.mode else [],
+        )
+    )
 
 
 if __name__ == "__main__":

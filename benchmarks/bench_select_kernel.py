@@ -20,18 +20,13 @@ of the selected indices show whether two builds agree. A
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-import jax
+sys.path.insert(0, str(Path(__file__).resolve().parent / "native"))
+from run_harness import run_harness
 
-from ratedist import _native
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parent.parent
 #: compiler flags that cap the kernel's intrinsics (the CPU's own support still applies)
 ISA_FLAGS = {
     "avx512": [],
@@ -47,25 +42,17 @@ def main() -> None:
     ap.add_argument("--isa", choices=sorted(ISA_FLAGS), default="avx512", help="intrinsics cap")
     ap.add_argument("case", nargs="?", default=None, help="substring of case names")
     args = ap.parse_args()
-    cxx = _native._compiler()
-    flags = [f for f in _native._CXXFLAGS if f not in ("-shared", "-fPIC")]
-    flags += ISA_FLAGS[args.isa]
-    with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "harness"
-        cmd = [
-            *cxx,
-            *flags,
-            f"-I{jax.ffi.include_dir()}",
-            f'-DSSRC="{Path(args.source).resolve()}"',
-            str(HERE / "native" / "select_harness.cc"),
-            "-o",
-            str(exe),
-        ]
-        subprocess.run(cmd, check=True)
-        os.sched_setaffinity(0, {args.cpu})
-        run = [str(exe)] + ([args.case] if args.case else [])
-        print(f"{Path(args.source).name} ({args.isa}), pinned to core {args.cpu}", flush=True)
-        sys.exit(subprocess.run(run, check=False).returncode)
+    sys.exit(
+        run_harness(
+            "select_harness.cc",
+            "SSRC",
+            args.source,
+            cpu=args.cpu,
+            args=[args.case] if args.case else [],
+            extra_flags=ISA_FLAGS[args.isa],
+            label=f" ({args.isa})",
+        )
+    )
 
 
 if __name__ == "__main__":
