@@ -39,8 +39,20 @@ from ratedist.bounds.constants import (
     measure_omega,
 )
 from ratedist.bounds.core import DiminishingStepBound, LinearBound, SublinearBound, step_sums
-from ratedist.bounds.gradient_coding import (
+from ratedist.bounds.decoding_moments import (
     DecodingMoments,
+    count_rescaling_moments,
+    count_weight_sq_norm,
+    decoding_moments_from_weights,
+    frc_moments,
+    frc_weight_sq_norm,
+    moments_from_weight_law,
+    probability_coefficient_covariance,
+    probability_rescaling_moments,
+    probability_weight_sq_norm,
+    replication_straggler_variance,
+)
+from ratedist.bounds.gradient_coding import (
     FirstStep,
     VarianceTerms,
     coded_convex_bound,
@@ -50,24 +62,14 @@ from ratedist.bounds.gradient_coding import (
     coded_variance,
     convex_horizon_bound,
     convex_horizon_constant,
-    count_rescaling_moments,
-    count_weight_sq_norm,
-    decoding_moments_from_weights,
     first_step_bounds,
-    frc_moments,
-    frc_weight_sq_norm,
     horizon_step_size,
     message_norm_bounds,
-    moments_from_weight_law,
     nonconvex_horizon_bound,
     nonconvex_horizon_constant,
     onebit_message_mse,
     partition_noise_variance,
-    probability_coefficient_covariance,
-    probability_rescaling_moments,
-    probability_weight_sq_norm,
     quantization_variance,
-    replication_straggler_variance,
     straggler_variance_at,
     straggler_variance_bound,
 )

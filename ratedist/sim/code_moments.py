@@ -33,7 +33,7 @@ import numpy as np
 
 from ratedist._registry import Registry
 from ratedist._validation import check_int
-from ratedist.bounds.gradient_coding import (
+from ratedist.bounds.decoding_moments import (
     DecodingMoments,
     count_rescaling_moments,
     decoding_moments_from_weights,
@@ -200,7 +200,7 @@ def decoding_moments(
         seed: seed of the Monte Carlo masks.
 
     Returns:
-        :class:`~ratedist.bounds.gradient_coding.DecodingMoments` (``exact`` says whether it
+        :class:`~ratedist.bounds.decoding_moments.DecodingMoments` (``exact`` says whether it
         is an expectation or an estimate; ``masks`` is 0 for a closed form).
 
     Raises:
