@@ -96,15 +96,8 @@ def top_k_abs(x: Any, k: int) -> tuple[jax.Array, jax.Array]:
         TypeError: ``x`` is not floating, or ``k`` is not an int.
         ValueError: ``x`` is a scalar, or ``k`` is outside ``[1, d]``.
     """
-    x, k = _check(x, k)
-    # indices carry no derivative: select on a stopped copy, gather the values from x itself
-    v = jax.lax.stop_gradient(x)
-    if native_available(x.dtype):
-        cpu = lambda a: _ffi(a, k)[0]  # noqa: E731
-        idx = jax.lax.platform_dependent(v, cpu=cpu, default=lambda a: _lax(a, k))
-    else:
-        idx = _lax(v, k)
-    return jnp.take_along_axis(x, idx, axis=-1), idx
+    values, indices, _ = top_k_abs_unsent(x, k)  # (under jit the unused flag costs nothing)
+    return values, indices
 
 
 def top_k_abs_unsent(x: Any, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -124,6 +117,7 @@ def top_k_abs_unsent(x: Any, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
         As :func:`top_k_abs`.
     """
     x, k = _check(x, k)
+    # indices carry no derivative: select on a stopped copy, gather the values from x itself
     v = jax.lax.stop_gradient(x)
     if native_available(x.dtype):
         idx, unsent = jax.lax.platform_dependent(
