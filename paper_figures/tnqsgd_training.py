@@ -8,7 +8,7 @@ minibatches, compressor randomness). Every compressor runs at the model's common
 the step size tuned for it (grid ``compare.LR_FACTORS`` x the common one: 1, 3, 10, 30, 100 for
 the logistic model, 0.3, 1, 3, 10, 30 for the MLP and the CNN; chosen on 3
 separate tuning seeds). All compressors of a model train in one program
-(``compare.train_group``). Budgets
+(``training.train_group``). Budgets
 count the ``container`` layer INCLUDING side information (norms, scales, Top-K indices), per
 coordinate of one worker's message; each compressor's parameter is matched to the budget
 (``compare.budget_table``). TernGrad (2 bits) and scaled sign + EF (1 bit) cannot spend more:
@@ -55,7 +55,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ratedist.gradients import compare
+from ratedist.gradients import compare, training
 
 OUT = pathlib.Path(__file__).with_suffix(".png")
 TABLE = pathlib.Path(__file__).with_suffix(".txt")
@@ -75,7 +75,7 @@ RHOS = {
 
 def _lr(r) -> str:
     """The tuned step size, starred where it lies on an edge of the grid (not bracketed)."""
-    grid = [compare.LEARNING_RATES[r.model] * f for f in compare.LR_FACTORS[r.model]]
+    grid = [training.LEARNING_RATES[r.model] * f for f in compare.LR_FACTORS[r.model]]
     edge = np.isclose(r.tuned_lr, min(grid)) or np.isclose(r.tuned_lr, max(grid))
     return f"{r.tuned_lr:g}{'*' if edge else ''}"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ratedist.compressors import make
-from ratedist.gradients import compare
+from ratedist.gradients import compare, training
 
 
 @pytest.mark.parametrize("d", [650, 4810])
@@ -41,14 +41,14 @@ def test_budget_table_rejects_bad_bits():
 @pytest.mark.slow
 def test_train_is_the_one_step_size_slice_of_train_grid():
     comp = make("scalar:method=tnq,bits=2")
-    g = compare.train_grid("logistic-digits", comp, (0.5, 1.0), seeds=(0, 1), steps=20)
-    c = compare.train("logistic-digits", comp, seeds=(0, 1), steps=20, lr=1.0)
+    g = training.train_grid("logistic-digits", comp, (0.5, 1.0), seeds=(0, 1), steps=20)
+    c = training.train("logistic-digits", comp, seeds=(0, 1), steps=20, lr=1.0)
     np.testing.assert_allclose(c.train_loss, g.train_loss[1], rtol=1e-6)
     np.testing.assert_allclose(c.entropy_bits, g.entropy_bits[1], rtol=1e-6)
 
 
 def test_tiny_training_run_is_finite_and_decreases():
-    c = compare.train(
+    c = training.train(
         "logistic-digits", make("scalar:method=tnq,bits=2"), seeds=(0, 1), steps=20, eval_every=10
     )
     assert c.train_loss.shape == (2, 3) and c.bits.shape == (2, 3)
@@ -82,7 +82,7 @@ def test_mean_se():
 @pytest.mark.slow
 def test_train_grid_runs_every_step_size_and_counts_entropy_bits():
     comp = make("scalar:method=tnq,bits=2")
-    g = compare.train_grid("logistic-digits", comp, (0.5, 1.0), seeds=(0, 1), steps=20)
+    g = training.train_grid("logistic-digits", comp, (0.5, 1.0), seeds=(0, 1), steps=20)
     assert g.train_loss.shape == (2, 2, 3) and g.entropy_bits.shape == (2, 2, 3)
     assert g.test_accuracy.shape == (2, 2)
     # the same seed draws the same initial parameters at every step size
@@ -92,11 +92,11 @@ def test_train_grid_runs_every_step_size_and_counts_entropy_bits():
     assert np.all(g.entropy_bits[:, :, -1] > 0)
     assert np.all(g.entropy_bits[:, :, -1] <= g.bits[:, :, -1])
     with pytest.raises(ValueError, match="lrs"):
-        compare.train_grid("logistic-digits", comp, (), steps=20)
+        training.train_grid("logistic-digits", comp, (), steps=20)
 
 
 def test_tuned_index_skips_diverged_step_sizes():
-    c = compare.TrainCurves(
+    c = training.TrainCurves(
         np.arange(2),
         np.array([[[1, 0.5], [1, 0.5]], [[1, np.nan], [1, 0.1]], [[1, 0.3], [1, 0.2]]]),
         np.zeros((3, 2, 2)),
@@ -165,7 +165,7 @@ def test_train_group_members_train_as_if_alone():
     # step size and seed, re-ordered by seed inside the program) match a numpy SGD loop, and
     # the compressed member is not the uncompressed one
     lrs, seeds = (0.5, 2.0), (0, 3)
-    g = compare.train_group(
+    g = training.train_group(
         "logistic-digits",
         [(make("scalar:method=tnq,bits=2"), False), (None, False)],
         lrs,
@@ -184,10 +184,10 @@ def test_train_group_members_train_as_if_alone():
     assert not np.allclose(g[0].train_loss[:, :, -1], g[1].train_loss[:, :, -1], rtol=1e-3)
     assert g[0].compile_seconds <= g[0].seconds
     with pytest.raises(ValueError, match="members"):
-        compare.train_group("logistic-digits", [], lrs, steps=6, eval_every=3)
+        training.train_group("logistic-digits", [], lrs, steps=6, eval_every=3)
 
 
 def test_lr_grids_contain_the_common_step():
     for name, grid in compare.LR_FACTORS.items():
         assert 1.0 in grid and list(grid) == sorted(grid), name
-        assert name in compare.LEARNING_RATES
+        assert name in training.LEARNING_RATES
