@@ -373,33 +373,28 @@ def _unsent_rows(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_top_k_abs_unsent_flag(dtype):
     """The unsent flag, native and pure-JAX, against its definition: some non-finite entry of
-    the row is not among the indices; batched rows under vmap agree with one-row calls."""
-    rows = list(_unsent_rows(dtype))
-    for x, k, expect in rows:
-        for fn in (top_k_abs_unsent, lambda a, k: (*top_k_abs(a, k), None)):
-            vals, idx, unsent = jax.jit(lambda a, fn=fn, k=k: fn(a, k))(jnp.asarray(x))
-            rv, ri = _reference(x, k)
-            np.testing.assert_array_equal(np.asarray(idx), ri)
-            np.testing.assert_array_equal(np.asarray(vals), rv)
-            if unsent is not None:
-                left = np.setdiff1d(np.flatnonzero(~np.isfinite(x)), np.asarray(idx))
-                assert bool(unsent) is expect is (left.size > 0)
-        _, _, pure = jax.jit(lambda a, k=k: _pure_unsent(a, k))(jnp.asarray(x))
-        assert bool(pure) is expect
-    same_k = [(x, e) for x, k, e in rows if k == 7]
-    batch = jnp.asarray(np.stack([x for x, _ in same_k]))
-    _, idx_b, unsent_b = jax.jit(jax.vmap(lambda r: top_k_abs_unsent(r, 7)))(batch)
-    np.testing.assert_array_equal(np.asarray(unsent_b), [e for _, e in same_k])
-    _, idx_2d, unsent_2d = jax.jit(lambda a: top_k_abs_unsent(a, 7))(batch)
-    np.testing.assert_array_equal(np.asarray(idx_2d), np.asarray(idx_b))
-    np.testing.assert_array_equal(np.asarray(unsent_2d), np.asarray(unsent_b))
-
-
-def _pure_unsent(x, k):
+    the row is not among the indices; 2-D calls and vmap agree (one compilation per k)."""
     from ratedist.compressors import select
 
-    idx, unsent = select._lax_unsent(x, k)
-    return None, idx, unsent
+    rows = list(_unsent_rows(dtype))
+    for k in sorted({k for _, k, _ in rows}):
+        xs = np.stack([x for x, kk, _ in rows if kk == k])
+        expect = [e for _, kk, e in rows if kk == k]
+        batch = jnp.asarray(xs)
+        vals, idx, unsent = jax.jit(lambda a, k=k: top_k_abs_unsent(a, k))(batch)
+        _, idx_v, unsent_v = jax.jit(jax.vmap(lambda r, k=k: top_k_abs_unsent(r, k)))(batch)
+        vals_p, idx_p = jax.jit(lambda a, k=k: top_k_abs(a, k))(batch)
+        _, pure = jax.jit(lambda a, k=k: select._lax_unsent(a, k))(batch)
+        for r, x in enumerate(xs):
+            rv, ri = _reference(x, k)
+            for got_v, got_i in ((vals[r], idx[r]), (vals_p[r], idx_p[r])):
+                np.testing.assert_array_equal(np.asarray(got_i), ri)
+                np.testing.assert_array_equal(np.asarray(got_v), rv)
+            left = np.setdiff1d(np.flatnonzero(~np.isfinite(x)), ri)
+            assert bool(unsent[r]) is expect[r] is (left.size > 0), (k, r)
+            assert bool(pure[r]) is expect[r], (k, r)
+        np.testing.assert_array_equal(np.asarray(idx_v), np.asarray(idx))
+        np.testing.assert_array_equal(np.asarray(unsent_v), np.asarray(unsent))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -407,13 +402,16 @@ def test_top_k_sparse_policy_equals_generic(dtype):
     """Top-K's sparse form applies the non-finite policy itself; the values are those of the
     generic policy (propagate_nonfinite_sparse on the selection) bit for bit, NaN included."""
     comp = make("top-k:k=7")
+
+    @jax.jit
+    def both(a):
+        gv, gi = top_k_abs(a, 7)
+        return comp.sparse(a, ())[:2], (propagate_nonfinite_sparse(a, gv, gi), gi)
+
     for x, k, expect in _unsent_rows(dtype):
         if k != 7:
             continue
-        xj = jnp.asarray(x)
-        vals, idx, _, _ = jax.jit(lambda a: comp.sparse(a, ()))(xj)
-        gv, gi = top_k_abs(xj, 7)
-        want = propagate_nonfinite_sparse(xj, gv, gi)
+        (vals, idx), (want, gi) = both(jnp.asarray(x))
         np.testing.assert_array_equal(np.asarray(idx), np.asarray(gi))
         assert np.asarray(vals).tobytes() == np.asarray(want).tobytes()
         if expect:  # a non-finite entry was left out: every sent value is NaN
