@@ -99,14 +99,17 @@ def _configs(d: int) -> list[tuple[str, str, float]]:
 
 
 def _steady_allocator() -> bool:
-    """Keep large freed blocks in glibc's heap (mmap and trim thresholds 1 GB); False if this C
-    library has no ``mallopt``."""
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    """Keep large freed blocks in glibc's heap (mmap and trim thresholds 1 GB) and serve every
+    thread from the main heap (one arena: a thread's own arena lives in 64 MB heaps that are
+    unmapped when emptied, so XLA's 40 MB outputs were re-faulted at every call in some runs);
+    before the XLA client (and its threads) exist. False if this C library has no ``mallopt``."""
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # <malloc.h>
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    return all(mallopt(opt, 10**9) == 1 for opt in (m_mmap_threshold, m_trim_threshold))
+    settings = {m_mmap_threshold: 10**9, m_trim_threshold: 10**9, m_arena_max: 1}
+    return all(mallopt(opt, value) == 1 for opt, value in settings.items())
 
 
 def _faults() -> int:

@@ -164,10 +164,120 @@ struct alignas(64) Work {
   int32_t sym[kBlock];
 };
 
+// The same blocks C x 16 at a time: the rounds of one block are a serial chain (add, rotate,
+// xor), so C independent 16-lane chains keep the vector units busy where the flat loop above
+// runs one chain. GCC vector extensions: the same integer operations, the same bits, on every
+// target. On x86-64 with GCC, C is chosen per instruction set by function multiversioning so
+// that the 2 C vectors of a step fill 16 registers: C = 8 with AVX-512 (zmm), 4 with AVX2
+// (ymm), 2 otherwise (xmm; also the choice for other compilers and CPUs). Measured on one
+// core (Zen 5, 1e7 words, ns per word, flat loop -> chains): AVX-512 0.35 -> 0.18, AVX2
+// 1.13 -> 0.74, SSE2 2.1 -> 1.24. Returns the number of blocks done (all but the last
+// n mod 16); the caller finishes with Threefry.
+#if defined(__GNUC__)
+#define RD_WIDE_THREEFRY 1
+typedef uint32_t V16 __attribute__((vector_size(64)));
+
+template <int R, int C>
+RD_INLINE void WideRound(V16* __restrict a, V16* __restrict b) {
+#pragma GCC unroll 16
+  for (int c = 0; c < C; ++c) {
+    a[c] += b[c];
+    b[c] = (b[c] << R) | (b[c] >> (32 - R));
+    b[c] ^= a[c];
+  }
+}
+template <int C>
+RD_INLINE void WideInject(V16* __restrict a, V16* __restrict b, uint32_t ka, uint32_t kb) {
+#pragma GCC unroll 16
+  for (int c = 0; c < C; ++c) {
+    a[c] += ka;
+    b[c] += kb;
+  }
+}
+template <int C>
+RD_INLINE int64_t ThreefryWide(uint32_t k0, uint32_t k1, uint32_t hi, uint32_t lo0, int64_t n,
+                               uint32_t* __restrict out0, uint32_t* __restrict out1) {
+  const uint32_t k2 = k0 ^ k1 ^ 0x1BD11BDAu;
+  V16 iota;
+  for (int l = 0; l < 16; ++l) iota[l] = static_cast<uint32_t>(l);
+  const int64_t done = n / (16 * C) * (16 * C);
+  for (int64_t j = 0; j < done; j += 16 * C) {
+    V16 a[C], b[C];
+    for (int c = 0; c < C; ++c) {
+      a[c] = V16{} + (hi + k0);
+      b[c] = iota + (lo0 + static_cast<uint32_t>(j + 16 * c) + k1);
+    }
+#define RD_W4A                                                                   \
+  WideRound<13, C>(a, b); WideRound<15, C>(a, b); WideRound<26, C>(a, b); \
+  WideRound<6, C>(a, b);
+#define RD_W4B                                                                   \
+  WideRound<17, C>(a, b); WideRound<29, C>(a, b); WideRound<16, C>(a, b); \
+  WideRound<24, C>(a, b);
+    RD_W4A WideInject<C>(a, b, k1, k2 + 1u);
+    RD_W4B WideInject<C>(a, b, k2, k0 + 2u);
+    RD_W4A WideInject<C>(a, b, k0, k1 + 3u);
+    RD_W4B WideInject<C>(a, b, k1, k2 + 4u);
+    RD_W4A WideInject<C>(a, b, k2, k0 + 5u);
+#undef RD_W4A
+#undef RD_W4B
+    for (int c = 0; c < C; ++c) {
+      std::memcpy(out0 + j + 16 * c, &a[c], sizeof(V16));
+      std::memcpy(out1 + j + 16 * c, &b[c], sizeof(V16));
+    }
+  }
+  return done;
+}
+// C chains while 16 C blocks remain, then C / 2, ... 1 (short rows and 8/16-bit draws)
+template <int C>
+RD_INLINE int64_t ThreefryCascade(uint32_t k0, uint32_t k1, uint32_t hi, uint32_t lo0,
+                                  int64_t n, uint32_t* __restrict out0,
+                                  uint32_t* __restrict out1) {
+  int64_t done = ThreefryWide<C>(k0, k1, hi, lo0, n, out0, out1);
+  if constexpr (C > 1) {
+    done += ThreefryCascade<C / 2>(k0, k1, hi, lo0 + static_cast<uint32_t>(done), n - done,
+                                   out0 + done, out1 + done);
+  }
+  return done;
+}
+#if defined(RATEDIST_THREEFRY_CHAINS)  // one fixed number of chains (the tests' builds)
+int64_t ThreefryVec(uint32_t k0, uint32_t k1, uint32_t hi, uint32_t lo0, int64_t n,
+                    uint32_t* out0, uint32_t* out1) {
+  return ThreefryCascade<RATEDIST_THREEFRY_CHAINS>(k0, k1, hi, lo0, n, out0, out1);
+}
+#elif defined(__x86_64__) && !defined(__clang__)
+__attribute__((target("avx512f"))) int64_t ThreefryVec(uint32_t k0, uint32_t k1, uint32_t hi,
+                                                       uint32_t lo0, int64_t n, uint32_t* out0,
+                                                       uint32_t* out1) {
+  return ThreefryCascade<8>(k0, k1, hi, lo0, n, out0, out1);
+}
+__attribute__((target("avx2"))) int64_t ThreefryVec(uint32_t k0, uint32_t k1, uint32_t hi,
+                                                    uint32_t lo0, int64_t n, uint32_t* out0,
+                                                    uint32_t* out1) {
+  return ThreefryCascade<4>(k0, k1, hi, lo0, n, out0, out1);
+}
+__attribute__((target("default"))) int64_t ThreefryVec(uint32_t k0, uint32_t k1, uint32_t hi,
+                                                       uint32_t lo0, int64_t n, uint32_t* out0,
+                                                       uint32_t* out1) {
+  return ThreefryCascade<2>(k0, k1, hi, lo0, n, out0, out1);
+}
+#else
+int64_t ThreefryVec(uint32_t k0, uint32_t k1, uint32_t hi, uint32_t lo0, int64_t n,
+                    uint32_t* out0, uint32_t* out1) {
+  return ThreefryCascade<2>(k0, k1, hi, lo0, n, out0, out1);
+}
+#endif
+#endif
+
 // The stream words [2 j0, 2 (j0 + nb)) as w0[j - j0] (word 2j) and w1[j - j0] (word 2j + 1).
 RD_INLINE void Blocks(const uint32_t k0, const uint32_t k1, int64_t j0, int64_t nb,
                       uint32_t* __restrict w0, uint32_t* __restrict w1) {
-  Threefry(k0, k1, static_cast<uint32_t>(j0 >> 32), static_cast<uint32_t>(j0), nb, w0, w1);
+  const auto hi = static_cast<uint32_t>(j0 >> 32);
+  const auto lo = static_cast<uint32_t>(j0);
+  int64_t done = 0;
+#ifdef RD_WIDE_THREEFRY
+  done = ThreefryVec(k0, k1, hi, lo, nb, w0, w1);
+#endif
+  Threefry(k0, k1, hi, lo + static_cast<uint32_t>(done), nb - done, w0 + done, w1 + done);
 }
 
 // u[j] in [0, 1) for the elements [i0, i0 + n) (i0 a multiple of kBlock), compared as
