@@ -5,7 +5,9 @@ Usage::
     python benchmarks/bench_compressors.py [--quick] [--repeats 5] [--warmup 3]
         [--only NAME ...] [--cpu N | --no-pin] [--multi-thread] [--system-malloc]
 
-For each d, every compressor runs as ``jax.jit(update)`` on one float32 vector; the time is the
+For each d, every compressor runs as ``jax.jit(update)`` on one float32 vector, returning
+``x_hat`` and the info (the bit counts a simulation records each step; unused, XLA would drop
+their computation); the time is the
 median of ``--repeats`` calls after ``--warmup`` untimed calls (the first compiles; the others
 let the allocator settle) and, while the last of them still page-faulted more than 1 % of its
 output, up to 20 more.
@@ -100,6 +102,13 @@ def _configs(d: int) -> list[tuple[str, str, float]]:
         ("scalar lloyd-max 3b", "scalar:method=lloyd-max,bits=3", 3),  # rms, read + write
         ("scalar tnq 3b (stoch.)", "scalar:method=tnq,bits=3", 3),
         ("scalar tnq 3b rng8", "scalar:method=tnq,bits=3,rng_bits=8", 3),
+        # rounding in jax.numpy with the kernels' uniforms; the entropy of the integer
+        # symbols (grid, lattice labels) from their run counts
+        ("grid (stochastic)", "grid:delta=0.5", 2),  # read, write
+        ("stochastic-sign l2", "stochastic-sign:scale=l2", 3),  # norm, then read + write
+        ("lattice zn dither", "lattice:lattice=zn,dither=True", 3),  # rms, read + write
+        ("lattice d4 dither", "lattice:lattice=d4,dither=True", 3),
+        ("lattice e8 dither", "lattice:lattice=e8,dither=True", 3),
     ]
     return out
 
@@ -197,7 +206,8 @@ def bench(d: int, repeats: int, only: list[str] | None, warmup: int = 3) -> None
             print(f"{label:<24}  skipped: {exc}")
             continue
         state = comp.init(x)
-        f = jax.jit(lambda x, s, k, comp=comp: comp.update(x, s, key=k)[0])
+        # x_hat and the info (the bits a run records): an unused info would be dead code
+        f = jax.jit(lambda x, s, k, comp=comp: comp.update(x, s, key=k)[::2])
         call = lambda f=f, state=state: f(x, state, key)  # noqa: E731
         _warm(call, warmup, x_np.nbytes // resource.getpagesize())
         t, cpu, load, faults, best = _timed_faults(call, repeats)

@@ -11,8 +11,9 @@ Three kernels:
   :mod:`ratedist.compressors._kernels`: stochastic rounding on a level table with a
   counter-based Threefry-2x32-20 stream keyed by the JAX key (bit-identical to the pure-JAX
   ``_kernels.stream_words``), the fused deterministic sign / scalar / threshold
-  compressors, and Rand-K's index set drawn from the same stream in one pass
-  (:func:`ratedist.compressors._kernels.random_subset`);
+  compressors, Rand-K's index set drawn from the same stream in one pass
+  (:func:`ratedist.compressors._kernels.random_subset`), and the run counts of integer
+  symbols (:func:`ratedist.compressors._kernels.run_counts`);
 - sparse matrix-vector products ``M v``, ``Mᵀ v`` and the fused logistic / least-squares
   gradient terms (one pass over each row) on the padded per-worker CSR arrays (row
   pointers, column indices, values; ``sparse.cc``), and the fused terms again on a
@@ -66,6 +67,9 @@ QUANTIZE_TARGETS = {
 
 #: FFI target (name, symbol) of Rand-K's index set (``quantize.cc``; no float operand).
 RANDOM_SUBSET_TARGET = ("ratedist_random_subset", "RatedistRandomSubset")
+
+#: FFI target (name, symbol) of the run counts of int32 symbols (``quantize.cc``).
+RUN_COUNTS_TARGET = ("ratedist_run_counts", "RatedistRunCounts")
 
 #: FFI targets of the sparse COO product kernel, by JAX dtype name.
 SPARSE_TARGETS = {
@@ -182,6 +186,7 @@ def status() -> NativeStatus:
             *QUANTIZE_TARGETS.values(),
             *SPARSE_TARGETS.values(),
             RANDOM_SUBSET_TARGET,
+            RUN_COUNTS_TARGET,
             *SPARSE_SLICED_TARGETS.values(),
         ):
             jax.ffi.register_ffi_target(
@@ -197,6 +202,7 @@ def status() -> NativeStatus:
 __all__ = [
     "QUANTIZE_TARGETS",
     "RANDOM_SUBSET_TARGET",
+    "RUN_COUNTS_TARGET",
     "SPARSE_SLICED_TARGETS",
     "SPARSE_TARGETS",
     "TOP_K_ABS_TARGETS",

@@ -23,7 +23,9 @@
 // layout.
 //
 // A second handler, RatedistRandomSubset, returns Rand-K's k indices (those of the k largest
-// keys of mode kRandKeys) from the same stream in one pass that does not write the keys.
+// keys of mode kRandKeys) from the same stream in one pass that does not write the keys; a
+// third, RatedistRunCounts, counts the distinct values of integer symbols (the entropy layer
+// of the grid and lattice compressors).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -94,6 +96,7 @@ enum Mode : int32_t {
   kNearest = 4,    // deterministic scalar: levels[#{thresholds < x/scale}] (* scale)
   kThreshold = 5,  // threshold sparsifier: |x| > scale ? x : 0
   kRandKeys = 6,   // Rand-K's random keys: float32((bits >> 2) + 2^23) as F; x is not read
+  kUniform = 7,    // the uniforms u of Fill (rng_bits 8/16/32), compared as `u < p`; x not read
 };
 
 template <typename F>
@@ -855,8 +858,23 @@ RD_INLINE void KeysRow(const Params<F>& P, int64_t d, F* __restrict y, int32_t* 
   h[0] += static_cast<int32_t>(d);
 }
 
+// The stream's uniforms as drawn for stochastic rounding (Fill); one symbol counted.
+template <typename F>
+RD_INLINE void UniformRow(const Params<F>& P, int64_t d, F* __restrict y, int32_t* h) {
+  Work<F> W;
+  for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
+    const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
+    Fill<F>(P, i0, n, W);
+    F* __restrict yb = y + i0;
+    for (int64_t j = 0; j < n; ++j) yb[j] = W.u[j];
+  }
+  h[0] += static_cast<int32_t>(d);
+}
+
 RD_CLONES void RowF32(const Params<float>& P, const float* x, int64_t d, float* y, int32_t* h) {
-  if (P.mode == kRandKeys) {
+  if (P.mode == kUniform) {
+    UniformRow<float>(P, d, y, h);
+  } else if (P.mode == kRandKeys) {
     KeysRow<float>(P, d, y, h);
   } else if (P.mode <= kNatural) {
     StochRow<float>(P, x, d, y, h);
@@ -866,7 +884,9 @@ RD_CLONES void RowF32(const Params<float>& P, const float* x, int64_t d, float* 
 }
 RD_CLONES void RowF64(const Params<double>& P, const double* x, int64_t d, double* y,
                       int32_t* h) {
-  if (P.mode == kRandKeys) {
+  if (P.mode == kUniform) {
+    UniformRow<double>(P, d, y, h);
+  } else if (P.mode == kRandKeys) {
     KeysRow<double>(P, d, y, h);
   } else if (P.mode <= kNatural) {
     StochRow<double>(P, x, d, y, h);
@@ -1000,6 +1020,72 @@ ffi::Error RandomSubset(ffi::Buffer<ffi::U32> key, ffi::ResultBuffer<ffi::S32> i
   return ffi::Error::Success();
 }
 
+// ----------------------------------------------------------------------------- run counts
+// The run lengths of the sorted values of an int32 row, in increasing order of the values,
+// then zeros up to the row's length m: the counts of integer_entropy_bits
+// (ratedist/compressors/_kernels.py), which the pure-JAX path gets from a sort. Rows whose
+// values span at most max(4 m, 2^16) and at most 2^22 integers are counted in one pass into
+// kLanes histograms of that span (thread-local); wider rows are sorted (a copy, std::sort).
+constexpr int64_t kRunSpanMax = int64_t(1) << 22;
+constexpr int64_t kRunSpanMin = int64_t(1) << 16;
+
+struct RunScratch {
+  std::vector<int32_t> hist, sorted;
+};
+
+void RunCountsRow(const int32_t* v, int64_t m, int32_t* out, RunScratch& w) {
+  int32_t lo = v[0], hi = v[0];
+  for (int64_t i = 1; i < m; ++i) {
+    lo = std::min(lo, v[i]);
+    hi = std::max(hi, v[i]);
+  }
+  const int64_t span = static_cast<int64_t>(hi) - lo + 1;
+  int64_t u = 0;
+  if (span <= std::min(kRunSpanMax, std::max(4 * m, kRunSpanMin))) {
+    // kLanes interleaved sub-histograms: runs of equal symbols (the common case of a few
+    // dominant levels) do not chain their increments through one counter
+    w.hist.assign(static_cast<size_t>(kLanes * span), 0);
+    int32_t* h = w.hist.data();
+    int64_t i = 0;
+    for (; i + kLanes <= m; i += kLanes) {
+      for (int k = 0; k < kLanes; ++k) ++h[k * span + (static_cast<int64_t>(v[i + k]) - lo)];
+    }
+    for (; i < m; ++i) ++h[static_cast<int64_t>(v[i]) - lo];
+    for (int64_t r = 0; r < span; ++r) {
+      int32_t c = 0;
+      for (int k = 0; k < kLanes; ++k) c += h[k * span + r];
+      if (c != 0) out[u++] = c;
+    }
+  } else {
+    w.sorted.assign(v, v + m);
+    std::sort(w.sorted.begin(), w.sorted.end());
+    const int32_t* sv = w.sorted.data();
+    int64_t start = 0;
+    for (int64_t i = 1; i <= m; ++i) {
+      if (i == m || sv[i] != sv[i - 1]) {
+        out[u++] = static_cast<int32_t>(i - start);
+        start = i;
+      }
+    }
+  }
+  std::fill(out + u, out + m, 0);
+}
+
+ffi::Error RunCounts(ffi::Buffer<ffi::S32> v, ffi::ResultBuffer<ffi::S32> out) {
+  auto dims = v.dimensions();
+  if (dims.size() == 0) return ffi::Error::InvalidArgument("ratedist run counts: need rank >= 1");
+  const int64_t m = dims.back();
+  if (m < 1 || static_cast<int64_t>(out->element_count()) != static_cast<int64_t>(v.element_count())) {
+    return ffi::Error::InvalidArgument("ratedist run counts: inconsistent shapes");
+  }
+  const int64_t rows = static_cast<int64_t>(v.element_count()) / m;
+  thread_local RunScratch work;
+  for (int64_t r = 0; r < rows; ++r) {
+    RunCountsRow(v.typed_data() + r * m, m, out->typed_data() + r * m, work);
+  }
+  return ffi::Error::Success();
+}
+
 template <ffi::DataType T>
 ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scale,
                     ffi::ResultBuffer<T> y, ffi::ResultBuffer<ffi::S32> counts, int32_t mode,
@@ -1068,6 +1154,8 @@ ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF32, Quantize<ffi::F32>, RD_BIND(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF64, Quantize<ffi::F64>, RD_BIND(ffi::F64));
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRunCounts, RunCounts,
+                              ffi::Ffi::Bind().Arg<ffi::Buffer<ffi::S32>>().Ret<ffi::Buffer<ffi::S32>>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRandomSubset, RandomSubset,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::U32>>()

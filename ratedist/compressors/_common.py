@@ -142,40 +142,11 @@ def word_fields(words: jax.Array, n: int, rng_bits: int) -> jax.Array:
     return jax.lax.bitcast_convert_type(words, udtype).reshape(-1)[:n]
 
 
-def random_uints(key: Any, n: int, rng_bits: int) -> jax.Array:
-    """``n`` uniform unsigned integers of ``rng_bits`` (8 or 16) bits each.
-
-    Draws ``ceil(n * rng_bits / 32)`` 32-bit threefry words and bit-casts them, so 8-bit
-    draws cost a quarter of the generator work of ``jax.random.uniform`` (measured ~10x
-    faster at d = 10^6 on CPU; ``jax.random.bits(..., uint8)`` does not pack).
-    """
-    words = jax.random.bits(key, (-(-n // (32 // rng_bits)),), jnp.uint32)
-    return word_fields(words, n, rng_bits)
-
-
 def below_midpoints(b: jax.Array, p: jax.Array, rng_bits: int) -> jax.Array:
     """``(b + 1/2) 2^-rng_bits < p``: Bernoulli(``round(p 2^n) / 2^n``) draws from uniform
-    ``rng_bits``-bit integers ``b`` (see :func:`round_up` for the bias)."""
+    ``rng_bits``-bit integers ``b`` (see :func:`ratedist.compressors._kernels.bernoulli` for
+    the bias)."""
     return (b.astype(p.dtype) + 0.5) * float(2.0**-rng_bits) < p
-
-
-def round_up(key: Any, p: jax.Array, rng_bits: int) -> jax.Array:
-    """Bernoulli(``p``) draws, ``p`` in ``[0, 1]`` of shape ``(n,)``, for stochastic rounding.
-
-    ``rng_bits = 32`` draws ``jax.random.uniform`` in the dtype of ``p`` (resolution 2^-23 in
-    float32, 2^-52 in float64): unbiased to the float resolution. ``rng_bits = 8`` or ``16``
-    draws that many random bits per coordinate (:func:`random_uints`) and returns
-    ``(b + 1/2) / 2^n < p``; then ``P(up) = round(p 2^n) / 2^n``, a per-coordinate bias of at
-    most ``2^-(n+1)`` times the level spacing (≤ 7.6e-6 at 16 bits, ≤ 2e-3 at 8 bits), so the
-    compressor is then only approximately unbiased (its facts say ``unbiased=False``).
-
-    This is the rounding of the compressors that are not kernel-backed (grid, stochastic
-    sign); the kernel-backed ones draw the same way from their own counter-based stream
-    (:func:`ratedist.compressors._kernels.round_up`).
-    """
-    if rng_bits == 32:
-        return jax.random.uniform(key, p.shape, dtype=p.dtype) < p
-    return below_midpoints(random_uints(key, p.shape[0], rng_bits), p, rng_bits)
 
 
 def safe_div(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -191,15 +162,3 @@ def check_rounding(rounding: Any) -> str:
 def bit_width(v: jax.Array) -> jax.Array:
     """Bits to write an integer ``0 <= v < 2^31``: ``ceil(log2(v + 1))`` (exact, via clz)."""
     return 32 - jax.lax.clz(v.astype(jnp.int32))
-
-
-def integer_entropy_bits(col: jax.Array) -> jax.Array:
-    """``m * H(p_hat)`` of one integer sequence of length ``m`` over an alphabet not known in
-    advance (sort, count runs; :func:`counts_entropy_bits` of the run lengths)."""
-    m = col.shape[0]
-    srt = jnp.sort(col)
-    new = jnp.concatenate([jnp.ones((1,), bool), srt[1:] != srt[:-1]])
-    seg = jnp.cumsum(new.astype(jnp.int32)) - 1
-    return counts_entropy_bits(
-        jax.ops.segment_sum(jnp.ones((m,), info_dtype()), seg, num_segments=m), m
-    )

@@ -269,7 +269,7 @@ def qsgd(s: int = 1, float_bits: int = FLOAT_BITS, rng_bits: int = 32) -> Compre
         s: number of quantization intervals (``s + 1`` levels), >= 1.
         float_bits: width of the sent norm.
         rng_bits: random bits per coordinate for the rounding (32 = exact; see
-            :func:`ratedist.compressors._common.round_up`).
+            :func:`ratedist.compressors._kernels.bernoulli`).
 
     Returns:
         An unbiased compressor with ``omega = min(d/s^2, sqrt(d)/s)``.

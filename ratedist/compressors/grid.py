@@ -35,7 +35,7 @@ Limits: the indices are int32 and ``w`` is counted for ranges below ``2^31``; ke
 
 Random bits: ``rng_bits = 32`` draws ``b_j`` exactly to the float resolution; 8 or 16 bits round
 ``P(b_j = 1)`` to a multiple of ``2^-rng_bits`` (error ``eps <= 2^-(rng_bits+1)``,
-:func:`~ratedist.compressors._common.round_up`): the instance is then declared biased, and its
+:func:`~ratedist.compressors._kernels.bernoulli`): the instance is then declared biased, and its
 per-coordinate MSE ``delta^2 (r(1 − r) + eps (1 − 2r)) <= delta^2 (1/4 + eps^2)``.
 
 References:
@@ -53,15 +53,14 @@ from typing import Any
 import jax.numpy as jnp
 
 from ratedist._validation import check_positive
+from ratedist.compressors import _kernels
 from ratedist.compressors._common import (
     bit_width,
     check_key,
     check_rng_bits,
     check_rounding,
     check_vector,
-    integer_entropy_bits,
     make_info,
-    round_up,
 )
 from ratedist.compressors.base import Compressor, register
 from ratedist.compressors.dense import _stateless
@@ -134,14 +133,16 @@ def grid(delta: float, rounding: str = "stochastic", rng_bits: int = 32) -> Comp
         if stochastic:
             key = check_key(key, "grid")
             k = jnp.floor(y)
-            i = k + round_up(key, y - k, rng_bits).astype(x.dtype)
+            i = k + _kernels.bernoulli(key, y - k, rng_bits).astype(x.dtype)
         else:
             i = jnp.round(y)
         x_hat = (jnp.asarray(delta, x.dtype) * i).astype(x.dtype)
         idx = i.astype(jnp.int32)
-        lo = jnp.min(idx)
-        width = bit_width(jnp.max(idx) - lo)
-        ent = integer_entropy_bits(idx) + HEADER_BITS
+        # the extremes of the integer-valued floats i (exact; XLA's CPU float reductions are
+        # vectorized, its int32 ones a chain of reduce-windows)
+        lo = jnp.min(i).astype(jnp.int32)
+        width = bit_width(jnp.max(i).astype(jnp.int32) - lo)
+        ent = _kernels.integer_entropy_bits(idx) + HEADER_BITS
         return x_hat, state, make_info(d * width, 0, HEADER_BITS, ent)
 
     params = {"delta": delta, "rounding": rounding, "rng_bits": rng_bits}

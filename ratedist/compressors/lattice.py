@@ -14,7 +14,9 @@ dimension ``n`` (the last block padded with zeros; the padded coordinates are dr
 ``G`` (distortion ``G step^2 sigma^2``). ``"zn"`` is coordinatewise rounding (n = 1, no
 padding).
 
-Dither: ``u`` is uniform on the Voronoi cell, drawn from ``key`` per call. It is a shared-seed
+Dither: ``u`` is uniform on the Voronoi cell, drawn from ``key`` per call (the quantizer
+kernels' stream, :func:`ratedist.compressors._kernels.uniform_like`, mapped onto the cell by
+:func:`ratedist.quantizers.lattice.cell_point`). It is a shared-seed
 (subtractive) dither: the receiver regenerates ``u`` from the same key, so it costs 0 bits.
 Then the error ``x_hat - x`` is ``scale`` times a vector uniform on the cell and independent of
 ``x`` (Zamir & Feder 1996, Thm. 1), zero mean because the cells are centrally symmetric: the
@@ -68,19 +70,19 @@ import jax
 import jax.numpy as jnp
 
 from ratedist._validation import check_choice, check_positive
+from ratedist.compressors import _kernels
 from ratedist.compressors._common import (
     bit_width,
     check_float_bits,
     info_dtype,
-    integer_entropy_bits,
     make_info,
 )
 from ratedist.compressors.base import FLOAT_BITS, CompressInfo, Compressor, Facts, register
 from ratedist.quantizers.lattice import (
     Lattice,
+    cell_point,
     get_lattice,
     lattice_labels,
-    uniform_in_cell,
 )
 
 #: Lattice names accepted by the compressor (``"zn"`` = coordinatewise rounding).
@@ -123,7 +125,9 @@ def _quantize(
     y = jnp.where(nz, x * inv_scale, 0).astype(x.dtype)
     y = jnp.pad(y, (0, m * n - d)).reshape(m, n)
     if dither:
-        u = uniform_in_cell(lat, key, (m,), x.dtype)
+        # uniform on the cell: the stream's uniforms (one pass of the quantizer kernel on
+        # CPU) mapped by cell_point
+        u = cell_point(lat, _kernels.uniform_like(y, key))
         p = lat.closest_point(y - u)
         point = (p + u).reshape(-1)[:d]
     else:
@@ -246,7 +250,7 @@ def lattice(
         lo = jnp.min(labels, axis=0)
         widths = bit_width(jnp.max(labels, axis=0) - lo)
         value_bits = m * jnp.sum(widths).astype(info_dtype())
-        entropy = jnp.sum(jax.vmap(integer_entropy_bits, in_axes=1)(labels)) + float_bits
+        entropy = jnp.sum(jax.vmap(_kernels.integer_entropy_bits, in_axes=1)(labels)) + float_bits
         return x_hat, state, make_info(value_bits, 0, float_bits + header_bits, entropy)
 
     def init(x: Any) -> LatticeState:

@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 
 from ratedist._validation import check_choice, check_positive
+from ratedist.compressors import _kernels
 from ratedist.compressors._common import (
     binary_entropy_bits,
     check_float_bits,
@@ -46,7 +47,6 @@ from ratedist.compressors._common import (
     check_rng_bits,
     check_vector,
     make_info,
-    round_up,
     safe_div,
 )
 from ratedist.compressors.base import COMPRESSORS, FLOAT_BITS, Compressor, Facts, register
@@ -124,7 +124,7 @@ def stochastic_sign(
         d = x.shape[0]
         R = _scale_value(x, scale, bound)
         p = jnp.clip((1 + safe_div(x, jnp.broadcast_to(R, x.shape))) / 2, 0, 1)
-        up = round_up(key, p, rng_bits)
+        up = _kernels.bernoulli(key, p, rng_bits)
         x_hat = jnp.where(up, R, -R).astype(x.dtype)
         # a non-finite coordinate must not become a finite output
         x_hat = jnp.where(jnp.isfinite(x), x_hat, x)

@@ -343,8 +343,16 @@ def uniform_in_cell(lattice: Lattice, key: Any, shape: tuple[int, ...], dtype: A
 
 @partial(jax.jit, static_argnums=(0, 2, 3))
 def _uniform_in_cell(lattice: Lattice, key: Any, shape: tuple[int, ...], dtype: Any) -> Any:
-    u = jax.random.uniform(key, (*shape, lattice.dim), dtype=dtype)
-    v = u @ jnp.asarray(lattice.generator, dtype)
+    return cell_point(lattice, jax.random.uniform(key, (*shape, lattice.dim), dtype=dtype))
+
+
+def cell_point(lattice: Lattice, u: Any) -> Any:
+    """The point of the Voronoi cell of 0 that ``u`` (shape ``(..., dim)``, entries in
+    ``[0, 1)``) addresses: ``v - Q(v)`` with ``v = u @ generator``. Uniform ``u`` give points
+    uniform on the cell (see :func:`uniform_in_cell`); callers with their own uniforms (the
+    lattice compressor's dither, drawn from the quantizer kernels' stream) use this map."""
+    u = jnp.asarray(u)
+    v = u @ jnp.asarray(lattice.generator, u.dtype)
     return v - lattice.closest_point(v)
 
 

@@ -85,7 +85,16 @@ CASES = {
     "scaled_sign": lambda x, k: _kernels.sign(x, jnp.sum(jnp.abs(x)) / x.shape[0]),
     "threshold": lambda x, k: _kernels.keep_above(x, 0.7 * _rms(x)),
     "rand_keys": lambda x, k: (_kernels.rand_keys(x, k), jnp.zeros((1,), jnp.int32)),
+    **{
+        f"uniform{bits}": lambda x, k, bits=bits: (
+            _kernels.uniform_like(x, k, bits),
+            _kernels.bernoulli(k, jnp.abs(x) / (1 + jnp.abs(x)), bits),
+        )
+        for bits in (32, 16, 8)
+    },
 }
+#: cases whose second output is not the counts of the sent symbols
+NO_COUNTS = ("rand_keys", "uniform32", "uniform16", "uniform8")
 
 
 def _pure(fn, *args, monkeypatch):
@@ -159,7 +168,7 @@ def test_native_equals_pure_jax_bit_for_bit(dtype, monkeypatch):
         for a, b in zip(native, pure, strict=True):
             assert _same_bits(a, b), name
         # the counts are the histogram of what was sent: they sum to d
-        assert name == "rand_keys" or int(np.sum(native[1])) == x.shape[0], name
+        assert name in NO_COUNTS or int(np.sum(native[1])) == x.shape[0], name
 
 
 def test_native_equals_pure_jax_under_vmap_and_raw_keys(monkeypatch):
@@ -442,3 +451,43 @@ def test_threefry_chain_widths_give_the_same_stream(tmp_path):
     assert len(sums["default"]) == 8
     for label, lines in sums.items():
         assert lines == sums["default"], label
+
+
+# ----------------------------------------------------------------------------- run counts
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([5], np.int32),
+        np.array([3, -2, 3, 3, 7, -2, 0], np.int32),
+        np.random.default_rng(0).integers(-40, 40, size=5000).astype(np.int32),
+        # a span wider than max(4 m, 2^16): the sorting branch
+        np.random.default_rng(1).integers(-(2**30), 2**30, size=3000).astype(np.int32),
+        np.array([np.iinfo(np.int32).min, np.iinfo(np.int32).max, 0, 0], np.int32),
+    ],
+)
+def test_run_counts_native_equals_pure_jax(values, monkeypatch):
+    col = jnp.asarray(values)
+    native = jax.jit(_kernels.run_counts)(col)
+    assert "ratedist_run_counts" in jax.jit(_kernels.run_counts).lower(col).as_text()
+    with monkeypatch.context() as m:
+        m.setattr(_kernels, "native_available", lambda dtype: False)
+        pure = jax.jit(lambda c: _kernels.run_counts(c)).lower(col).compile()(col)
+    assert _same_bits(native, pure)
+    # independent: numpy's unique counts, in increasing order of the values, then zeros
+    _, counts = np.unique(values, return_counts=True)
+    expect = np.zeros(values.size, np.int32)
+    expect[: counts.size] = counts
+    np.testing.assert_array_equal(np.asarray(native), expect)
+
+
+def test_run_counts_under_vmap_and_bad_input():
+    cols = jnp.asarray(np.random.default_rng(2).integers(0, 9, size=(3, 700)).astype(np.int32))
+    batched = jax.vmap(_kernels.run_counts)(cols)
+    for row, out in zip(np.asarray(cols), np.asarray(batched), strict=True):
+        _, counts = np.unique(row, return_counts=True)
+        np.testing.assert_array_equal(out[: counts.size], counts)
+        assert not out[counts.size :].any()
+    with pytest.raises(TypeError, match="int32"):
+        _kernels.run_counts(jnp.zeros((4,), jnp.float32))
