@@ -1033,12 +1033,14 @@ struct RunScratch {
   std::vector<int32_t> hist, sorted;
 };
 
-void RunCountsRow(const int32_t* v, int64_t m, int32_t* out, RunScratch& w) {
+void RunCountsRow(const int32_t* v, int64_t m, int32_t* out, int32_t* ext, RunScratch& w) {
   int32_t lo = v[0], hi = v[0];
   for (int64_t i = 1; i < m; ++i) {
     lo = std::min(lo, v[i]);
     hi = std::max(hi, v[i]);
   }
+  ext[0] = lo;
+  ext[1] = hi;
   const int64_t span = static_cast<int64_t>(hi) - lo + 1;
   int64_t u = 0;
   if (span <= std::min(kRunSpanMax, std::max(4 * m, kRunSpanMin))) {
@@ -1071,17 +1073,22 @@ void RunCountsRow(const int32_t* v, int64_t m, int32_t* out, RunScratch& w) {
   std::fill(out + u, out + m, 0);
 }
 
-ffi::Error RunCounts(ffi::Buffer<ffi::S32> v, ffi::ResultBuffer<ffi::S32> out) {
+// Outputs: the counts (..., m) and the row's smallest and largest value (..., 2).
+ffi::Error RunCounts(ffi::Buffer<ffi::S32> v, ffi::ResultBuffer<ffi::S32> out,
+                     ffi::ResultBuffer<ffi::S32> ext) {
   auto dims = v.dimensions();
   if (dims.size() == 0) return ffi::Error::InvalidArgument("ratedist run counts: need rank >= 1");
   const int64_t m = dims.back();
-  if (m < 1 || static_cast<int64_t>(out->element_count()) != static_cast<int64_t>(v.element_count())) {
+  const auto n = static_cast<int64_t>(v.element_count());
+  const int64_t rows = m < 1 ? 0 : n / m;
+  if (m < 1 || static_cast<int64_t>(out->element_count()) != n ||
+      static_cast<int64_t>(ext->element_count()) != 2 * rows) {
     return ffi::Error::InvalidArgument("ratedist run counts: inconsistent shapes");
   }
-  const int64_t rows = static_cast<int64_t>(v.element_count()) / m;
   thread_local RunScratch work;
   for (int64_t r = 0; r < rows; ++r) {
-    RunCountsRow(v.typed_data() + r * m, m, out->typed_data() + r * m, work);
+    RunCountsRow(v.typed_data() + r * m, m, out->typed_data() + r * m,
+                 ext->typed_data() + 2 * r, work);
   }
   return ffi::Error::Success();
 }
@@ -1155,7 +1162,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF32, Quantize<ffi::F32>, RD_BIND(f
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF64, Quantize<ffi::F64>, RD_BIND(ffi::F64));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRunCounts, RunCounts,
-                              ffi::Ffi::Bind().Arg<ffi::Buffer<ffi::S32>>().Ret<ffi::Buffer<ffi::S32>>());
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRandomSubset, RandomSubset,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::U32>>()

@@ -450,26 +450,40 @@ def _jax_run_counts(col):
     return jax.ops.segment_sum(jnp.ones((m,), jnp.int32), seg, num_segments=m)
 
 
-def run_counts(col):
-    """The numbers of occurrences of the distinct values of the int32 sequence ``col``
-    (length ``m``), in increasing order of the values, then zeros up to length ``m`` (int32).
+def _jax_symbol_summary(col):
+    return _jax_run_counts(col), jnp.min(col), jnp.max(col)
+
+
+def symbol_summary(col):
+    """``(counts, lo, hi)`` of the int32 sequence ``col`` (length ``m >= 1``): the numbers of
+    occurrences of its distinct values in increasing order of the values, then zeros up to
+    length ``m`` (int32), and its smallest and largest value.
 
     The pure-JAX code sorts and counts runs; on CPU one native call counts in a histogram
     of the value span when it is at most ``max(4 m, 2^16)`` (and 2^22) wide, and sorts
-    otherwise: the same counts (≈ 100x faster than XLA's sort at m = 1e6).
+    otherwise: the same outputs (≈ 50x faster than XLA's sort at m = 1e6, and no int32
+    min/max, which XLA's CPU backend runs as chains of reduce-windows).
     """
     col = jnp.asarray(col)
-    if col.dtype != jnp.int32 or col.ndim != 1:
-        raise TypeError(f"run_counts: col must be a 1-d int32 array, got {col.dtype}{col.shape}")
-    if col.shape[0] == 0 or not native_available(jnp.float32):
-        return _jax_run_counts(col)
+    if col.dtype != jnp.int32 or col.ndim != 1 or col.shape[0] < 1:
+        raise TypeError(
+            f"symbol_summary: col must be a non-empty 1-d int32 array, got {col.dtype}{col.shape}"
+        )
+    if not native_available(jnp.float32):
+        return _jax_symbol_summary(col)
     target, _ = _native.RUN_COUNTS_TARGET
-    out = jax.ShapeDtypeStruct(col.shape, jnp.int32)
+    outs = (jax.ShapeDtypeStruct(col.shape, jnp.int32), jax.ShapeDtypeStruct((2,), jnp.int32))
 
     def native(c):
-        return jax.ffi.ffi_call(target, out, vmap_method="broadcast_all")(c)
+        counts, ext = jax.ffi.ffi_call(target, outs, vmap_method="broadcast_all")(c)
+        return counts, ext[..., 0], ext[..., 1]
 
-    return jax.lax.platform_dependent(col, cpu=native, default=_jax_run_counts)
+    return jax.lax.platform_dependent(col, cpu=native, default=_jax_symbol_summary)
+
+
+def run_counts(col):
+    """The counts of :func:`symbol_summary`."""
+    return symbol_summary(col)[0]
 
 
 def integer_entropy_bits(col):
@@ -572,5 +586,6 @@ __all__ = [
     "stream_fields",
     "stream_uniform",
     "stream_words",
+    "symbol_summary",
     "uniform_like",
 ]

@@ -60,6 +60,7 @@ from ratedist.compressors._common import (
     check_rng_bits,
     check_rounding,
     check_vector,
+    counts_entropy_bits,
     make_info,
 )
 from ratedist.compressors.base import Compressor, register
@@ -137,12 +138,9 @@ def grid(delta: float, rounding: str = "stochastic", rng_bits: int = 32) -> Comp
         else:
             i = jnp.round(y)
         x_hat = (jnp.asarray(delta, x.dtype) * i).astype(x.dtype)
-        idx = i.astype(jnp.int32)
-        # the extremes of the integer-valued floats i (exact; XLA's CPU float reductions are
-        # vectorized, its int32 ones a chain of reduce-windows)
-        lo = jnp.min(i).astype(jnp.int32)
-        width = bit_width(jnp.max(i).astype(jnp.int32) - lo)
-        ent = _kernels.integer_entropy_bits(idx) + HEADER_BITS
+        counts, lo, hi = _kernels.symbol_summary(i.astype(jnp.int32))
+        width = bit_width(hi - lo)
+        ent = counts_entropy_bits(counts, d) + HEADER_BITS
         return x_hat, state, make_info(d * width, 0, HEADER_BITS, ent)
 
     params = {"delta": delta, "rounding": rounding, "rng_bits": rng_bits}

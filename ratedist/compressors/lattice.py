@@ -74,6 +74,7 @@ from ratedist.compressors import _kernels
 from ratedist.compressors._common import (
     bit_width,
     check_float_bits,
+    counts_entropy_bits,
     info_dtype,
     make_info,
 )
@@ -247,10 +248,10 @@ def lattice(
         d = x.shape[0]
         m = -(-d // n)
         x_hat, labels = _quantize(lat, step, dither, x, key)
-        lo = jnp.min(labels, axis=0)
-        widths = bit_width(jnp.max(labels, axis=0) - lo)
-        value_bits = m * jnp.sum(widths).astype(info_dtype())
-        entropy = jnp.sum(jax.vmap(_kernels.integer_entropy_bits, in_axes=1)(labels)) + float_bits
+        # per column of labels: its counts, smallest and largest value (one native pass on CPU)
+        counts, lo, hi = jax.vmap(_kernels.symbol_summary, in_axes=1)(labels)
+        value_bits = m * jnp.sum(bit_width(hi - lo)).astype(info_dtype())
+        entropy = jnp.sum(jax.vmap(lambda c: counts_entropy_bits(c, m))(counts)) + float_bits
         return x_hat, state, make_info(value_bits, 0, float_bits + header_bits, entropy)
 
     def init(x: Any) -> LatticeState:

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from harness_builds import harness_outputs
 from threefry_reference import threefry2x32_20
 
 from ratedist.compressors import _kernels, make
@@ -428,26 +429,13 @@ def test_threefry_chain_widths_give_the_same_stream(tmp_path):
     # and a flat loop for the rest; builds of the harness with every fixed C (1, 2, 4, 8,
     # for the x86-64 baseline here) and the default multiversioned build agree on every
     # mode's counts and output (the build this CPU runs is checked against JAX above)
-    from ratedist import _native
-
-    root = Path(__file__).resolve().parents[2]
-    flags = [f for f in _native._CXXFLAGS if f not in ("-shared", "-fPIC")]
-    source = root / "ratedist" / "_native" / "quantize.cc"
-    sums = {}
-    for label, extra in {
-        "default": [],
-        **{f"chains={c}": [f"-DRATEDIST_THREEFRY_CHAINS={c}"] for c in (1, 2, 4, 8)},
-    }.items():
-        exe = tmp_path / label.replace("=", "")
-        cmd = [*_native._compiler(), *flags, *extra, f"-I{jax.ffi.include_dir()}"]
-        cmd += [f'-DQSRC="{source}"', str(root / "benchmarks" / "native" / "quantize_harness.cc")]
-        subprocess.run([*cmd, "-o", str(exe)], check=True, timeout=300)
-        out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr
-        sums[label] = [
-            line.split("ns/elem")[0].strip()[:16] + line.split("checksum")[1]
-            for line in out.stdout.splitlines()
-        ]
+    variants = {"default": []}
+    variants.update({f"chains={c}": [f"-DRATEDIST_THREEFRY_CHAINS={c}"] for c in (1, 2, 4, 8)})
+    out = harness_outputs("quantize_harness.cc", "quantize.cc", "QSRC", variants, tmp_path)
+    sums = {
+        label: [line[:16] + line.split("checksum")[1] for line in lines]  # name, checksums
+        for label, lines in out.items()
+    }
     assert len(sums["default"]) == 8
     for label, lines in sums.items():
         assert lines == sums["default"], label
@@ -467,14 +455,17 @@ def test_threefry_chain_widths_give_the_same_stream(tmp_path):
         np.array([np.iinfo(np.int32).min, np.iinfo(np.int32).max, 0, 0], np.int32),
     ],
 )
-def test_run_counts_native_equals_pure_jax(values, monkeypatch):
+def test_symbol_summary_native_equals_pure_jax(values, monkeypatch):
     col = jnp.asarray(values)
-    native = jax.jit(_kernels.run_counts)(col)
-    assert "ratedist_run_counts" in jax.jit(_kernels.run_counts).lower(col).as_text()
+    native = jax.jit(_kernels.symbol_summary)(col)
+    assert "ratedist_run_counts" in jax.jit(_kernels.symbol_summary).lower(col).as_text()
     with monkeypatch.context() as m:
         m.setattr(_kernels, "native_available", lambda dtype: False)
-        pure = jax.jit(lambda c: _kernels.run_counts(c)).lower(col).compile()(col)
-    assert _same_bits(native, pure)
+        pure = jax.jit(lambda c: _kernels.symbol_summary(c)).lower(col).compile()(col)
+    for a, b in zip(native, pure, strict=True):
+        assert _same_bits(a, b)
+    assert int(native[1]) == values.min() and int(native[2]) == values.max()
+    native = native[0]
     # independent: numpy's unique counts, in increasing order of the values, then zeros
     _, counts = np.unique(values, return_counts=True)
     expect = np.zeros(values.size, np.int32)
@@ -482,12 +473,14 @@ def test_run_counts_native_equals_pure_jax(values, monkeypatch):
     np.testing.assert_array_equal(np.asarray(native), expect)
 
 
-def test_run_counts_under_vmap_and_bad_input():
+def test_symbol_summary_under_vmap_and_bad_input():
     cols = jnp.asarray(np.random.default_rng(2).integers(0, 9, size=(3, 700)).astype(np.int32))
-    batched = jax.vmap(_kernels.run_counts)(cols)
+    batched, lo, hi = jax.vmap(_kernels.symbol_summary)(cols)
     for row, out in zip(np.asarray(cols), np.asarray(batched), strict=True):
         _, counts = np.unique(row, return_counts=True)
         np.testing.assert_array_equal(out[: counts.size], counts)
         assert not out[counts.size :].any()
+    np.testing.assert_array_equal(lo, np.asarray(cols).min(axis=1))
+    np.testing.assert_array_equal(hi, np.asarray(cols).max(axis=1))
     with pytest.raises(TypeError, match="int32"):
         _kernels.run_counts(jnp.zeros((4,), jnp.float32))

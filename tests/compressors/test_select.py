@@ -11,12 +11,12 @@ import platform
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from harness_builds import harness_outputs
 
 from ratedist import _native
 from ratedist.compressors import make
@@ -189,35 +189,16 @@ def test_instruction_set_variants_select_the_same_indices(tmp_path):
     # the AVX-512, AVX2 and portable builds of the row function agree on every case of the
     # harness (a hash of the selected indices); the build this CPU runs is checked against
     # the numpy references above
-    root = Path(__file__).resolve().parents[2]
-    flags = [f for f in _native._CXXFLAGS if f not in ("-shared", "-fPIC")]
-    source = root / "ratedist" / "_native" / "select.cc"
-    sums = {}
-    for isa, extra in {
+    variants = {
         "avx512": [],
         "avx2": ["-DRATEDIST_SELECT_NO_AVX512"],
         "portable": ["-DRATEDIST_SELECT_PORTABLE"],
-    }.items():
-        exe = tmp_path / isa
-        subprocess.run(
-            [
-                *_native._compiler(),
-                *flags,
-                *extra,
-                f"-I{jax.ffi.include_dir()}",
-                f'-DSSRC="{source}"',
-                str(root / "benchmarks" / "native" / "select_harness.cc"),
-                "-o",
-                str(exe),
-            ],
-            check=True,
-            timeout=300,
-        )
-        out = subprocess.run([str(exe), "", "1"], capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr
-        sums[isa] = [
-            line.split("checksum")[0][:30] + line.split()[-1] for line in out.stdout.splitlines()
-        ]
+    }
+    out = harness_outputs("select_harness.cc", "select.cc", "SSRC", variants, tmp_path, ("", "1"))
+    sums = {
+        isa: [line.split("checksum")[0][:30] + line.split()[-1] for line in lines]
+        for isa, lines in out.items()
+    }
     assert len(sums["avx512"]) >= 10
     assert sums["avx2"] == sums["avx512"]
     assert sums["portable"] == sums["avx512"]
