@@ -311,7 +311,9 @@ _SCRIPT = textwrap.dedent(
     from ratedist.compressors import _kernels, make
     x = jnp.asarray(np.random.default_rng(0).standard_normal(100_003).astype(np.float32))
     h = hashlib.sha256()
-    for spec in ("qsgd:s=15", "natural:rng_bits=8", "rand-k:k=1000"):
+    specs = ("qsgd:s=15", "natural:rng_bits=8", "rand-k:k=1000", "grid:delta=0.5",
+             "lattice:lattice=zn,dither=True")
+    for spec in specs:
         c = make(spec)
         f = jax.jit(lambda v, k, c=c: c.update(v, c.init(v), key=k)[0])
         h.update(np.asarray(f(x, jax.random.key(42))).tobytes())
