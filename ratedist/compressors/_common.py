@@ -142,13 +142,6 @@ def word_fields(words: jax.Array, n: int, rng_bits: int) -> jax.Array:
     return jax.lax.bitcast_convert_type(words, udtype).reshape(-1)[:n]
 
 
-def below_midpoints(b: jax.Array, p: jax.Array, rng_bits: int) -> jax.Array:
-    """``(b + 1/2) 2^-rng_bits < p``: Bernoulli(``round(p 2^n) / 2^n``) draws from uniform
-    ``rng_bits``-bit integers ``b`` (see :func:`ratedist.compressors._kernels.bernoulli` for
-    the bias)."""
-    return (b.astype(p.dtype) + 0.5) * float(2.0**-rng_bits) < p
-
-
 def safe_div(a: jax.Array, b: jax.Array) -> jax.Array:
     """``a / b`` with ``0`` where ``b == 0`` (a zero vector compresses to zero, not NaN)."""
     nz = b > 0
