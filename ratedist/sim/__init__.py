@@ -34,6 +34,8 @@ from ratedist.sim.code_moments import (
     CLOSED_FORMS,
     STRAGGLER_LAWS,
     MaskLaw,
+    adversarial_mask,
+    adversarial_stragglers,
     decoding_moments,
     straggler_masks_of,
 )
@@ -41,8 +43,6 @@ from ratedist.sim.coded import Coded, PartitionGrads, coded, partitionwise
 from ratedist.sim.codes import (
     CODES,
     GradientCode,
-    adversarial_mask,
-    adversarial_stragglers,
     crc,
     frc,
     make_code,

@@ -21,6 +21,11 @@ pattern      the rows of the given table, uniform (each step's)   always
 Closed forms (:mod:`ratedist.bounds.gradient_coding`): probability rescaling under Bernoulli
 stragglers, count rescaling (and uncoded) and FRC (``s' <= s``) under exactly ``s'``
 stragglers.
+
+The worst case instead of the average: :func:`adversarial_mask` enumerates the patterns of
+``r`` stragglers and returns the one with the largest decoding residual (or, for an exact
+code, the largest ``||a||^2``); :func:`adversarial_stragglers` is the participation model
+that repeats it at every step (``"adversarial"`` in ``PARTICIPATION``).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from ratedist.bounds.decoding_moments import (
     probability_rescaling_moments,
 )
 from ratedist.sim.codes import GradientCode, decoding_vectors, exact_straggler_masks
-from ratedist.sim.stages import Participation
+from ratedist.sim.stages import PARTICIPATION, Participation, pattern_stragglers
 
 
 class MaskLaw(NamedTuple):
@@ -221,4 +226,89 @@ def decoding_moments(
     a = decoding_vectors(code, law.masks)
     return decoding_moments_from_weights(
         a, code.B, law.probs, law=f"{code.name}: {law.label}", exact=law.exact
+    )
+
+
+# ------------------------------------------------------------------ adversarial stragglers
+
+#: Most patterns :func:`adversarial_mask` enumerates (``C(n, r)``).
+ADVERSARIAL_MAX_PATTERNS = 200_000
+
+
+class Adversary(NamedTuple):
+    """The worst straggler pattern of a code (:func:`adversarial_mask`).
+
+    Attributes:
+        mask: bool ``(n,)``, True = answers.
+        residual: its decoding residual ``||a(mask)^T B − 1^T||_2^2``.
+        weight_norm_sq: ``||a(mask)||_2^2``, the factor of the quantization variance.
+        patterns: number of patterns compared.
+    """
+
+    mask: np.ndarray
+    residual: float
+    weight_norm_sq: float
+    patterns: int
+
+
+def adversarial_mask(code: GradientCode, stragglers: int | None = None) -> Adversary:
+    """The pattern of exactly ``stragglers`` stragglers (default ``code.s``) that maximizes the
+    decoding error of ``code`` under its own decoder ``a(mask)``.
+
+    The decoded gradient is ``g = sum_i a_i Q(y_i)``; its error has two parts (see
+    ``docs/theory/gradient_coding.md``): the decoding residual ``(a^T B − 1^T) G`` (G the
+    stacked partition gradients), zero for an exact code with at most ``s`` stragglers, and
+    the quantization noise ``sum_i a_i (Q(y_i) − y_i)``, of variance ``sum_i a_i^2
+    E||Q(y_i) − y_i||^2``. Worst case, independent of the gradients: the largest residual
+    ``||a^T B − 1^T||_2^2`` (the worst-case error over partition gradients of unit norm in the
+    Frobenius sense is its square root); when the code is exact for that many stragglers
+    (``stragglers <= code.s``, FRC and CRC: every residual is 0 up to rounding) the largest
+    ``||a||_2^2``. All ``C(n, stragglers)`` patterns are enumerated on the host, once, with
+    the code's own decoder (in the precision the code was built in).
+
+    Raises:
+        ValueError: ``stragglers`` not in ``[0, n − 1]``, or more than
+            :data:`ADVERSARIAL_MAX_PATTERNS` patterns.
+        TypeError: ``code`` not a GradientCode.
+    """
+    if not isinstance(code, GradientCode):
+        raise TypeError(f"code must be a GradientCode (see CODES), got {type(code).__name__}")
+    n = code.n_workers
+    r = code.s if stragglers is None else check_int("stragglers", stragglers, min_value=0)
+    if r >= n:
+        raise ValueError(f"stragglers must be in [0, n - 1] = [0, {n - 1}], got {r}")
+    count = math.comb(n, r)
+    if count > ADVERSARIAL_MAX_PATTERNS:
+        raise ValueError(
+            f"stragglers={r} of n={n} gives {count} patterns, more than "
+            f"ADVERSARIAL_MAX_PATTERNS = {ADVERSARIAL_MAX_PATTERNS}; use fewer stragglers"
+        )
+    masks = exact_straggler_masks(n, r)
+    a = decoding_vectors(code, masks).astype(np.float64)
+    residual = np.sum((a @ code.B - 1.0) ** 2, axis=1)
+    norm = np.sum(a**2, axis=1)
+    exact = r <= code.s and code.s > 0
+    best = int(np.argmax(norm if exact else residual))
+    return Adversary(masks[best], float(residual[best]), float(norm[best]), count)
+
+
+@PARTICIPATION.register("adversarial")
+def adversarial_stragglers(code: GradientCode, stragglers: int | None = None) -> Participation:
+    """The same worst-case pattern at every step (:func:`adversarial_mask`): the workers whose
+    absence maximizes ``code``'s decoding error.
+
+    Raises:
+        ValueError, TypeError: as :func:`adversarial_mask`.
+    """
+    adv = adversarial_mask(code, stragglers)
+    base = pattern_stragglers(adv.mask[None, :])
+    strag = np.flatnonzero(~adv.mask).tolist()
+    return base._replace(
+        name=f"adversarial[{code.name},stragglers={strag}]",
+        config={
+            "participation": "adversarial",
+            "code": dict(code.config),
+            "stragglers": len(strag),
+            "mask": adv.mask.astype(int).tolist(),
+        },
     )
