@@ -31,16 +31,9 @@ from collections.abc import Callable
 import numpy as np
 from scipy import optimize, special
 
+from ratedist import sources
 from ratedist._registry import Registry
-from ratedist.sources import (
-    AbstractSource,
-    Empirical,
-    Gaussian,
-    GeneralizedGaussian,
-    Laplace,
-    PowerLaw,
-    StudentT,
-)
+from ratedist.sources import AbstractSource
 
 #: search range of the log-scale of the standardized data (median |x| = 1)
 LOG_SCALE_BOUNDS = (math.log(1e-8), math.log(1e8))
@@ -143,7 +136,7 @@ def _t_mean_nll(phi: np.ndarray, y2: np.ndarray) -> tuple[float, np.ndarray]:
 
 def _est_t(y: np.ndarray) -> dict[str, float]:
     y2 = y * y
-    lo, hi = param_bounds(StudentT, "df")
+    lo, hi = param_bounds(sources.StudentT, "df")
     bounds = [(math.log(lo), math.log(hi)), LOG_SCALE_BOUNDS]
     best = None
     for df0 in (1.0, 4.0, 30.0):  # the likelihood in df is flat far out: several starts
@@ -174,7 +167,7 @@ def _gg_profile(log_beta: float, log_y: np.ndarray) -> tuple[float, float]:
 
 def _est_gg(y: np.ndarray) -> dict[str, float]:
     log_y = np.log(y)
-    lo, hi = param_bounds(GeneralizedGaussian, "shape")
+    lo, hi = param_bounds(sources.GeneralizedGaussian, "shape")
     log_beta = _maximize_1d(lambda t: _gg_profile(t, log_y)[0], math.log(lo), math.log(hi))
     return {"shape": math.exp(log_beta), "scale": math.exp(_gg_profile(log_beta, log_y)[1])}
 
@@ -187,7 +180,7 @@ def _logpdf_gg(y: np.ndarray, shape: float, scale: float) -> np.ndarray:
 # Power law (double Lomax): profile likelihood in the scale.
 def _pl_tail(log_s: float, y: np.ndarray) -> tuple[float, float]:
     """(tail index maximizing the likelihood at this scale, within its range; mean log1p)."""
-    lo, hi = param_bounds(PowerLaw, "tail_index")
+    lo, hi = param_bounds(sources.PowerLaw, "tail_index")
     mean_log1p = float(np.mean(np.log1p(y / math.exp(log_s))))
     return min(hi, max(lo, 1.0 / mean_log1p)), mean_log1p
 
@@ -209,12 +202,19 @@ def _logpdf_pl(y: np.ndarray, tail_index: float, scale: float) -> np.ndarray:
 #: family name -> :class:`Family`.
 FAMILIES: Registry[Family] = Registry("distribution family")
 for _family in (
-    Family("gaussian", Gaussian, ("sigma",), "sigma", _est_gaussian, _logpdf_gaussian),
-    Family("laplace", Laplace, ("scale",), "scale", _est_laplace, _logpdf_laplace),
-    Family("student-t", StudentT, ("df", "scale"), "scale", _est_t, _logpdf_t),
-    Family("gen-gaussian", GeneralizedGaussian, ("shape", "scale"), "scale", _est_gg, _logpdf_gg),
-    Family("power-law", PowerLaw, ("tail_index", "scale"), "scale", _est_pl, _logpdf_pl),
-    Family("empirical", Empirical, (), None, None, None, parametric=False),
+    Family("gaussian", sources.Gaussian, ("sigma",), "sigma", _est_gaussian, _logpdf_gaussian),
+    Family("laplace", sources.Laplace, ("scale",), "scale", _est_laplace, _logpdf_laplace),
+    Family("student-t", sources.StudentT, ("df", "scale"), "scale", _est_t, _logpdf_t),
+    Family(
+        "gen-gaussian",
+        sources.GeneralizedGaussian,
+        ("shape", "scale"),
+        "scale",
+        _est_gg,
+        _logpdf_gg,
+    ),
+    Family("power-law", sources.PowerLaw, ("tail_index", "scale"), "scale", _est_pl, _logpdf_pl),
+    Family("empirical", sources.Empirical, (), None, None, None, parametric=False),
 ):
     FAMILIES.add(_family.name, _family)
 
