@@ -63,7 +63,7 @@ import numpy as np
 from jax.extend.random import threefry_2x32
 
 from ratedist import _native
-from ratedist.compressors._common import counts_entropy_bits, safe_div, word_fields
+from ratedist.compressors._common import safe_div, word_fields
 from ratedist.compressors.base import propagate_nonfinite
 from ratedist.compressors.select import top_k_abs
 
@@ -479,17 +479,6 @@ def symbol_summary(col):
     return jax.lax.platform_dependent(col, cpu=native, default=_jax_symbol_summary)
 
 
-def run_counts(col):
-    """The counts of :func:`symbol_summary`."""
-    return symbol_summary(col)[0]
-
-
-def integer_entropy_bits(col):
-    """``m * H(p_hat)`` of one integer sequence of length ``m`` over an alphabet not known in
-    advance: :func:`counts_entropy_bits` of the :func:`run_counts` (exact integer counts)."""
-    return counts_entropy_bits(run_counts(col), col.shape[0])
-
-
 def rand_keys(x, key):
     """Rand-K's selection keys: ``(w >> 2) + 2^23`` of the stream's words ``w`` (see the
     module docstring) bit-cast to normal positive float32 numbers (monotone in the bits), in
@@ -566,7 +555,6 @@ __all__ = [
     "SUBSET_MAX_FRACTION",
     "SUBSET_SIGMAS",
     "bernoulli",
-    "integer_entropy_bits",
     "keep_above",
     "key_words",
     "magnitude",
@@ -577,7 +565,6 @@ __all__ = [
     "propagates_nonfinite",
     "rand_keys",
     "random_subset",
-    "run_counts",
     "sign",
     "signed",
     "stochastic_levels",

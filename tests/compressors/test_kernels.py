@@ -485,6 +485,6 @@ def test_symbol_summary_under_vmap_and_bad_input():
     np.testing.assert_array_equal(lo, np.asarray(cols).min(axis=1))
     np.testing.assert_array_equal(hi, np.asarray(cols).max(axis=1))
     with pytest.raises(TypeError, match="int32"):
-        _kernels.run_counts(jnp.zeros((4,), jnp.float32))
+        _kernels.symbol_summary(jnp.zeros((4,), jnp.float32))
     with pytest.raises(ValueError, match="non-empty"):
-        _kernels.run_counts(jnp.zeros((0,), jnp.int32))
+        _kernels.symbol_summary(jnp.zeros((0,), jnp.int32))
