@@ -78,7 +78,12 @@ def _pin(spec: str) -> str:
 if __name__ == "__main__":
     _PINNED = _pin(_cores_arg(sys.argv))  # inherited by the exec below
     # Large fresh outputs are re-faulted page by page unless glibc keeps freed memory around.
-    _ENV = {"MALLOC_TRIM_THRESHOLD_": "1000000000", "MALLOC_MMAP_THRESHOLD_": "1000000000"}
+    # (and XLA's threads on the main heap: a thread's own arena unmaps its emptied heaps)
+    _ENV = {
+        "MALLOC_TRIM_THRESHOLD_": "1000000000",
+        "MALLOC_MMAP_THRESHOLD_": "1000000000",
+        "MALLOC_ARENA_MAX": "1",
+    }
     if _cores_arg(sys.argv) != "all":  # one core: XLA's thread pool only contends for it
         _ENV["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     if any(os.environ.get(k) != v for k, v in _ENV.items()):

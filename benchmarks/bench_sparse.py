@@ -41,6 +41,7 @@ import tracemalloc
 _ENV = {
     "MALLOC_TRIM_THRESHOLD_": "1000000000",
     "MALLOC_MMAP_THRESHOLD_": "1000000000",
+    "MALLOC_ARENA_MAX": "1",  # XLA's threads on the main heap too (see bench_compressors.py)
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
 }
 if any(os.environ.get(k) != v for k, v in _ENV.items()):
