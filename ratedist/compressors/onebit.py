@@ -37,6 +37,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 
 from ratedist._validation import check_choice, check_positive
 from ratedist.compressors import _kernels
@@ -47,11 +48,12 @@ from ratedist.compressors._common import (
     check_rng_bits,
     check_vector,
     make_info,
-    safe_div,
 )
 from ratedist.compressors.base import COMPRESSORS, FLOAT_BITS, Compressor, Facts, register
 
 SCALES = ("bound", "l2", "linf")
+#: the two levels of the rounding (``Q(v) = R * level``)
+PM1 = np.array([-1.0, 1.0])
 
 
 class OneBitState(NamedTuple):
@@ -123,12 +125,10 @@ def stochastic_sign(
         key = check_key(key, "stochastic-sign")
         d = x.shape[0]
         R = _scale_value(x, scale, bound)
-        p = jnp.clip((1 + safe_div(x, jnp.broadcast_to(R, x.shape))) / 2, 0, 1)
-        up = _kernels.bernoulli(key, p, rng_bits)
-        x_hat = jnp.where(up, R, -R).astype(x.dtype)
-        # a non-finite coordinate must not become a finite output
-        x_hat = jnp.where(jnp.isfinite(x), x_hat, x)
-        ent = binary_entropy_bits(jnp.sum(up, dtype=jnp.int32), d) + side
+        # the two-level stochastic rounding of v / R onto {-1, 1}: P(+1) = (v/R + 1) / 2
+        # (= (1 + v/R) / 2 in IEEE arithmetic), v/R clipped to [-1, 1]; x_hat = R * (+-1)
+        x_hat, counts = _kernels.signed(x, key, R, PM1, rng_bits)
+        ent = binary_entropy_bits(counts[1], d) + side
         return x_hat, state, make_info(d, 0, side, ent)
 
     params = {"scale": scale, "bound": bound, "float_bits": float_bits, "rng_bits": rng_bits}
@@ -136,7 +136,7 @@ def stochastic_sign(
     facts = COMPRESSORS.facts("stochastic-sign")
     return Compressor(
         lambda x: OneBitState(),
-        update,
+        _kernels.propagates_nonfinite(update),
         Facts(
             name="stochastic-sign",
             params=params,

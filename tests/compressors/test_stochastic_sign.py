@@ -56,6 +56,41 @@ def test_up_probability_by_coordinate():
     assert frac_up[0] == 0.0 and frac_up[-1] == 1.0
 
 
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize(("scale", "bound", "rng_bits"), [("l2", None, 32), ("bound", 0.8, 16)])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_draws_are_the_streams_uniforms_below_the_up_probability(
+    native, scale, bound, rng_bits, dtype, monkeypatch
+):
+    """Bit for bit: ``x_hat_j = +R`` iff ``u_j < clip((1 + v_j/R)/2, 0, 1)``, ``u`` the
+    quantizer stream's uniforms (written out here from the pure-JAX stream), on the native
+    kernel and on the pure-JAX path; the entropy counts the +R draws."""
+    from ratedist.compressors import _kernels
+
+    if not native:
+        monkeypatch.setattr(_kernels, "native_available", lambda dtype: False)
+    with jax.enable_x64(dtype == jnp.float64):
+        v = jnp.asarray(np.random.default_rng(3).standard_normal(1003), dtype)
+        v = v.at[:3].set(jnp.asarray([0.0, -0.0, 2.0], dtype))  # zeros and a clipped entry
+        key = jax.random.key(5)
+        comp = stochastic_sign(scale, bound, rng_bits=rng_bits)
+        q, _, info = jax.jit(lambda x: comp.update(x, comp.init(x), key=key))(v)
+        R = jnp.sqrt(jnp.sum(v * v)) if scale == "l2" else jnp.asarray(bound, dtype)
+        p = jnp.clip((1 + v / R) / 2, 0, 1)
+        kd = _kernels.key_words(key)
+        if rng_bits == 32:
+            u = _kernels.stream_uniform(kd, v.shape[0], dtype)
+        else:
+            u = (_kernels.stream_fields(kd, v.shape[0], rng_bits).astype(dtype) + 0.5) / 2**16
+        want = jnp.where(u < p, R, -R)
+        np.testing.assert_array_equal(np.asarray(q), np.asarray(want))
+        assert q.dtype == dtype
+        n_up = int(np.sum(np.asarray(want) > 0))
+        h = -(n_up * math.log2(n_up / 1003) + (1003 - n_up) * math.log2(1 - n_up / 1003))
+        side = 0 if scale == "bound" else FLOAT_BITS
+        assert float(info.entropy_bits) == pytest.approx(h + side, rel=1e-5)
+
+
 def test_known_bound_clips_beyond_the_box_and_is_declared_biased():
     comp = stochastic_sign("bound", 1.0)
     v = jnp.array([3.0, -2.0, 0.5])
