@@ -65,6 +65,12 @@ QUANTIZE_TARGETS = {
     "float64": ("ratedist_quantize_f64", "RatedistQuantizeF64"),
 }
 
+#: FFI targets of the integer-grid rounding with its symbol counts (``quantize.cc``), by dtype.
+GRID_TARGETS = {
+    "float32": ("ratedist_grid_f32", "RatedistGridF32"),
+    "float64": ("ratedist_grid_f64", "RatedistGridF64"),
+}
+
 #: FFI target (name, symbol) of Rand-K's index set (``quantize.cc``; no float operand).
 RANDOM_SUBSET_TARGET = ("ratedist_random_subset", "RatedistRandomSubset")
 
@@ -184,6 +190,7 @@ def status() -> NativeStatus:
         for target, symbol in (
             *TOP_K_ABS_TARGETS.values(),
             *QUANTIZE_TARGETS.values(),
+            *GRID_TARGETS.values(),
             *SPARSE_TARGETS.values(),
             RANDOM_SUBSET_TARGET,
             RUN_COUNTS_TARGET,
@@ -200,6 +207,7 @@ def status() -> NativeStatus:
 
 
 __all__ = [
+    "GRID_TARGETS",
     "QUANTIZE_TARGETS",
     "RANDOM_SUBSET_TARGET",
     "RUN_COUNTS_TARGET",

@@ -25,7 +25,8 @@
 // A second handler, RatedistRandomSubset, returns Rand-K's k indices (those of the k largest
 // keys of mode kRandKeys) from the same stream in one pass that does not write the keys; a
 // third, RatedistRunCounts, counts the distinct values of integer symbols (the entropy layer
-// of the grid and lattice compressors).
+// of the lattice compressors); a fourth, RatedistGridF32/F64, rounds onto an integer grid
+// (the grid compressor, the Z^n lattice) and counts its symbols in the same pass.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -1093,6 +1094,293 @@ ffi::Error RunCounts(ffi::Buffer<ffi::S32> v, ffi::ResultBuffer<ffi::S32> out,
   return ffi::Error::Success();
 }
 
+// ----------------------------------------------------------------------------- integer grid
+// Rounding onto an integer grid whose symbols are not known in advance: the grid compressor
+// (ratedist/compressors/grid.py) and the Z^n lattice (ratedist/compressors/lattice.py). Per
+// element, from x, the caller's scale s and the stream's uniform u (Fill), the jax.numpy
+// expressions of those modules in the same order:
+//   kGridStochastic  y = x * (1/s), k = floor(y), i = k + (u < y - k), x_hat = s * i
+//   kGridNearest     i = rint(y) (ties to even),                     x_hat = s * i
+//   kZn              t = s > 0 ? x * (1 / s) : 0, i = rint(t),        x_hat = s > 0 ? i / (1/s) : 0
+//   kZnDither        w = u - rint(u) (the point of Z^1's cell),
+//                    i = rint(t - w),                                x_hat = ... (i + w) / (1/s)
+// with the non-finite policy on x_hat, and the symbol int32(i) (XLA's conversion: saturating,
+// NaN -> 0). Outputs: x_hat, the smallest and largest symbol, and the empirical entropy of the
+// symbols in bits, sum_c c log2(d / c) over the counts c of the distinct symbols (in double,
+// in increasing order of the symbols; written as float32 or float64, the caller's choice):
+// the pure-JAX path sums the same terms in another order, so the two agree to rounding. (A
+// length-d counts output, as RunCounts', would cost a 4d-byte write and a read with a
+// logarithm per entry in XLA: more than the rounding itself.)
+//
+// One pass: block by block the symbols go to kLanes interleaved histograms of a span that is
+// widened (and re-laid out) whenever a block's symbols fall outside it. A row whose span would
+// exceed that of RunCounts (max(4 d, 2^16), at most 2^22) is redone into a symbol buffer and
+// counted there (sorted).
+enum GridMode : int32_t {
+  kGridStochastic = 0,
+  kGridNearest = 1,
+  kZn = 2,
+  kZnDither = 3,
+};
+
+// XLA's float -> int32 conversion of an integral v: NaN -> 0, saturating at the int32 range
+// (the truncating conversion gives INT32_MIN for NaN and every v out of range)
+template <typename F>
+RD_INLINE int32_t SaturatingInt(F v) {
+  constexpr F kTop = F(2147483648.0);
+  const auto t = static_cast<int32_t>(v >= F(-kTop) && v < kTop ? v : F(-kTop));
+  return v >= kTop ? std::numeric_limits<int32_t>::max() : (v == v ? t : 0);
+}
+
+template <typename F>
+RD_INLINE void GridBlock(const Params<F>& P, const F* __restrict xb, int64_t n,
+                         F* __restrict yb, Work<F>& W) {
+  const F s = P.scale;
+  const F rs = F(1) / s;
+  if (P.mode == kGridStochastic) {
+    for (int64_t j = 0; j < n; ++j) {
+      const F v = xb[j] * rs;
+      // floor(v) from rint (GCC vectorizes rint here but not floor): the same value for
+      // every v, signed zeros, infinities and NaN included
+      const F near = std::nearbyint(v);
+      const F k = near > v ? near - F(1) : near;
+      const F i = k + (W.u[j] < v - k ? F(1) : F(0));
+      yb[j] = KeepIfNonFinite<F>(xb[j], s * i);
+      W.sym[j] = SaturatingInt<F>(i);
+    }
+  } else if (P.mode == kGridNearest) {
+    for (int64_t j = 0; j < n; ++j) {
+      const F i = std::nearbyint(xb[j] * rs);
+      yb[j] = KeepIfNonFinite<F>(xb[j], s * i);
+      W.sym[j] = SaturatingInt<F>(i);
+    }
+  } else {
+    const bool nz = s > F(0);
+    const F inv = F(1) / (nz ? s : F(1));
+    const bool dither = P.mode == kZnDither;
+    for (int64_t j = 0; j < n; ++j) {
+      const F w = dither ? W.u[j] - std::nearbyint(W.u[j]) : F(0);
+      // dither: XLA contracts the product of y = x (1/s) with the subtraction of w (through
+      // the select) into one FMA, so the kernel does the same
+      const F t = dither ? (nz ? std::fma(xb[j], inv, -w) : F(0) - w) : (nz ? xb[j] * inv : F(0));
+      const F i = std::nearbyint(t);
+      const F point = dither ? i + w : i;
+      yb[j] = KeepIfNonFinite<F>(xb[j], nz ? point / inv : F(0));
+      W.sym[j] = SaturatingInt<F>(i);
+    }
+  }
+}
+
+// Counts of a block of n <= kBlock symbols in [lo, lo + kByteSpan], added to h[0 .. hi - lo],
+// without scattered increments: the offsets r = sym - lo as bytes, four per 32-bit word, and
+// for each level l >= 1 the count ge_l = #{r >= l} from a carry-free byte-wise add (r + 128 - l
+// <= 254 sets bit 7 of its byte iff r >= l), so one vector instruction compares 4 x (vector
+// width) symbols; count(lo + l - 1) = ge_(l-1) - ge_l.
+constexpr int64_t kByteSpan = 127;
+static_assert(kBlock % 4 == 0 && kBlock / 4 <= 255, "byte-wise counters must not overflow");
+
+RD_INLINE void ByteCounts(const int32_t* __restrict sym, int64_t n, int32_t lo, int32_t hi,
+                          int32_t* __restrict h) {
+  alignas(64) uint8_t rel[kBlock];
+  for (int64_t j = 0; j < n; ++j) rel[j] = static_cast<uint8_t>(sym[j] - lo);
+  for (int64_t j = n; j < ((n + 3) & ~int64_t(3)); ++j) rel[j] = 0;  // 0 is >= no level
+  const int64_t nw = (n + 3) >> 2;
+  uint32_t words[kBlock / 4];
+  std::memcpy(words, rel, static_cast<size_t>(4 * nw));
+  int32_t prev = static_cast<int32_t>(n);
+  for (int32_t l = 1; l <= hi - lo; ++l) {
+    const uint32_t add = 0x01010101u * static_cast<uint32_t>(128 - l);
+    uint32_t acc = 0;  // four byte counters, each <= nw <= 128
+    for (int64_t k = 0; k < nw; ++k) acc += ((words[k] + add) >> 7) & 0x01010101u;
+    const uint32_t pairs = (acc & 0x00ff00ffu) + ((acc >> 8) & 0x00ff00ffu);
+    const auto ge = static_cast<int32_t>((pairs & 0xffffu) + (pairs >> 16));
+    h[l - 1] += prev - ge;
+    prev = ge;
+  }
+  h[hi - lo] += prev;
+}
+
+struct GridHist {
+  std::vector<int32_t> h;  // kLanes tables of span counters: h[k * span + (v - base)]
+  int64_t base = 0, span = 0;
+};
+
+// Widens G to cover [lo, hi] (at least doubling, so that a drifting row re-lays out O(log)
+// times); false when the span would exceed limit.
+inline bool GridCover(GridHist& G, int64_t lo, int64_t hi, int64_t limit) {
+  if (G.span > 0 && lo >= G.base && hi < G.base + G.span) return true;
+  int64_t a = lo, b = hi;
+  if (G.span > 0) {
+    a = std::min(a, G.base);
+    b = std::max(b, G.base + G.span - 1);
+    const int64_t want = std::max(b - a + 1, 2 * G.span);
+    const int64_t extra = want - (b - a + 1);
+    a -= extra / 2;
+    b += extra - extra / 2;
+  }
+  const int64_t span = b - a + 1;
+  if (span > limit) return false;
+  std::vector<int32_t> h(static_cast<size_t>(kLanes * span), 0);
+  for (int k = 0; k < kLanes && G.span > 0; ++k) {
+    std::copy(G.h.begin() + k * G.span, G.h.begin() + (k + 1) * G.span,
+              h.begin() + k * span + (G.base - a));
+  }
+  G.h.swap(h);
+  G.base = a;
+  G.span = span;
+  return true;
+}
+
+struct GridScratch {
+  GridHist hist;
+  std::vector<int32_t> sym, counts;
+  RunScratch runs;
+};
+
+// sum_c c log2(d / c) over the nonzero counts (increasing symbol order)
+inline double EntropyBits(int32_t c, int64_t d) {
+  return c == 0 ? 0.0 : static_cast<double>(c) * std::log2(static_cast<double>(d) / c);
+}
+
+// One row: x_hat into y, the smallest and largest symbol into ext, the entropy into *ent.
+template <typename F>
+RD_INLINE void GridRow(const Params<F>& P, const F* x, int64_t d, F* y, int32_t* ext,
+                       double* ent, GridScratch& w) {
+  const int64_t limit = std::min(kRunSpanMax, std::max(4 * d, kRunSpanMin));
+  const bool random = P.mode == kGridStochastic || P.mode == kZnDither;
+  GridHist& G = w.hist;
+  G.span = 0;
+  Work<F> W;
+  bool fits = true;
+  for (int64_t i0 = 0; i0 < d && fits; i0 += kBlock) {
+    const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
+    if (random) {
+      // the next block's lines of x and y, requested before the stream's arithmetic (the
+      // hardware prefetcher alone leaves the loads of x stalled after it)
+      const int64_t ahead = std::min<int64_t>(kBlock, d - i0 - n);
+      for (int64_t j = 0; j < ahead; j += 64 / static_cast<int64_t>(sizeof(F))) {
+        __builtin_prefetch(x + i0 + n + j, 0);
+        __builtin_prefetch(y + i0 + n + j, 1);
+      }
+      Fill<F>(P, i0, n, W);
+    }
+    GridBlock<F>(P, x + i0, n, y + i0, W);
+    int32_t lo = W.sym[0], hi = W.sym[0];
+    for (int64_t j = 1; j < n; ++j) {
+      lo = std::min(lo, W.sym[j]);
+      hi = std::max(hi, W.sym[j]);
+    }
+    if (!GridCover(G, lo, hi, limit)) {
+      fits = false;
+      break;
+    }
+    int32_t* h = G.h.data();
+    const int64_t span = G.span, base = G.base;
+    if (static_cast<int64_t>(hi) - lo <= kByteSpan) {
+      ByteCounts(W.sym, n, lo, hi, h + (lo - base));
+      continue;
+    }
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+      for (int k = 0; k < kLanes; ++k) ++h[k * span + (W.sym[j + k] - base)];
+    }
+    for (; j < n; ++j) ++h[W.sym[j] - base];
+  }
+  if (fits) {
+    const int32_t* h = G.h.data();
+    int64_t first = -1, last = -1;
+    double bits = 0.0;
+    for (int64_t r = 0; r < G.span; ++r) {
+      int32_t c = 0;
+      for (int k = 0; k < kLanes; ++k) c += h[k * G.span + r];
+      if (c == 0) continue;
+      if (first < 0) first = r;
+      last = r;
+      bits += EntropyBits(c, d);
+    }
+    ext[0] = static_cast<int32_t>(G.base + first);
+    ext[1] = static_cast<int32_t>(G.base + last);
+    *ent = bits;
+    return;
+  }
+  // too wide for a histogram: every symbol into a buffer (the blocks again, same stream)
+  w.sym.resize(static_cast<size_t>(d));
+  for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
+    const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
+    if (random) Fill<F>(P, i0, n, W);
+    GridBlock<F>(P, x + i0, n, y + i0, W);
+    std::copy(W.sym, W.sym + n, w.sym.begin() + i0);
+  }
+  w.counts.resize(static_cast<size_t>(d));
+  RunCountsRow(w.sym.data(), d, w.counts.data(), ext, w.runs);
+  double bits = 0.0;
+  for (int64_t r = 0; r < d && w.counts[r] != 0; ++r) bits += EntropyBits(w.counts[r], d);
+  *ent = bits;
+}
+
+RD_CLONES void GridRowF32(const Params<float>& P, const float* x, int64_t d, float* y,
+                          int32_t* ext, double* ent, GridScratch& w) {
+  GridRow<float>(P, x, d, y, ext, ent, w);
+}
+RD_CLONES void GridRowF64(const Params<double>& P, const double* x, int64_t d, double* y,
+                          int32_t* ext, double* ent, GridScratch& w) {
+  GridRow<double>(P, x, d, y, ext, ent, w);
+}
+inline void GridRowAny(const Params<float>& P, const float* x, int64_t d, float* y,
+                       int32_t* ext, double* ent, GridScratch& w) {
+  GridRowF32(P, x, d, y, ext, ent, w);
+}
+inline void GridRowAny(const Params<double>& P, const double* x, int64_t d, double* y,
+                       int32_t* ext, double* ent, GridScratch& w) {
+  GridRowF64(P, x, d, y, ext, ent, w);
+}
+
+// Outputs: x_hat (..., d), the smallest and largest symbol (..., 2), the entropy in bits
+// (...; float32 or float64).
+template <ffi::DataType T>
+ffi::Error Grid(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scale,
+                ffi::ResultBuffer<T> y, ffi::ResultBuffer<ffi::S32> ext,
+                ffi::Result<ffi::AnyBuffer> ent, int32_t mode, int32_t rng_bits) {
+  using F = ffi::NativeType<T>;
+  auto dims = x.dimensions();
+  if (dims.size() == 0) return ffi::Error::InvalidArgument("ratedist grid: x needs rank >= 1");
+  const int64_t d = dims.back();
+  if (d < 1 || d > INT32_MAX) return ffi::Error::InvalidArgument("ratedist grid: bad d");
+  const int64_t rows = static_cast<int64_t>(x.element_count()) / d;
+  const ffi::DataType et = ent->element_type();
+  if (static_cast<int64_t>(scale.element_count()) != rows ||
+      static_cast<int64_t>(key.element_count()) != 2 * rows ||
+      static_cast<int64_t>(ext->element_count()) != 2 * rows ||
+      static_cast<int64_t>(ent->element_count()) != rows) {
+    return ffi::Error::InvalidArgument("ratedist grid: inconsistent shapes");
+  }
+  if (et != ffi::DataType::F32 && et != ffi::DataType::F64) {
+    return ffi::Error::InvalidArgument("ratedist grid: the entropy must be float32 or float64");
+  }
+  if (rng_bits != 8 && rng_bits != 16 && rng_bits != 32) {
+    return ffi::Error::InvalidArgument("ratedist grid: rng_bits must be 8, 16 or 32");
+  }
+  if (mode < kGridStochastic || mode > kZnDither) {
+    return ffi::Error::InvalidArgument("ratedist grid: unknown mode");
+  }
+  thread_local GridScratch work;
+  Params<F> P{mode, rng_bits, 0, nullptr, 0, 0, 0, 0, F(0)};
+  for (int64_t r = 0; r < rows; ++r) {
+    P.k0 = key.typed_data()[2 * r];
+    P.k1 = key.typed_data()[2 * r + 1];
+    P.scale = scale.typed_data()[r];
+    double bits = 0.0;
+    GridRowAny(P, x.typed_data() + r * d, d, y->typed_data() + r * d,
+               ext->typed_data() + 2 * r, &bits, work);
+    if (et == ffi::DataType::F64) {
+      static_cast<double*>(ent->untyped_data())[r] = bits;
+    } else {
+      static_cast<float*>(ent->untyped_data())[r] = static_cast<float>(bits);
+    }
+  }
+  return ffi::Error::Success();
+}
+
 template <ffi::DataType T>
 ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scale,
                     ffi::ResultBuffer<T> y, ffi::ResultBuffer<ffi::S32> counts, int32_t mode,
@@ -1160,6 +1448,20 @@ ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> 
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF32, Quantize<ffi::F32>, RD_BIND(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF64, Quantize<ffi::F64>, RD_BIND(ffi::F64));
+
+#define RD_GRID_BIND(T)                              \
+  ffi::Ffi::Bind()                                   \
+      .Arg<ffi::Buffer<T>>()                         \
+      .Arg<ffi::Buffer<ffi::U32>>()                  \
+      .Arg<ffi::Buffer<T>>()                         \
+      .Ret<ffi::Buffer<T>>()                         \
+      .Ret<ffi::Buffer<ffi::S32>>()                  \
+      .Ret<ffi::AnyBuffer>()                         \
+      .Attr<int32_t>("mode")                         \
+      .Attr<int32_t>("rng_bits")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistGridF32, Grid<ffi::F32>, RD_GRID_BIND(ffi::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistGridF64, Grid<ffi::F64>, RD_GRID_BIND(ffi::F64));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRunCounts, RunCounts,
                               ffi::Ffi::Bind()

@@ -63,7 +63,7 @@ import numpy as np
 from jax.extend.random import threefry_2x32
 
 from ratedist import _native
-from ratedist.compressors._common import safe_div, word_fields
+from ratedist.compressors._common import counts_entropy_bits, info_dtype, safe_div, word_fields
 from ratedist.compressors.base import propagate_nonfinite
 from ratedist.compressors.select import top_k_abs
 
@@ -162,26 +162,32 @@ def _dispatch(x, key, scale, jax_fn, *, mode, rng_bits=32, flag=0, table=(), n_s
     if not native_available(x.dtype):
         return pure(x, kd, scale)
     kw = {"mode": mode, "rng_bits": rng_bits, "flag": flag, "table": table, "n_sym": n_sym}
+    return _platform_call(x, kd, scale, pure, lambda a, k, s: _ffi(a, k, s, **kw))
+
+
+def _platform_call(x, kd, scale, pure, native):
+    """``native(x, kd, scale)`` on CPU, ``pure`` elsewhere; the first output is the only one
+    with a derivative, that of ``pure`` (whose values the kernel reproduces bit for bit, so
+    grad is that of ``RATEDIST_NATIVE=0``); the others (counts, entropies) are piecewise
+    constant: zero tangents."""
 
     @jax.custom_jvp
     def call(a, k, s):
-        return jax.lax.platform_dependent(
-            a,
-            k,
-            s,
-            cpu=lambda a, k, s: _ffi(a, k, s, **kw),
-            default=pure,
-        )
+        return jax.lax.platform_dependent(a, k, s, cpu=native, default=pure)
 
     @call.defjvp
     def _jvp(primals, tangents):
-        # The kernel has no derivative of its own: differentiate the pure-JAX code, whose
-        # values the kernel reproduces bit for bit (so grad is that of RATEDIST_NATIVE=0).
         a, k, s = primals
         ta, _, ts = tangents
         out = call(a, k, s)
-        _, (dx_hat, _) = jax.jvp(lambda a, s: pure(a, k, s), (a, s), (ta, ts))
-        return out, (dx_hat, np.zeros(out[1].shape, jax.dtypes.float0))
+        _, dout = jax.jvp(lambda a, s: pure(a, k, s), (a, s), (ta, ts))
+        zeros = [
+            jnp.zeros_like(o)
+            if jnp.issubdtype(o.dtype, jnp.inexact)
+            else np.zeros(o.shape, jax.dtypes.float0)
+            for o in out[1:]
+        ]
+        return out, (dout[0], *zeros)
 
     return call(x, kd, scale)
 
@@ -440,6 +446,68 @@ def bernoulli(key, p, rng_bits: int = 32):
     return uniform_like(p, key, rng_bits) < p
 
 
+#: modes of the integer-grid kernel (the ``GridMode`` enum of ``ratedist/_native/quantize.cc``)
+GRID_STOCHASTIC, GRID_NEAREST, ZN, ZN_DITHER = range(4)
+_RANDOM_GRID_MODES = (GRID_STOCHASTIC, ZN_DITHER)
+
+
+def _ffi_grid(x, kd, scale, *, mode, rng_bits):
+    target, _ = _native.GRID_TARGETS[x.dtype.name]
+    outs = (
+        jax.ShapeDtypeStruct(x.shape, x.dtype),
+        jax.ShapeDtypeStruct((2,), jnp.int32),
+        jax.ShapeDtypeStruct((), info_dtype()),
+    )
+    x_hat, ext, ent = jax.ffi.ffi_call(target, outs, vmap_method="broadcast_all")(
+        x,
+        kd,
+        jnp.reshape(scale, (1,)),
+        mode=np.int32(mode),
+        rng_bits=np.int32(rng_bits),
+    )
+    return x_hat, ent, ext[..., 0], ext[..., 1]
+
+
+def integer_round(x, key, scale, rounding: Callable[..., Any], *, mode: int, rng_bits: int = 32):
+    """Rounding of a flat vector onto an integer grid, with the entropy layer's summary of
+    its symbols: ``(x_hat, entropy_bits, lo, hi)``, ``x_hat`` with the non-finite policy
+    applied, ``entropy_bits = counts_entropy_bits(counts, d)`` (``d H`` of the empirical law
+    of the integer points ``i``, int32) and ``lo``/``hi`` their smallest and largest value
+    (``(counts, lo, hi) = symbol_summary(i)``).
+
+    ``rounding(x, u, scale) -> (x_hat, i)`` is the definition in ``jax.numpy`` (``u``: the
+    stream's uniforms for the random modes, :func:`uniform_like`, else None), run off CPU,
+    for other dtypes and with ``RATEDIST_NATIVE=0``; ``mode`` names the same formula in the
+    native kernel, which computes it in one pass with the counts (a histogram of the symbols'
+    span, widened as the pass goes; rows wider than :func:`symbol_summary`'s histograms are
+    redone and sorted) and sums the entropy in float64 over the distinct symbols (the same
+    ``x_hat``, ``lo`` and ``hi``; the entropy agrees to the rounding of the sum, which the
+    pure-JAX path does in another order). Modes (``s = scale``, ``y = x (1/s)``):
+    :data:`GRID_STOCHASTIC` ``i = floor(y) + (u < y - floor(y))``, ``x_hat = s i`` and
+    :data:`GRID_NEAREST` ``i = round(y)`` (the grid compressor); :data:`ZN` ``i =
+    round(y)``, ``x_hat = i / (1/s)`` and :data:`ZN_DITHER` the same with the subtractive
+    dither ``w = u - round(u)``: ``i = round(y - w)``, ``x_hat = (i + w) / (1/s)`` (the Z^n
+    lattice; 0 where ``s <= 0``). ``tests/compressors/test_kernels.py`` checks the kernel
+    against each compressor's ``rounding``.
+    """
+    kd = jnp.zeros((2,), jnp.uint32) if key is None else key_words(key)
+    scale = jnp.asarray(scale, x.dtype)
+    random = mode in _RANDOM_GRID_MODES
+    d = x.shape[0]
+
+    def pure(a, k, s):
+        u = _jax_uniforms(k, d, a.dtype, rng_bits) if random else None
+        x_hat, i = rounding(a, u, s)
+        counts, lo, hi = _jax_symbol_summary(i.astype(jnp.int32))
+        return propagate_nonfinite(a, x_hat), counts_entropy_bits(counts, d), lo, hi
+
+    if not native_available(x.dtype):
+        return pure(x, kd, scale)
+    return _platform_call(
+        x, kd, scale, pure, lambda a, k, s: _ffi_grid(a, k, s, mode=mode, rng_bits=rng_bits)
+    )
+
+
 def _jax_run_counts(col):
     m = col.shape[0]
     srt = jnp.sort(col)
@@ -552,9 +620,14 @@ def random_subset(x, key, k: int, *, sigmas: float | None = None):
 
 
 __all__ = [
+    "GRID_NEAREST",
+    "GRID_STOCHASTIC",
     "SUBSET_MAX_FRACTION",
     "SUBSET_SIGMAS",
+    "ZN",
+    "ZN_DITHER",
     "bernoulli",
+    "integer_round",
     "keep_above",
     "key_words",
     "magnitude",

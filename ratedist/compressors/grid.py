@@ -13,6 +13,11 @@ scaled by a norm of ``x``). With ``k_j = floor(x_j / delta)`` and ``r_j = x_j / 
 * ``rounding="deterministic"``: the nearest grid point, ``Q(x)_j = delta round(x_j / delta)``
   (ties to even), ``|Q(x)_j − x_j| <= delta / 2`` pathwise.
 
+The quotient ``x_j / delta`` is computed as ``x_j`` times ``1/delta`` rounded to the dtype
+(what XLA's compiler makes of a division by a constant: a product with the rounded reciprocal),
+so the result does not depend on whether ``delta`` is a constant or traced; the relative error
+of the reciprocal (<= 2^-24 in float32) is below the resolution of ``x``.
+
 Neither has an omega or an alpha (the error does not shrink with ``||x||``: at ``x`` with
 ``||x|| << delta`` it exceeds ``||x||^2``); both declare the absolute bound ``abs_mse(d) = d
 delta^2 / 4`` (stochastic rounding with ``rng_bits`` < 32: ``d delta^2 (1/4 + 4^-(rng_bits+1))``,
@@ -60,7 +65,6 @@ from ratedist.compressors._common import (
     check_rng_bits,
     check_rounding,
     check_vector,
-    counts_entropy_bits,
     make_info,
 )
 from ratedist.compressors.base import Compressor, register
@@ -90,6 +94,21 @@ def _grid_abs_mse(
     (``eps = 0`` at 32 RNG bits). Deterministic: ``(delta/2)^2`` pathwise.
     """
     return d * delta**2 * (0.25 + _rng_eps(rounding, rng_bits) ** 2)
+
+
+def _round_stochastic(x: Any, u: Any, delta: Any) -> tuple[Any, Any]:
+    """``(x_hat, i)``: ``i = k + (u < y - k)``, ``k = floor(y)``, ``y = x (1/delta)`` (``u``
+    uniform on [0, 1): ``P(i = k + 1) = y - k``), ``x_hat = delta i``."""
+    y = x * (1 / delta)
+    k = jnp.floor(y)
+    i = k + (u < y - k).astype(x.dtype)
+    return delta * i, i
+
+
+def _round_nearest(x: Any, u: Any, delta: Any) -> tuple[Any, Any]:
+    """``(x_hat, i)``: ``i = round(x (1/delta))`` (ties to even), ``x_hat = delta i``."""
+    i = jnp.round(x * (1 / delta))
+    return delta * i, i
 
 
 @register(
@@ -130,24 +149,24 @@ def grid(delta: float, rounding: str = "stochastic", rng_bits: int = 32) -> Comp
     def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
         x = check_vector(x)
         d = x.shape[0]
-        y = x / jnp.asarray(delta, x.dtype)
         if stochastic:
             key = check_key(key, "grid")
-            k = jnp.floor(y)
-            i = k + _kernels.bernoulli(key, y - k, rng_bits).astype(x.dtype)
-        else:
-            i = jnp.round(y)
-        x_hat = (jnp.asarray(delta, x.dtype) * i).astype(x.dtype)
-        counts, lo, hi = _kernels.symbol_summary(i.astype(jnp.int32))
+        x_hat, ent, lo, hi = _kernels.integer_round(
+            x,
+            key,
+            delta,
+            _round_stochastic if stochastic else _round_nearest,
+            mode=_kernels.GRID_STOCHASTIC if stochastic else _kernels.GRID_NEAREST,
+            rng_bits=rng_bits,
+        )
         width = bit_width(hi - lo)
-        ent = counts_entropy_bits(counts, d) + HEADER_BITS
-        return x_hat, state, make_info(d * width, 0, HEADER_BITS, ent)
+        return x_hat, state, make_info(d * width, 0, HEADER_BITS, ent + HEADER_BITS)
 
     params = {"delta": delta, "rounding": rounding, "rng_bits": rng_bits}
     return _stateless(
         "grid",
         params,
-        update,
+        _kernels.propagates_nonfinite(update),
         unbiased=stochastic and rng_bits == 32,
         deterministic=not stochastic,
     )

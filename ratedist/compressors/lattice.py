@@ -64,6 +64,7 @@ References:
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -78,7 +79,14 @@ from ratedist.compressors._common import (
     info_dtype,
     make_info,
 )
-from ratedist.compressors.base import FLOAT_BITS, CompressInfo, Compressor, Facts, register
+from ratedist.compressors.base import (
+    FLOAT_BITS,
+    CompressInfo,
+    Compressor,
+    Facts,
+    propagate_nonfinite,
+    register,
+)
 from ratedist.quantizers.lattice import (
     Lattice,
     cell_point,
@@ -103,20 +111,24 @@ def compressor_lattice(name: str) -> Lattice:
     return get_lattice("z1" if name == "zn" else name)
 
 
-def _quantize(
-    lat: Lattice, step: float, dither: bool, x: jax.Array, key: Any
-) -> tuple[jax.Array, jax.Array]:
-    """``(x_hat, labels)`` of one flat vector: the quantization of the module docstring.
+def _scale(lat: Lattice, step: float, x: jax.Array) -> jax.Array:
+    """``sigma_hat * step / V^(1/n)``, ``sigma_hat = ||x|| / sqrt(d)``: the scale of the lattice."""
+    sigma_hat = jnp.sqrt(jnp.sum(x * x) / x.shape[0])
+    return sigma_hat * jnp.asarray(step / lat.volume ** (1.0 / lat.dim), x.dtype)
 
-    ``labels`` has shape ``(ceil(d / n), n)``: the integer labels of the (undithered)
-    lattice points, one row per block, the symbols of both bit layers.
+
+def _round(
+    lat: Lattice, dither: bool, x: jax.Array, u: Any, scale: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``(x_hat, p)`` of one flat vector at ``scale``: the quantization of the module
+    docstring, ``u`` the stream's uniforms (``ceil(d / n) n`` of them, or a function of the
+    scaled blocks ``y`` that draws uniforms shaped like them; ignored without dither).
+    ``p`` has shape ``(ceil(d / n), n)``: the (undithered) lattice points, one row
+    per block, whose labels are the symbols of both bit layers.
     """
     n = lat.dim
     d = x.shape[0]
     m = -(-d // n)
-    vol_root = lat.volume ** (1.0 / n)
-    sigma_hat = jnp.sqrt(jnp.sum(x * x) / d)
-    scale = sigma_hat * jnp.asarray(step / vol_root, x.dtype)
     nz = scale > 0
     # Reconstruction divides by 1/scale instead of multiplying by scale: a product would
     # be contracted with a consumer's subtraction into one FMA (XLA on CPU duplicates
@@ -126,16 +138,33 @@ def _quantize(
     y = jnp.where(nz, x * inv_scale, 0).astype(x.dtype)
     y = jnp.pad(y, (0, m * n - d)).reshape(m, n)
     if dither:
-        # uniform on the cell: the stream's uniforms (one pass of the quantizer kernel on
-        # CPU) mapped by cell_point
-        u = cell_point(lat, _kernels.uniform_like(y, key))
-        p = lat.closest_point(y - u)
-        point = (p + u).reshape(-1)[:d]
+        # uniform on the cell: the stream's uniforms mapped by cell_point
+        w = cell_point(lat, u(y) if callable(u) else jnp.reshape(u, (m, n)))
+        p = lat.closest_point(y - w)
+        point = (p + w).reshape(-1)[:d]
     else:
         p = lat.closest_point(y)
         point = p.reshape(-1)[:d]
     x_hat = jnp.where(nz, point / inv_scale, 0).astype(x.dtype)
+    return x_hat, p
+
+
+def _quantize(
+    lat: Lattice, step: float, dither: bool, x: jax.Array, key: Any
+) -> tuple[jax.Array, jax.Array]:
+    """``(x_hat, labels)`` of one flat vector: :func:`_round` at the norm-scaled
+    :func:`_scale`, the dither drawn from ``key`` (one pass of the quantizer kernel on CPU),
+    and the integer labels ``(ceil(d / n), n)`` of the lattice points.
+    """
+    x_hat, p = _round(lat, dither, x, lambda y: _kernels.uniform_like(y, key), _scale(lat, step, x))
     return x_hat, lattice_labels(lat, p)
+
+
+def _round_z1(dither: bool, x: jax.Array, u: Any, scale: jax.Array) -> tuple[jax.Array, Any]:
+    """:func:`_round` for ``Z^1`` blocks with the points as a flat vector (the labels of
+    ``Z^1`` are its points): the definition behind the integer-grid kernel's ``ZN`` modes."""
+    x_hat, p = _round(compressor_lattice("zn"), dither, x, u, scale)
+    return x_hat, p.reshape(-1)
 
 
 def lattice_symbols(
@@ -247,11 +276,23 @@ def lattice(
             raise ValueError("lattice compressor with dither=True needs key=, got key=None")
         d = x.shape[0]
         m = -(-d // n)
-        x_hat, labels = _quantize(lat, step, dither, x, key)
-        # per column of labels: its counts, smallest and largest value (one native pass on CPU)
-        counts, lo, hi = jax.vmap(_kernels.symbol_summary, in_axes=1)(labels)
+        if n == 1:
+            # Z^1: rounding, counts and entropy in one pass of the integer-grid kernel on CPU
+            x_hat, entropy, lo, hi = _kernels.integer_round(
+                x,
+                key,
+                _scale(lat, step, x),
+                partial(_round_z1, dither),
+                mode=_kernels.ZN_DITHER if dither else _kernels.ZN,
+            )
+        else:
+            x_hat, labels = _quantize(lat, step, dither, x, key)
+            x_hat = propagate_nonfinite(x, x_hat)
+            # per column of labels: its counts, smallest and largest value (one native pass)
+            counts, lo, hi = jax.vmap(_kernels.symbol_summary, in_axes=1)(labels)
+            entropy = jnp.sum(jax.vmap(lambda c: counts_entropy_bits(c, m))(counts))
         value_bits = m * jnp.sum(bit_width(hi - lo)).astype(info_dtype())
-        entropy = jnp.sum(jax.vmap(lambda c: counts_entropy_bits(c, m))(counts)) + float_bits
+        entropy = entropy + float_bits
         return x_hat, state, make_info(value_bits, 0, float_bits + header_bits, entropy)
 
     def init(x: Any) -> LatticeState:
@@ -271,4 +312,4 @@ def lattice(
         omega=omega,
         alpha=alpha,
     )
-    return Compressor(init, update, facts)
+    return Compressor(init, _kernels.propagates_nonfinite(update), facts)

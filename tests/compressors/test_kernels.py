@@ -488,3 +488,102 @@ def test_symbol_summary_under_vmap_and_bad_input():
         _kernels.symbol_summary(jnp.zeros((4,), jnp.float32))
     with pytest.raises(ValueError, match="non-empty"):
         _kernels.symbol_summary(jnp.zeros((0,), jnp.int32))
+
+
+# ----------------------------------------------------------------------------- integer grid
+def _grid_inputs(dtype):
+    """Named inputs for the integer-grid kernel: Gaussian with heavy tails (blocks of narrow
+    and of wide symbol spans), a ramp whose symbols drift (the histogram is widened many
+    times), a span too wide for any histogram (the redo-and-sort branch), non-finite
+    entries, zeros, one element."""
+    rng = np.random.default_rng(8)
+    g = rng.standard_normal(20_000) * rng.exponential(size=20_000)
+    out = {
+        "gauss": g,
+        "ramp": np.linspace(-30.0, 900.0, 9_001),
+        "wide": np.r_[g[:3000], 3e8, -3e8],
+        "nonfinite": np.r_[g[:500], np.nan, np.inf, -np.inf, 1e30, -1e30],
+        "zeros": np.zeros(700),
+        "one": np.array([0.3]),
+    }
+    return {k: jnp.asarray(v.astype(dtype)) for k, v in out.items()}
+
+
+GRID_SPECS = (
+    "grid:delta=0.37",
+    "grid:delta=0.37,rng_bits=8",
+    "grid:delta=0.05,rng_bits=16",
+    "grid:delta=0.25,rounding=deterministic",
+    "lattice:lattice=zn,step=0.3",
+    "lattice:lattice=zn,dither=True",
+    "lattice:lattice=zn,dither=True,step=0.01",
+)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, pytest.param(np.float64, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("spec", GRID_SPECS)
+def test_integer_grid_kernel_equals_the_pure_path(spec, dtype, monkeypatch):
+    """x_hat and the bit widths bit for bit; the entropy (summed in float64 in increasing
+    symbol order by the kernel, in XLA's order on the pure path) to the rounding of the sum."""
+    c = make(spec)
+    key = jax.random.key(13)
+
+    def f(x, k):
+        return c.update(x, c.init(x), key=k)
+
+    for name, x in _grid_inputs(dtype).items():
+        lowered = jax.jit(f).lower(x, key)
+        assert "ratedist_grid_f" in lowered.as_text(), spec
+        native = lowered.compile()(x, key)
+        pure = _pure(f, x, key, monkeypatch=monkeypatch)
+        assert _same_bits(native[0], pure[0]), (spec, name)
+        for field in ("value_bits", "index_bits", "side_bits"):
+            assert _same_bits(getattr(native[2], field), getattr(pure[2], field)), (spec, name)
+        a, b = float(native[2].entropy_bits), float(pure[2].entropy_bits)
+        if name != "nonfinite":  # unspecified there
+            assert a == pytest.approx(b, rel=1e-12, abs=1e-9), (spec, name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_integer_grid_kernel_counts_against_numpy(dtype):
+    """Deterministic grid and Z^1: the bits from numpy's own rounding and np.unique counts."""
+    for name, x in _grid_inputs(dtype).items():
+        if name == "nonfinite":
+            continue
+        xn = np.asarray(x)
+        d = xn.size
+        for spec in ("grid:delta=0.25,rounding=deterministic", "lattice:lattice=zn,step=0.3"):
+            c = make(spec)
+            x_hat, _, info = jax.jit(lambda v, c=c: c.update(v, c.init(v)))(x)
+            if spec.startswith("grid"):
+                i = np.round(xn * (dtype(1) / dtype(0.25)))
+                np.testing.assert_array_equal(np.asarray(x_hat), dtype(0.25) * i)
+            else:  # Z^1 at scale s = rms(x) 0.3: i = round(x (1/s))
+                s = np.asarray(jnp.sqrt(jnp.sum(x * x) / d) * jnp.asarray(0.3, x.dtype))
+                inv = dtype(1) / s if s > 0 else dtype(1)
+                i = np.round(xn * inv) if s > 0 else np.zeros(d)
+            _, counts = np.unique(i.astype(np.int64), return_counts=True)
+            ent = float(np.sum(counts * np.log2(d / counts)))
+            width = int(np.ceil(np.log2(i.max() - i.min() + 1)))
+            header = float(info.side_bits)
+            assert float(info.value_bits) == d * width, (spec, name)
+            assert float(info.entropy_bits) - (header if spec.startswith("grid") else 32) == (
+                pytest.approx(ent, rel=1e-12, abs=1e-9)
+            ), (spec, name)
+
+
+def test_integer_grid_kernel_batched_rows_match_single_calls():
+    """vmap over keys and vectors: rows of one kernel call equal the single calls."""
+    c = make("lattice:lattice=zn,dither=True")
+    xs = jnp.stack([_vector(np.float32, 1500, s) for s in range(3)])
+    keys = jax.random.split(jax.random.key(4), 3)
+
+    def f(x, k):
+        return c.update(x, c.init(x), key=k)
+
+    batched = jax.jit(jax.vmap(f))(xs, keys)
+    for r in range(3):
+        one = jax.jit(f)(xs[r], keys[r])
+        assert _same_bits(batched[0][r], one[0])
+        assert float(batched[2].entropy_bits[r]) == float(one[2].entropy_bits)
+        assert float(batched[2].value_bits[r]) == float(one[2].value_bits)
