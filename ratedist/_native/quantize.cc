@@ -46,10 +46,12 @@ constexpr int kLanes = 4;        // sub-histograms (breaks the increment depende
 constexpr int kMaxCum = 64;      // largest level index counted by cumulative counts
 
 #define RD_INLINE inline __attribute__((always_inline))
-// The row functions are compiled for AVX-512, AVX2 and the x86-64 baseline; the loader picks
-// one (GCC function multiversioning). Integer and IEEE arithmetic give the same bits on all.
+// The row functions are compiled for AVX-512, Haswell (AVX2 with FMA: the dithered Z^1 rounds
+// an explicit std::fma, which a plain "avx2" clone would call from libm per element) and the
+// x86-64 baseline; the loader picks one (GCC function multiversioning). Integer and IEEE
+// arithmetic, FMA included, give the same bits on all.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define RD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define RD_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
 #else
 #define RD_CLONES
 #endif
