@@ -1183,12 +1183,11 @@ static_assert(kBlock % 4 == 0 && kBlock / 4 <= 255, "byte-wise counters must not
 
 RD_INLINE void ByteCounts(const int32_t* __restrict sym, int64_t n, int32_t lo, int32_t hi,
                           int32_t* __restrict h) {
-  alignas(64) uint8_t rel[kBlock];
+  alignas(64) uint32_t words[kBlock / 4];
+  auto* rel = reinterpret_cast<uint8_t*>(words);  // (bytes may alias the words)
   for (int64_t j = 0; j < n; ++j) rel[j] = static_cast<uint8_t>(sym[j] - lo);
   for (int64_t j = n; j < ((n + 3) & ~int64_t(3)); ++j) rel[j] = 0;  // 0 is >= no level
   const int64_t nw = (n + 3) >> 2;
-  uint32_t words[kBlock / 4];
-  std::memcpy(words, rel, static_cast<size_t>(4 * nw));
   int32_t prev = static_cast<int32_t>(n);
   for (int32_t l = 1; l <= hi - lo; ++l) {
     const uint32_t add = 0x01010101u * static_cast<uint32_t>(128 - l);
@@ -1436,30 +1435,30 @@ ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> 
 
 }  // namespace
 
-#define RD_BIND(T)                                   \
-  ffi::Ffi::Bind()                                   \
-      .Arg<ffi::Buffer<T>>()                         \
-      .Arg<ffi::Buffer<ffi::U32>>()                  \
-      .Arg<ffi::Buffer<T>>()                         \
-      .Ret<ffi::Buffer<T>>()                         \
-      .Ret<ffi::Buffer<ffi::S32>>()                  \
-      .Attr<int32_t>("mode")                         \
-      .Attr<int32_t>("rng_bits")                     \
-      .Attr<int32_t>("flag")                         \
+// x, the key words and the scale in; x_hat and an int32 output (counts / symbol range) out
+#define RD_ROW_IO(T)                \
+  ffi::Ffi::Bind()                  \
+      .Arg<ffi::Buffer<T>>()        \
+      .Arg<ffi::Buffer<ffi::U32>>() \
+      .Arg<ffi::Buffer<T>>()        \
+      .Ret<ffi::Buffer<T>>()        \
+      .Ret<ffi::Buffer<ffi::S32>>()
+
+#define RD_BIND(T)                  \
+  RD_ROW_IO(T)                      \
+      .Attr<int32_t>("mode")        \
+      .Attr<int32_t>("rng_bits")    \
+      .Attr<int32_t>("flag")        \
       .Attr<ffi::Span<const double>>("table")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF32, Quantize<ffi::F32>, RD_BIND(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF64, Quantize<ffi::F64>, RD_BIND(ffi::F64));
 
-#define RD_GRID_BIND(T)                              \
-  ffi::Ffi::Bind()                                   \
-      .Arg<ffi::Buffer<T>>()                         \
-      .Arg<ffi::Buffer<ffi::U32>>()                  \
-      .Arg<ffi::Buffer<T>>()                         \
-      .Ret<ffi::Buffer<T>>()                         \
-      .Ret<ffi::Buffer<ffi::S32>>()                  \
-      .Ret<ffi::AnyBuffer>()                         \
-      .Attr<int32_t>("mode")                         \
+// ... and the entropy (float32 or float64)
+#define RD_GRID_BIND(T)             \
+  RD_ROW_IO(T)                      \
+      .Ret<ffi::AnyBuffer>()        \
+      .Attr<int32_t>("mode")        \
       .Attr<int32_t>("rng_bits")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistGridF32, Grid<ffi::F32>, RD_GRID_BIND(ffi::F32));
