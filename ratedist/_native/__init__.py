@@ -71,6 +71,12 @@ GRID_TARGETS = {
     "float64": ("ratedist_grid_f64", "RatedistGridF64"),
 }
 
+#: FFI targets of the D_n lattice decoder (``quantize.cc``), by JAX dtype name.
+CLOSEST_DN_TARGETS = {
+    "float32": ("ratedist_closest_dn_f32", "RatedistClosestDnF32"),
+    "float64": ("ratedist_closest_dn_f64", "RatedistClosestDnF64"),
+}
+
 #: FFI target (name, symbol) of Rand-K's index set (``quantize.cc``; no float operand).
 RANDOM_SUBSET_TARGET = ("ratedist_random_subset", "RatedistRandomSubset")
 
@@ -191,6 +197,7 @@ def status() -> NativeStatus:
             *TOP_K_ABS_TARGETS.values(),
             *QUANTIZE_TARGETS.values(),
             *GRID_TARGETS.values(),
+            *CLOSEST_DN_TARGETS.values(),
             *SPARSE_TARGETS.values(),
             RANDOM_SUBSET_TARGET,
             RUN_COUNTS_TARGET,
@@ -207,6 +214,7 @@ def status() -> NativeStatus:
 
 
 __all__ = [
+    "CLOSEST_DN_TARGETS",
     "GRID_TARGETS",
     "QUANTIZE_TARGETS",
     "RANDOM_SUBSET_TARGET",

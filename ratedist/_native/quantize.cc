@@ -26,7 +26,8 @@
 // keys of mode kRandKeys) from the same stream in one pass that does not write the keys; a
 // third, RatedistRunCounts, counts the distinct values of integer symbols (the entropy layer
 // of the lattice compressors); a fourth, RatedistGridF32/F64, rounds onto an integer grid
-// (the grid compressor, the Z^n lattice) and counts its symbols in the same pass.
+// (the grid compressor, the Z^n lattice) and counts its symbols in the same pass; a fifth,
+// RatedistClosestDnF32/F64, is the D_n lattice's decoder (D4, and E8 through its two cosets).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -1382,6 +1383,132 @@ ffi::Error Grid(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scal
   return ffi::Error::Success();
 }
 
+// ----------------------------------------------------------------------------- D_n decoder
+// closest_point_dn of ratedist/quantizers/lattice.py (Conway & Sloane 1982, Sec. III) row by
+// row (rows of n coordinates): f = rint(x) (ties to even); if sum f is odd, the coordinate
+// with the largest |x - f| (the first on ties; the first NaN if any, as jnp.argmax) is rounded
+// the other way (+1 if x - f >= 0, else -1) and the others get + 0 (so -0 becomes +0, as the
+// jax.numpy `f + where(onehot, other_way, 0)`). Every operation is exact (the sum of f while
+// |sum| < 2^24 in float32, 2^53 in float64, i.e. within the lattice compressor's limits), so
+// the result does not depend on an evaluation order: the same bits as the pure-JAX function.
+template <typename F, int64_t N>  // N = 0: n at run time
+RD_INLINE void DnRows(const F* __restrict x, F* __restrict y, int64_t rows, int64_t n_run) {
+  const int64_t n = N > 0 ? N : n_run;
+  for (int64_t r = 0; r < rows; ++r) {
+    const F* xr = x + r * n;
+    F* yr = y + r * n;
+    // branch-free (the parity is a coin flip per row: a branch would be mispredicted half the
+    // time); f goes to y first, then y is rewritten
+    F s = F(0), best = F(-1);
+    int64_t worst = 0;
+    bool nan = false;
+    for (int64_t k = 0; k < n; ++k) {
+      const F f = std::nearbyint(xr[k]);
+      const F a = std::fabs(xr[k] - f);
+      const bool isnan_a = a != a;
+      const bool take = !nan & ((a > best) | isnan_a);
+      worst = take ? k : worst;
+      best = take ? a : best;
+      nan = nan | isnan_a;
+      s += f;
+      yr[k] = f;
+    }
+    // jnp.mod(s, 2) != 0 for an integral s: s / 2 not integral (exact: s * 0.5); NaN and
+    // +-inf sums count as odd (their mod is NaN)
+    const F h = s * F(0.5);
+    const bool odd = !(h == std::floor(h)) | (std::fabs(s) == std::numeric_limits<F>::infinity());
+    for (int64_t k = 0; k < n; ++k) {
+      const F other = xr[k] - yr[k] >= F(0) ? F(1) : F(-1);
+      const F g = yr[k] + (k == worst ? other : F(0));
+      yr[k] = odd ? g : yr[k];
+    }
+  }
+}
+
+// N = 4 or 8 rows, kDnChunk rows at a time, coordinate-major (each step a vector over rows)
+constexpr int64_t kDnChunk = 16;
+template <typename F, int64_t N>
+RD_INLINE void DnChunks(const F* __restrict x, F* __restrict y, int64_t rows) {
+  constexpr F kInf = std::numeric_limits<F>::infinity();
+  const int64_t full = rows / kDnChunk * kDnChunk;
+  for (int64_t r0 = 0; r0 < full; r0 += kDnChunk) {
+    alignas(64) F xs[N][kDnChunk], f[N][kDnChunk];
+    for (int64_t j = 0; j < kDnChunk; ++j)
+      for (int64_t k = 0; k < N; ++k) xs[k][j] = x[(r0 + j) * N + k];
+    alignas(64) F s[kDnChunk], best[kDnChunk];
+    alignas(64) int32_t worst[kDnChunk], nan[kDnChunk];
+    for (int64_t j = 0; j < kDnChunk; ++j) {
+      s[j] = F(0);
+      best[j] = F(-1);
+      worst[j] = 0;
+      nan[j] = 0;
+    }
+    for (int64_t k = 0; k < N; ++k) {
+      for (int64_t j = 0; j < kDnChunk; ++j) {
+        const F fk = std::nearbyint(xs[k][j]);
+        const F a = std::fabs(xs[k][j] - fk);
+        const int32_t isnan_a = a != a;
+        const int32_t take = (nan[j] == 0) & ((a > best[j]) | isnan_a);
+        worst[j] = take ? static_cast<int32_t>(k) : worst[j];
+        best[j] = take ? a : best[j];
+        nan[j] |= isnan_a;
+        s[j] += fk;
+        f[k][j] = fk;
+      }
+    }
+    alignas(64) int32_t odd[kDnChunk];
+    for (int64_t j = 0; j < kDnChunk; ++j) {
+      const F h = s[j] * F(0.5);
+      odd[j] = (!(h == std::floor(h))) | (std::fabs(s[j]) == kInf);
+    }
+    for (int64_t k = 0; k < N; ++k) {
+      for (int64_t j = 0; j < kDnChunk; ++j) {
+        const F other = xs[k][j] - f[k][j] >= F(0) ? F(1) : F(-1);
+        const F g = f[k][j] + (worst[j] == k ? other : F(0));
+        f[k][j] = odd[j] ? g : f[k][j];
+      }
+    }
+    for (int64_t j = 0; j < kDnChunk; ++j)
+      for (int64_t k = 0; k < N; ++k) y[(r0 + j) * N + k] = f[k][j];
+  }
+  DnRows<F, N>(x + full * N, y + full * N, rows - full, N);
+}
+
+template <typename F>
+RD_INLINE void DnRowsAnyN(const F* x, F* y, int64_t rows, int64_t n) {
+  if (n == 4) {
+    DnChunks<F, 4>(x, y, rows);
+  } else if (n == 8) {
+    DnChunks<F, 8>(x, y, rows);
+  } else {
+    DnRows<F, 0>(x, y, rows, n);
+  }
+}
+
+RD_CLONES void DnRowsF32(const float* x, float* y, int64_t rows, int64_t n) {
+  DnRowsAnyN<float>(x, y, rows, n);
+}
+RD_CLONES void DnRowsF64(const double* x, double* y, int64_t rows, int64_t n) {
+  DnRowsAnyN<double>(x, y, rows, n);
+}
+inline void DnRowsAny(const float* x, float* y, int64_t rows, int64_t n) {
+  DnRowsF32(x, y, rows, n);
+}
+inline void DnRowsAny(const double* x, double* y, int64_t rows, int64_t n) {
+  DnRowsF64(x, y, rows, n);
+}
+
+template <ffi::DataType T>
+ffi::Error ClosestDn(ffi::Buffer<T> x, ffi::ResultBuffer<T> y) {
+  auto dims = x.dimensions();
+  if (dims.size() == 0 || dims.back() < 1) {
+    return ffi::Error::InvalidArgument("ratedist D_n: x needs rank >= 1 and n >= 1");
+  }
+  const int64_t n = dims.back();
+  DnRowsAny(x.typed_data(), y->typed_data(), static_cast<int64_t>(x.element_count()) / n, n);
+  return ffi::Error::Success();
+}
+
 template <ffi::DataType T>
 ffi::Error Quantize(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scale,
                     ffi::ResultBuffer<T> y, ffi::ResultBuffer<ffi::S32> counts, int32_t mode,
@@ -1463,6 +1590,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistQuantizeF64, Quantize<ffi::F64>, RD_BIND(f
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistGridF32, Grid<ffi::F32>, RD_GRID_BIND(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistGridF64, Grid<ffi::F64>, RD_GRID_BIND(ffi::F64));
+
+#define RD_DN_BIND(T) ffi::Ffi::Bind().Arg<ffi::Buffer<T>>().Ret<ffi::Buffer<T>>()
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistClosestDnF32, ClosestDn<ffi::F32>, RD_DN_BIND(ffi::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistClosestDnF64, ClosestDn<ffi::F64>, RD_DN_BIND(ffi::F64));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRunCounts, RunCounts,
                               ffi::Ffi::Bind()

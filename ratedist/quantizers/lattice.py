@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ratedist import _native
 from ratedist._registry import Registry
 from ratedist._validation import check_array, check_int
 
@@ -136,13 +137,7 @@ def closest_point_zn(x: Any) -> jax.Array:
     return jnp.round(jnp.asarray(x))
 
 
-def closest_point_dn(x: Any) -> jax.Array:
-    """Closest point of ``D_n = {z in Z^n : sum z even}`` (Conway & Sloane 1982, Sec. III).
-
-    ``f(x)`` rounds every coordinate; if ``sum f(x)`` is odd, the coordinate with the largest
-    rounding error (first one on ties) is rounded the other way instead.
-    """
-    x = jnp.asarray(x)
+def _closest_point_dn_jax(x: jax.Array) -> jax.Array:
     n = x.shape[-1]
     f = jnp.round(x)
     delta = x - f
@@ -152,6 +147,47 @@ def closest_point_dn(x: Any) -> jax.Array:
     g = f + jnp.where(onehot, other_way, jnp.zeros_like(f))
     odd = jnp.mod(jnp.sum(f, axis=-1), 2) != 0
     return jnp.where(odd[..., None], g, f)
+
+
+def _closest_point_dn_native(x: jax.Array) -> jax.Array:
+    target, _ = _native.CLOSEST_DN_TARGETS[x.dtype.name]
+
+    def ffi(a):
+        out = jax.ShapeDtypeStruct(a.shape, a.dtype)
+        return jax.ffi.ffi_call(target, out, vmap_method="broadcast_all")(a)
+
+    @jax.custom_jvp
+    def call(a):
+        return jax.lax.platform_dependent(a, cpu=ffi, default=_closest_point_dn_jax)
+
+    @call.defjvp
+    def _jvp(primals, tangents):
+        # piecewise constant, as the pure-JAX function (round has a zero derivative)
+        out = call(primals[0])
+        return out, jnp.zeros_like(out)
+
+    return call(x)
+
+
+def closest_point_dn(x: Any) -> jax.Array:
+    """Closest point of ``D_n = {z in Z^n : sum z even}`` (Conway & Sloane 1982, Sec. III).
+
+    ``f(x)`` rounds every coordinate; if ``sum f(x)`` is odd, the coordinate with the largest
+    rounding error (first one on ties) is rounded the other way instead.
+
+    On CPU (float32/float64, native kernels available) one native pass per call
+    (``ratedist/_native/quantize.cc``); elsewhere jax.numpy. Every step is exact (the parity
+    sum while it stays below 2^24 in float32), so both give the same bits.
+    """
+    x = jnp.asarray(x)
+    if (
+        x.ndim >= 1
+        and x.size > 0
+        and x.dtype.name in _native.CLOSEST_DN_TARGETS
+        and _native.status().available
+    ):
+        return _closest_point_dn_native(x)
+    return _closest_point_dn_jax(x)
 
 
 def _nearer(x: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
