@@ -80,6 +80,9 @@ CLOSEST_DN_TARGETS = {
 #: FFI target (name, symbol) of Rand-K's index set (``quantize.cc``; no float operand).
 RANDOM_SUBSET_TARGET = ("ratedist_random_subset", "RatedistRandomSubset")
 
+#: FFI target (name, symbol) of the per-column entropies of int32 labels (``quantize.cc``).
+COLUMN_ENTROPY_TARGET = ("ratedist_column_entropy", "RatedistColumnEntropy")
+
 #: FFI target (name, symbol) of the run counts of int32 symbols (``quantize.cc``).
 RUN_COUNTS_TARGET = ("ratedist_run_counts", "RatedistRunCounts")
 
@@ -201,6 +204,7 @@ def status() -> NativeStatus:
             *SPARSE_TARGETS.values(),
             RANDOM_SUBSET_TARGET,
             RUN_COUNTS_TARGET,
+            COLUMN_ENTROPY_TARGET,
             *SPARSE_SLICED_TARGETS.values(),
         ):
             jax.ffi.register_ffi_target(
@@ -215,6 +219,7 @@ def status() -> NativeStatus:
 
 __all__ = [
     "CLOSEST_DN_TARGETS",
+    "COLUMN_ENTROPY_TARGET",
     "GRID_TARGETS",
     "QUANTIZE_TARGETS",
     "RANDOM_SUBSET_TARGET",

@@ -27,7 +27,8 @@
 // third, RatedistRunCounts, counts the distinct values of integer symbols (the entropy layer
 // of the lattice compressors); a fourth, RatedistGridF32/F64, rounds onto an integer grid
 // (the grid compressor, the Z^n lattice) and counts its symbols in the same pass; a fifth,
-// RatedistClosestDnF32/F64, is the D_n lattice's decoder (D4, and E8 through its two cosets).
+// RatedistClosestDnF32/F64, is the D_n lattice's decoder (D4, and E8 through its two cosets),
+// and a sixth, RatedistColumnEntropy, the entropy layer of the lattices' label columns.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -1339,6 +1340,135 @@ inline void GridRowAny(const Params<double>& P, const double* x, int64_t d, doub
 
 // Outputs: x_hat (..., d), the smallest and largest symbol (..., 2), the entropy in bits
 // (...; float32 or float64).
+// ----------------------------------------------------------------------------- column entropy
+// The entropy layer of the lattice labels: for each column j of an int32 matrix (m, n), the
+// smallest and largest value and sum_c c log2(m / c) over the counts c of its distinct values
+// (in double, increasing values; the pure-JAX path, symbol_summary + counts_entropy_bits per
+// column, sums in another order: the same to rounding). One pass finds the columns' ranges,
+// a second counts every column at once into its own histogram (columns are interleaved in
+// memory, so consecutive increments go to different tables); a column whose span exceeds
+// RunCounts' limit is gathered and counted by RunCountsRow (sorted).
+struct ColumnScratch {
+  std::vector<int32_t> hist, col, counts;
+  RunScratch runs;
+};
+
+template <int64_t N>  // N = 0: n at run time
+RD_INLINE void ColumnRanges(const int32_t* __restrict v, int64_t m, int32_t* lo, int32_t* hi,
+                            int64_t n_run = N) {
+  const int64_t n = N > 0 ? N : n_run;
+  for (int64_t j = 0; j < n; ++j) lo[j] = hi[j] = v[j];
+  for (int64_t r = 1; r < m; ++r) {
+    const int32_t* row = v + r * n;
+    for (int64_t j = 0; j < n; ++j) {
+      lo[j] = row[j] < lo[j] ? row[j] : lo[j];
+      hi[j] = row[j] > hi[j] ? row[j] : hi[j];
+    }
+  }
+}
+
+template <int64_t N>
+RD_INLINE void ColumnCounts(const int32_t* __restrict v, int64_t m, const int64_t* base,
+                            int32_t* __restrict h, int64_t n_run = N) {
+  const int64_t n = N > 0 ? N : n_run;
+  for (int64_t r = 0; r < m; ++r) {
+    const int32_t* row = v + r * n;
+    for (int64_t j = 0; j < n; ++j) ++h[base[j] + row[j]];
+  }
+}
+
+void ColumnEntropyMatrix(const int32_t* v, int64_t m, int64_t n, int32_t* ext, double* ent,
+                         ColumnScratch& w) {
+  constexpr int64_t kMaxCols = 64;
+  int32_t lo[kMaxCols], hi[kMaxCols];
+  int64_t off[kMaxCols + 1];
+  if (n == 4) {
+    ColumnRanges<4>(v, m, lo, hi);
+  } else if (n == 8) {
+    ColumnRanges<8>(v, m, lo, hi);
+  } else {
+    ColumnRanges<0>(v, m, lo, hi, n);
+  }
+  const int64_t limit = std::min(kRunSpanMax, std::max(4 * m, kRunSpanMin));
+  bool wide[kMaxCols];
+  off[0] = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t span = static_cast<int64_t>(hi[j]) - lo[j] + 1;
+    wide[j] = span > limit;
+    off[j + 1] = off[j] + (wide[j] ? 0 : span);
+    ext[2 * j] = lo[j];
+    ext[2 * j + 1] = hi[j];
+  }
+  w.hist.assign(static_cast<size_t>(off[n]), 0);
+  int32_t* h = w.hist.data();
+  int64_t base[kMaxCols];  // h index of value 0 of column j (narrow columns)
+  for (int64_t j = 0; j < n; ++j) base[j] = off[j] - lo[j];
+  bool any_wide = false;
+  for (int64_t j = 0; j < n; ++j) any_wide = any_wide || wide[j];
+  if (!any_wide && n == 4) {
+    ColumnCounts<4>(v, m, base, h);
+  } else if (!any_wide && n == 8) {
+    ColumnCounts<8>(v, m, base, h);
+  } else if (!any_wide) {
+    ColumnCounts<0>(v, m, base, h, n);
+  } else {
+    for (int64_t r = 0; r < m; ++r) {
+      const int32_t* row = v + r * n;
+      for (int64_t j = 0; j < n; ++j) {
+        if (!wide[j]) ++h[base[j] + row[j]];
+      }
+    }
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    double bits = 0.0;
+    if (!wide[j]) {
+      for (int64_t i = off[j]; i < off[j + 1]; ++i) bits += EntropyBits(h[i], m);
+    } else {
+      w.col.resize(static_cast<size_t>(m));
+      for (int64_t r = 0; r < m; ++r) w.col[r] = v[r * n + j];
+      w.counts.resize(static_cast<size_t>(m));
+      int32_t e2[2];
+      RunCountsRow(w.col.data(), m, w.counts.data(), e2, w.runs);
+      for (int64_t i = 0; i < m && w.counts[i] != 0; ++i) bits += EntropyBits(w.counts[i], m);
+    }
+    ent[j] = bits;
+  }
+}
+
+// Outputs: ext (..., n, 2) and the entropies (..., n; float32 or float64) of v (..., m, n).
+ffi::Error ColumnEntropy(ffi::Buffer<ffi::S32> v, ffi::ResultBuffer<ffi::S32> ext,
+                         ffi::Result<ffi::AnyBuffer> ent) {
+  auto dims = v.dimensions();
+  if (dims.size() < 2) return ffi::Error::InvalidArgument("ratedist column entropy: rank < 2");
+  const int64_t n = dims.back(), m = dims[dims.size() - 2];
+  if (m < 1 || n < 1 || n > 64) {
+    return ffi::Error::InvalidArgument("ratedist column entropy: need m >= 1, 1 <= n <= 64");
+  }
+  const int64_t mats = static_cast<int64_t>(v.element_count()) / (m * n);
+  const ffi::DataType et = ent->element_type();
+  if (static_cast<int64_t>(ext->element_count()) != 2 * n * mats ||
+      static_cast<int64_t>(ent->element_count()) != n * mats) {
+    return ffi::Error::InvalidArgument("ratedist column entropy: inconsistent shapes");
+  }
+  if (et != ffi::DataType::F32 && et != ffi::DataType::F64) {
+    return ffi::Error::InvalidArgument("ratedist column entropy: float32 or float64 entropy");
+  }
+  thread_local ColumnScratch work;
+  double bits[64];
+  for (int64_t a = 0; a < mats; ++a) {
+    ColumnEntropyMatrix(v.typed_data() + a * m * n, m, n, ext->typed_data() + 2 * n * a, bits,
+                        work);
+    for (int64_t j = 0; j < n; ++j) {
+      if (et == ffi::DataType::F64) {
+        static_cast<double*>(ent->untyped_data())[a * n + j] = bits[j];
+      } else {
+        static_cast<float*>(ent->untyped_data())[a * n + j] = static_cast<float>(bits[j]);
+      }
+    }
+  }
+  return ffi::Error::Success();
+}
+
 template <ffi::DataType T>
 ffi::Error Grid(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scale,
                 ffi::ResultBuffer<T> y, ffi::ResultBuffer<ffi::S32> ext,
@@ -1595,6 +1725,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistGridF64, Grid<ffi::F64>, RD_GRID_BIND(ffi:
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistClosestDnF32, ClosestDn<ffi::F32>, RD_DN_BIND(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistClosestDnF64, ClosestDn<ffi::F64>, RD_DN_BIND(ffi::F64));
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistColumnEntropy, ColumnEntropy,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::AnyBuffer>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRunCounts, RunCounts,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::S32>>()

@@ -547,6 +547,44 @@ def symbol_summary(col):
     return jax.lax.platform_dependent(col, cpu=native, default=_jax_symbol_summary)
 
 
+def _jax_column_entropy(labels):
+    m = labels.shape[0]
+    counts, lo, hi = jax.vmap(_jax_symbol_summary, in_axes=1)(labels)
+    return jax.vmap(lambda c: counts_entropy_bits(c, m))(counts), lo, hi
+
+
+def column_entropy(labels):
+    """``(entropy_bits, lo, hi)`` of each column of the int32 matrix ``labels`` (``(m, n)``,
+    ``1 <= n <= 64``): ``counts_entropy_bits(counts, m)`` of the column's distinct values and
+    its smallest and largest value (each of shape ``(n,)``; see :func:`symbol_summary`).
+
+    On CPU one native call finds the columns' ranges and counts all of them in one more pass
+    (a column wider than :func:`symbol_summary`'s histograms is gathered and sorted), summing
+    each entropy in float64; the pure-JAX path sums the same terms in another order, so the
+    entropies agree to rounding and ``lo``/``hi`` are equal. (The lattice compressor's label
+    columns: ≈ 13 ms at d = 1e7 for a summary and an XLA entropy pass over ``d`` counts.)
+    """
+    labels = jnp.asarray(labels)
+    if labels.dtype != jnp.int32:
+        raise TypeError(f"column_entropy: labels must be int32, got dtype {labels.dtype}")
+    if labels.ndim != 2 or labels.shape[0] < 1 or not 1 <= labels.shape[1] <= 64:
+        raise ValueError(
+            f"column_entropy: labels must have shape (m, n), m >= 1, 1 <= n <= 64, "
+            f"got {labels.shape}"
+        )
+    if not native_available(jnp.float32):
+        return _jax_column_entropy(labels)
+    target, _ = _native.COLUMN_ENTROPY_TARGET
+    n = labels.shape[1]
+    outs = (jax.ShapeDtypeStruct((n, 2), jnp.int32), jax.ShapeDtypeStruct((n,), info_dtype()))
+
+    def native(v):
+        ext, ent = jax.ffi.ffi_call(target, outs, vmap_method="broadcast_all")(v)
+        return ent, ext[..., 0], ext[..., 1]
+
+    return jax.lax.platform_dependent(labels, cpu=native, default=_jax_column_entropy)
+
+
 def rand_keys(x, key):
     """Rand-K's selection keys: ``(w >> 2) + 2^23`` of the stream's words ``w`` (see the
     module docstring) bit-cast to normal positive float32 numbers (monotone in the bits), in
@@ -627,6 +665,7 @@ __all__ = [
     "ZN",
     "ZN_DITHER",
     "bernoulli",
+    "column_entropy",
     "integer_round",
     "keep_above",
     "key_words",

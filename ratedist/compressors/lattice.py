@@ -75,7 +75,6 @@ from ratedist.compressors import _kernels
 from ratedist.compressors._common import (
     bit_width,
     check_float_bits,
-    counts_entropy_bits,
     info_dtype,
     make_info,
 )
@@ -288,9 +287,9 @@ def lattice(
         else:
             x_hat, labels = _quantize(lat, step, dither, x, key)
             x_hat = propagate_nonfinite(x, x_hat)
-            # per column of labels: its counts, smallest and largest value (one native pass)
-            counts, lo, hi = jax.vmap(_kernels.symbol_summary, in_axes=1)(labels)
-            entropy = jnp.sum(jax.vmap(lambda c: counts_entropy_bits(c, m))(counts))
+            # per column of labels: its entropy, smallest and largest value (native on CPU)
+            entropies, lo, hi = _kernels.column_entropy(labels)
+            entropy = jnp.sum(entropies)
         value_bits = m * jnp.sum(bit_width(hi - lo)).astype(info_dtype())
         entropy = entropy + float_bits
         return x_hat, state, make_info(value_bits, 0, float_bits + header_bits, entropy)
