@@ -53,29 +53,24 @@ import jax
 
 _LOG = logging.getLogger("ratedist")
 
+
+def _by_dtype(name: str, symbol: str) -> dict[str, tuple[str, str]]:
+    """``{dtype: (target name, handler symbol)}`` of a handler defined for float32 and float64
+    (``<name>_f32`` / ``<symbol>F32`` and ``<name>_f64`` / ``<symbol>F64``)."""
+    return {f"float{b}": (f"{name}_f{b}", f"{symbol}F{b}") for b in (32, 64)}
+
+
 #: FFI target names registered for the CPU platform, by JAX dtype name.
-TOP_K_ABS_TARGETS = {
-    "float32": ("ratedist_top_k_abs_f32", "RatedistTopKAbsF32"),
-    "float64": ("ratedist_top_k_abs_f64", "RatedistTopKAbsF64"),
-}
+TOP_K_ABS_TARGETS = _by_dtype("ratedist_top_k_abs", "RatedistTopKAbs")
 
 #: FFI targets of the elementwise quantizer kernel, by JAX dtype name.
-QUANTIZE_TARGETS = {
-    "float32": ("ratedist_quantize_f32", "RatedistQuantizeF32"),
-    "float64": ("ratedist_quantize_f64", "RatedistQuantizeF64"),
-}
+QUANTIZE_TARGETS = _by_dtype("ratedist_quantize", "RatedistQuantize")
 
 #: FFI targets of the integer-grid rounding with its symbol counts (``quantize.cc``), by dtype.
-GRID_TARGETS = {
-    "float32": ("ratedist_grid_f32", "RatedistGridF32"),
-    "float64": ("ratedist_grid_f64", "RatedistGridF64"),
-}
+GRID_TARGETS = _by_dtype("ratedist_grid", "RatedistGrid")
 
 #: FFI targets of the D_n lattice decoder (``quantize.cc``), by JAX dtype name.
-CLOSEST_DN_TARGETS = {
-    "float32": ("ratedist_closest_dn_f32", "RatedistClosestDnF32"),
-    "float64": ("ratedist_closest_dn_f64", "RatedistClosestDnF64"),
-}
+CLOSEST_DN_TARGETS = _by_dtype("ratedist_closest_dn", "RatedistClosestDn")
 
 #: FFI target (name, symbol) of Rand-K's index set (``quantize.cc``; no float operand).
 RANDOM_SUBSET_TARGET = ("ratedist_random_subset", "RatedistRandomSubset")
@@ -87,16 +82,10 @@ COLUMN_ENTROPY_TARGET = ("ratedist_column_entropy", "RatedistColumnEntropy")
 RUN_COUNTS_TARGET = ("ratedist_run_counts", "RatedistRunCounts")
 
 #: FFI targets of the sparse COO product kernel, by JAX dtype name.
-SPARSE_TARGETS = {
-    "float32": ("ratedist_coo_product_f32", "RatedistCooProductF32"),
-    "float64": ("ratedist_coo_product_f64", "RatedistCooProductF64"),
-}
+SPARSE_TARGETS = _by_dtype("ratedist_coo_product", "RatedistCooProduct")
 
 #: FFI targets of the sparse kernel's fused data terms on sliced columns, by JAX dtype name.
-SPARSE_SLICED_TARGETS = {
-    "float32": ("ratedist_sliced_terms_f32", "RatedistSlicedTermsF32"),
-    "float64": ("ratedist_sliced_terms_f64", "RatedistSlicedTermsF64"),
-}
+SPARSE_SLICED_TARGETS = _by_dtype("ratedist_sliced_terms", "RatedistSlicedTerms")
 
 #: C++ sources compiled into the one shared library.
 _SOURCES = ("select.cc", "quantize.cc", "sparse.cc")
