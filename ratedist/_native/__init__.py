@@ -13,7 +13,7 @@ Three kernels:
   ``_kernels.stream_words``), the fused deterministic sign / scalar / threshold
   compressors, Rand-K's index set drawn from the same stream in one pass
   (:func:`ratedist.compressors._kernels.random_subset`), and the run counts of integer
-  symbols (:func:`ratedist.compressors._kernels.symbol_summary`);
+  symbols (:func:`ratedist.compressors._symbols.symbol_summary`);
 - sparse matrix-vector products ``M v``, ``Mᵀ v`` and the fused logistic / least-squares
   gradient terms (one pass over each row) on the padded per-worker CSR arrays (row
   pointers, column indices, values; ``sparse.cc``), and the fused terms again on a

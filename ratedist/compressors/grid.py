@@ -58,7 +58,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from ratedist._validation import check_positive
-from ratedist.compressors import _kernels
+from ratedist.compressors import _kernels, _symbols
 from ratedist.compressors._common import (
     bit_width,
     check_key,
@@ -151,12 +151,12 @@ def grid(delta: float, rounding: str = "stochastic", rng_bits: int = 32) -> Comp
         d = x.shape[0]
         if stochastic:
             key = check_key(key, "grid")
-        x_hat, ent, lo, hi = _kernels.integer_round(
+        x_hat, ent, lo, hi = _symbols.integer_round(
             x,
             key,
             delta,
             _round_stochastic if stochastic else _round_nearest,
-            mode=_kernels.GRID_STOCHASTIC if stochastic else _kernels.GRID_NEAREST,
+            mode=_symbols.GRID_STOCHASTIC if stochastic else _symbols.GRID_NEAREST,
             rng_bits=rng_bits,
         )
         width = bit_width(hi - lo)

@@ -71,7 +71,7 @@ import jax
 import jax.numpy as jnp
 
 from ratedist._validation import check_choice, check_positive
-from ratedist.compressors import _kernels
+from ratedist.compressors import _kernels, _symbols
 from ratedist.compressors._common import (
     bit_width,
     check_float_bits,
@@ -277,18 +277,18 @@ def lattice(
         m = -(-d // n)
         if n == 1:
             # Z^1: rounding, counts and entropy in one pass of the integer-grid kernel on CPU
-            x_hat, entropy, lo, hi = _kernels.integer_round(
+            x_hat, entropy, lo, hi = _symbols.integer_round(
                 x,
                 key,
                 _scale(lat, step, x),
                 partial(_round_z1, dither),
-                mode=_kernels.ZN_DITHER if dither else _kernels.ZN,
+                mode=_symbols.ZN_DITHER if dither else _symbols.ZN,
             )
         else:
             x_hat, labels = _quantize(lat, step, dither, x, key)
             x_hat = propagate_nonfinite(x, x_hat)
             # per column of labels: its entropy, smallest and largest value (native on CPU)
-            entropies, lo, hi = _kernels.column_entropy(labels)
+            entropies, lo, hi = _symbols.column_entropy(labels)
             entropy = jnp.sum(entropies)
         value_bits = m * jnp.sum(bit_width(hi - lo)).astype(info_dtype())
         entropy = entropy + float_bits

@@ -30,7 +30,7 @@ import pytest
 from harness_builds import harness_outputs
 from threefry_reference import threefry2x32_20
 
-from ratedist.compressors import _kernels, make
+from ratedist.compressors import _kernels, _symbols, make
 
 pytestmark = pytest.mark.skipif(
     not _kernels.native_available(jnp.float32), reason="native kernels not built here"
@@ -460,11 +460,11 @@ def test_threefry_chain_widths_give_the_same_stream(tmp_path):
 )
 def test_symbol_summary_native_equals_pure_jax(values, monkeypatch):
     col = jnp.asarray(values)
-    native = jax.jit(_kernels.symbol_summary)(col)
-    assert "ratedist_run_counts" in jax.jit(_kernels.symbol_summary).lower(col).as_text()
+    native = jax.jit(_symbols.symbol_summary)(col)
+    assert "ratedist_run_counts" in jax.jit(_symbols.symbol_summary).lower(col).as_text()
     with monkeypatch.context() as m:
         m.setattr(_kernels, "native_available", lambda dtype: False)
-        pure = jax.jit(lambda c: _kernels.symbol_summary(c)).lower(col).compile()(col)
+        pure = jax.jit(lambda c: _symbols.symbol_summary(c)).lower(col).compile()(col)
     for a, b in zip(native, pure, strict=True):
         assert _same_bits(a, b)
     assert int(native[1]) == values.min() and int(native[2]) == values.max()
@@ -478,7 +478,7 @@ def test_symbol_summary_native_equals_pure_jax(values, monkeypatch):
 
 def test_symbol_summary_under_vmap_and_bad_input():
     cols = jnp.asarray(np.random.default_rng(2).integers(0, 9, size=(3, 700)).astype(np.int32))
-    batched, lo, hi = jax.vmap(_kernels.symbol_summary)(cols)
+    batched, lo, hi = jax.vmap(_symbols.symbol_summary)(cols)
     for row, out in zip(np.asarray(cols), np.asarray(batched), strict=True):
         _, counts = np.unique(row, return_counts=True)
         np.testing.assert_array_equal(out[: counts.size], counts)
@@ -486,9 +486,9 @@ def test_symbol_summary_under_vmap_and_bad_input():
     np.testing.assert_array_equal(lo, np.asarray(cols).min(axis=1))
     np.testing.assert_array_equal(hi, np.asarray(cols).max(axis=1))
     with pytest.raises(TypeError, match="int32"):
-        _kernels.symbol_summary(jnp.zeros((4,), jnp.float32))
+        _symbols.symbol_summary(jnp.zeros((4,), jnp.float32))
     with pytest.raises(ValueError, match="non-empty"):
-        _kernels.symbol_summary(jnp.zeros((0,), jnp.int32))
+        _symbols.symbol_summary(jnp.zeros((0,), jnp.int32))
 
 
 # ----------------------------------------------------------------------------- integer grid
@@ -611,21 +611,21 @@ def test_column_entropy_against_numpy_and_the_pure_path(labels):
     """Per column: lo/hi equal to numpy's, the entropy equal to numpy's unique counts to
     rounding, on the native and the pure path, and under vmap."""
     lab = jnp.asarray(labels, jnp.int32)
-    assert "ratedist_column_entropy" in jax.jit(_kernels.column_entropy).lower(lab).as_text()
+    assert "ratedist_column_entropy" in jax.jit(_symbols.column_entropy).lower(lab).as_text()
     m = labels.shape[0]
     want = []
     for col in np.asarray(labels, np.int64).T:
         _, counts = np.unique(col, return_counts=True)
         want.append(float(np.sum(counts * np.log2(m / counts))))
-    for fn in (_kernels.column_entropy, _kernels._jax_column_entropy):
+    for fn in (_symbols.column_entropy, _symbols._jax_column_entropy):
         ent, lo, hi = jax.jit(fn)(lab)
         np.testing.assert_array_equal(np.asarray(lo), np.asarray(labels).min(axis=0))
         np.testing.assert_array_equal(np.asarray(hi), np.asarray(labels).max(axis=0))
         np.testing.assert_allclose(np.asarray(ent), want, rtol=1e-12, atol=1e-9)
-    batched = jax.vmap(_kernels.column_entropy)(jnp.stack([lab, lab[::-1]]))
+    batched = jax.vmap(_symbols.column_entropy)(jnp.stack([lab, lab[::-1]]))
     for out in batched:
         assert _same_bits(out[0], out[1])
     with pytest.raises(TypeError, match="int32"):
-        _kernels.column_entropy(jnp.zeros((4, 2), jnp.float32))
+        _symbols.column_entropy(jnp.zeros((4, 2), jnp.float32))
     with pytest.raises(ValueError, match="shape"):
-        _kernels.column_entropy(jnp.zeros((4,), jnp.int32))
+        _symbols.column_entropy(jnp.zeros((4,), jnp.int32))
