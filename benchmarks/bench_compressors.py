@@ -102,8 +102,8 @@ def _configs(d: int) -> list[tuple[str, str, float]]:
         ("scalar lloyd-max 3b", "scalar:method=lloyd-max,bits=3", 3),  # rms, read + write
         ("scalar tnq 3b (stoch.)", "scalar:method=tnq,bits=3", 3),
         ("scalar tnq 3b rng8", "scalar:method=tnq,bits=3,rng_bits=8", 3),
-        # rounding in jax.numpy with the kernels' uniforms; the entropy of the integer
-        # symbols (grid, lattice labels) from _symbols.symbol_summary
+        # grid, stochastic sign and Zⁿ: one kernel pass each; D4/E8: jax.numpy around the
+        # native D_n decoder and label entropies (ratedist.compressors._symbols)
         ("grid (stochastic)", "grid:delta=0.5", 2),  # read, write
         ("stochastic-sign l2", "stochastic-sign:scale=l2", 3),  # norm, then read + write
         ("lattice zn dither", "lattice:lattice=zn,dither=True", 3),  # rms, read + write

@@ -12,8 +12,9 @@ Three kernels:
   counter-based Threefry-2x32-20 stream keyed by the JAX key (bit-identical to the pure-JAX
   ``_kernels.stream_words``), the fused deterministic sign / scalar / threshold
   compressors, Rand-K's index set drawn from the same stream in one pass
-  (:func:`ratedist.compressors._kernels.random_subset`), and the run counts of integer
-  symbols (:func:`ratedist.compressors._symbols.symbol_summary`);
+  (:func:`ratedist.compressors._kernels.random_subset`), grid and Zⁿ rounding with the
+  entropy of its symbols, the D_n lattice decoder and the entropies of lattice labels
+  (:mod:`ratedist.compressors._symbols`, :func:`ratedist.quantizers.lattice.closest_point_dn`);
 - sparse matrix-vector products ``M v``, ``Mᵀ v`` and the fused logistic / least-squares
   gradient terms (one pass over each row) on the padded per-worker CSR arrays (row
   pointers, column indices, values; ``sparse.cc``), and the fused terms again on a
@@ -77,9 +78,6 @@ RANDOM_SUBSET_TARGET = ("ratedist_random_subset", "RatedistRandomSubset")
 
 #: FFI target (name, symbol) of the per-column entropies of int32 labels (``quantize.cc``).
 COLUMN_ENTROPY_TARGET = ("ratedist_column_entropy", "RatedistColumnEntropy")
-
-#: FFI target (name, symbol) of the run counts of int32 symbols (``quantize.cc``).
-RUN_COUNTS_TARGET = ("ratedist_run_counts", "RatedistRunCounts")
 
 #: FFI targets of the sparse COO product kernel, by JAX dtype name.
 SPARSE_TARGETS = _by_dtype("ratedist_coo_product", "RatedistCooProduct")
@@ -192,7 +190,6 @@ def status() -> NativeStatus:
             *CLOSEST_DN_TARGETS.values(),
             *SPARSE_TARGETS.values(),
             RANDOM_SUBSET_TARGET,
-            RUN_COUNTS_TARGET,
             COLUMN_ENTROPY_TARGET,
             *SPARSE_SLICED_TARGETS.values(),
         ):
@@ -212,7 +209,6 @@ __all__ = [
     "GRID_TARGETS",
     "QUANTIZE_TARGETS",
     "RANDOM_SUBSET_TARGET",
-    "RUN_COUNTS_TARGET",
     "SPARSE_SLICED_TARGETS",
     "SPARSE_TARGETS",
     "TOP_K_ABS_TARGETS",

@@ -24,11 +24,10 @@
 //
 // A second handler, RatedistRandomSubset, returns Rand-K's k indices (those of the k largest
 // keys of mode kRandKeys) from the same stream in one pass that does not write the keys; a
-// third, RatedistRunCounts, counts the distinct values of integer symbols (the entropy layer
-// of the lattice compressors); a fourth, RatedistGridF32/F64, rounds onto an integer grid
-// (the grid compressor, the Z^n lattice) and counts its symbols in the same pass; a fifth,
-// RatedistClosestDnF32/F64, is the D_n lattice's decoder (D4, and E8 through its two cosets),
-// and a sixth, RatedistColumnEntropy, the entropy layer of the lattices' label columns.
+// third, RatedistGridF32/F64, rounds onto an integer grid (the grid compressor, the Z^n
+// lattice) and counts its symbols in the same pass; a fourth, RatedistClosestDnF32/F64, is the
+// D_n lattice's decoder (D4, and E8 through its two cosets), and a fifth,
+// RatedistColumnEntropy, the entropy layer of the lattices' label columns.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -1025,77 +1024,36 @@ ffi::Error RandomSubset(ffi::Buffer<ffi::U32> key, ffi::ResultBuffer<ffi::S32> i
   return ffi::Error::Success();
 }
 
-// ----------------------------------------------------------------------------- run counts
-// The run lengths of the sorted values of an int32 row, in increasing order of the values,
-// then zeros up to the row's length m: the counts of integer_entropy_bits
-// (ratedist/compressors/_kernels.py), which the pure-JAX path gets from a sort. Rows whose
-// values span at most max(4 m, 2^16) and at most 2^22 integers are counted in one pass into
-// kLanes histograms of that span (thread-local); wider rows are sorted (a copy, std::sort).
+// ----------------------------------------------------------------------------- symbol entropy
+// Symbols are counted in histograms of their value span while it is at most
+// max(4 m, 2^16) and 2^22 integers (m symbols); wider rows or columns are sorted instead.
 constexpr int64_t kRunSpanMax = int64_t(1) << 22;
 constexpr int64_t kRunSpanMin = int64_t(1) << 16;
-
-struct RunScratch {
-  std::vector<int32_t> hist, sorted;
-};
-
-void RunCountsRow(const int32_t* v, int64_t m, int32_t* out, int32_t* ext, RunScratch& w) {
-  int32_t lo = v[0], hi = v[0];
-  for (int64_t i = 1; i < m; ++i) {
-    lo = std::min(lo, v[i]);
-    hi = std::max(hi, v[i]);
-  }
-  ext[0] = lo;
-  ext[1] = hi;
-  const int64_t span = static_cast<int64_t>(hi) - lo + 1;
-  int64_t u = 0;
-  if (span <= std::min(kRunSpanMax, std::max(4 * m, kRunSpanMin))) {
-    // kLanes interleaved sub-histograms: runs of equal symbols (the common case of a few
-    // dominant levels) do not chain their increments through one counter
-    w.hist.assign(static_cast<size_t>(kLanes * span), 0);
-    int32_t* h = w.hist.data();
-    int64_t i = 0;
-    for (; i + kLanes <= m; i += kLanes) {
-      for (int k = 0; k < kLanes; ++k) ++h[k * span + (static_cast<int64_t>(v[i + k]) - lo)];
-    }
-    for (; i < m; ++i) ++h[static_cast<int64_t>(v[i]) - lo];
-    for (int64_t r = 0; r < span; ++r) {
-      int32_t c = 0;
-      for (int k = 0; k < kLanes; ++k) c += h[k * span + r];
-      if (c != 0) out[u++] = c;
-    }
-  } else {
-    w.sorted.assign(v, v + m);
-    std::sort(w.sorted.begin(), w.sorted.end());
-    const int32_t* sv = w.sorted.data();
-    int64_t start = 0;
-    for (int64_t i = 1; i <= m; ++i) {
-      if (i == m || sv[i] != sv[i - 1]) {
-        out[u++] = static_cast<int32_t>(i - start);
-        start = i;
-      }
-    }
-  }
-  std::fill(out + u, out + m, 0);
+inline int64_t HistogramSpanLimit(int64_t m) {
+  return std::min(kRunSpanMax, std::max(4 * m, kRunSpanMin));
 }
 
-// Outputs: the counts (..., m) and the row's smallest and largest value (..., 2).
-ffi::Error RunCounts(ffi::Buffer<ffi::S32> v, ffi::ResultBuffer<ffi::S32> out,
-                     ffi::ResultBuffer<ffi::S32> ext) {
-  auto dims = v.dimensions();
-  if (dims.size() == 0) return ffi::Error::InvalidArgument("ratedist run counts: need rank >= 1");
-  const int64_t m = dims.back();
-  const auto n = static_cast<int64_t>(v.element_count());
-  const int64_t rows = m < 1 ? 0 : n / m;
-  if (m < 1 || static_cast<int64_t>(out->element_count()) != n ||
-      static_cast<int64_t>(ext->element_count()) != 2 * rows) {
-    return ffi::Error::InvalidArgument("ratedist run counts: inconsistent shapes");
+// sum_c c log2(d / c) over the nonzero counts (increasing symbol order)
+inline double EntropyBits(int32_t c, int64_t d) {
+  return c == 0 ? 0.0 : static_cast<double>(c) * std::log2(static_cast<double>(d) / c);
+}
+
+// The entropy sum_c c log2(m / c) of the m symbols in buf (sorted in place, increasing
+// values: the same order of the terms as a histogram's), and their smallest and largest value.
+inline double SortedEntropy(std::vector<int32_t>& buf, int32_t* ext) {
+  const auto m = static_cast<int64_t>(buf.size());
+  std::sort(buf.begin(), buf.end());
+  ext[0] = buf.front();
+  ext[1] = buf.back();
+  double bits = 0.0;
+  int64_t start = 0;
+  for (int64_t i = 1; i <= m; ++i) {
+    if (i == m || buf[i] != buf[i - 1]) {
+      bits += EntropyBits(static_cast<int32_t>(i - start), m);
+      start = i;
+    }
   }
-  thread_local RunScratch work;
-  for (int64_t r = 0; r < rows; ++r) {
-    RunCountsRow(v.typed_data() + r * m, m, out->typed_data() + r * m,
-                 ext->typed_data() + 2 * r, work);
-  }
-  return ffi::Error::Success();
+  return bits;
 }
 
 // ----------------------------------------------------------------------------- integer grid
@@ -1113,13 +1071,12 @@ ffi::Error RunCounts(ffi::Buffer<ffi::S32> v, ffi::ResultBuffer<ffi::S32> out,
 // symbols in bits, sum_c c log2(d / c) over the counts c of the distinct symbols (in double,
 // in increasing order of the symbols; written as float32 or float64, the caller's choice):
 // the pure-JAX path sums the same terms in another order, so the two agree to rounding. (A
-// length-d counts output, as RunCounts', would cost a 4d-byte write and a read with a
+// length-d counts output would cost a 4d-byte write and a read with a
 // logarithm per entry in XLA: more than the rounding itself.)
 //
 // One pass: block by block the symbols go to kLanes interleaved histograms of a span that is
 // widened (and re-laid out) whenever a block's symbols fall outside it. A row whose span would
-// exceed that of RunCounts (max(4 d, 2^16), at most 2^22) is redone into a symbol buffer and
-// counted there (sorted).
+// exceed HistogramSpanLimit(d) is redone into a symbol buffer and sorted (SortedEntropy).
 enum GridMode : int32_t {
   kGridStochastic = 0,
   kGridNearest = 1,
@@ -1236,20 +1193,14 @@ inline bool GridCover(GridHist& G, int64_t lo, int64_t hi, int64_t limit) {
 
 struct GridScratch {
   GridHist hist;
-  std::vector<int32_t> sym, counts;
-  RunScratch runs;
+  std::vector<int32_t> sym;
 };
-
-// sum_c c log2(d / c) over the nonzero counts (increasing symbol order)
-inline double EntropyBits(int32_t c, int64_t d) {
-  return c == 0 ? 0.0 : static_cast<double>(c) * std::log2(static_cast<double>(d) / c);
-}
 
 // One row: x_hat into y, the smallest and largest symbol into ext, the entropy into *ent.
 template <typename F>
 RD_INLINE void GridRow(const Params<F>& P, const F* x, int64_t d, F* y, int32_t* ext,
                        double* ent, GridScratch& w) {
-  const int64_t limit = std::min(kRunSpanMax, std::max(4 * d, kRunSpanMin));
+  const int64_t limit = HistogramSpanLimit(d);
   const bool random = P.mode == kGridStochastic || P.mode == kZnDither;
   GridHist& G = w.hist;
   G.span = 0;
@@ -1314,11 +1265,7 @@ RD_INLINE void GridRow(const Params<F>& P, const F* x, int64_t d, F* y, int32_t*
     GridBlock<F>(P, x + i0, n, y + i0, W);
     std::copy(W.sym, W.sym + n, w.sym.begin() + i0);
   }
-  w.counts.resize(static_cast<size_t>(d));
-  RunCountsRow(w.sym.data(), d, w.counts.data(), ext, w.runs);
-  double bits = 0.0;
-  for (int64_t r = 0; r < d && w.counts[r] != 0; ++r) bits += EntropyBits(w.counts[r], d);
-  *ent = bits;
+  *ent = SortedEntropy(w.sym, ext);
 }
 
 RD_CLONES void GridRowF32(const Params<float>& P, const float* x, int64_t d, float* y,
@@ -1338,19 +1285,29 @@ inline void GridRowAny(const Params<double>& P, const double* x, int64_t d, doub
   GridRowF64(P, x, d, y, ext, ent, w);
 }
 
-// Outputs: x_hat (..., d), the smallest and largest symbol (..., 2), the entropy in bits
-// (...; float32 or float64).
+// The entropy outputs of the grid and column-entropy handlers: float32 or float64 (the
+// caller's info dtype), written from a double.
+inline bool EntropyTypeOk(const ffi::AnyBuffer& ent) {
+  return ent.element_type() == ffi::DataType::F32 || ent.element_type() == ffi::DataType::F64;
+}
+inline void StoreEntropy(const ffi::AnyBuffer& ent, int64_t i, double bits) {
+  if (ent.element_type() == ffi::DataType::F64) {
+    static_cast<double*>(ent.untyped_data())[i] = bits;
+  } else {
+    static_cast<float*>(ent.untyped_data())[i] = static_cast<float>(bits);
+  }
+}
+
 // ----------------------------------------------------------------------------- column entropy
 // The entropy layer of the lattice labels: for each column j of an int32 matrix (m, n), the
 // smallest and largest value and sum_c c log2(m / c) over the counts c of its distinct values
-// (in double, increasing values; the pure-JAX path, symbol_summary + counts_entropy_bits per
+// (in double, increasing values; the pure-JAX path, run counts + counts_entropy_bits per
 // column, sums in another order: the same to rounding). One pass finds the columns' ranges,
 // a second counts every column at once into its own histogram (columns are interleaved in
 // memory, so consecutive increments go to different tables); a column whose span exceeds
-// RunCounts' limit is gathered and counted by RunCountsRow (sorted).
+// the histogram limit is gathered and sorted (SortedEntropy).
 struct ColumnScratch {
-  std::vector<int32_t> hist, col, counts;
-  RunScratch runs;
+  std::vector<int32_t> hist, col;
 };
 
 template <int64_t N>  // N = 0: n at run time
@@ -1389,7 +1346,7 @@ void ColumnEntropyMatrix(const int32_t* v, int64_t m, int64_t n, int32_t* ext, d
   } else {
     ColumnRanges<0>(v, m, lo, hi, n);
   }
-  const int64_t limit = std::min(kRunSpanMax, std::max(4 * m, kRunSpanMin));
+  const int64_t limit = HistogramSpanLimit(m);
   bool wide[kMaxCols];
   off[0] = 0;
   for (int64_t j = 0; j < n; ++j) {
@@ -1426,10 +1383,8 @@ void ColumnEntropyMatrix(const int32_t* v, int64_t m, int64_t n, int32_t* ext, d
     } else {
       w.col.resize(static_cast<size_t>(m));
       for (int64_t r = 0; r < m; ++r) w.col[r] = v[r * n + j];
-      w.counts.resize(static_cast<size_t>(m));
       int32_t e2[2];
-      RunCountsRow(w.col.data(), m, w.counts.data(), e2, w.runs);
-      for (int64_t i = 0; i < m && w.counts[i] != 0; ++i) bits += EntropyBits(w.counts[i], m);
+      bits = SortedEntropy(w.col, e2);
     }
     ent[j] = bits;
   }
@@ -1445,12 +1400,11 @@ ffi::Error ColumnEntropy(ffi::Buffer<ffi::S32> v, ffi::ResultBuffer<ffi::S32> ex
     return ffi::Error::InvalidArgument("ratedist column entropy: need m >= 1, 1 <= n <= 64");
   }
   const int64_t mats = static_cast<int64_t>(v.element_count()) / (m * n);
-  const ffi::DataType et = ent->element_type();
   if (static_cast<int64_t>(ext->element_count()) != 2 * n * mats ||
       static_cast<int64_t>(ent->element_count()) != n * mats) {
     return ffi::Error::InvalidArgument("ratedist column entropy: inconsistent shapes");
   }
-  if (et != ffi::DataType::F32 && et != ffi::DataType::F64) {
+  if (!EntropyTypeOk(*ent)) {
     return ffi::Error::InvalidArgument("ratedist column entropy: float32 or float64 entropy");
   }
   thread_local ColumnScratch work;
@@ -1458,17 +1412,13 @@ ffi::Error ColumnEntropy(ffi::Buffer<ffi::S32> v, ffi::ResultBuffer<ffi::S32> ex
   for (int64_t a = 0; a < mats; ++a) {
     ColumnEntropyMatrix(v.typed_data() + a * m * n, m, n, ext->typed_data() + 2 * n * a, bits,
                         work);
-    for (int64_t j = 0; j < n; ++j) {
-      if (et == ffi::DataType::F64) {
-        static_cast<double*>(ent->untyped_data())[a * n + j] = bits[j];
-      } else {
-        static_cast<float*>(ent->untyped_data())[a * n + j] = static_cast<float>(bits[j]);
-      }
-    }
+    for (int64_t j = 0; j < n; ++j) StoreEntropy(*ent, a * n + j, bits[j]);
   }
   return ffi::Error::Success();
 }
 
+// Outputs: x_hat (..., d), the smallest and largest symbol (..., 2), the entropy in bits
+// (...; float32 or float64).
 template <ffi::DataType T>
 ffi::Error Grid(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scale,
                 ffi::ResultBuffer<T> y, ffi::ResultBuffer<ffi::S32> ext,
@@ -1479,14 +1429,13 @@ ffi::Error Grid(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scal
   const int64_t d = dims.back();
   if (d < 1 || d > INT32_MAX) return ffi::Error::InvalidArgument("ratedist grid: bad d");
   const int64_t rows = static_cast<int64_t>(x.element_count()) / d;
-  const ffi::DataType et = ent->element_type();
   if (static_cast<int64_t>(scale.element_count()) != rows ||
       static_cast<int64_t>(key.element_count()) != 2 * rows ||
       static_cast<int64_t>(ext->element_count()) != 2 * rows ||
       static_cast<int64_t>(ent->element_count()) != rows) {
     return ffi::Error::InvalidArgument("ratedist grid: inconsistent shapes");
   }
-  if (et != ffi::DataType::F32 && et != ffi::DataType::F64) {
+  if (!EntropyTypeOk(*ent)) {
     return ffi::Error::InvalidArgument("ratedist grid: the entropy must be float32 or float64");
   }
   if (rng_bits != 8 && rng_bits != 16 && rng_bits != 32) {
@@ -1504,11 +1453,7 @@ ffi::Error Grid(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scal
     double bits = 0.0;
     GridRowAny(P, x.typed_data() + r * d, d, y->typed_data() + r * d,
                ext->typed_data() + 2 * r, &bits, work);
-    if (et == ffi::DataType::F64) {
-      static_cast<double*>(ent->untyped_data())[r] = bits;
-    } else {
-      static_cast<float*>(ent->untyped_data())[r] = static_cast<float>(bits);
-    }
+    StoreEntropy(*ent, r, bits);
   }
   return ffi::Error::Success();
 }
@@ -1521,50 +1466,27 @@ ffi::Error Grid(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scal
 // jax.numpy `f + where(onehot, other_way, 0)`). Every operation is exact (the sum of f while
 // |sum| < 2^24 in float32, 2^53 in float64, i.e. within the lattice compressor's limits), so
 // the result does not depend on an evaluation order: the same bits as the pure-JAX function.
-template <typename F, int64_t N>  // N = 0: n at run time
-RD_INLINE void DnRows(const F* __restrict x, F* __restrict y, int64_t rows, int64_t n_run) {
-  const int64_t n = N > 0 ? N : n_run;
-  for (int64_t r = 0; r < rows; ++r) {
-    const F* xr = x + r * n;
-    F* yr = y + r * n;
-    // branch-free (the parity is a coin flip per row: a branch would be mispredicted half the
-    // time); f goes to y first, then y is rewritten
-    F s = F(0), best = F(-1);
-    int64_t worst = 0;
-    bool nan = false;
-    for (int64_t k = 0; k < n; ++k) {
-      const F f = std::nearbyint(xr[k]);
-      const F a = std::fabs(xr[k] - f);
-      const bool isnan_a = a != a;
-      const bool take = !nan & ((a > best) | isnan_a);
-      worst = take ? k : worst;
-      best = take ? a : best;
-      nan = nan | isnan_a;
-      s += f;
-      yr[k] = f;
-    }
-    // jnp.mod(s, 2) != 0 for an integral s: s / 2 not integral (exact: s * 0.5); NaN and
-    // +-inf sums count as odd (their mod is NaN)
-    const F h = s * F(0.5);
-    const bool odd = !(h == std::floor(h)) | (std::fabs(s) == std::numeric_limits<F>::infinity());
-    for (int64_t k = 0; k < n; ++k) {
-      const F other = xr[k] - yr[k] >= F(0) ? F(1) : F(-1);
-      const F g = yr[k] + (k == worst ? other : F(0));
-      yr[k] = odd ? g : yr[k];
-    }
-  }
-}
-
-// N = 4 or 8 rows, kDnChunk rows at a time, coordinate-major (each step a vector over rows)
+// Rows go kDnChunk at a time, coordinate-major (each step a vector over the chunk's rows) and
+// branch-free (the parity is a coin flip per row: a branch would be mispredicted half the
+// time); a short last chunk is padded with zero rows (decoded, not written). N = 4 and 8 are
+// compiled with fixed loops; N = 0: n (<= kDnMaxN) at run time.
 constexpr int64_t kDnChunk = 16;
+constexpr int64_t kDnMaxN = 64;
 template <typename F, int64_t N>
-RD_INLINE void DnChunks(const F* __restrict x, F* __restrict y, int64_t rows) {
+RD_INLINE void DnChunks(const F* __restrict x, F* __restrict y, int64_t rows, int64_t n_run) {
+  constexpr int64_t kN = N > 0 ? N : kDnMaxN;
   constexpr F kInf = std::numeric_limits<F>::infinity();
-  const int64_t full = rows / kDnChunk * kDnChunk;
-  for (int64_t r0 = 0; r0 < full; r0 += kDnChunk) {
-    alignas(64) F xs[N][kDnChunk], f[N][kDnChunk];
-    for (int64_t j = 0; j < kDnChunk; ++j)
-      for (int64_t k = 0; k < N; ++k) xs[k][j] = x[(r0 + j) * N + k];
+  const int64_t n = N > 0 ? N : n_run;
+  for (int64_t r0 = 0; r0 < rows; r0 += kDnChunk) {
+    const int64_t nr = std::min(kDnChunk, rows - r0);
+    alignas(64) F xs[kN][kDnChunk], f[kN][kDnChunk];
+    if (nr == kDnChunk) {
+      for (int64_t j = 0; j < kDnChunk; ++j)
+        for (int64_t k = 0; k < n; ++k) xs[k][j] = x[(r0 + j) * n + k];
+    } else {
+      for (int64_t j = 0; j < kDnChunk; ++j)
+        for (int64_t k = 0; k < n; ++k) xs[k][j] = j < nr ? x[(r0 + j) * n + k] : F(0);
+    }
     alignas(64) F s[kDnChunk], best[kDnChunk];
     alignas(64) int32_t worst[kDnChunk], nan[kDnChunk];
     for (int64_t j = 0; j < kDnChunk; ++j) {
@@ -1573,7 +1495,7 @@ RD_INLINE void DnChunks(const F* __restrict x, F* __restrict y, int64_t rows) {
       worst[j] = 0;
       nan[j] = 0;
     }
-    for (int64_t k = 0; k < N; ++k) {
+    for (int64_t k = 0; k < n; ++k) {
       for (int64_t j = 0; j < kDnChunk; ++j) {
         const F fk = std::nearbyint(xs[k][j]);
         const F a = std::fabs(xs[k][j] - fk);
@@ -1586,32 +1508,38 @@ RD_INLINE void DnChunks(const F* __restrict x, F* __restrict y, int64_t rows) {
         f[k][j] = fk;
       }
     }
+    // jnp.mod(s, 2) != 0 for an integral s: s / 2 not integral (exact: s * 0.5); NaN and
+    // +-inf sums count as odd (their mod is NaN)
     alignas(64) int32_t odd[kDnChunk];
     for (int64_t j = 0; j < kDnChunk; ++j) {
       const F h = s[j] * F(0.5);
       odd[j] = (!(h == std::floor(h))) | (std::fabs(s[j]) == kInf);
     }
-    for (int64_t k = 0; k < N; ++k) {
+    for (int64_t k = 0; k < n; ++k) {
       for (int64_t j = 0; j < kDnChunk; ++j) {
         const F other = xs[k][j] - f[k][j] >= F(0) ? F(1) : F(-1);
         const F g = f[k][j] + (worst[j] == k ? other : F(0));
         f[k][j] = odd[j] ? g : f[k][j];
       }
     }
-    for (int64_t j = 0; j < kDnChunk; ++j)
-      for (int64_t k = 0; k < N; ++k) y[(r0 + j) * N + k] = f[k][j];
+    if (nr == kDnChunk) {
+      for (int64_t j = 0; j < kDnChunk; ++j)
+        for (int64_t k = 0; k < n; ++k) y[(r0 + j) * n + k] = f[k][j];
+    } else {
+      for (int64_t j = 0; j < nr; ++j)
+        for (int64_t k = 0; k < n; ++k) y[(r0 + j) * n + k] = f[k][j];
+    }
   }
-  DnRows<F, N>(x + full * N, y + full * N, rows - full, N);
 }
 
 template <typename F>
 RD_INLINE void DnRowsAnyN(const F* x, F* y, int64_t rows, int64_t n) {
   if (n == 4) {
-    DnChunks<F, 4>(x, y, rows);
+    DnChunks<F, 4>(x, y, rows, n);
   } else if (n == 8) {
-    DnChunks<F, 8>(x, y, rows);
+    DnChunks<F, 8>(x, y, rows, n);
   } else {
-    DnRows<F, 0>(x, y, rows, n);
+    DnChunks<F, 0>(x, y, rows, n);
   }
 }
 
@@ -1631,8 +1559,8 @@ inline void DnRowsAny(const double* x, double* y, int64_t rows, int64_t n) {
 template <ffi::DataType T>
 ffi::Error ClosestDn(ffi::Buffer<T> x, ffi::ResultBuffer<T> y) {
   auto dims = x.dimensions();
-  if (dims.size() == 0 || dims.back() < 1) {
-    return ffi::Error::InvalidArgument("ratedist D_n: x needs rank >= 1 and n >= 1");
+  if (dims.size() == 0 || dims.back() < 1 || dims.back() > kDnMaxN) {
+    return ffi::Error::InvalidArgument("ratedist D_n: x needs rank >= 1 and 1 <= n <= 64");
   }
   const int64_t n = dims.back();
   DnRowsAny(x.typed_data(), y->typed_data(), static_cast<int64_t>(x.element_count()) / n, n);
@@ -1730,11 +1658,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistColumnEntropy, ColumnEntropy,
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::AnyBuffer>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRunCounts, RunCounts,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Ret<ffi::Buffer<ffi::S32>>()
-                                  .Ret<ffi::Buffer<ffi::S32>>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRandomSubset, RandomSubset,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::U32>>()
