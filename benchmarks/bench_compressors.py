@@ -24,10 +24,12 @@ defaults. The ``faults`` column shows the median minor page faults of a timed ca
   measured in this run (the historical column);
 - ``roofline``: the fraction of the memory roofline, ``(minimal bytes the step must move / t)
   / (copy bandwidth)``, where the copy moves ``8 d`` bytes (read + write). The minimal bytes
-  are listed per row in ``_configs`` (e.g. 3 vectors for QSGD: the norm is a reduction, a
-  second read rounds and writes; ``1 + 18 K/d`` for Rand-K: ``update`` writes the dense
-  output, reads K random 64-byte lines of ``x`` and writes K values and K indices; the
-  non-finite policy's read of ``x`` is not counted);
+  are listed per row in ``_configs``: 2 vectors at least, since ``update`` writes a dense
+  ``(d,)`` output and its non-finite policy (``x_hat_i = x_i`` where ``x_i`` is NaN or
+  ``±inf``) reads every ``x_i``, even for the sparsifiers (until 2026-12-03 the Top-K rows
+  counted ``1 + 2 K/d``, without the output's write, and the Rand-K rows ``1 + 18 K/d``,
+  without the policy's read); 3 where a reduction needs its own read first (e.g. QSGD: the
+  norm, then a read that rounds and a write);
 - ``cpu/wall``: process CPU seconds per wall second over the timed calls (1.0 = one busy core;
   below 1 the process waited, e.g. for a shared core);
 - ``cpu ms`` and ``roof(cpu)``: the median process CPU time of a call and the roofline fraction
@@ -76,18 +78,16 @@ from ratedist.compressors.select import native_available, top_k_abs
 def _configs(d: int) -> list[tuple[str, str, float]]:
     """(label, spec, minimal bytes moved in units of one float32 vector, 4 d bytes)."""
     k = max(1, d // 100)
-    f = k / d
     out = [
         ("identity", "identity", 2),  # a jitted call returns a fresh buffer: read + write
         ("sign", "sign", 2),  # read, write
         ("scaled-sign", "scaled-sign", 3),  # scale (read), then read + write
-        ("top-k 1%", f"top-k:k={k}", 1 + 2 * f),  # read; k values + k indices
-        ("top-k-sign 1%", f"top-k-sign:k={k}", 1 + 2 * f),
-        # update returns the dense (d,) vector: its write (1 vector), + k random reads (a
-        # 64-byte line each) + k values + k indices. Not counted: the non-finite policy's
-        # read of x (x_hat_i = x_i where x_i is NaN or +-inf), a pass the policy needs
-        ("rand-k 1%", f"rand-k:k={k}", 1 + 18 * f),
-        ("rand-k-unbiased 1%", f"rand-k-unbiased:k={k}", 1 + 18 * f),
+        # the sparsifiers' update returns the dense (d,) vector (a write) and its non-finite
+        # policy reads every x_i (a read; the selection and the sent values use that read)
+        ("top-k 1%", f"top-k:k={k}", 2),
+        ("top-k-sign 1%", f"top-k-sign:k={k}", 2),
+        ("rand-k 1%", f"rand-k:k={k}", 2),
+        ("rand-k-unbiased 1%", f"rand-k-unbiased:k={k}", 2),
         ("threshold 1%", "threshold:kappa=0.01", 3),  # rms (read), then read + write
         ("qsgd s=1", "qsgd:s=1", 3),  # norm (read), then read + write
         ("qsgd s=15", "qsgd:s=15", 3),

@@ -76,6 +76,9 @@ CLOSEST_DN_TARGETS = _by_dtype("ratedist_closest_dn", "RatedistClosestDn")
 #: FFI target (name, symbol) of Rand-K's index set (``quantize.cc``; no float operand).
 RANDOM_SUBSET_TARGET = ("ratedist_random_subset", "RatedistRandomSubset")
 
+#: FFI targets of Rand-K's dense update (the index set and the output in one call), by dtype.
+RAND_K_DENSE_TARGETS = _by_dtype("ratedist_rand_k_dense", "RatedistRandKDense")
+
 #: FFI target (name, symbol) of the per-column entropies of int32 labels (``quantize.cc``).
 COLUMN_ENTROPY_TARGET = ("ratedist_column_entropy", "RatedistColumnEntropy")
 
@@ -190,6 +193,7 @@ def status() -> NativeStatus:
             *CLOSEST_DN_TARGETS.values(),
             *SPARSE_TARGETS.values(),
             RANDOM_SUBSET_TARGET,
+            *RAND_K_DENSE_TARGETS.values(),
             COLUMN_ENTROPY_TARGET,
             *SPARSE_SLICED_TARGETS.values(),
         ):
@@ -209,6 +213,7 @@ __all__ = [
     "GRID_TARGETS",
     "QUANTIZE_TARGETS",
     "RANDOM_SUBSET_TARGET",
+    "RAND_K_DENSE_TARGETS",
     "SPARSE_SLICED_TARGETS",
     "SPARSE_TARGETS",
     "TOP_K_ABS_TARGETS",

@@ -937,42 +937,65 @@ inline uint32_t SubsetThreshold(int64_t d, int64_t k, double sigmas) {
   return t <= 0.0 ? 0u : static_cast<uint32_t>(t);
 }
 
+// Rand-K's dense output (RatedistRandKDense) starts as the zero background under the
+// non-finite policy: y_i = x_i where x_i is NaN or +-inf, else +0. The candidate pass writes it
+// block by block, so that its memory traffic overlaps the stream's arithmetic; the k sent
+// entries are set afterwards.
+struct Background {
+  const float* xf = nullptr;
+  float* yf = nullptr;
+  const double* xd = nullptr;
+  double* yd = nullptr;
+};
+
+template <typename F>
+RD_INLINE void ZeroBackground(const F* __restrict x, F* __restrict y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] = KeepIfNonFinite(x[j], F(0));
+}
+
 // The packed pairs of the keys v_i >= t0, i < d, in increasing i, in c (grown as needed;
-// never shrunk); returns their number.
+// never shrunk); returns their number. Writes the background bg of the same elements (if any).
 RD_CLONES int64_t SubsetCandidates(uint32_t k0, uint32_t k1, int64_t d, uint32_t t0,
-                                   std::vector<uint64_t>& c) {
+                                   std::vector<uint64_t>& c, const Background& bg) {
+  if (bg.yf != nullptr) ZeroBackground(bg.xf, bg.yf, t0 >= (1u << 30) ? d : 0);
+  if (bg.yd != nullptr) ZeroBackground(bg.xd, bg.yd, t0 >= (1u << 30) ? d : 0);
   if (t0 >= (1u << 30)) return 0;  // no 30-bit key reaches t0
   const uint32_t tw = t0 << 2;      // w >> 2 >= t0  <=>  w >= 4 t0
   alignas(64) uint32_t w0[kBlock / 2], w1[kBlock / 2];
-  alignas(64) uint8_t hit[kBlock / 2];
+  alignas(64) uint8_t h0[kBlock / 2], h1[kBlock / 2];
   int64_t m = 0;
   for (int64_t i0 = 0; i0 < d; i0 += kBlock) {
     const int64_t n = (d - i0 < kBlock) ? d - i0 : kBlock;
     const int64_t nb = (n + 1) >> 1;  // element i0 + 2j: w0[j], i0 + 2j + 1: w1[j]
-    if (static_cast<int64_t>(c.size()) < m + n + 1) {  // the branch-free stores reach m + n
-      const int64_t grown = std::max<int64_t>(2 * static_cast<int64_t>(c.size()), m + n + 1);
+    if (static_cast<int64_t>(c.size()) < m + n) {
+      const int64_t grown = std::max<int64_t>(2 * static_cast<int64_t>(c.size()), m + n);
       c.resize(static_cast<size_t>(grown));
     }
     uint64_t* __restrict out = c.data();
     Blocks(k0, k1, i0 >> 1, nb, w0, w1);
-    // vectorized flags, then groups of kSubsetGroup flags tested as one 64-bit word
+    if (bg.yf != nullptr) ZeroBackground(bg.xf + i0, bg.yf + i0, n);
+    if (bg.yd != nullptr) ZeroBackground(bg.xd + i0, bg.yd + i0, n);
+    // vectorized flags (one byte per word), then groups of kSubsetGroup blocks tested as one
+    // 64-bit word; in a group with a survivor, its set flags are walked in index order
     const int64_t nr = (nb + kSubsetGroup - 1) / kSubsetGroup * kSubsetGroup;
     for (int64_t j = 0; j < nb; ++j) {
-      hit[j] = static_cast<uint8_t>((w0[j] >= tw) | (w1[j] >= tw));
+      h0[j] = static_cast<uint8_t>(w0[j] >= tw);
+      h1[j] = static_cast<uint8_t>(w1[j] >= tw);
     }
-    for (int64_t j = nb; j < nr; ++j) hit[j] = 0;
+    if (n & 1) h1[nb - 1] = 0;  // an odd row end has no element i0 + 2 nb - 1
+    for (int64_t j = nb; j < nr; ++j) h0[j] = h1[j] = 0;
     for (int64_t g = 0; g < nb; g += kSubsetGroup) {
-      uint64_t any;
-      std::memcpy(&any, hit + g, sizeof(any));
-      if (any == 0) continue;  // the common case at small k/d: nothing survives here
-      const int64_t ge = std::min(nb, g + kSubsetGroup);
-      for (int64_t j = g; j < ge; ++j) {
-        const auto i = static_cast<uint32_t>(i0 + 2 * j);
-        const uint32_t v0 = w0[j] >> 2, v1 = w1[j] >> 2;
-        out[m] = (static_cast<uint64_t>(v0) << 32) | (~i);
-        m += v0 >= t0;
-        out[m] = (static_cast<uint64_t>(v1) << 32) | (~(i + 1u));
-        m += (v1 >= t0) & (i0 + 2 * j + 1 < d);  // an odd row end has no element i + 1
+      uint64_t a0, a1;
+      std::memcpy(&a0, h0 + g, sizeof(a0));
+      std::memcpy(&a1, h1 + g, sizeof(a1));
+      uint64_t f = a0 | (a1 << 1);  // bit 8 b + e: element i0 + 2 (g + b) + e survives
+      while (f != 0) {  // rarely entered at small k/d
+        const int t = __builtin_ctzll(f);
+        const int64_t j = g + (t >> 3);
+        const auto i = static_cast<uint32_t>(i0 + 2 * j + (t & 1));
+        const uint32_t v = ((t & 1) ? w1[j] : w0[j]) >> 2;
+        out[m++] = (static_cast<uint64_t>(v) << 32) | (~i);
+        f &= f - 1;
       }
     }
   }
@@ -981,20 +1004,43 @@ RD_CLONES int64_t SubsetCandidates(uint32_t k0, uint32_t k1, int64_t d, uint32_t
 
 struct SubsetScratch {
   std::vector<uint64_t> cand, sel;
+  std::vector<int64_t> hist;
 };
 
-// One row: the k indices, increasing, into idx.
-void SubsetRow(uint32_t k0, uint32_t k1, int64_t d, int64_t k, double sigmas, int32_t* idx,
-               SubsetScratch& w) {
-  int64_t m = SubsetCandidates(k0, k1, d, SubsetThreshold(d, k, sigmas), w.cand);
-  if (m < k) m = SubsetCandidates(k0, k1, d, 0, w.cand);  // the bracket missed: all d keys
-  const uint64_t* c = w.cand.data();
-  uint64_t t = 0;  // the k-th largest pair (every pair >= 0 when m == k)
-  if (m > k) {
-    w.sel.assign(c, c + m);
-    std::nth_element(w.sel.begin(), w.sel.begin() + (m - k), w.sel.end());
-    t = w.sel[static_cast<size_t>(m - k)];
+// The k-th largest of the m > k candidate pairs c (keys >= t0): a histogram of the keys' top
+// bits finds the bucket that holds it (the keys are uniform on [t0, 2^30), so the buckets are
+// even), std::nth_element then orders that bucket's few pairs only.
+inline uint64_t KthLargest(const uint64_t* c, int64_t m, int64_t k, uint32_t t0,
+                           SubsetScratch& w) {
+  constexpr int64_t kBuckets = 2048;
+  const uint32_t span = (1u << 30) - t0;  // keys - t0 lie in [0, span)
+  int shift = 0;
+  while ((static_cast<uint64_t>(span - 1) >> shift) >= static_cast<uint64_t>(kBuckets)) ++shift;
+  auto bucket = [&](uint64_t pair) { return ((pair >> 32) - t0) >> shift; };
+  w.hist.assign(kBuckets, 0);
+  for (int64_t j = 0; j < m; ++j) ++w.hist[bucket(c[j])];
+  int64_t above = 0, b = kBuckets - 1;  // pairs in the buckets above b
+  while (above + w.hist[b] < k) above += w.hist[b--];
+  w.sel.clear();
+  for (int64_t j = 0; j < m; ++j) {
+    if (static_cast<int64_t>(bucket(c[j])) == b) w.sel.push_back(c[j]);
   }
+  const auto r = static_cast<int64_t>(w.sel.size()) - (k - above);  // from the bottom
+  std::nth_element(w.sel.begin(), w.sel.begin() + r, w.sel.end());
+  return w.sel[static_cast<size_t>(r)];
+}
+
+// One row: the k indices, increasing, into idx (and the background bg, if any).
+void SubsetRow(uint32_t k0, uint32_t k1, int64_t d, int64_t k, double sigmas, int32_t* idx,
+               SubsetScratch& w, const Background& bg = Background()) {
+  uint32_t t0 = SubsetThreshold(d, k, sigmas);
+  int64_t m = SubsetCandidates(k0, k1, d, t0, w.cand, bg);
+  if (m < k) {  // the bracket missed: all d keys
+    t0 = 0;
+    m = SubsetCandidates(k0, k1, d, t0, w.cand, Background());
+  }
+  const uint64_t* c = w.cand.data();
+  const uint64_t t = m > k ? KthLargest(c, m, k, t0, w) : 0;  // every pair >= 0 when m == k
   int64_t o = 0;
   for (int64_t j = 0; j < m; ++j) {
     if (c[j] >= t) idx[o++] = static_cast<int32_t>(~static_cast<uint32_t>(c[j]));
@@ -1020,6 +1066,51 @@ ffi::Error RandomSubset(ffi::Buffer<ffi::U32> key, ffi::ResultBuffer<ffi::S32> i
   int32_t* ip = idx->typed_data();
   for (int64_t r = 0; r < rows; ++r) {
     SubsetRow(kp[2 * r], kp[2 * r + 1], d, k, sigmas, ip + r * k, work);
+  }
+  return ffi::Error::Success();
+}
+
+// Rand-K's update in one call: x_hat = where(isfinite(x), zeros.at[idx].set(x[idx] * s), x)
+// with idx = SubsetRow's indices and s the scale input (rand-k-unbiased: d/k in x's dtype;
+// rand-k: 1, and x * 1 = x exactly, NaN and -0 included). The same bits as that jax.numpy
+// expression: the background is written in the candidate pass, then the k sent entries.
+template <ffi::DataType T>
+ffi::Error RandKDense(ffi::Buffer<T> x, ffi::Buffer<ffi::U32> key, ffi::Buffer<T> scale,
+                      ffi::ResultBuffer<T> y, int64_t k, double sigmas) {
+  using F = ffi::NativeType<T>;
+  auto dims = x.dimensions();
+  if (dims.size() == 0) return ffi::Error::InvalidArgument("ratedist rand-k: x needs rank >= 1");
+  const int64_t d = dims.back();
+  if (d < 1 || d > INT32_MAX) {
+    return ffi::Error::InvalidArgument("ratedist rand-k: need 1 <= d <= 2^31 - 1");
+  }
+  if (k < 1 || k > d) return ffi::Error::InvalidArgument("ratedist rand-k: need 1 <= k <= d");
+  const int64_t rows = static_cast<int64_t>(x.element_count()) / d;
+  if (static_cast<int64_t>(scale.element_count()) != rows ||
+      static_cast<int64_t>(key.element_count()) != 2 * rows) {
+    return ffi::Error::InvalidArgument("ratedist rand-k: inconsistent shapes");
+  }
+  thread_local SubsetScratch work;
+  thread_local std::vector<int32_t> idx;
+  idx.resize(static_cast<size_t>(k));
+  for (int64_t r = 0; r < rows; ++r) {
+    const F* xr = x.typed_data() + r * d;
+    F* yr = y->typed_data() + r * d;
+    Background bg;
+    if constexpr (sizeof(F) == 4) {
+      bg.xf = xr;
+      bg.yf = yr;
+    } else {
+      bg.xd = xr;
+      bg.yd = yr;
+    }
+    const uint32_t* kp = key.typed_data() + 2 * r;
+    SubsetRow(kp[0], kp[1], d, k, sigmas, idx.data(), work, bg);
+    const F s = scale.typed_data()[r];
+    for (int64_t j = 0; j < k; ++j) {
+      const F v = xr[idx[j]];
+      yr[idx[j]] = KeepIfNonFinite(v, v * s);
+    }
   }
   return ffi::Error::Success();
 }
@@ -1658,6 +1749,18 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistColumnEntropy, ColumnEntropy,
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::AnyBuffer>());
+#define RD_RANDK_BIND(T)                                                                   \
+  ffi::Ffi::Bind()                                                                         \
+      .Arg<ffi::Buffer<T>>()                                                               \
+      .Arg<ffi::Buffer<ffi::U32>>()                                                        \
+      .Arg<ffi::Buffer<T>>()                                                               \
+      .Ret<ffi::Buffer<T>>()                                                               \
+      .Attr<int64_t>("k")                                                                  \
+      .Attr<double>("sigmas")
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRandKDenseF32, RandKDense<ffi::F32>,
+                              RD_RANDK_BIND(ffi::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRandKDenseF64, RandKDense<ffi::F64>,
+                              RD_RANDK_BIND(ffi::F64));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RatedistRandomSubset, RandomSubset,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::Buffer<ffi::U32>>()

@@ -24,9 +24,10 @@ The integer symbols of grid and the lattices (rounding with their entropy, symbo
 label entropies) are in :mod:`ratedist.compressors._symbols`, built on this module's stream
 and platform switch.
 
-:func:`random_subset` (Rand-K's indices) is the one exception to the ``(x_hat, counts)``
-shape: it returns ``top_k_abs(rand_keys(x, key), k)[1]``, on CPU from a native pass that
-never writes the ``d`` keys.
+:func:`random_subset` (Rand-K's indices) and :func:`rand_k_dense` (Rand-K's dense update)
+are the exceptions to the ``(x_hat, counts)`` shape: the first returns
+``top_k_abs(rand_keys(x, key), k)[1]``, on CPU from a native pass that never writes the ``d``
+keys; the second ``x_hat`` alone, from the same pass.
 
 Randomness (both implementations): ratedist's counter-based stream, :func:`stream_words`.
 Block ``j`` is Threefry-2x32-20 (Salmon et al., SC'11; the function behind ``jax.random``) of
@@ -522,6 +523,53 @@ def random_subset(x, key, k: int, *, sigmas: float | None = None):
     )
 
 
+def _ffi_rand_k_dense(x, kd, scale, k, sigmas):
+    target, _ = _native.RAND_K_DENSE_TARGETS[x.dtype.name]
+    out = jax.ShapeDtypeStruct(x.shape, x.dtype)
+    call = jax.ffi.ffi_call(target, out, vmap_method="broadcast_all")
+    return (call(x, kd, jnp.reshape(scale, (1,)), k=np.int64(k), sigmas=np.float64(sigmas)),)
+
+
+def rand_k_dense(x, key, k: int, scale=None, *, sigmas: float | None = None):
+    """Rand-K's dense ``x_hat``, the non-finite policy applied:
+    ``where(isfinite(x), zeros.at[idx].set(x[idx] * scale), x)`` with ``idx`` the indices of
+    :func:`random_subset` (``scale=None``: ``x[idx]``, unscaled). That jax.numpy expression
+    stays the definition (and the code off CPU, for other dtypes and with
+    ``RATEDIST_NATIVE=0``).
+
+    On CPU for float32/float64 one custom call gives the same bits: :func:`random_subset`'s
+    pass over the stream also writes the zero background under the policy (``x_i`` where it
+    is NaN or ``±inf``, else ``+0``) block by block, overlapping that memory traffic with the
+    stream's arithmetic, and then sets the ``k`` sent entries (``x_i * scale``; ``x_i * 1 =
+    x_i`` exactly, so the unscaled form multiplies by one). Its derivative is the pure path's.
+
+    Args:
+        x: the vector (1-D).
+        key: the JAX key (see :func:`key_words`).
+        k: ``1 <= k <= d`` (checked by the caller).
+        scale: the factor of the sent values (a Python number, converted to ``x.dtype``), or
+            None.
+        sigmas: as for :func:`random_subset` (no effect on the result).
+    """
+    sigmas = SUBSET_SIGMAS if sigmas is None else float(sigmas)
+    d = x.shape[0]
+    kd = key_words(key)
+    sc = jnp.asarray(1 if scale is None else scale, x.dtype)
+
+    def pure(a, kw, s):
+        idx = top_k_abs(_jax_keys(kw, d, a.dtype), k)[1]
+        vals = a[idx] if scale is None else a[idx] * s
+        sent = jnp.zeros((d,), a.dtype).at[idx].set(vals, unique_indices=True)
+        return (propagate_nonfinite(a, sent),)
+
+    if not native_available(x.dtype):
+        return pure(x, kd, sc)[0]
+    def native(a, kw, s):
+        return _ffi_rand_k_dense(a, kw, s, k, sigmas)
+
+    return _platform_call(x, kd, sc, pure, native)[0]
+
+
 __all__ = [
     "SUBSET_MAX_FRACTION",
     "SUBSET_SIGMAS",
@@ -534,6 +582,7 @@ __all__ = [
     "natural_symbols",
     "nearest",
     "propagates_nonfinite",
+    "rand_k_dense",
     "rand_keys",
     "random_subset",
     "sign",

@@ -42,7 +42,7 @@ from ratedist.compressors._common import (
     log2_binom_traced,
     make_info,
 )
-from ratedist.compressors.base import FLOAT_BITS, Compressor, register
+from ratedist.compressors.base import FLOAT_BITS, Compressor, propagate_nonfinite, register
 from ratedist.compressors.dense import _stateless
 from ratedist.compressors.select import top_k_abs, top_k_abs_unsent
 
@@ -166,7 +166,22 @@ def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
         vals = x[idx] * jnp.asarray(d / k, x.dtype) if unbiased else x[idx]
         return vals, idx, state, _k_info(d, k, float_bits)
 
-    return _sparsifier(name, {"k": k, "float_bits": float_bits}, sparse)
+    @_kernels.propagates_nonfinite
+    def update(x: Any, state: Any, *, key: Any = None) -> tuple[Any, Any, Any]:
+        """The dense form of ``sparse`` with the non-finite policy: one native call at
+        ``k <= d/100`` on CPU (:func:`~ratedist.compressors._kernels.rand_k_dense`, the same
+        bits), else the scatter of ``sparse``'s values."""
+        x = check_vector(x)
+        d = x.shape[0]
+        check_k(k, d)
+        if k <= _kernels.SUBSET_MAX_FRACTION * d:
+            scale = d / k if unbiased else None
+            x_hat = _kernels.rand_k_dense(x, check_key(key, name), k, scale)
+            return x_hat, state, _k_info(d, k, float_bits)
+        vals, idx, state, info = sparse(x, state, key=key)
+        return propagate_nonfinite(x, _scatter(d, idx, vals)), state, info
+
+    return _stateless(name, {"k": k, "float_bits": float_bits}, update, sparse=sparse)
 
 
 @register(

@@ -208,7 +208,7 @@ def test_compressors_use_the_kernel_and_match_the_pure_path(monkeypatch):
             return c.update(x, c.init(x), key=k)
 
         lowered = jax.jit(f).lower(x, key)
-        target = "ratedist_random_subset" if spec.startswith("rand-k") else "ratedist_quantize_f64"
+        target = "ratedist_rand_k_dense" if spec.startswith("rand-k") else "ratedist_quantize_f64"
         assert target in lowered.as_text(), spec
         native = lowered.compile()(x, key)
         pure = _pure(f, x, key, monkeypatch=monkeypatch)

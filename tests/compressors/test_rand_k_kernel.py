@@ -1,4 +1,5 @@
-"""Rand-K's one-pass index kernel (``_kernels.random_subset``) against its definition.
+"""Rand-K's one-pass kernels (``_kernels.random_subset``, ``_kernels.rand_k_dense``) against
+their definitions.
 
 The definition of Rand-K's index set is ``top_k_abs(rand_keys(x, key), k)[1]``: the ``k``
 largest of the keys ``w_i >> 2`` (30 bits of stream word ``i``), equal keys to the lower
@@ -6,7 +7,9 @@ index, in increasing order. The reference here is numpy: the stream's words (che
 numpy Threefry in ``test_kernels.py``), a stable sort of the negated keys, the first ``k``
 positions, sorted. The native kernel, the pure-JAX path and the numpy reference must give the
 same indices for every size, ``k`` from 1 to ``d``, both float dtypes, batched keys (vmap),
-non-Threefry keys, and when the kernel's bracket is forced to miss (its all-keys path).
+non-Threefry keys, and when the kernel's bracket is forced to miss (its all-keys path). The
+dense update's kernel must give the bits of ``where(isfinite(x), zeros.at[idx].set(x[idx] *
+scale), x)`` at those indices: built here in numpy, and the pure-JAX path.
 """
 
 from __future__ import annotations
@@ -164,11 +167,14 @@ def test_rand_k_compressors_use_the_kernel_and_keep_their_output(spec, monkeypat
     def f(v, q):
         return c.update(v, c.init(v), key=q)
 
-    # the one-pass kernel up to k = d/100, the keys kernel + top_k_abs above (same indices)
+    # the dense one-pass kernel up to k = d/100, the keys kernel + top_k_abs above (same
+    # indices); the sparse form takes the index kernel up to d/100
     small = k <= _kernels.SUBSET_MAX_FRACTION * d
     text = jax.jit(f).lower(x, key).as_text()
-    assert ("ratedist_random_subset" in text) is small, spec
+    assert ("ratedist_rand_k_dense" in text) is small, spec
     assert ("ratedist_top_k_abs" in text) is not small, spec
+    sparse_text = jax.jit(lambda v, q: c.sparse(v, None, key=q)).lower(x, key).as_text()
+    assert ("ratedist_random_subset" in sparse_text) is small, spec
     native = jax.jit(f)(x, key)
     with monkeypatch.context() as m:
         m.setattr(_kernels, "native_available", lambda dtype: False)
@@ -200,3 +206,73 @@ def test_equal_keys_straddling_the_cut_go_to_the_lower_index():
         row = np.asarray(row)
         assert lo in row and hi not in row, k
         np.testing.assert_array_equal(row, _reference(kd, d, k))
+
+
+def _dense_reference(x, kd, k, scale):
+    """numpy: x[idx] * scale at the reference indices (x[idx] when scale is None), +0
+    elsewhere, x itself wherever it is NaN or +-inf."""
+    idx = _reference(kd, x.shape[0], k)
+    out = np.zeros_like(x)
+    out[idx] = x[idx] if scale is None else x[idx] * x.dtype.type(scale)
+    return np.where(np.isfinite(x), out, x)
+
+
+def _awkward(d, dtype, seed):
+    """Gaussian entries with -0.0, NaN and +-inf spread over the row (sent or not)."""
+    x = np.random.default_rng(seed).standard_normal(d).astype(dtype)
+    x[1::37] = -0.0
+    x[2::53] = np.nan
+    x[3::59] = np.inf
+    x[4::61] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_kernel_equals_the_numpy_reference_and_the_pure_path(dtype, monkeypatch):
+    """Bit for bit, batched (vmap, three keys): odd and even d, k from 1 to d, unscaled and
+    scaled (d/k), and with the bracket forced to miss (sigmas = -1e9: the all-keys path)."""
+    keys = jax.random.split(jax.random.key(17), 3)
+    kds = _words(keys)
+    cases = [(4097, 40, None, None), (4097, 41, 4097 / 41, None), (1000, 10, 100.0, -1e9)]
+    cases += [(5, 5, None, None), (100_001, 1000, 100.001, None), (2, 1, 2.0, None)]
+    xs = [_awkward(d, dtype, n) for n, (d, *_) in enumerate(cases)]
+
+    def fn(q):
+        return [
+            _kernels.rand_k_dense(jnp.asarray(x), q, k, scale, sigmas=s)
+            for x, (_, k, scale, s) in zip(xs, cases, strict=True)
+        ]
+
+    batched = jax.vmap(fn)
+    text = jax.jit(batched).lower(keys).as_text()
+    assert "ratedist_rand_k_dense" in text and "ratedist_random_subset" not in text
+    native = jax.jit(batched)(keys)
+    pure = _pure(batched, keys, monkeypatch=monkeypatch)
+    for n, (x, (d, k, scale, _)) in enumerate(zip(xs, cases, strict=True)):
+        for b, kd in enumerate(kds):
+            want = _dense_reference(x, kd, k, scale).tobytes()
+            assert np.asarray(native[n][b]).tobytes() == want, (d, k, b)
+            assert np.asarray(pure[n][b]).tobytes() == want, (d, k, b)
+
+
+def test_dense_kernel_derivative_is_the_pure_paths(monkeypatch):
+    """jax.grad through rand-k-unbiased's update (the kernel's jvp rule differentiates the
+    pure path): of sum(x_hat^2 / 2), (d/k)^2 x_i at the sent coordinates, zero elsewhere."""
+    d, k = 5000, 50
+    x_np = np.random.default_rng(1).standard_normal(d)
+    x = jnp.asarray(x_np)
+    key = jax.random.key(9)
+    c = make(f"rand-k-unbiased:k={k}")
+
+    def loss(v, q):  # needs the kernel's values, not only its tangent
+        return jnp.sum(c.update(v, c.init(v), key=q)[0] ** 2) / 2
+
+    grad = jax.grad(loss)
+    assert "ratedist_rand_k_dense" in jax.jit(grad).lower(x, key).as_text()
+    native = np.asarray(jax.jit(grad)(x, key))
+    pure = _pure(grad, x, key, monkeypatch=monkeypatch)
+    assert native.tobytes() == np.asarray(pure).tobytes()
+    idx = _reference(np.asarray(_kernels.key_words(key)), d, k)
+    want = np.zeros(d)
+    want[idx] = (d / k) * (d / k) * x_np[idx]
+    np.testing.assert_allclose(native, want, rtol=1e-15, atol=0)
