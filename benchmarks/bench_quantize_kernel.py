@@ -8,9 +8,10 @@ Compiles ``benchmarks/native/quantize_harness.cc`` (which includes the kernel's 
 default ``ratedist/_native/quantize.cc``) with the flags of :mod:`ratedist._native`, pins it to
 one core and prints ns per element for QSGD (s = 15, 32- and 8-bit draws), TernGrad, a 3-bit
 stochastic scalar table (TNQ-like), natural compression, sign, a 3-bit nearest-level table,
-Rand-K's keys and the integer-grid rows (grid at delta = 0.5, stochastic and nearest; Z^1 with
-dither; their checksum is the entropy in bits), d = 1e7, best of 7 calls. ``--source`` times another version of the kernel (the
-checksums show whether two versions give the same outputs). A ``MODE`` name runs that mode only.
+Rand-K's keys, the integer-grid rows (grid at delta = 0.5, stochastic and nearest; Z^1 with
+dither; their checksum is the entropy in bits) and Rand-K's dense update (k = d/100), d = 1e7,
+best of 7 calls. ``--source`` times another version of the kernel (the checksums show whether
+two versions give the same outputs). A ``MODE`` name runs that mode only.
 """
 
 from __future__ import annotations

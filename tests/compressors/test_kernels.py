@@ -439,7 +439,7 @@ def test_threefry_chain_widths_give_the_same_stream(tmp_path):
         label: [line[:16] + line.split("checksum")[1] for line in lines]  # name, checksums
         for label, lines in out.items()
     }
-    assert len(sums["default"]) == 11  # 8 quantizer modes, 3 integer-grid rows
+    assert len(sums["default"]) == 12  # 8 quantizer modes, 3 integer-grid rows, Rand-K
     for label, lines in sums.items():
         assert lines == sums["default"], label
 
