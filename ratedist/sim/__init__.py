@@ -23,12 +23,6 @@ from ratedist.sim.algorithms import (
     example_algorithm,
     gd,
     lag,
-    marina,
-    tpc_v1,
-    tpc_v2,
-    tpc_v3,
-    tpc_v4,
-    tpc_v5,
 )
 from ratedist.sim.code_moments import (
     CLOSED_FORMS,
@@ -97,6 +91,7 @@ from ratedist.sim.sweep import (
     run_config,
     run_sweep,
 )
+from ratedist.sim.tpc import marina, tpc_v1, tpc_v2, tpc_v3, tpc_v4, tpc_v5
 from ratedist.sim.trace import Bits, Trace
 
 __all__ = [
