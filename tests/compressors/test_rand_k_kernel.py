@@ -276,3 +276,28 @@ def test_dense_kernel_derivative_is_the_pure_paths(monkeypatch):
     want = np.zeros(d)
     want[idx] = (d / k) * (d / k) * x_np[idx]
     np.testing.assert_allclose(native, want, rtol=1e-15, atol=0)
+
+
+def test_monte_carlo_rand_k_unbiased_on_the_dense_kernel():
+    """Rand-K-unbiased on the dense kernel (k = d/100): every coordinate is sent with
+    probability k/d, the mean is x and the variance x^2 (d/k - 1), within 5 standard errors."""
+    d, k, n = 1000, 10, 6000
+    x = np.random.default_rng(8).standard_normal(d) * np.linspace(0.1, 3.0, d)
+    xj = jnp.asarray(x)
+    comp = make(f"rand-k-unbiased:k={k}")
+
+    def one(q):
+        return comp.update(xj, comp.init(xj), key=q)[0]
+
+    keys = jax.random.split(jax.random.key(99), n)
+    assert "ratedist_rand_k_dense" in jax.jit(one).lower(keys[0]).as_text()
+    out = np.asarray(jax.jit(jax.vmap(one))(keys))
+    assert np.all((out != 0).sum(axis=1) == k)
+    p = k / d
+    freq = (out != 0).mean(axis=0)
+    assert np.max(np.abs(freq - p) / np.sqrt(p * (1 - p) / n)) < 5.0
+    var = x**2 * (d / k - 1)
+    z = np.abs(out.mean(axis=0) - x) / np.sqrt(var / n)
+    assert z.max() < 5.0, z.max()
+    err = ((out - x) ** 2).sum(axis=1)  # E||C(x) - x||^2 = (d/k - 1) ||x||^2
+    assert abs(err.mean() - var.sum()) < 5.0 * err.std(ddof=1) / np.sqrt(n)
