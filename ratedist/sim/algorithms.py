@@ -105,6 +105,23 @@ def _comp_init(comp):
     return init
 
 
+def contractive_method(name: str, comp: Compressor, step, *, needs: tuple[str, ...]) -> Algorithm:
+    """The :class:`Algorithm` of a 3PC method with one contractive compressor ``comp`` and the
+    per-worker ``step``: ``(A, B)`` of ``theory(name, alpha)`` (``alpha`` from ``comp``'s
+    facts), the compressor's state as the mechanism state, its payload as the bits per step."""
+    return Algorithm(
+        f"{name}[{label(comp)}]",
+        _comp_init(comp),
+        step,
+        lambda d, n, hp: theory(name, alpha=alpha_of(comp, d))[0],
+        lambda d, n, hp: theory(name, alpha=alpha_of(comp, d))[1],
+        config={"algorithm": name, "compressor": label(comp)},
+        needs=needs,
+        bits_per_step=lambda d, n, hp: payload_bits(comp, d),
+        deterministic=comp.facts.deterministic,
+    )
+
+
 # --------------------------------------------------------------------------- algorithms
 
 
@@ -351,17 +368,7 @@ def ef21(compressor: Compressor) -> Algorithm:
         c, cstate, msg = compress(comp, x - h, cstate, key, shared)
         return h + c, cstate, msg
 
-    return Algorithm(
-        f"ef21[{label(comp)}]",
-        _comp_init(comp),
-        step,
-        lambda d, n, hp: theory("ef21", alpha=alpha_of(comp, d))[0],
-        lambda d, n, hp: theory("ef21", alpha=alpha_of(comp, d))[1],
-        config={"algorithm": "ef21", "compressor": label(comp)},
-        needs=("h",),
-        bits_per_step=lambda d, n, hp: payload_bits(comp, d),
-        deterministic=comp.facts.deterministic,
-    )
+    return contractive_method("ef21", comp, step, needs=("h",))
 
 
 def _trigger(h, y, x, zeta):

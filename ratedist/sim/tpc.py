@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ratedist.compressors.base import FLOAT_BITS, Compressor
-from ratedist.sim.algorithms import _check_p, _comp_init, register
+from ratedist.sim.algorithms import _check_p, _comp_init, contractive_method, register
 from ratedist.sim.method import (
     Algorithm,
     add_msgs,
@@ -46,17 +46,7 @@ def tpc_v1(compressor: Compressor) -> Algorithm:
         c, cstate, msg = compress(comp, x - y, cstate, key, shared)
         return y + c, cstate, msg
 
-    return Algorithm(
-        f"tpc_v1[{label(comp)}]",
-        _comp_init(comp),
-        step,
-        lambda d, n, hp: theory("tpc_v1", alpha=alpha_of(comp, d))[0],
-        lambda d, n, hp: theory("tpc_v1", alpha=alpha_of(comp, d))[1],
-        config={"algorithm": "tpc_v1", "compressor": label(comp)},
-        needs=("y",),
-        bits_per_step=lambda d, n, hp: payload_bits(comp, d),
-        deterministic=comp.facts.deterministic,
-    )
+    return contractive_method("tpc_v1", comp, step, needs=("y",))
 
 
 @register(
