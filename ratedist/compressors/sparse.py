@@ -172,11 +172,12 @@ def _rand_k(name: str, k: Any, float_bits: Any, unbiased: bool) -> Compressor:
         ``k <= d/100`` on CPU (:func:`~ratedist.compressors._kernels.rand_k_dense`, the same
         bits), else the scatter of ``sparse``'s values."""
         x = check_vector(x)
+        key = check_key(key, name)
         d = x.shape[0]
         check_k(k, d)
         if k <= _kernels.SUBSET_MAX_FRACTION * d:
             scale = d / k if unbiased else None
-            x_hat = _kernels.rand_k_dense(x, check_key(key, name), k, scale)
+            x_hat = _kernels.rand_k_dense(x, key, k, scale)
             return x_hat, state, _k_info(d, k, float_bits)
         vals, idx, state, info = sparse(x, state, key=key)
         return propagate_nonfinite(x, _scatter(d, idx, vals)), state, info
