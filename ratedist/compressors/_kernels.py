@@ -564,6 +564,7 @@ def rand_k_dense(x, key, k: int, scale=None, *, sigmas: float | None = None):
 
     if not native_available(x.dtype):
         return pure(x, kd, sc)[0]
+
     def native(a, kw, s):
         return _ffi_rand_k_dense(a, kw, s, k, sigmas)
 
