@@ -23,8 +23,8 @@
 // layout.
 //
 // A second handler, RatedistRandomSubset, returns Rand-K's k indices (those of the k largest
-// keys of mode kRandKeys) from the same stream in one pass that does not write the keys; a
-// third, RatedistGridF32/F64, rounds onto an integer grid (the grid compressor, the Z^n
+// keys of mode kRandKeys) from the same stream in one pass that does not write the keys, and
+// RatedistRandKDenseF32/F64 Rand-K's dense update from the same pass; a third, RatedistGridF32/F64, rounds onto an integer grid (the grid compressor, the Z^n
 // lattice) and counts its symbols in the same pass; a fourth, RatedistClosestDnF32/F64, is the
 // D_n lattice's decoder (D4, and E8 through its two cosets), and a fifth,
 // RatedistColumnEntropy, the entropy layer of the lattices' label columns.
@@ -918,10 +918,11 @@ inline void Row(const Params<double>& P, const double* x, int64_t d, double* y, 
 // deviation ~ sqrt(k)) contain the top k unless fewer than k survive; then (probability
 // ~ Phi(-sigmas) + e^-kSubsetExtra) the row is redone with t0 = 0 (every key a candidate).
 // One pass generates the words block by block into L1, flags the keys >= t0 (vectorized),
-// skips the groups of 16 words with no flag, and compacts the survivors of the others in index
-// order (branch-free); std::nth_element on a copy of the ~k survivors finds the k-th largest
-// pair T, and the survivors >= T are emitted. Memory: 16 bytes per survivor (all d of them
-// when k is close to d or the bracket missed), kept per thread for the next call.
+// skips the groups of 16 words with no flag, and walks the set flags of the others in index
+// order; a histogram of the ~k survivors' top key bits and std::nth_element on the one bucket
+// that holds it find the k-th largest pair T (KthLargest), and the survivors >= T are emitted.
+// Memory: 16 bytes per survivor (all d of them when k is close to d or the bracket missed),
+// kept per thread for the next call.
 constexpr double kSubsetExtra = 16.0;
 constexpr int64_t kSubsetGroup = 8;  // blocks (16 words) tested together against t0
 static_assert(kSubsetGroup == 8, "the group test reads 8 one-byte flags as one word");
