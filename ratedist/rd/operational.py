@@ -214,8 +214,13 @@ def monte_carlo_stats(
         ("entropy_rate_bits_mc", ent),
     ):
         v = np.asarray(v, np.float64)
-        out[key_name] = float(v.mean())
-        out[key_name + "_se"] = float(v.std(ddof=1) / math.sqrt(trials))
+        if v.min() == v.max():
+            # a constant sample (a fixed-length container): its value and SE 0, exactly
+            # (np.mean of equal values can be an ulp off, and np.std a few 1e-17)
+            out[key_name], out[key_name + "_se"] = float(v[0]), 0.0
+        else:
+            out[key_name] = float(v.mean())
+            out[key_name + "_se"] = float(v.std(ddof=1) / math.sqrt(trials))
     out["entropy_rate_bits_mc_bias"] = None
     out["entropy_estimator"] = "per-call plug-in"
     if symbols:

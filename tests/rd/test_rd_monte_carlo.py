@@ -237,3 +237,16 @@ def test_monte_carlo_sigma_range_is_meaningful_at_its_ends_and_enforced_outside(
             assert repr(sigma) in str(exc.value)
         # Closed forms alone simulate nothing: any sigma > 0.
         assert rd_point("scaled-sign", 64, sigma=1e300).distortion is not None
+
+
+def test_a_fixed_container_rate_is_exact_with_zero_standard_error():
+    """Every trial of a fixed-length container has the same rate; the Monte Carlo summary is
+    that rate and SE 0, exactly (np.mean of 200 copies of 4.032 is 4.031999999999999)."""
+    from ratedist.rd.operational import monte_carlo_stats
+
+    d, trials = 1000, 200
+    out = monte_carlo_stats("nuqsgd:s=6", d, trials=trials, key=jax.random.key(3))
+    assert out["rate_bits_mc_se"] == 0.0
+    assert out["rate_bits_mc"] == closed_form("nuqsgd:s=6", d).rate_bits
+    assert np.full(trials, out["rate_bits_mc"]).mean() != out["rate_bits_mc"]  # the trap
+    assert out["distortion_mc_se"] > 0.0  # a varying sample keeps its SE
