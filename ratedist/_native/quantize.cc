@@ -958,9 +958,11 @@ RD_INLINE void ZeroBackground(const F* __restrict x, F* __restrict y, int64_t n)
 // never shrunk); returns their number. Writes the background bg of the same elements (if any).
 RD_CLONES int64_t SubsetCandidates(uint32_t k0, uint32_t k1, int64_t d, uint32_t t0,
                                    std::vector<uint64_t>& c, const Background& bg) {
-  if (bg.yf != nullptr) ZeroBackground(bg.xf, bg.yf, t0 >= (1u << 30) ? d : 0);
-  if (bg.yd != nullptr) ZeroBackground(bg.xd, bg.yd, t0 >= (1u << 30) ? d : 0);
-  if (t0 >= (1u << 30)) return 0;  // no 30-bit key reaches t0
+  if (t0 >= (1u << 30)) {  // no 30-bit key reaches t0: the background only
+    if (bg.yf != nullptr) ZeroBackground(bg.xf, bg.yf, d);
+    if (bg.yd != nullptr) ZeroBackground(bg.xd, bg.yd, d);
+    return 0;
+  }
   const uint32_t tw = t0 << 2;      // w >> 2 >= t0  <=>  w >= 4 t0
   alignas(64) uint32_t w0[kBlock / 2], w1[kBlock / 2];
   alignas(64) uint8_t h0[kBlock / 2], h1[kBlock / 2];
